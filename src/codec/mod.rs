@@ -1,0 +1,5 @@
+//! Encodings: SOAP 1.1 XML towards the municipalities, JSON towards AF.
+
+pub mod af_json;
+pub mod soap;
+pub mod xml;

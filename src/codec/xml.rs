@@ -1,0 +1,294 @@
+//! A small, bounded XML reader: bytes → namespace-resolved element tree.
+//!
+//! Every limit is checked while reading, so hostile input costs at most `max_body` bytes of
+//! work. DTDs are refused and no entity other than the five predefined ones and character
+//! references is ever expanded.
+
+use quick_xml::NsReader;
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+
+/// Bounds on what the reader accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct XmlLimits {
+    pub max_depth: usize,
+    pub max_elements: usize,
+    pub max_text_len: usize,
+    pub max_attr_len: usize,
+    pub max_attributes: usize,
+}
+
+impl Default for XmlLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: 32,
+            max_elements: 2_000,
+            max_text_len: 16 * 1024,
+            max_attr_len: 1024,
+            max_attributes: 32,
+        }
+    }
+}
+
+/// Why a document was refused before its content was looked at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    #[error("the body is not well-formed XML: {0}")]
+    Malformed(String),
+    #[error("the body must be UTF-8 encoded")]
+    Encoding,
+    #[error("DTDs and entity declarations are not allowed")]
+    Doctype,
+    #[error("entity reference &{0}; is not allowed (only the five predefined entities)")]
+    Entity(String),
+    #[error("namespace prefix '{0}' is not declared")]
+    UnknownPrefix(String),
+    #[error("elements are nested deeper than {0} levels")]
+    TooDeep(usize),
+    #[error("the document has more than {0} elements")]
+    TooManyElements(usize),
+    #[error("a text is longer than {0} bytes")]
+    TextTooLong(usize),
+    #[error("an attribute value is longer than {0} bytes")]
+    AttrTooLong(usize),
+    #[error("an element has more than {0} attributes")]
+    TooManyAttributes(usize),
+}
+
+impl XmlError {
+    /// True for the errors that are about size rather than shape.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            XmlError::TooDeep(_)
+                | XmlError::TooManyElements(_)
+                | XmlError::TextTooLong(_)
+                | XmlError::AttrTooLong(_)
+                | XmlError::TooManyAttributes(_)
+        )
+    }
+}
+
+/// An attribute with its resolved namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    pub ns: Option<String>,
+    pub name: String,
+    pub value: String,
+}
+
+/// One element with its resolved namespace, attributes, child elements and text.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Element {
+    pub ns: Option<String>,
+    pub name: String,
+    pub attributes: Vec<Attribute>,
+    pub children: Vec<Element>,
+    pub text: String,
+}
+
+impl Element {
+    /// Whether this element is `{ns}name`.
+    pub fn is(&self, ns: &str, name: &str) -> bool {
+        self.ns.as_deref() == Some(ns) && self.name == name
+    }
+
+    pub fn attribute(&self, ns: Option<&str>, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|a| a.ns.as_deref() == ns && a.name == name)
+            .map(|a| a.value.as_str())
+    }
+}
+
+fn resolve(r: ResolveResult<'_>) -> Result<Option<String>, XmlError> {
+    match r {
+        ResolveResult::Bound(ns) => Ok(Some(ns.as_ref().to_owned())),
+        ResolveResult::Unbound => Ok(None),
+        ResolveResult::Unknown(p) => Err(XmlError::UnknownPrefix(p)),
+    }
+}
+
+fn predefined(name: &str) -> Option<char> {
+    Some(match name {
+        "lt" => '<',
+        "gt" => '>',
+        "amp" => '&',
+        "apos" => '\'',
+        "quot" => '"',
+        _ => return None,
+    })
+}
+
+fn malformed(e: impl std::fmt::Display) -> XmlError {
+    XmlError::Malformed(e.to_string())
+}
+
+/// Parses a whole document into its root element.
+pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| XmlError::Encoding)?;
+    let mut reader = NsReader::from_str(text);
+    reader.config_mut().expand_empty_elements = true;
+    reader.config_mut().check_end_names = true;
+
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let mut elements = 0usize;
+
+    loop {
+        let (ns, event) = reader.read_resolved_event().map_err(malformed)?;
+        match event {
+            Event::Start(start) => {
+                if root.is_some() {
+                    return Err(malformed("more than one root element"));
+                }
+                elements += 1;
+                if elements > limits.max_elements {
+                    return Err(XmlError::TooManyElements(limits.max_elements));
+                }
+                if stack.len() >= limits.max_depth {
+                    return Err(XmlError::TooDeep(limits.max_depth));
+                }
+                let ns = resolve(ns)?;
+                let name = start.local_name().as_ref().to_owned();
+                let mut attributes = Vec::new();
+                for attr in start.attributes().with_checks(true) {
+                    let attr = attr.map_err(malformed)?;
+                    if attributes.len() >= limits.max_attributes {
+                        return Err(XmlError::TooManyAttributes(limits.max_attributes));
+                    }
+                    if attr.value.len() > limits.max_attr_len {
+                        return Err(XmlError::AttrTooLong(limits.max_attr_len));
+                    }
+                    let key = attr.key;
+                    if key.as_namespace_binding().is_some() {
+                        continue;
+                    }
+                    let (ans, local) = reader.resolver().resolve_attribute(key);
+                    let value = attr
+                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .map_err(malformed)?;
+                    attributes.push(Attribute {
+                        ns: resolve(ans)?,
+                        name: local.as_ref().to_owned(),
+                        value: value.into_owned(),
+                    });
+                }
+                stack.push(Element {
+                    ns,
+                    name,
+                    attributes,
+                    ..Element::default()
+                });
+            }
+            Event::End(_) => {
+                let done = stack.pop().ok_or_else(|| malformed("unexpected end tag"))?;
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(done),
+                    None => root = Some(done),
+                }
+            }
+            Event::Text(t) => push_text(&mut stack, &t.xml10_content(), limits)?,
+            Event::CData(c) => {
+                push_text(&mut stack, &c.xml10_content(), limits)?;
+            }
+            Event::GeneralRef(r) => {
+                let ch = if r.is_char_ref() {
+                    r.resolve_char_ref()
+                        .map_err(malformed)?
+                        .ok_or_else(|| malformed("invalid character reference"))?
+                } else {
+                    let name = r.xml10_content();
+                    predefined(&name).ok_or_else(|| XmlError::Entity(name.into_owned()))?
+                };
+                push_text(&mut stack, ch.encode_utf8(&mut [0u8; 4]), limits)?;
+            }
+            Event::DocType(_) => return Err(XmlError::Doctype),
+            Event::Decl(decl) => {
+                if let Some(enc) = decl.encoding() {
+                    let enc = enc.map_err(malformed)?;
+                    if !enc.eq_ignore_ascii_case("utf-8") {
+                        return Err(XmlError::Encoding);
+                    }
+                }
+            }
+            Event::Comment(_) | Event::PI(_) => {}
+            // expand_empty_elements turns <a/> into Start + End, so this does not occur.
+            Event::Empty(_) => return Err(malformed("unexpected empty-element event")),
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(malformed("the document ends inside an element"));
+    }
+    root.ok_or_else(|| malformed("there is no root element"))
+}
+
+fn push_text(stack: &mut [Element], s: &str, limits: &XmlLimits) -> Result<(), XmlError> {
+    match stack.last_mut() {
+        Some(el) => {
+            if el.text.len() + s.len() > limits.max_text_len {
+                return Err(XmlError::TextTooLong(limits.max_text_len));
+            }
+            el.text.push_str(s);
+            Ok(())
+        }
+        None if s.trim().is_empty() => Ok(()),
+        None => Err(malformed("text outside the root element")),
+    }
+}
+
+/// Escapes text for element content and attribute values.
+pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    quick_xml::escape::escape(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Element, XmlError> {
+        parse(s.as_bytes(), &XmlLimits::default())
+    }
+
+    #[test]
+    fn resolves_namespaces_and_entities() {
+        let e = p(r#"<?xml version="1.0" encoding="UTF-8"?><a:x xmlns:a="urn:a"><a:y>1 &lt; 2 &#65;</a:y><z/></a:x>"#).unwrap();
+        assert_eq!(e.ns.as_deref(), Some("urn:a"));
+        assert_eq!(e.children[0].text, "1 < 2 A");
+        assert_eq!(e.children[1].ns, None);
+    }
+
+    #[test]
+    fn refuses_doctype_and_custom_entities() {
+        let bomb = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><a>&lol;</a>"#;
+        assert_eq!(p(bomb), Err(XmlError::Doctype));
+        assert_eq!(p("<a>&lol;</a>"), Err(XmlError::Entity("lol".into())));
+    }
+
+    #[test]
+    fn limits_hold() {
+        let deep = "<a>".repeat(40) + &"</a>".repeat(40);
+        assert_eq!(p(&deep), Err(XmlError::TooDeep(32)));
+        let many = format!("<a>{}</a>", "<b/>".repeat(2001));
+        assert_eq!(p(&many), Err(XmlError::TooManyElements(2000)));
+        let long = format!("<a>{}</a>", "x".repeat(20_000));
+        assert_eq!(p(&long), Err(XmlError::TextTooLong(16 * 1024)));
+    }
+
+    #[test]
+    fn refuses_broken_documents() {
+        assert!(matches!(p("<a><b></a>"), Err(XmlError::Malformed(_))));
+        assert!(matches!(p("<a></a><b/>"), Err(XmlError::Malformed(_))));
+        assert!(matches!(p(""), Err(XmlError::Malformed(_))));
+        assert_eq!(p("<p:a/>"), Err(XmlError::UnknownPrefix("p".into())));
+        assert_eq!(
+            parse(&[0xff, 0xfe], &XmlLimits::default()),
+            Err(XmlError::Encoding)
+        );
+        assert_eq!(
+            p(r#"<?xml version="1.0" encoding="ISO-8859-1"?><a/>"#),
+            Err(XmlError::Encoding)
+        );
+    }
+}

@@ -1,0 +1,545 @@
+//! Configuration: a TOML file (`deny_unknown_fields`) turned once into validated runtime types.
+//!
+//! Every problem is collected with its key, so `brygga check-config` reports them all at once.
+//! Relative paths are resolved against the directory of the configuration file.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+
+use crate::identity::IdpKeys;
+use crate::model::{Kommunkod, Operation, Organisationsnummer};
+use crate::tls;
+
+/// The file as written. Each field is documented in `config/example.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub gateway: GatewayFile,
+    pub kommun: KommunListenerFile,
+    pub admin: AdminListenerFile,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    pub af: AfFile,
+    pub jwt: JwtFile,
+    pub syften: Vec<SyfteFile>,
+    pub clients: Vec<ClientFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    /// Sent to AF as `AF-SystemId`.
+    pub system_id: String,
+    /// Sent to AF as `AF-Environment`: U1, I1, T1, T2 or PROD.
+    pub environment: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KommunListenerFile {
+    pub bind: String,
+    /// Server certificate chain (PEM) presented to case systems.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA bundle (PEM) that municipal client certificates must chain to.
+    pub client_ca: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminListenerFile {
+    pub bind: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsFile {
+    /// Largest request body accepted; more is refused with 413.
+    pub max_body_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub tls_handshake_timeout: Duration,
+    /// Time allowed for a request head (slowloris protection).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time allowed to receive a request body.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            tls_handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AfFile {
+    /// Base URL of AF's API, `https://…` (no trailing slash needed).
+    pub base_url: String,
+    /// CA bundle that AF's server certificate must chain to.
+    pub ca: PathBuf,
+    /// The gateway's client certificate and key towards AF.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// AF's OAuth2 token endpoint (client credentials).
+    pub token_url: String,
+    pub client_id: String,
+    /// Name of an environment variable holding the client secret, if AF requires one on top
+    /// of the client certificate.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// Deadline for one AF call, token fetch included.
+    #[serde(with = "humantime_serde", default = "default_af_timeout")]
+    pub timeout: Duration,
+    #[serde(with = "humantime_serde", default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+}
+
+fn default_af_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtFile {
+    /// The `aud` every case-worker token must carry.
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(with = "humantime_serde", default = "default_leeway")]
+    pub leeway: Duration,
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyfteFile {
+    pub kod: String,
+    pub beskrivning: String,
+    pub lagrum: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFile {
+    /// A short name for logs and metrics (never personal data).
+    pub name: String,
+    /// Organisation number as in the client certificate, e.g. 212000-0142.
+    pub orgnr: String,
+    pub kommunkod: String,
+    /// Operations this client may call.
+    pub operations: Vec<String>,
+    /// Purpose codes this client may use.
+    pub syften: Vec<String>,
+    pub idp: IdpFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpFile {
+    pub issuer: String,
+    /// JWKS file with the identity provider's public keys.
+    pub jwks_file: PathBuf,
+    /// The only algorithm accepted from this issuer: ES256, RS256 or EdDSA.
+    pub algorithm: String,
+}
+
+/// One problem in a configuration: the key and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub reason: String,
+}
+
+/// All problems found in a configuration.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: {} problem(s) in the configuration",
+            self.file.display(),
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  {}: {}", p.key, p.reason)?;
+        }
+        Ok(())
+    }
+}
+
+/// A certificate chain and its key.
+#[derive(Debug)]
+pub struct CertAndKey {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for CertAndKey {
+    fn clone(&self) -> Self {
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+/// Validated runtime configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub system_id: String,
+    pub environment: String,
+    pub kommun_bind: SocketAddr,
+    pub kommun_tls: CertAndKey,
+    pub kommun_client_ca: Vec<CertificateDer<'static>>,
+    pub admin_bind: SocketAddr,
+    pub limits: LimitsFile,
+    pub af: AfSettings,
+    pub jwt_audience: String,
+    pub jwt_leeway: Duration,
+    pub syften: BTreeMap<String, Syfte>,
+    pub clients: Vec<Arc<Client>>,
+}
+
+/// How to reach AF.
+#[derive(Debug, Clone)]
+pub struct AfSettings {
+    pub base_url: String,
+    pub ca: Vec<CertificateDer<'static>>,
+    pub identity: CertAndKey,
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// A purpose and its legal basis.
+#[derive(Debug, Clone)]
+pub struct Syfte {
+    pub kod: String,
+    pub beskrivning: String,
+    pub lagrum: String,
+}
+
+/// A municipal client, identified by the organisation number in its certificate.
+#[derive(Debug)]
+pub struct Client {
+    pub name: String,
+    pub orgnr: Organisationsnummer,
+    pub kommunkod: Kommunkod,
+    pub operations: HashSet<Operation>,
+    pub syften: HashSet<String>,
+    pub idp: IdpKeys,
+}
+
+const ENVIRONMENTS: [&str; 5] = ["U1", "I1", "T1", "T2", "PROD"];
+
+struct Checker {
+    dir: PathBuf,
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn fail(&mut self, key: impl Into<String>, reason: impl fmt::Display) {
+        self.problems.push(Problem {
+            key: key.into(),
+            reason: reason.to_string(),
+        });
+    }
+    fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.dir.join(p)
+        }
+    }
+    fn addr(&mut self, key: &str, s: &str) -> Option<SocketAddr> {
+        s.parse()
+            .map_err(|_| {
+                self.fail(
+                    key,
+                    format!("'{s}' is not an address such as 127.0.0.1:8443"),
+                )
+            })
+            .ok()
+    }
+    fn certs(&mut self, key: &str, p: &Path) -> Option<Vec<CertificateDer<'static>>> {
+        let p = self.path(p);
+        tls::load_certs(&p).map_err(|e| self.fail(key, e)).ok()
+    }
+    fn key(&mut self, key: &str, p: &Path) -> Option<PrivateKeyDer<'static>> {
+        let p = self.path(p);
+        tls::load_key(&p).map_err(|e| self.fail(key, e)).ok()
+    }
+    fn https(&mut self, key: &str, s: &str) {
+        match reqwest::Url::parse(s) {
+            Ok(u) if u.scheme() == "https" && u.host().is_some() => {}
+            Ok(_) => self.fail(key, "must be an https:// URL with a host"),
+            Err(e) => self.fail(key, format!("not a URL: {e}")),
+        }
+    }
+    fn positive(&mut self, key: &str, d: Duration) {
+        if d.is_zero() {
+            self.fail(key, "must be longer than zero");
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError {
+            file: path.to_owned(),
+            problems: vec![Problem {
+                key: key.to_owned(),
+                reason,
+            }],
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err("(file)", e.to_string()))?;
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| {
+            let key = e
+                .span()
+                .map(|s| format!("line {}", text[..s.start].lines().count().max(1)))
+                .unwrap_or_else(|| "(file)".into());
+            err(&key, e.message().to_owned())
+        })?;
+        let dir = path
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::from_file(file, &dir).map_err(|problems| ConfigError {
+            file: path.to_owned(),
+            problems,
+        })
+    }
+
+    /// Validates a parsed file; relative paths are taken from `dir`.
+    pub fn from_file(f: ConfigFile, dir: &Path) -> Result<Config, Vec<Problem>> {
+        let mut c = Checker {
+            dir: dir.to_owned(),
+            problems: Vec::new(),
+        };
+        let valid_id = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        if !valid_id(&f.gateway.system_id) {
+            c.fail(
+                "gateway.system_id",
+                "must be 1-64 of A-Z, a-z, 0-9, '.', '_', '-'",
+            );
+        }
+        if !ENVIRONMENTS.contains(&f.gateway.environment.as_str()) {
+            c.fail(
+                "gateway.environment",
+                format!("must be one of {ENVIRONMENTS:?}"),
+            );
+        }
+        let kommun_bind = c.addr("kommun.bind", &f.kommun.bind);
+        let kommun_chain = c.certs("kommun.cert", &f.kommun.cert);
+        let kommun_key = c.key("kommun.key", &f.kommun.key);
+        let kommun_client_ca = c.certs("kommun.client_ca", &f.kommun.client_ca);
+        if let (Some(chain), Some(key), Some(ca)) = (&kommun_chain, &kommun_key, &kommun_client_ca)
+        {
+            if let Err(e) = tls::mtls_server_config(chain.clone(), key.clone_key(), ca) {
+                c.fail("kommun.cert", e);
+            }
+        }
+        let admin_bind = c.addr("admin.bind", &f.admin.bind);
+
+        let l = &f.limits;
+        if !(1024..=16 * 1024 * 1024).contains(&l.max_body_bytes) {
+            c.fail("limits.max_body_bytes", "must be from 1024 to 16777216");
+        }
+        c.positive("limits.tls_handshake_timeout", l.tls_handshake_timeout);
+        c.positive("limits.header_read_timeout", l.header_read_timeout);
+        c.positive("limits.body_read_timeout", l.body_read_timeout);
+
+        c.https("af.base_url", &f.af.base_url);
+        c.https("af.token_url", &f.af.token_url);
+        let af_ca = c.certs("af.ca", &f.af.ca);
+        let af_chain = c.certs("af.client_cert", &f.af.client_cert);
+        let af_key = c.key("af.client_key", &f.af.client_key);
+        if f.af.client_id.trim().is_empty() {
+            c.fail("af.client_id", "must not be empty");
+        }
+        let client_secret = match &f.af.client_secret_env {
+            Some(var) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Some(v),
+                _ => {
+                    c.fail(
+                        "af.client_secret_env",
+                        format!("environment variable {var} is not set"),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        c.positive("af.timeout", f.af.timeout);
+        c.positive("af.connect_timeout", f.af.connect_timeout);
+
+        if f.jwt.audience.trim().is_empty() {
+            c.fail("jwt.audience", "must not be empty");
+        }
+        if f.jwt.leeway > Duration::from_secs(300) {
+            c.fail("jwt.leeway", "must be at most 5m");
+        }
+
+        let mut syften = BTreeMap::new();
+        for (i, s) in f.syften.iter().enumerate() {
+            let key = format!("syften[{i}]");
+            if !crate::codec::soap::is_code(&s.kod) {
+                c.fail(format!("{key}.kod"), "must match [A-Z][A-Z0-9-]{1,31}");
+            }
+            if s.lagrum.trim().is_empty() || s.lagrum.chars().count() > 500 {
+                c.fail(format!("{key}.lagrum"), "must be 1-500 characters");
+            }
+            if s.beskrivning.trim().is_empty() {
+                c.fail(format!("{key}.beskrivning"), "must not be empty");
+            }
+            let syfte = Syfte {
+                kod: s.kod.clone(),
+                beskrivning: s.beskrivning.clone(),
+                lagrum: s.lagrum.clone(),
+            };
+            if syften.insert(s.kod.clone(), syfte).is_some() {
+                c.fail(format!("{key}.kod"), format!("{} is listed twice", s.kod));
+            }
+        }
+
+        if f.clients.is_empty() {
+            c.fail("clients", "at least one client is needed");
+        }
+        let mut clients = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, cf) in f.clients.iter().enumerate() {
+            let key = format!("clients[{i}]");
+            if !valid_id(&cf.name) {
+                c.fail(
+                    format!("{key}.name"),
+                    "must be 1-64 of A-Z, a-z, 0-9, '.', '_', '-'",
+                );
+            }
+            let orgnr = Organisationsnummer::parse(&cf.orgnr)
+                .map_err(|e| c.fail(format!("{key}.orgnr"), e))
+                .ok();
+            if let Some(o) = orgnr {
+                if !seen.insert(o) {
+                    c.fail(format!("{key}.orgnr"), format!("{o} is configured twice"));
+                }
+            }
+            let kommunkod = Kommunkod::parse(&cf.kommunkod)
+                .map_err(|e| c.fail(format!("{key}.kommunkod"), e))
+                .ok();
+            let mut operations = HashSet::new();
+            for (j, name) in cf.operations.iter().enumerate() {
+                match Operation::from_name(name) {
+                    Some(op) => {
+                        operations.insert(op);
+                    }
+                    None => c.fail(
+                        format!("{key}.operations[{j}]"),
+                        format!(
+                            "unknown operation '{name}' (known: {})",
+                            Operation::ALL.map(|o| o.name()).join(", ")
+                        ),
+                    ),
+                }
+            }
+            for (j, s) in cf.syften.iter().enumerate() {
+                if !syften.contains_key(s) {
+                    c.fail(
+                        format!("{key}.syften[{j}]"),
+                        format!("'{s}' is not a purpose listed under [[syften]]"),
+                    );
+                }
+            }
+            let jwks = c.path(&cf.idp.jwks_file);
+            let idp = IdpKeys::load(&cf.idp.issuer, &cf.idp.algorithm, &jwks)
+                .map_err(|(field, e)| c.fail(format!("{key}.idp.{field}"), e))
+                .ok();
+            if let (Some(orgnr), Some(kommunkod), Some(idp)) = (orgnr, kommunkod, idp) {
+                clients.push(Arc::new(Client {
+                    name: cf.name.clone(),
+                    orgnr,
+                    kommunkod,
+                    operations,
+                    syften: cf.syften.iter().cloned().collect(),
+                    idp,
+                }));
+            }
+        }
+
+        match (
+            kommun_bind,
+            kommun_chain,
+            kommun_key,
+            kommun_client_ca,
+            admin_bind,
+            af_ca,
+            af_chain,
+            af_key,
+        ) {
+            (Some(kb), Some(kc), Some(kk), Some(kca), Some(ab), Some(aca), Some(ac), Some(ak))
+                if c.problems.is_empty() =>
+            {
+                Ok(Config {
+                    system_id: f.gateway.system_id,
+                    environment: f.gateway.environment,
+                    kommun_bind: kb,
+                    kommun_tls: CertAndKey { chain: kc, key: kk },
+                    kommun_client_ca: kca,
+                    admin_bind: ab,
+                    limits: f.limits,
+                    af: AfSettings {
+                        base_url: f.af.base_url.trim_end_matches('/').to_owned(),
+                        ca: aca,
+                        identity: CertAndKey { chain: ac, key: ak },
+                        token_url: f.af.token_url,
+                        client_id: f.af.client_id,
+                        client_secret,
+                        timeout: f.af.timeout,
+                        connect_timeout: f.af.connect_timeout,
+                    },
+                    jwt_audience: f.jwt.audience,
+                    jwt_leeway: f.jwt.leeway,
+                    syften,
+                    clients,
+                })
+            }
+            _ => Err(c.problems),
+        }
+    }
+
+    /// The client whose certificate carries this organisation number.
+    pub fn client(&self, orgnr: &Organisationsnummer) -> Option<&Arc<Client>> {
+        self.clients.iter().find(|c| c.orgnr == *orgnr)
+    }
+}

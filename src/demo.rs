@@ -1,0 +1,426 @@
+//! `brygga demo`: the AF simulator, the gateway and a case-system client on loopback with the
+//! example certificates; every step is checked and reported. `--serve` keeps them running on
+//! the configured ports for other tools.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+
+use crate::client::{KommunClient, TokenMinter, example_fraga};
+use crate::codec::soap::KommunResponse;
+use crate::config::Config;
+use crate::gateway::{self, RunningGateway};
+use crate::model::*;
+use crate::sim::{self, RunningSim, SimSettings};
+
+/// Where the demo finds its files.
+#[derive(Debug, Clone)]
+pub struct DemoFiles {
+    pub config: PathBuf,
+    pub sim_config: PathBuf,
+    pub certs: PathBuf,
+}
+
+impl Default for DemoFiles {
+    fn default() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        Self {
+            config: root.join("config/example.toml"),
+            sim_config: root.join("config/af-sim.example.toml"),
+            certs: root.join("certs-example"),
+        }
+    }
+}
+
+/// The simulator and gateway of a demo, started together.
+pub struct DemoStack {
+    pub sim: RunningSim,
+    pub gateway: RunningGateway,
+    pub config: Config,
+}
+
+impl DemoStack {
+    /// Starts the simulator, points the gateway at it and starts the gateway. With
+    /// `ephemeral`, every listener takes a free loopback port.
+    pub async fn start(files: &DemoFiles, ephemeral: bool) -> Result<Self, String> {
+        let mut config = Config::load(&files.config).map_err(|e| e.to_string())?;
+        let mut sim_settings = SimSettings::load(&files.sim_config)?;
+        if ephemeral {
+            let any = "127.0.0.1:0".parse().map_err(|_| "address")?;
+            sim_settings.bind = any;
+            config.kommun_bind = any;
+            config.admin_bind = any;
+        }
+        let sim = sim::start(sim_settings).await?;
+        config.af.base_url = format!("https://localhost:{}", sim.addr.port());
+        config.af.token_url = format!("{}/oauth2/token", config.af.base_url);
+        let gateway = gateway::start(config.clone()).await?;
+        Ok(Self {
+            sim,
+            gateway,
+            config,
+        })
+    }
+
+    pub fn kommun_url(&self) -> String {
+        format!(
+            "https://localhost:{}/kommun/v1",
+            self.gateway.kommun_addr.port()
+        )
+    }
+
+    pub async fn shutdown(self) {
+        self.gateway.shutdown().await;
+        self.sim.shutdown().await;
+    }
+}
+
+/// A municipality of the example set-up, with its files.
+pub struct ExampleClient {
+    pub kommunkod: String,
+    pub orgnr: String,
+    pub namn: String,
+    pub handlaggare: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub idp_key: PathBuf,
+    pub issuer: String,
+}
+
+/// The example clients of a configuration, with their files in `certs`.
+pub fn example_clients(config: &Config, certs: &Path) -> Vec<ExampleClient> {
+    crate::certs::EXAMPLE_MUNICIPALITIES
+        .iter()
+        .filter_map(|(kod, namn, orgnr)| {
+            let c = config
+                .clients
+                .iter()
+                .find(|c| c.kommunkod.to_string() == *kod)?;
+            Some(ExampleClient {
+                kommunkod: kod.to_string(),
+                orgnr: c.orgnr.to_string(),
+                namn: namn.to_string(),
+                handlaggare: format!("SE{orgnr}-HL01"),
+                cert: certs.join(format!("klient-{kod}.pem")),
+                key: certs.join(format!("klient-{kod}.key")),
+                idp_key: certs.join(format!("idp-{kod}.key")),
+                issuer: c.idp.issuer.clone(),
+            })
+        })
+        .collect()
+}
+
+/// What a step expects.
+enum Expect {
+    Answer(fn(&Arbetssokandestatus) -> bool),
+    Fault(StatusCode, &'static str),
+}
+
+struct Outcome {
+    name: String,
+    passed: bool,
+    got: String,
+    ms: f64,
+}
+
+async fn step(
+    name: &str,
+    expect: Expect,
+    fut: impl Future<Output = Result<crate::client::RawAnswer, String>>,
+) -> Outcome {
+    let t = Instant::now();
+    let result = fut.await;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    let (passed, got) = match result {
+        Err(e) => (false, format!("transport error: {e}")),
+        Ok(a) => match (a.decode(), &expect) {
+            (Ok(KommunResponse::Status(s)), Expect::Answer(check)) => (
+                a.status == StatusCode::OK && check(&s.status),
+                format!(
+                    "{} answer: known={} registered={} protected={}",
+                    a.status.as_u16(),
+                    s.status.kand_av_af,
+                    s.status.inskriven,
+                    s.status.sekretessmarkering
+                ),
+            ),
+            (Ok(KommunResponse::Fault { fel: Some(f), .. }), Expect::Fault(st, code)) => (
+                a.status == *st && f.felkod == *code,
+                format!(
+                    "{} Fault {} ({}){}",
+                    a.status.as_u16(),
+                    f.felkod,
+                    f.kalla.as_str(),
+                    f.falt.map(|x| format!(" at {x}")).unwrap_or_default()
+                ),
+            ),
+            (Ok(KommunResponse::Fault { fel, .. }), _) => (
+                false,
+                format!(
+                    "{} unexpected Fault {:?}",
+                    a.status.as_u16(),
+                    fel.map(|f| f.felkod)
+                ),
+            ),
+            (Ok(KommunResponse::Status(_)), _) => {
+                (false, format!("{} unexpected answer", a.status.as_u16()))
+            }
+            (Err(e), _) => (
+                false,
+                format!("{} undecodable answer: {e}", a.status.as_u16()),
+            ),
+        },
+    };
+    Outcome {
+        name: name.to_owned(),
+        passed,
+        got,
+        ms,
+    }
+}
+
+/// Runs the demo on free loopback ports; returns whether every step behaved as expected.
+pub async fn run(files: &DemoFiles) -> Result<bool, String> {
+    let stack = DemoStack::start(files, true).await?;
+    let url = stack.kommun_url();
+    let ca = files.certs.join("kommun-ca.pem");
+    let clients = example_clients(&stack.config, &files.certs);
+    let (sthlm, gbg) = match clients.as_slice() {
+        [a, b, ..] => (a, b),
+        _ => return Err("the configuration lacks the example municipalities 0180 and 1480".into()),
+    };
+    let aud = stack.config.jwt_audience.clone();
+    let st_client = KommunClient::new(&url, &ca, Some((&sthlm.cert, &sthlm.key)))?;
+    let gb_client = KommunClient::new(&url, &ca, Some((&gbg.cert, &gbg.key)))?;
+    let st_idp = TokenMinter::load(&sthlm.idp_key, &sthlm.issuer, &aud)?;
+    let gb_idp = TokenMinter::load(&gbg.idp_key, &gbg.issuer, &aud)?;
+    let st_token = st_idp.token(&sthlm.handlaggare, "0180", "EKB-BESLUT")?;
+    let gb_token = gb_idp.token(&gbg.handlaggare, "1480", "EKB-BESLUT")?;
+    let fraga = |c: &ExampleClient, pnr: &str| {
+        example_fraga(&c.orgnr, &c.namn, &c.handlaggare, pnr, "EKB-BESLUT")
+    };
+    let status_req = |f: Fraga| KommunRequest::HamtaArbetssokandeStatus(f);
+
+    println!(
+        "brygga demo: AF simulator on {}, gateway on {}, admin on {}",
+        stack.sim.addr, stack.gateway.kommun_addr, stack.gateway.admin_addr
+    );
+    println!(
+        "Stockholms stad (0180) and Göteborgs stad (1480) call HamtaArbetssokandeStatus over mTLS with ES256 tokens.\n"
+    );
+
+    let mut outcomes = Vec::new();
+    let fixed: [(&str, &str, Expect); 5] = [
+        (
+            "registered jobseeker",
+            sim::REGISTRERAD,
+            Expect::Answer(|s| s.inskriven && s.kontor.is_some() && s.sokandekategori.is_some()),
+        ),
+        (
+            "deregistered (got a job)",
+            sim::AVAKTUALISERAD,
+            Expect::Answer(|s| !s.inskriven && s.avaktualisering.is_some()),
+        ),
+        (
+            "protected identity: office removed",
+            sim::SKYDDAD,
+            Expect::Answer(|s| s.sekretessmarkering && s.kontor.is_none()),
+        ),
+        (
+            "not known to AF",
+            sim::OKAND,
+            Expect::Answer(|s| !s.kand_av_af && !s.inskriven),
+        ),
+        (
+            "AF fails for this person",
+            sim::AF_FEL,
+            Expect::Fault(StatusCode::BAD_GATEWAY, "AF_FEL"),
+        ),
+    ];
+    for (label, pnr, expect) in fixed {
+        let req = status_req(fraga(sthlm, pnr)?);
+        outcomes.push(
+            step(
+                &format!("Stockholm: {label}"),
+                expect,
+                st_client.call(&st_token, &req),
+            )
+            .await,
+        );
+    }
+    let req = status_req(fraga(gbg, "197010632391")?);
+    outcomes.push(
+        step(
+            "Göteborg: samordningsnummer, derived answer",
+            Expect::Answer(|s| s.kand_av_af || !s.inskriven),
+            gb_client.call(&gb_token, &req),
+        )
+        .await,
+    );
+
+    // Error cases: each must be refused with its own code, naming the problem.
+    let good = crate::codec::soap::encode_request(&status_req(fraga(sthlm, sim::REGISTRERAD)?));
+    let bad_digit = good.replace(sim::REGISTRERAD, "198507099806");
+    outcomes.push(
+        step(
+            "bad check digit in Personidentitet",
+            Expect::Fault(StatusCode::BAD_REQUEST, "OGILTIGT_FALT"),
+            st_client.post_raw(Some(&st_token), bad_digit),
+        )
+        .await,
+    );
+    let no_syfte = good.replace("<k:Syfte>EKB-BESLUT</k:Syfte>", "");
+    outcomes.push(
+        step(
+            "missing Syfte",
+            Expect::Fault(StatusCode::BAD_REQUEST, "FALT_SAKNAS"),
+            st_client.post_raw(Some(&st_token), no_syfte),
+        )
+        .await,
+    );
+    outcomes.push(
+        step(
+            "malformed XML",
+            Expect::Fault(StatusCode::BAD_REQUEST, "OGILTIG_XML"),
+            st_client.post_raw(Some(&st_token), good[..good.len() / 2].to_owned()),
+        )
+        .await,
+    );
+    outcomes.push(
+        step(
+            "no token",
+            Expect::Fault(StatusCode::UNAUTHORIZED, "TOKEN_SAKNAS"),
+            st_client.post_raw(None, good.clone()),
+        )
+        .await,
+    );
+    let expired = st_idp.sign(&{
+        let mut c = st_idp.claims(
+            &sthlm.handlaggare,
+            "0180",
+            "EKB-BESLUT",
+            Duration::from_secs(60),
+        );
+        c.exp = c.iat.saturating_sub(3600);
+        c.nbf = c.exp.saturating_sub(300);
+        c
+    })?;
+    outcomes.push(
+        step(
+            "expired token",
+            Expect::Fault(StatusCode::UNAUTHORIZED, "TOKEN_UTGANGET"),
+            st_client.post_raw(Some(&expired), good.clone()),
+        )
+        .await,
+    );
+    let foreign = st_idp.token(&sthlm.handlaggare, "1480", "EKB-BESLUT")?;
+    outcomes.push(
+        step(
+            "token for another municipality",
+            Expect::Fault(StatusCode::FORBIDDEN, "FEL_KOMMUN"),
+            st_client.post_raw(Some(&foreign), good.clone()),
+        )
+        .await,
+    );
+    outcomes.push(
+        step(
+            "Göteborg's token on Stockholm's certificate",
+            Expect::Fault(StatusCode::UNAUTHORIZED, "TOKEN_OKAND_NYCKEL"),
+            st_client.post_raw(Some(&gb_token), good.clone()),
+        )
+        .await,
+    );
+
+    let width = outcomes
+        .iter()
+        .map(|o| o.name.chars().count())
+        .max()
+        .unwrap_or(10);
+    for o in &outcomes {
+        println!(
+            "{} {:<width$}  {:>7.1} ms  {}",
+            if o.passed { "ok  " } else { "FAIL" },
+            o.name,
+            o.ms,
+            o.got
+        );
+    }
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    println!(
+        "\n{} steps, {} passed, {} failed. AF saw {} data request(s) and {} token request(s): refused requests never reached AF, and the token was reused.",
+        outcomes.len(),
+        outcomes.len() - failed,
+        failed,
+        stack
+            .sim
+            .stats
+            .data_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        stack
+            .sim
+            .stats
+            .token_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    stack.shutdown().await;
+    Ok(failed == 0)
+}
+
+fn abs(p: &Path) -> String {
+    std::fs::canonicalize(p)
+        .unwrap_or_else(|_| p.to_owned())
+        .display()
+        .to_string()
+}
+
+/// Starts the simulator and gateway on the configured ports, prints one JSON line describing
+/// them, and serves until SIGINT or SIGTERM.
+pub async fn serve(files: &DemoFiles) -> Result<(), String> {
+    let stack = DemoStack::start(files, false).await?;
+    let clients: Vec<_> = example_clients(&stack.config, &files.certs)
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "orgnr": c.orgnr, "kommunkod": c.kommunkod, "handlaggare": c.handlaggare,
+                "cert": abs(&c.cert), "key": abs(&c.key), "idp_key": abs(&c.idp_key),
+                "idp_alg": "ES256", "iss": c.issuer, "aud": stack.config.jwt_audience,
+            })
+        })
+        .collect();
+    let line = serde_json::json!({
+        "kommun_url": stack.kommun_url(),
+        "admin_url": format!("http://{}", stack.gateway.admin_addr),
+        "af_sim_url": format!("https://localhost:{}", stack.sim.addr.port()),
+        "ca": abs(&files.certs.join("kommun-ca.pem")),
+        "clients": clients,
+    });
+    println!("{line}");
+    wait_for_signal().await;
+    tracing::info!("signal received; draining");
+    stack.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

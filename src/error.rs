@@ -1,0 +1,266 @@
+//! Every way a request can fail, and the one place (`rescue`) that turns a failure into an
+//! HTTP status, a SOAP Fault with a stable Felkod, and whether a retry can help.
+//!
+//! Upstream detail never reaches the caller: it goes to the log (without personal data).
+
+use http::StatusCode;
+
+use crate::codec::soap::{DecodeError, DecodeKind};
+use crate::identity::TokenError;
+use crate::model::Kalla;
+use crate::policy::Denial;
+use crate::translate::AfContractError;
+use crate::upstream::UpstreamError;
+
+/// Stable error codes of interface v1. Integrators program against these; never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Felkod {
+    OkandResurs,
+    MetodEjTillaten,
+    FelMediatyp,
+    ForStorBegaran,
+    LangsamKlient,
+    OgiltigXml,
+    OtillatenXml,
+    XmlGransOverskriden,
+    InteSoap,
+    OkandOperation,
+    FaltSaknas,
+    OgiltigtFalt,
+    OvantatElement,
+    KlientOkand,
+    TokenSaknas,
+    TokenOgiltigt,
+    TokenFelAlgoritm,
+    TokenOkandNyckel,
+    TokenFelSignatur,
+    TokenUtganget,
+    TokenEjGiltigtAnnu,
+    TokenFelUtfardare,
+    TokenFelMottagare,
+    TokenSaknarAnsprak,
+    FelKommun,
+    HandlaggareMatcharEj,
+    IngivareMatcharEj,
+    SyfteMatcharEj,
+    OperationEjTillaten,
+    SyfteEjTillatet,
+    AfEjNabar,
+    AfTidsgrans,
+    AfFel,
+    AfAvvisade,
+    AfOgiltigtSvar,
+    InterntFel,
+}
+
+impl Felkod {
+    pub fn as_str(self) -> &'static str {
+        use Felkod::*;
+        match self {
+            OkandResurs => "OKAND_RESURS",
+            MetodEjTillaten => "METOD_EJ_TILLATEN",
+            FelMediatyp => "FEL_MEDIATYP",
+            ForStorBegaran => "FOR_STOR_BEGARAN",
+            LangsamKlient => "LANGSAM_KLIENT",
+            OgiltigXml => "OGILTIG_XML",
+            OtillatenXml => "OTILLATEN_XML",
+            XmlGransOverskriden => "XML_GRANS_OVERSKRIDEN",
+            InteSoap => "INTE_SOAP",
+            OkandOperation => "OKAND_OPERATION",
+            FaltSaknas => "FALT_SAKNAS",
+            OgiltigtFalt => "OGILTIGT_FALT",
+            OvantatElement => "OVANTAT_ELEMENT",
+            KlientOkand => "KLIENT_OKAND",
+            TokenSaknas => "TOKEN_SAKNAS",
+            TokenOgiltigt => "TOKEN_OGILTIGT",
+            TokenFelAlgoritm => "TOKEN_FEL_ALGORITM",
+            TokenOkandNyckel => "TOKEN_OKAND_NYCKEL",
+            TokenFelSignatur => "TOKEN_FEL_SIGNATUR",
+            TokenUtganget => "TOKEN_UTGANGET",
+            TokenEjGiltigtAnnu => "TOKEN_EJ_GILTIGT_ANNU",
+            TokenFelUtfardare => "TOKEN_FEL_UTFARDARE",
+            TokenFelMottagare => "TOKEN_FEL_MOTTAGARE",
+            TokenSaknarAnsprak => "TOKEN_SAKNAR_ANSPRAK",
+            FelKommun => "FEL_KOMMUN",
+            HandlaggareMatcharEj => "HANDLAGGARE_MATCHAR_EJ",
+            IngivareMatcharEj => "INGIVARE_MATCHAR_EJ",
+            SyfteMatcharEj => "SYFTE_MATCHAR_EJ",
+            OperationEjTillaten => "OPERATION_EJ_TILLATEN",
+            SyfteEjTillatet => "SYFTE_EJ_TILLATET",
+            AfEjNabar => "AF_EJ_NABAR",
+            AfTidsgrans => "AF_TIDSGRANS",
+            AfFel => "AF_FEL",
+            AfAvvisade => "AF_AVVISADE",
+            AfOgiltigtSvar => "AF_OGILTIGT_SVAR",
+            InterntFel => "INTERNT_FEL",
+        }
+    }
+
+    /// The HTTP status that tells the class of the error.
+    pub fn status(self) -> StatusCode {
+        use Felkod::*;
+        match self {
+            OkandResurs => StatusCode::NOT_FOUND,
+            MetodEjTillaten => StatusCode::METHOD_NOT_ALLOWED,
+            FelMediatyp => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ForStorBegaran => StatusCode::PAYLOAD_TOO_LARGE,
+            LangsamKlient => StatusCode::REQUEST_TIMEOUT,
+            OgiltigXml | OtillatenXml | XmlGransOverskriden | InteSoap | OkandOperation
+            | FaltSaknas | OgiltigtFalt | OvantatElement => StatusCode::BAD_REQUEST,
+            TokenSaknas | TokenOgiltigt | TokenFelAlgoritm | TokenOkandNyckel
+            | TokenFelSignatur | TokenUtganget | TokenEjGiltigtAnnu | TokenFelUtfardare
+            | TokenFelMottagare | TokenSaknarAnsprak => StatusCode::UNAUTHORIZED,
+            KlientOkand | FelKommun | HandlaggareMatcharEj | IngivareMatcharEj | SyfteMatcharEj
+            | OperationEjTillaten | SyfteEjTillatet => StatusCode::FORBIDDEN,
+            AfEjNabar => StatusCode::SERVICE_UNAVAILABLE,
+            AfTidsgrans => StatusCode::GATEWAY_TIMEOUT,
+            AfFel | AfAvvisade | AfOgiltigtSvar => StatusCode::BAD_GATEWAY,
+            InterntFel => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn kalla(self) -> Kalla {
+        use Felkod::*;
+        match self {
+            AfEjNabar | AfTidsgrans | AfFel | AfOgiltigtSvar => Kalla::Af,
+            _ => Kalla::Gateway,
+        }
+    }
+
+    /// Whether sending the same request again later can succeed.
+    pub fn retry_can_help(self) -> bool {
+        use Felkod::*;
+        matches!(
+            self,
+            LangsamKlient | AfEjNabar | AfTidsgrans | AfFel | InterntFel | TokenUtganget
+        )
+    }
+
+    /// Whether the caller must change the request (SOAP `Client` fault) or not (`Server`).
+    pub fn is_client_fault(self) -> bool {
+        self.status().is_client_error()
+    }
+}
+
+/// A failed request: its code, a message a person can act on, and the field if there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub felkod: Felkod,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl Failure {
+    pub fn new(felkod: Felkod, message: impl Into<String>) -> Self {
+        Self {
+            felkod,
+            message: message.into(),
+            field: None,
+        }
+    }
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+}
+
+impl From<DecodeError> for Failure {
+    fn from(e: DecodeError) -> Self {
+        let felkod = match e.kind {
+            DecodeKind::Malformed => Felkod::OgiltigXml,
+            DecodeKind::Limit => Felkod::XmlGransOverskriden,
+            DecodeKind::Forbidden => Felkod::OtillatenXml,
+            DecodeKind::NotSoap => Felkod::InteSoap,
+            DecodeKind::UnknownOperation => Felkod::OkandOperation,
+            DecodeKind::Missing => Felkod::FaltSaknas,
+            DecodeKind::Invalid => Felkod::OgiltigtFalt,
+            DecodeKind::Unexpected => Felkod::OvantatElement,
+        };
+        Failure {
+            felkod,
+            message: e.to_string(),
+            field: e.path,
+        }
+    }
+}
+
+impl From<TokenError> for Failure {
+    fn from(e: TokenError) -> Self {
+        let felkod = match e {
+            TokenError::Missing => Felkod::TokenSaknas,
+            TokenError::Malformed => Felkod::TokenOgiltigt,
+            TokenError::Algorithm(_) => Felkod::TokenFelAlgoritm,
+            TokenError::UnknownKey => Felkod::TokenOkandNyckel,
+            TokenError::Signature => Felkod::TokenFelSignatur,
+            TokenError::Expired => Felkod::TokenUtganget,
+            TokenError::NotYetValid => Felkod::TokenEjGiltigtAnnu,
+            TokenError::Issuer => Felkod::TokenFelUtfardare,
+            TokenError::Audience => Felkod::TokenFelMottagare,
+            TokenError::Claim(_) => Felkod::TokenSaknarAnsprak,
+        };
+        Failure::new(felkod, e.to_string())
+    }
+}
+
+impl From<Denial> for Failure {
+    fn from(d: Denial) -> Self {
+        let (felkod, field) = match &d {
+            Denial::ForeignKommun => (Felkod::FelKommun, None),
+            Denial::Handlaggare => (
+                Felkod::HandlaggareMatcharEj,
+                Some("Fraga/Ingivare/Handlaggare"),
+            ),
+            Denial::Ingivare => (
+                Felkod::IngivareMatcharEj,
+                Some("Fraga/Ingivare/Organisationsnummer"),
+            ),
+            Denial::SyfteMismatch => (Felkod::SyfteMatcharEj, Some("Fraga/Syfte")),
+            Denial::Operation(_) => (Felkod::OperationEjTillaten, None),
+            Denial::Syfte(_) => (Felkod::SyfteEjTillatet, Some("Fraga/Syfte")),
+        };
+        Failure {
+            felkod,
+            message: d.to_string(),
+            field: field.map(str::to_owned),
+        }
+    }
+}
+
+impl From<UpstreamError> for Failure {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::Unreachable(_) => Failure::new(
+                Felkod::AfEjNabar,
+                "Arbetsförmedlingen kan inte nås just nu; försök igen om en stund",
+            ),
+            UpstreamError::Timeout(d) => Failure::new(
+                Felkod::AfTidsgrans,
+                format!(
+                    "Arbetsförmedlingen svarade inte inom {} ms; försök igen",
+                    d.as_millis()
+                ),
+            ),
+            UpstreamError::Status(s) => Failure::new(
+                Felkod::AfFel,
+                format!("Arbetsförmedlingen svarade med ett fel (HTTP {s}); försök igen senare"),
+            ),
+            UpstreamError::Credentials(_) => Failure::new(
+                Felkod::AfAvvisade,
+                "Arbetsförmedlingen godtog inte brygga's behörighet; kontakta driften",
+            ),
+            UpstreamError::Contract(_) => Failure::new(
+                Felkod::AfOgiltigtSvar,
+                "Arbetsförmedlingens svar följde inte kontraktet; kontakta driften",
+            ),
+        }
+    }
+}
+
+impl From<AfContractError> for Failure {
+    fn from(_: AfContractError) -> Self {
+        Failure::new(
+            Felkod::AfOgiltigtSvar,
+            "Arbetsförmedlingens svar följde inte kontraktet; kontakta driften",
+        )
+    }
+}

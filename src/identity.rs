@@ -1,0 +1,262 @@
+//! Who is calling: the organisation from the client certificate, the case worker from the JWT.
+
+use std::path::Path;
+
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rustls_pki_types::CertificateDer;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{HsaId, Kommunkod, Organisationsnummer};
+
+/// OID of `organizationIdentifier` (ETSI EN 319 412-1), e.g. `NTRSE-2120000142`.
+const OID_ORGANIZATION_IDENTIFIER: &str = "2.5.4.97";
+/// OID of `serialNumber`, where some Swedish organisation certificates put the orgnr.
+const OID_SERIAL_NUMBER: &str = "2.5.4.5";
+
+/// The organisation number in a client certificate's subject: `organizationIdentifier`
+/// (`NTRSE-NNNNNNNNNN`) or, failing that, `serialNumber` (10 or 12 digits).
+pub fn orgnr_from_certificate(cert: &CertificateDer<'_>) -> Result<Organisationsnummer, String> {
+    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| format!("client certificate cannot be parsed: {e}"))?;
+    let subject = x509.subject();
+    let value_of = |oid: &str| {
+        subject
+            .iter_attributes()
+            .find(|a| a.attr_type().to_id_string() == oid)
+            .and_then(|a| a.as_str().ok().map(str::to_owned))
+    };
+    if let Some(v) = value_of(OID_ORGANIZATION_IDENTIFIER) {
+        let digits = v.strip_prefix("NTRSE-").unwrap_or(&v);
+        return Organisationsnummer::parse(digits)
+            .map_err(|e| format!("organizationIdentifier in the certificate: {e}"));
+    }
+    if let Some(v) = value_of(OID_SERIAL_NUMBER) {
+        return Organisationsnummer::parse(&v)
+            .map_err(|e| format!("serialNumber in the certificate: {e}"));
+    }
+    Err("the client certificate's subject has no organizationIdentifier or serialNumber".into())
+}
+
+/// The public keys and pinned algorithm of one identity provider.
+pub struct IdpKeys {
+    pub issuer: String,
+    pub algorithm: Algorithm,
+    keys: Vec<(Option<String>, DecodingKey)>,
+}
+
+impl std::fmt::Debug for IdpKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdpKeys")
+            .field("issuer", &self.issuer)
+            .field("algorithm", &self.algorithm)
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+impl IdpKeys {
+    /// Loads a JWKS file; the error names the config field (`issuer`, `algorithm`, `jwks_file`).
+    pub fn load(
+        issuer: &str,
+        algorithm: &str,
+        jwks: &Path,
+    ) -> Result<Self, (&'static str, String)> {
+        if issuer.trim().is_empty() {
+            return Err(("issuer", "must not be empty".into()));
+        }
+        let algorithm = match algorithm {
+            "ES256" => Algorithm::ES256,
+            "RS256" => Algorithm::RS256,
+            "EdDSA" => Algorithm::EdDSA,
+            other => {
+                return Err((
+                    "algorithm",
+                    format!("'{other}' is not accepted (ES256, RS256 or EdDSA)"),
+                ));
+            }
+        };
+        let text = std::fs::read_to_string(jwks)
+            .map_err(|e| ("jwks_file", format!("{}: {e}", jwks.display())))?;
+        let set: JwkSet = serde_json::from_str(&text)
+            .map_err(|e| ("jwks_file", format!("{}: not a JWKS: {e}", jwks.display())))?;
+        let mut keys = Vec::new();
+        for (i, jwk) in set.keys.iter().enumerate() {
+            let key = DecodingKey::from_jwk(jwk)
+                .map_err(|e| ("jwks_file", format!("{}: key {i}: {e}", jwks.display())))?;
+            if key.family() != algorithm.family() {
+                return Err((
+                    "jwks_file",
+                    format!(
+                        "{}: key {i} does not fit algorithm {algorithm:?}",
+                        jwks.display()
+                    ),
+                ));
+            }
+            keys.push((jwk.common.key_id.clone(), key));
+        }
+        if keys.is_empty() {
+            return Err(("jwks_file", format!("{}: holds no keys", jwks.display())));
+        }
+        Ok(Self {
+            issuer: issuer.to_owned(),
+            algorithm,
+            keys,
+        })
+    }
+
+    fn key_for(&self, kid: Option<&str>) -> Option<&DecodingKey> {
+        match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|(k, _)| k.as_deref() == Some(kid))
+                .map(|(_, key)| key),
+            None if self.keys.len() == 1 => Some(&self.keys[0].1),
+            None => None,
+        }
+    }
+}
+
+/// The claims brygga reads from a case worker's token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub kommunkod: String,
+    pub syfte: String,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+}
+
+#[derive(Deserialize)]
+struct RawClaims {
+    sub: Option<String>,
+    kommunkod: Option<String>,
+    syfte: Option<String>,
+}
+
+/// A verified token: who the case worker is, for which municipality and purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseWorker {
+    pub hsa_id: HsaId,
+    pub kommunkod: Kommunkod,
+    pub syfte: String,
+}
+
+/// Why a token was refused. Messages never echo the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("no bearer token in the Authorization header")]
+    Missing,
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token's algorithm is not the one configured for this client's issuer ({0})")]
+    Algorithm(String),
+    #[error("the token's key id (kid) is not among the issuer's published keys")]
+    UnknownKey,
+    #[error("the token's signature does not verify with the issuer's key")]
+    Signature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet (nbf is in the future)")]
+    NotYetValid,
+    #[error("the token's issuer (iss) is not this client's identity provider")]
+    Issuer,
+    #[error("the token's audience (aud) is not this gateway")]
+    Audience,
+    #[error("the token lacks the claim '{0}' or it is invalid")]
+    Claim(&'static str),
+}
+
+/// Verifies a bearer token against the client's identity provider.
+pub fn verify_token(
+    idp: &IdpKeys,
+    audience: &str,
+    leeway_secs: u64,
+    token: &str,
+) -> Result<CaseWorker, TokenError> {
+    use jsonwebtoken::errors::ErrorKind;
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+    if header.alg != idp.algorithm {
+        return Err(TokenError::Algorithm(format!("{:?}", idp.algorithm)));
+    }
+    let key = idp
+        .key_for(header.kid.as_deref())
+        .ok_or(TokenError::UnknownKey)?;
+    let mut v = Validation::new(idp.algorithm);
+    v.leeway = leeway_secs;
+    v.validate_nbf = true;
+    v.set_issuer(&[&idp.issuer]);
+    v.set_audience(&[audience]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    let data = jsonwebtoken::decode::<RawClaims>(token, key, &v).map_err(|e| match e.kind() {
+        ErrorKind::InvalidSignature => TokenError::Signature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::Issuer,
+        ErrorKind::InvalidAudience => TokenError::Audience,
+        ErrorKind::MissingRequiredClaim(c) => TokenError::Claim(match c.as_str() {
+            "exp" => "exp",
+            "iss" => "iss",
+            "aud" => "aud",
+            _ => "sub",
+        }),
+        ErrorKind::InvalidAlgorithm => TokenError::Algorithm(format!("{:?}", idp.algorithm)),
+        _ => TokenError::Malformed,
+    })?;
+    let c = data.claims;
+    let hsa_id = c
+        .sub
+        .as_deref()
+        .and_then(|s| HsaId::parse(s).ok())
+        .ok_or(TokenError::Claim("sub"))?;
+    let kommunkod = c
+        .kommunkod
+        .as_deref()
+        .and_then(|s| Kommunkod::parse(s).ok())
+        .ok_or(TokenError::Claim("kommunkod"))?;
+    let syfte = c
+        .syfte
+        .filter(|s| crate::codec::soap::is_code(s))
+        .ok_or(TokenError::Claim("syfte"))?;
+    Ok(CaseWorker {
+        hsa_id,
+        kommunkod,
+        syfte,
+    })
+}
+
+/// Signs a development token with an ES256 key in PEM (PKCS#8), as `brygga token` does.
+pub fn mint_token(
+    key_pem: &[u8],
+    kid: Option<&str>,
+    claims: &TokenClaims,
+) -> Result<String, String> {
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(key_pem).map_err(|e| e.to_string())?;
+    let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &key).map_err(|e| e.to_string())
+}
+
+/// A JWKS with one EC P-256 key, from the raw uncompressed public point (0x04 ‖ x ‖ y).
+pub fn es256_jwks(public_point: &[u8]) -> Result<(String, serde_json::Value), String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    if public_point.len() != 65 || public_point[0] != 4 {
+        return Err("not an uncompressed P-256 point".into());
+    }
+    let x = B64.encode(&public_point[1..33]);
+    let y = B64.encode(&public_point[33..]);
+    // RFC 7638 thumbprint as key id: members in lexicographic order, no whitespace.
+    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    let kid = B64.encode(<sha2::Sha256 as sha2::Digest>::digest(canonical.as_bytes()));
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256", "x": x, "y": y,
+        "use": "sig", "alg": "ES256", "kid": kid,
+    });
+    let _: Jwk = serde_json::from_value(jwk.clone()).map_err(|e| e.to_string())?;
+    Ok((kid, serde_json::json!({ "keys": [jwk] })))
+}

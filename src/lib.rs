@@ -1,0 +1,22 @@
+//! brygga: a hardened data-exchange gateway between Arbetsförmedlingen (AF) and the case
+//! systems Swedish municipalities use for ekonomiskt bistånd.
+//!
+//! A request's path reads top to bottom in [`exchange`]; each stage has its own module.
+
+pub mod certs;
+pub mod client;
+pub mod codec;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod exchange;
+pub mod gateway;
+pub mod identity;
+pub mod model;
+pub mod ops;
+pub mod policy;
+pub mod server;
+pub mod sim;
+pub mod tls;
+pub mod translate;
+pub mod upstream;

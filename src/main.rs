@@ -1,0 +1,254 @@
+//! The `brygga` command line: parses arguments, sets up logging and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use brygga::config::Config;
+use brygga::demo::{self, DemoFiles};
+
+#[derive(Parser)]
+#[command(
+    name = "brygga",
+    version,
+    about = "Hardened data-exchange gateway between Arbetsförmedlingen and municipal case systems"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "BRYGGA_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, env = "BRYGGA_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run the AF simulator, the gateway and a case-system client on loopback with the example
+    /// certificates, and report every step.
+    Demo {
+        /// Keep the simulator and gateway running on the configured ports and print one JSON
+        /// line describing them.
+        #[arg(long)]
+        serve: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        sim_config: Option<PathBuf>,
+        #[arg(long)]
+        certs: Option<PathBuf>,
+    },
+    /// Check a configuration file and report every problem with its key.
+    CheckConfig {
+        #[arg(long, env = "BRYGGA_CONFIG")]
+        config: PathBuf,
+    },
+    /// Development PKI.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Simulators of the other parties.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+    /// Print a development JWT signed with an example municipality's identity-provider key.
+    Token {
+        /// The municipality's kommunkod, e.g. 0180.
+        #[arg(long)]
+        kommun: String,
+        /// The case worker's HSA-id.
+        #[arg(long)]
+        sub: String,
+        /// The purpose code.
+        #[arg(long)]
+        syfte: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The ES256 key (default: certs-example/idp-KOMMUN.key).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Lifetime, e.g. 5m.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        lifetime: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Write a development PKI like certs-example/ (public, for development only).
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 3650)]
+        days: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Run the AF simulator.
+    Af {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn init_logging(format: LogFormat, default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.compact().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = matches!(
+        cli.command,
+        Command::Demo { serve: false, .. }
+            | Command::Token { .. }
+            | Command::CheckConfig { .. }
+            | Command::Certs { .. }
+    );
+    init_logging(cli.log_format, if quiet { "warn" } else { "info" });
+    brygga::tls::provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let defaults = DemoFiles::default();
+    match command {
+        Command::Serve { config } => {
+            let config = Config::load(&config).map_err(|e| anyhow!("{e}"))?;
+            let gw = brygga::gateway::start(config)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            demo::wait_for_signal().await;
+            tracing::info!("signal received; draining");
+            gw.shutdown().await;
+        }
+        Command::Demo {
+            serve,
+            config,
+            sim_config,
+            certs,
+        } => {
+            let files = DemoFiles {
+                config: config.unwrap_or(defaults.config),
+                sim_config: sim_config.unwrap_or(defaults.sim_config),
+                certs: certs.unwrap_or(defaults.certs),
+            };
+            if serve {
+                demo::serve(&files).await.map_err(|e| anyhow!(e))?;
+            } else if !demo::run(&files).await.map_err(|e| anyhow!(e))? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(c) => println!(
+                "{}: valid ({} client(s), {} purpose(s))",
+                config.display(),
+                c.clients.len(),
+                c.syften.len()
+            ),
+            Err(e) => {
+                print!("{e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        Command::Certs {
+            command: CertsCommand::Generate { out, days },
+        } => {
+            let files = brygga::certs::generate(&out, days).map_err(|e| anyhow!(e))?;
+            println!(
+                "wrote {} files to {}: {}",
+                files.len(),
+                out.display(),
+                files.join(", ")
+            );
+        }
+        Command::Sim {
+            command: SimCommand::Af { config },
+        } => {
+            let settings = brygga::sim::SimSettings::load(&config).map_err(|e| anyhow!(e))?;
+            let sim = brygga::sim::start(settings).await.map_err(|e| anyhow!(e))?;
+            println!(
+                "{}",
+                serde_json::json!({ "af_sim_url": format!("https://localhost:{}", sim.addr.port()) })
+            );
+            demo::wait_for_signal().await;
+            sim.shutdown().await;
+        }
+        Command::Token {
+            kommun,
+            sub,
+            syfte,
+            config,
+            key,
+            lifetime,
+        } => {
+            let config_path = config.unwrap_or(defaults.config);
+            let config = Config::load(&config_path).map_err(|e| anyhow!("{e}"))?;
+            let client = config
+                .clients
+                .iter()
+                .find(|c| c.kommunkod.to_string() == kommun)
+                .with_context(|| {
+                    format!(
+                        "no client with kommunkod {kommun} in {}",
+                        config_path.display()
+                    )
+                })?;
+            let key = key.unwrap_or_else(|| defaults.certs.join(format!("idp-{kommun}.key")));
+            let minter =
+                brygga::client::TokenMinter::load(&key, &client.idp.issuer, &config.jwt_audience)
+                    .map_err(|e| anyhow!(e))?;
+            let token = minter
+                .sign(&minter.claims(&sub, &kommun, &syfte, lifetime))
+                .map_err(|e| anyhow!(e))?;
+            println!("{token}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,410 @@
+//! Identifiers parsed once at the edge: a value of these types is always valid.
+//!
+//! None of them prints a personal identity number: `Debug` of [`Personnummer`] is masked and it
+//! has no `Display`. Error messages name the rule that failed, never the value.
+
+use std::fmt;
+
+use time::{Date, Month};
+
+/// Why an identifier was refused. The text says which rule failed, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentError {
+    #[error("must be exactly {0} digits")]
+    Digits(usize),
+    #[error("the date part is not a real calendar date")]
+    Date,
+    #[error("the check digit does not match (Luhn)")]
+    CheckDigit,
+    #[error("the third digit must be 2 or higher for an organisation number")]
+    NotOrganisation,
+    #[error("the 12-digit form must start with 16")]
+    Prefix,
+    #[error("county code {0:02} does not exist (valid: 01, 03-10, 12-14, 17-25)")]
+    County(u8),
+    #[error(
+        "must be SE, a 10-digit organisation number, '-' and letters or digits, at most 31 characters"
+    )]
+    HsaShape,
+    #[error("must be a date YYYY-MM-DD, optionally with an offset such as +01:00 or Z")]
+    DateShape,
+    #[error("must be a UUID such as 3f1c6a52-8b9e-4c1f-9a57-0d6e2b7c4a10")]
+    Uuid,
+}
+
+/// Luhn (modulus 10) check digit over `digits`, weights 2,1,2,1,… from the left.
+pub fn luhn_check_digit(digits: &[u8]) -> u8 {
+    let sum: u32 = digits
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let p = u32::from(*d) * if i % 2 == 0 { 2 } else { 1 };
+            p / 10 + p % 10
+        })
+        .sum();
+    ((10 - sum % 10) % 10) as u8
+}
+
+fn ascii_digits<const N: usize>(s: &str) -> Result<[u8; N], IdentError> {
+    let b = s.as_bytes();
+    if b.len() != N || !b.iter().all(u8::is_ascii_digit) {
+        return Err(IdentError::Digits(N));
+    }
+    let mut out = [0u8; N];
+    for (o, c) in out.iter_mut().zip(b) {
+        *o = c - b'0';
+    }
+    Ok(out)
+}
+
+fn num(d: &[u8]) -> u32 {
+    d.iter().fold(0, |acc, x| acc * 10 + u32::from(*x))
+}
+
+/// Whether a personal identity number is a personnummer or a samordningsnummer (day + 60).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityKind {
+    Personnummer,
+    Samordningsnummer,
+}
+
+/// A Swedish personal identity number in its 12-digit form `YYYYMMDDNNNC`: a personnummer or a
+/// samordningsnummer. Exists only if the date is real and the check digit matches.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Personnummer {
+    digits: [u8; 12],
+}
+
+impl Personnummer {
+    /// Parses the 12-digit form used by AF and SSBTEK (no separator).
+    pub fn parse(s: &str) -> Result<Self, IdentError> {
+        let digits = ascii_digits::<12>(s)?;
+        let year = num(&digits[0..4]) as i32;
+        let month = num(&digits[4..6]) as u8;
+        let mut day = num(&digits[6..8]) as u8;
+        if day > 60 {
+            day -= 60;
+        }
+        if !(1800..=2099).contains(&year) {
+            return Err(IdentError::Date);
+        }
+        let month = Month::try_from(month).map_err(|_| IdentError::Date)?;
+        Date::from_calendar_date(year, month, day).map_err(|_| IdentError::Date)?;
+        if luhn_check_digit(&digits[2..11]) != digits[11] {
+            return Err(IdentError::CheckDigit);
+        }
+        Ok(Self { digits })
+    }
+
+    pub fn kind(&self) -> IdentityKind {
+        if num(&self.digits[6..8]) > 60 {
+            IdentityKind::Samordningsnummer
+        } else {
+            IdentityKind::Personnummer
+        }
+    }
+
+    /// The 12 digits, for the payloads the law lets carry them (AF request bodies) and for
+    /// keyed pseudonymisation. Never for logs, metrics or errors.
+    pub fn expose(&self) -> String {
+        self.digits.iter().map(|d| char::from(b'0' + d)).collect()
+    }
+
+    /// The digits as numbers, e.g. for deterministic simulation.
+    pub fn digits(&self) -> &[u8; 12] {
+        &self.digits
+    }
+}
+
+impl fmt::Debug for Personnummer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Personnummer(************)")
+    }
+}
+
+/// A Swedish organisation number (10 digits, third digit ≥ 2, Luhn check digit).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Organisationsnummer {
+    digits: [u8; 10],
+}
+
+impl Organisationsnummer {
+    /// Accepts `NNNNNN-NNNN`, `NNNNNNNNNN` or the 12-digit SSBTEK form `16NNNNNNNNNN`.
+    pub fn parse(s: &str) -> Result<Self, IdentError> {
+        let digits = match s.len() {
+            11 if s.as_bytes()[6] == b'-' => {
+                let joined = format!("{}{}", &s[..6], &s[7..]);
+                ascii_digits::<10>(&joined)?
+            }
+            12 => {
+                let all = ascii_digits::<12>(s)?;
+                if all[0..2] != [1, 6] {
+                    return Err(IdentError::Prefix);
+                }
+                let mut d = [0u8; 10];
+                d.copy_from_slice(&all[2..]);
+                d
+            }
+            _ => ascii_digits::<10>(s)?,
+        };
+        if digits[2] < 2 {
+            return Err(IdentError::NotOrganisation);
+        }
+        if luhn_check_digit(&digits[..9]) != digits[9] {
+            return Err(IdentError::CheckDigit);
+        }
+        Ok(Self { digits })
+    }
+
+    /// The 12-digit form `16` + orgnr used in SOAP headers.
+    pub fn to_ssbtek(&self) -> String {
+        format!("16{}", self.plain())
+    }
+
+    /// Ten digits without separator.
+    pub fn plain(&self) -> String {
+        self.digits.iter().map(|d| char::from(b'0' + d)).collect()
+    }
+}
+
+impl fmt::Display for Organisationsnummer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.plain();
+        write!(f, "{}-{}", &p[..6], &p[6..])
+    }
+}
+
+impl fmt::Debug for Organisationsnummer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Organisationsnummer({self})")
+    }
+}
+
+/// A municipality code (SCB): four digits, the first two an existing county (län).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Kommunkod([u8; 4]);
+
+const COUNTIES: [u8; 21] = [
+    1, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 17, 18, 19, 20, 21, 22, 23, 24, 25,
+];
+
+impl Kommunkod {
+    pub fn parse(s: &str) -> Result<Self, IdentError> {
+        let d = ascii_digits::<4>(s)?;
+        let county = (d[0] * 10 + d[1]) as u8;
+        if !COUNTIES.contains(&county) {
+            return Err(IdentError::County(county));
+        }
+        Ok(Self(d))
+    }
+}
+
+impl fmt::Display for Kommunkod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in self.0 {
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Kommunkod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Kommunkod({self})")
+    }
+}
+
+/// An HSA-id of a case worker or system: `SE` + orgnr + `-` + letters/digits, ≤ 31 characters.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct HsaId(String);
+
+impl HsaId {
+    pub fn parse(s: &str) -> Result<Self, IdentError> {
+        let b = s.as_bytes();
+        let shape = b.len() <= 31
+            && b.len() >= 14
+            && s.starts_with("SE")
+            && b[12] == b'-'
+            && b[2..12].iter().all(u8::is_ascii_digit)
+            && b[13..].iter().all(u8::is_ascii_alphanumeric);
+        if !shape {
+            return Err(IdentError::HsaShape);
+        }
+        Organisationsnummer::parse(&s[2..12])?;
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for HsaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for HsaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HsaId({})", self.0)
+    }
+}
+
+/// Parses `YYYY-MM-DD` with an optional offset (`Z`, `+01:00`); the offset is checked and
+/// dropped, since every date in these messages is a calendar day in Sweden.
+pub fn parse_date(s: &str) -> Result<Date, IdentError> {
+    let Some(day) = s.get(..10) else {
+        return Err(IdentError::DateShape);
+    };
+    let offset = &s[10..];
+    let b = day.as_bytes();
+    let shape = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && [0, 1, 2, 3, 5, 6, 8, 9]
+            .iter()
+            .all(|&i| b[i].is_ascii_digit());
+    if !shape {
+        return Err(IdentError::DateShape);
+    }
+    let ob = offset.as_bytes();
+    let offset_ok = offset.is_empty()
+        || offset == "Z"
+        || (ob.len() == 6
+            && (ob[0] == b'+' || ob[0] == b'-')
+            && ob[3] == b':'
+            && [1, 2, 4, 5].iter().all(|&i| ob[i].is_ascii_digit())
+            && num(&[ob[1] - b'0', ob[2] - b'0']) <= 14
+            && num(&[ob[4] - b'0', ob[5] - b'0']) <= 59);
+    if !offset_ok {
+        return Err(IdentError::DateShape);
+    }
+    let y = day[0..4]
+        .parse::<i32>()
+        .map_err(|_| IdentError::DateShape)?;
+    let m = day[5..7].parse::<u8>().map_err(|_| IdentError::DateShape)?;
+    let d = day[8..10]
+        .parse::<u8>()
+        .map_err(|_| IdentError::DateShape)?;
+    let m = Month::try_from(m).map_err(|_| IdentError::Date)?;
+    Date::from_calendar_date(y, m, d).map_err(|_| IdentError::Date)
+}
+
+/// Formats a date as `YYYY-MM-DD`.
+pub fn format_date(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// Parses a UUID in its hyphenated form only (what the contracts' pattern allows).
+pub fn parse_uuid(s: &str) -> Result<uuid::Uuid, IdentError> {
+    if s.len() != 36 {
+        return Err(IdentError::Uuid);
+    }
+    uuid::Uuid::try_parse(s).map_err(|_| IdentError::Uuid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn personnummer_from_the_facts_passes() {
+        let p = Personnummer::parse("200012193421").unwrap();
+        assert_eq!(p.kind(), IdentityKind::Personnummer);
+        assert_eq!(p.expose(), "200012193421");
+    }
+
+    #[test]
+    fn samordningsnummer_is_day_plus_sixty() {
+        let p = Personnummer::parse("197010632391").unwrap();
+        assert_eq!(p.kind(), IdentityKind::Samordningsnummer);
+    }
+
+    #[test]
+    fn personnummer_rules() {
+        assert_eq!(
+            Personnummer::parse("200012193422"),
+            Err(IdentError::CheckDigit)
+        );
+        assert_eq!(
+            Personnummer::parse("20001219342"),
+            Err(IdentError::Digits(12))
+        );
+        assert_eq!(
+            Personnummer::parse("2000121934a1"),
+            Err(IdentError::Digits(12))
+        );
+        assert_eq!(Personnummer::parse("200102303421"), Err(IdentError::Date));
+        assert_eq!(Personnummer::parse("200113013421"), Err(IdentError::Date));
+        assert_eq!(Personnummer::parse("200012003421"), Err(IdentError::Date));
+        assert_eq!(
+            Personnummer::parse("２０００１２１９３４２１"),
+            Err(IdentError::Digits(12))
+        );
+    }
+
+    #[test]
+    fn personnummer_never_prints_itself() {
+        let p = Personnummer::parse("200012193421").unwrap();
+        assert!(!format!("{p:?}").contains("3421"));
+    }
+
+    #[test]
+    fn organisationsnummer_forms() {
+        let a = Organisationsnummer::parse("212000-0142").unwrap();
+        assert_eq!(Organisationsnummer::parse("2120000142").unwrap(), a);
+        assert_eq!(Organisationsnummer::parse("162120000142").unwrap(), a);
+        assert_eq!(a.to_ssbtek(), "162120000142");
+        assert_eq!(a.to_string(), "212000-0142");
+        assert_eq!(
+            Organisationsnummer::parse("2120000143"),
+            Err(IdentError::CheckDigit)
+        );
+        assert_eq!(
+            Organisationsnummer::parse("172120000142"),
+            Err(IdentError::Prefix)
+        );
+        assert_eq!(
+            Organisationsnummer::parse("5512000000"),
+            Err(IdentError::CheckDigit)
+        );
+        assert_eq!(
+            Organisationsnummer::parse("5502000006"),
+            Err(IdentError::NotOrganisation)
+        );
+    }
+
+    #[test]
+    fn kommunkod_and_hsa() {
+        assert!(Kommunkod::parse("0180").is_ok());
+        assert!(Kommunkod::parse("2281").is_ok());
+        assert_eq!(Kommunkod::parse("0280"), Err(IdentError::County(2)));
+        assert_eq!(Kommunkod::parse("2680"), Err(IdentError::County(26)));
+        assert!(HsaId::parse("SE2321000016-4HK5").is_ok());
+        assert!(HsaId::parse("SE2120000142-HL01").is_ok());
+        assert_eq!(HsaId::parse("SE2120000142-"), Err(IdentError::HsaShape));
+        assert_eq!(
+            HsaId::parse("SE2120000142-ABCDEFGHIJKLMNOPQRS"),
+            Err(IdentError::HsaShape)
+        );
+        assert_eq!(
+            HsaId::parse("SE2120000143-HL01"),
+            Err(IdentError::CheckDigit)
+        );
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(
+            format_date(parse_date("2016-11-18+01:00").unwrap()),
+            "2016-11-18"
+        );
+        assert!(parse_date("2016-11-18Z").is_ok());
+        assert!(parse_date("2016-11-18").is_ok());
+        assert_eq!(parse_date("2016-02-30"), Err(IdentError::Date));
+        assert_eq!(parse_date("2016-11-18+1:00"), Err(IdentError::DateShape));
+        assert_eq!(parse_date("20161118"), Err(IdentError::DateShape));
+        assert_eq!(parse_date("2016-11-1é"), Err(IdentError::DateShape));
+    }
+}

@@ -1,0 +1,603 @@
+//! The AF simulator: a real HTTPS server with mutual TLS, an OAuth2 token endpoint and AF's
+//! status endpoint. It answers for every valid personnummer, derived deterministically from
+//! the number, plus the fixed persons in [`FIXED_PERSONS`]. Latency and failures can be
+//! injected for tests.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::Request;
+use hyper::body::Incoming;
+use serde::Deserialize;
+use sha2::Digest;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::codec::af_json::*;
+use crate::config::CertAndKey;
+use crate::model::Personnummer;
+use crate::server::{self, ConnLimits, HttpResponse, Peer, respond};
+use crate::tls;
+
+/// The simulator's configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimFile {
+    pub bind: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA that the gateway's client certificate must chain to.
+    pub client_ca: PathBuf,
+    /// The OAuth2 client ids the token endpoint accepts.
+    pub client_ids: Vec<String>,
+    #[serde(with = "humantime_serde", default = "default_token_lifetime")]
+    pub token_lifetime: Duration,
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+fn default_token_lifetime() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// Injected misbehaviour, for tests and demonstrations.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// Added before every data answer.
+    #[serde(with = "humantime_serde")]
+    pub latency: Duration,
+    /// Every n-th data request (1 = all) is answered with `fail_status`; 0 = never.
+    pub fail_every: u64,
+    pub fail_status: u16,
+}
+
+/// Validated simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimSettings {
+    pub bind: SocketAddr,
+    pub tls: CertAndKey,
+    pub client_ca: Vec<rustls_pki_types::CertificateDer<'static>>,
+    pub client_ids: Vec<String>,
+    pub token_lifetime: Duration,
+    pub faults: Faults,
+}
+
+impl SimSettings {
+    /// Loads a simulator configuration; relative paths are taken from the file's directory.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let f: SimFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let bind = f
+            .bind
+            .parse()
+            .map_err(|_| format!("{}: bind: not an address", path.display()))?;
+        if f.faults.fail_every > 0 && !(400..=599).contains(&f.faults.fail_status) {
+            return Err(format!(
+                "{}: faults.fail_status must be 400-599",
+                path.display()
+            ));
+        }
+        Ok(Self {
+            bind,
+            tls: CertAndKey {
+                chain: tls::load_certs(&dir.join(&f.cert)).map_err(|e| e.to_string())?,
+                key: tls::load_key(&dir.join(&f.key)).map_err(|e| e.to_string())?,
+            },
+            client_ca: tls::load_certs(&dir.join(&f.client_ca)).map_err(|e| e.to_string())?,
+            client_ids: f.client_ids,
+            token_lifetime: f.token_lifetime,
+            faults: f.faults,
+        })
+    }
+}
+
+/// Counters a test can read to see what reached AF.
+#[derive(Debug, Default)]
+pub struct SimStats {
+    pub token_requests: AtomicU64,
+    pub data_requests: AtomicU64,
+}
+
+struct Sim {
+    settings: SimSettings,
+    tokens: Mutex<HashMap<String, Instant>>,
+    stats: Arc<SimStats>,
+}
+
+/// A running simulator.
+pub struct RunningSim {
+    pub addr: SocketAddr,
+    pub stats: Arc<SimStats>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl RunningSim {
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Binds and starts the simulator.
+pub async fn start(settings: SimSettings) -> Result<RunningSim, String> {
+    let cfg = tls::mtls_server_config(
+        settings.tls.chain.clone(),
+        settings.tls.key.clone_key(),
+        &settings.client_ca,
+    )
+    .map_err(|e| e.to_string())?;
+    let listener = server::bind(settings.bind, "AF simulator").await?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let stats = Arc::new(SimStats::default());
+    let sim = Arc::new(Sim {
+        settings,
+        tokens: Mutex::new(HashMap::new()),
+        stats: stats.clone(),
+    });
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(server::serve_tls(
+        listener,
+        TlsAcceptor::from(Arc::new(cfg)),
+        ConnLimits::default(),
+        rx,
+        move |peer, req| serve(sim.clone(), peer, req),
+    ));
+    Ok(RunningSim {
+        addr,
+        stats,
+        shutdown,
+        tasks,
+    })
+}
+
+fn problem(status: StatusCode, title: &str, detail: impl Into<String>) -> HttpResponse {
+    let p = Problem {
+        kind: "about:blank".into(),
+        title: title.into(),
+        status: status.as_u16(),
+        detail: Some(detail.into()),
+    };
+    respond(
+        status,
+        "application/problem+json",
+        serde_json::to_vec(&p).unwrap_or_default(),
+    )
+}
+
+fn json(value: &impl serde::Serialize) -> HttpResponse {
+    match serde_json::to_vec(value) {
+        Ok(body) => respond(StatusCode::OK, "application/json", body),
+        Err(e) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error",
+            e.to_string(),
+        ),
+    }
+}
+
+async fn body_of(req: Request<Incoming>) -> Result<bytes::Bytes, HttpResponse> {
+    Limited::new(req.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| {
+            problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Body too large",
+                "at most 64 KiB",
+            )
+        })
+}
+
+async fn serve(sim: Arc<Sim>, _peer: Arc<Peer>, req: Request<Incoming>) -> HttpResponse {
+    match (req.method().clone(), req.uri().path()) {
+        (Method::POST, "/oauth2/token") => token(&sim, req).await,
+        (Method::POST, crate::upstream::STATUS_PATH) => status(&sim, req).await,
+        (Method::GET, "/health") => {
+            respond(StatusCode::OK, "application/json", r#"{"status":"UP"}"#)
+        }
+        _ => problem(StatusCode::NOT_FOUND, "Not found", "no such resource"),
+    }
+}
+
+fn form_value(body: &str, key: &str) -> Option<String> {
+    body.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len()
+                && b[i + 1].is_ascii_hexdigit()
+                && b[i + 2].is_ascii_hexdigit() =>
+            {
+                let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                out.push(hex(b[i + 1]) * 16 + hex(b[i + 2]));
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn token(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
+    sim.stats.token_requests.fetch_add(1, Ordering::Relaxed);
+    let body = match body_of(req).await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(r) => return r,
+    };
+    if form_value(&body, "grant_type").as_deref() != Some("client_credentials") {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be client_credentials",
+        );
+    }
+    match form_value(&body, "client_id") {
+        Some(id) if sim.settings.client_ids.contains(&id) => {}
+        _ => {
+            return problem(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "unknown client_id",
+            );
+        }
+    }
+    let value = format!("sim-{}", uuid::Uuid::new_v4().simple());
+    let expires = Instant::now() + sim.settings.token_lifetime;
+    if let Ok(mut tokens) = sim.tokens.lock() {
+        let now = Instant::now();
+        tokens.retain(|_, exp| *exp > now);
+        tokens.insert(value.clone(), expires);
+    }
+    json(&TokenResponse {
+        access_token: value,
+        token_type: "Bearer".into(),
+        expires_in: sim.settings.token_lifetime.as_secs().max(1),
+    })
+}
+
+fn check_headers(sim: &Sim, req: &Request<Incoming>) -> Result<(), HttpResponse> {
+    let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let token = h("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            problem(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "bearer token missing",
+            )
+        })?;
+    let valid = sim
+        .tokens
+        .lock()
+        .map(|t| t.get(token).is_some_and(|exp| *exp > Instant::now()))
+        .unwrap_or(false);
+    if !valid {
+        return Err(problem(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "token unknown or expired",
+        ));
+    }
+    if h("AF-TrackingId")
+        .and_then(|v| uuid::Uuid::try_parse(v).ok())
+        .is_none()
+    {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "AF-TrackingId must be a UUID",
+        ));
+    }
+    for name in ["AF-SystemId", "AF-EndUserId"] {
+        if h(name).is_none_or(str::is_empty) {
+            return Err(problem(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                format!("{name} is required"),
+            ));
+        }
+    }
+    if !matches!(
+        h("AF-Environment"),
+        Some("U1" | "I1" | "T1" | "T2" | "PROD")
+    ) {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "AF-Environment must be U1, I1, T1, T2 or PROD",
+        ));
+    }
+    Ok(())
+}
+
+async fn status(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
+    let n = sim.stats.data_requests.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Err(r) = check_headers(sim, &req) {
+        return r;
+    }
+    let body = match body_of(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let request: StatusRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "Bad request", format!("body: {e}")),
+    };
+    let person = match Personnummer::parse(&request.personnummer) {
+        Ok(p) => p,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                format!("personnummer: {e}"),
+            );
+        }
+    };
+    let f = sim.settings.faults;
+    if !f.latency.is_zero() {
+        tokio::time::sleep(f.latency).await;
+    }
+    if f.fail_every > 0 && n % f.fail_every == 0 {
+        let s = StatusCode::from_u16(f.fail_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return problem(s, "Injected failure", "the simulator was told to fail");
+    }
+    match status_for(&person) {
+        Some(answer) => json(&answer),
+        None => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error",
+            "simulated internal error",
+        ),
+    }
+}
+
+/// A fixed person of the simulator, documented in the README.
+pub struct FixedPerson {
+    pub personnummer: &'static str,
+    pub label: &'static str,
+}
+
+/// Registered jobseeker, full time, member of an a-kassa (the example answer in `schemas/`).
+pub const REGISTRERAD: &str = "198507099805";
+/// Deregistered: got a job.
+pub const AVAKTUALISERAD: &str = "199003159812";
+/// Registered with protected identity: the office is removed from the answer.
+pub const SKYDDAD: &str = "197805129819";
+/// Not known to AF.
+pub const OKAND: &str = "200112249826";
+/// AF fails with an internal error for this person.
+pub const AF_FEL: &str = "196911309828";
+
+pub const FIXED_PERSONS: [FixedPerson; 5] = [
+    FixedPerson {
+        personnummer: REGISTRERAD,
+        label: "registered jobseeker",
+    },
+    FixedPerson {
+        personnummer: AVAKTUALISERAD,
+        label: "deregistered (got a job)",
+    },
+    FixedPerson {
+        personnummer: SKYDDAD,
+        label: "protected identity",
+    },
+    FixedPerson {
+        personnummer: OKAND,
+        label: "not known to AF",
+    },
+    FixedPerson {
+        personnummer: AF_FEL,
+        label: "AF answers 500",
+    },
+];
+
+fn s(v: &str) -> String {
+    v.to_owned()
+}
+
+fn registrerad() -> StatusResponse {
+    StatusResponse {
+        kand_av_af: true,
+        inskriven: true,
+        inskrivningsdatum: Some(s("2025-09-01")),
+        kontor: Some(KontorJson {
+            kod: s("10021"),
+            namn: s("Arbetsförmedlingen Stockholm"),
+        }),
+        sokandekategori: Some(SokandekategoriJson {
+            kod: s("11"),
+            benamning: s("Arbetslös"),
+            from_datum: Some(s("2025-09-01")),
+        }),
+        omfattning_procent: Some(100),
+        avaktualisering: None,
+        senaste_aktivitetsrapport: Some(AktivitetsrapportJson {
+            datum: s("2026-11-14"),
+            meddelande: s("Aktivitetsrapport inlämnad i tid"),
+        }),
+        a_kassa: Some(AKassaJson {
+            medlem: true,
+            namn: Some(s("Unionens arbetslöshetskassa")),
+        }),
+        skyddsmarkeringar: vec![],
+    }
+}
+
+fn okand() -> StatusResponse {
+    StatusResponse {
+        kand_av_af: false,
+        inskriven: false,
+        inskrivningsdatum: None,
+        kontor: None,
+        sokandekategori: None,
+        omfattning_procent: None,
+        avaktualisering: None,
+        senaste_aktivitetsrapport: None,
+        a_kassa: None,
+        skyddsmarkeringar: vec![],
+    }
+}
+
+const KATEGORIER: [(&str, &str); 6] = [
+    ("11", "Arbetslös"),
+    ("21", "Deltidsarbetslös"),
+    ("22", "Timanställd"),
+    ("68", "I program med aktivitetsstöd"),
+    ("69", "Jobbgarantin för ungdomar"),
+    ("70", "Etableringsprogrammet"),
+];
+const KONTOR: [(&str, &str); 4] = [
+    ("10021", "Arbetsförmedlingen Stockholm"),
+    ("14801", "Arbetsförmedlingen Göteborg"),
+    ("12801", "Arbetsförmedlingen Malmö"),
+    ("22811", "Arbetsförmedlingen Sundsvall"),
+];
+const ORSAKER: [(&str, &str); 3] = [
+    ("AV02", "Fått arbete"),
+    ("AV05", "Påbörjat reguljära studier"),
+    ("AV09", "Kontakten upphört"),
+];
+
+fn day(offset: u32) -> String {
+    let base = time::macros::date!(2020 - 01 - 01);
+    crate::model::ident::format_date(base + time::Duration::days(i64::from(offset)))
+}
+
+/// AF's answer for a person: fixed persons as documented, everyone else derived from a hash
+/// of the number. `None` means AF fails for this person.
+pub fn status_for(p: &Personnummer) -> Option<StatusResponse> {
+    match p.expose().as_str() {
+        REGISTRERAD => return Some(registrerad()),
+        AVAKTUALISERAD => {
+            return Some(StatusResponse {
+                inskriven: false,
+                inskrivningsdatum: Some(s("2023-02-01")),
+                kontor: Some(KontorJson {
+                    kod: s("14801"),
+                    namn: s("Arbetsförmedlingen Göteborg"),
+                }),
+                sokandekategori: None,
+                omfattning_procent: None,
+                avaktualisering: Some(AvaktualiseringJson {
+                    datum: s("2026-10-15"),
+                    orsak_kod: s("AV02"),
+                    orsak_text: s("Fått arbete"),
+                }),
+                senaste_aktivitetsrapport: Some(AktivitetsrapportJson {
+                    datum: s("2026-09-14"),
+                    meddelande: s("Aktivitetsrapport inlämnad i tid"),
+                }),
+                a_kassa: Some(AKassaJson {
+                    medlem: false,
+                    namn: None,
+                }),
+                ..registrerad()
+            });
+        }
+        SKYDDAD => {
+            return Some(StatusResponse {
+                skyddsmarkeringar: vec![s("SKYDDAD_FBF")],
+                ..registrerad()
+            });
+        }
+        OKAND => return Some(okand()),
+        AF_FEL => return None,
+        _ => {}
+    }
+    let h = sha2::Sha256::digest(p.digits());
+    if h[0] % 10 == 0 {
+        return Some(okand());
+    }
+    let registered_on = u32::from(u16::from_be_bytes([h[2], h[3]]) % 2000);
+    let (kkod, ktext) = KATEGORIER[usize::from(h[4]) % KATEGORIER.len()];
+    let (okod, onamn) = KONTOR[usize::from(h[6]) % KONTOR.len()];
+    let inskriven = h[1] % 5 != 0;
+    let avaktualisering = (!inskriven).then(|| {
+        let (c, t) = ORSAKER[usize::from(h[10]) % ORSAKER.len()];
+        AvaktualiseringJson {
+            datum: day(registered_on + 30 + u32::from(h[11])),
+            orsak_kod: s(c),
+            orsak_text: s(t),
+        }
+    });
+    Some(StatusResponse {
+        kand_av_af: true,
+        inskriven,
+        inskrivningsdatum: Some(day(registered_on)),
+        kontor: Some(KontorJson {
+            kod: s(okod),
+            namn: s(onamn),
+        }),
+        sokandekategori: inskriven.then(|| SokandekategoriJson {
+            kod: s(kkod),
+            benamning: s(ktext),
+            from_datum: Some(day(registered_on)),
+        }),
+        omfattning_procent: inskriven.then(|| [100, 100, 75, 50, 25][usize::from(h[5]) % 5]),
+        avaktualisering,
+        senaste_aktivitetsrapport: Some(AktivitetsrapportJson {
+            datum: day(2_500 + u32::from(h[7]) % 28),
+            meddelande: s("Aktivitetsrapport inlämnad i tid"),
+        }),
+        a_kassa: Some(AKassaJson {
+            medlem: h[8] % 3 != 0,
+            namn: (h[8] % 3 != 0).then(|| s("Akademikernas a-kassa")),
+        }),
+        skyddsmarkeringar: if h[9] % 50 == 0 {
+            vec![s("SEKRETESS_FBF")]
+        } else {
+            vec![]
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_persons_are_valid_numbers() {
+        for p in FIXED_PERSONS {
+            assert!(Personnummer::parse(p.personnummer).is_ok(), "{}", p.label);
+        }
+    }
+
+    #[test]
+    fn derived_answers_are_deterministic_and_valid() {
+        let p = Personnummer::parse("200012193421").unwrap();
+        let a = status_for(&p).unwrap();
+        assert_eq!(Some(a.clone()), status_for(&p));
+        assert!(crate::translate::status_from_af(&a).is_ok());
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

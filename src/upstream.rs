@@ -1,0 +1,243 @@
+//! The call to AF: mutual TLS, an OAuth2 client-credentials token cached until shortly before
+//! it expires, AF's headers, JSON bodies, and one deadline over the whole call.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::codec::af_json::{self, TokenResponse};
+use crate::config::AfSettings;
+use crate::tls;
+
+/// What went wrong towards AF. Details are for the log; the caller only learns the class.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("AF cannot be reached: {0}")]
+    Unreachable(String),
+    #[error("AF did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("AF answered HTTP {0}")]
+    Status(u16),
+    #[error("AF refused the gateway's credentials (HTTP {0})")]
+    Credentials(u16),
+    #[error("AF's answer breaks the contract: {0}")]
+    Contract(String),
+}
+
+impl UpstreamError {
+    fn from_reqwest(e: reqwest::Error, deadline: Duration) -> Self {
+        if e.is_timeout() {
+            UpstreamError::Timeout(deadline)
+        } else if e.is_decode() {
+            UpstreamError::Contract(e.to_string())
+        } else {
+            // The error chain names the cause (refused, reset, TLS) without any body content.
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg = format!("{msg}: {s}");
+                src = s.source();
+            }
+            UpstreamError::Unreachable(msg)
+        }
+    }
+}
+
+struct CachedToken {
+    value: String,
+    refresh_at: Instant,
+}
+
+/// A client for AF's API.
+pub struct AfClient {
+    http: reqwest::Client,
+    settings: AfSettings,
+    system_id: String,
+    environment: String,
+    token: Mutex<Option<CachedToken>>,
+}
+
+/// Refresh this long before the token expires, so one in flight never expires at AF.
+const TOKEN_MARGIN: Duration = Duration::from_secs(30);
+/// The most of an AF answer brygga reads.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+impl AfClient {
+    pub fn new(settings: AfSettings, system_id: &str, environment: &str) -> Result<Self, String> {
+        let tls = tls::client_config(
+            &settings.ca,
+            Some((
+                settings.identity.chain.clone(),
+                settings.identity.key.clone_key(),
+            )),
+        )
+        .map_err(|e| e.to_string())?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(settings.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            http,
+            settings,
+            system_id: system_id.to_owned(),
+            environment: environment.to_owned(),
+            token: Mutex::new(None),
+        })
+    }
+
+    /// The configured deadline for one call.
+    pub fn timeout(&self) -> Duration {
+        self.settings.timeout
+    }
+
+    async fn token(&self) -> Result<String, UpstreamError> {
+        let mut cached = self.token.lock().await;
+        if let Some(t) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
+            return Ok(t.value.clone());
+        }
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", self.settings.client_id.as_str()),
+        ];
+        if let Some(secret) = &self.settings.client_secret {
+            form.push(("client_secret", secret.as_str()));
+        }
+        let started = Instant::now();
+        let resp = self
+            .http
+            .post(&self.settings.token_url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(e, self.settings.timeout))?;
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::BAD_REQUEST {
+            return Err(UpstreamError::Credentials(status.as_u16()));
+        }
+        if !status.is_success() {
+            return Err(UpstreamError::Status(status.as_u16()));
+        }
+        let t: TokenResponse = read_json(resp).await?;
+        if !t.token_type.eq_ignore_ascii_case("bearer")
+            || t.access_token.is_empty()
+            || t.access_token.len() > 4096
+            || !(1..=86_400).contains(&t.expires_in)
+        {
+            return Err(UpstreamError::Contract("token answer out of range".into()));
+        }
+        let lifetime = Duration::from_secs(t.expires_in);
+        let margin = TOKEN_MARGIN.min(lifetime / 10);
+        *cached = Some(CachedToken {
+            value: t.access_token.clone(),
+            refresh_at: started + lifetime - margin,
+        });
+        Ok(t.access_token)
+    }
+
+    async fn forget_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    /// POSTs `body` to `path` with AF's headers and reads the JSON answer, all within the
+    /// configured deadline. A 401 from AF drops the cached token and tries once more.
+    pub async fn post_json<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Req,
+        tracking_id: Uuid,
+        end_user: &str,
+    ) -> Result<Resp, UpstreamError> {
+        let deadline = self.settings.timeout;
+        let call = async {
+            for attempt in 0..2 {
+                let token = self.token().await?;
+                let resp = self
+                    .http
+                    .post(format!("{}{}", self.settings.base_url, path))
+                    .bearer_auth(&token)
+                    .header("AF-TrackingId", tracking_id.to_string())
+                    .header("AF-SystemId", &self.system_id)
+                    .header("AF-EndUserId", end_user)
+                    .header("AF-Environment", &self.environment)
+                    .json(body)
+                    .send()
+                    .await
+                    .map_err(|e| UpstreamError::from_reqwest(e, deadline))?;
+                let status = resp.status();
+                if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                    self.forget_token().await;
+                    continue;
+                }
+                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                    return Err(UpstreamError::Credentials(status.as_u16()));
+                }
+                if !status.is_success() {
+                    return Err(UpstreamError::Status(status.as_u16()));
+                }
+                return read_json(resp).await;
+            }
+            Err(UpstreamError::Credentials(401))
+        };
+        tokio::time::timeout(deadline, call)
+            .await
+            .map_err(|_| UpstreamError::Timeout(deadline))?
+    }
+
+    /// AF's health endpoint answers 2xx.
+    pub async fn healthy(&self) -> bool {
+        let url = format!("{}/health", self.settings.base_url);
+        matches!(
+            tokio::time::timeout(self.settings.timeout, self.http.get(url).send()).await,
+            Ok(Ok(r)) if r.status().is_success()
+        )
+    }
+}
+
+async fn read_json<T: DeserializeOwned>(mut resp: reqwest::Response) -> Result<T, UpstreamError> {
+    let is_json = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(UpstreamError::Contract(
+            "answer is not application/json".into(),
+        ));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| UpstreamError::Unreachable(e.to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(UpstreamError::Contract("answer larger than 1 MiB".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| UpstreamError::Contract(format!("JSON: {e}")))
+}
+
+/// The AF path of the status operation.
+pub const STATUS_PATH: &str = "/arbetssokande/v1/status";
+
+impl AfClient {
+    /// `HamtaArbetssokandeStatus` towards AF.
+    pub async fn status(
+        &self,
+        req: &af_json::StatusRequest,
+        tracking_id: Uuid,
+        end_user: &str,
+    ) -> Result<af_json::StatusResponse, UpstreamError> {
+        self.post_json(STATUS_PATH, req, tracking_id, end_user)
+            .await
+    }
+}
