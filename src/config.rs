@@ -366,10 +366,9 @@ impl Config {
         let kommun_key = c.key("kommun.key", &f.kommun.key);
         let kommun_client_ca = c.certs("kommun.client_ca", &f.kommun.client_ca);
         if let (Some(chain), Some(key), Some(ca)) = (&kommun_chain, &kommun_key, &kommun_client_ca)
+            && let Err(e) = tls::mtls_server_config(chain.clone(), key.clone_key(), ca)
         {
-            if let Err(e) = tls::mtls_server_config(chain.clone(), key.clone_key(), ca) {
-                c.fail("kommun.cert", e);
-            }
+            c.fail("kommun.cert", e);
         }
         let admin_bind = c.addr("admin.bind", &f.admin.bind);
 
@@ -450,10 +449,10 @@ impl Config {
             let orgnr = Organisationsnummer::parse(&cf.orgnr)
                 .map_err(|e| c.fail(format!("{key}.orgnr"), e))
                 .ok();
-            if let Some(o) = orgnr {
-                if !seen.insert(o) {
-                    c.fail(format!("{key}.orgnr"), format!("{o} is configured twice"));
-                }
+            if let Some(o) = orgnr
+                && !seen.insert(o)
+            {
+                c.fail(format!("{key}.orgnr"), format!("{o} is configured twice"));
             }
             let kommunkod = Kommunkod::parse(&cf.kommunkod)
                 .map_err(|e| c.fail(format!("{key}.kommunkod"), e))

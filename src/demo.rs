@@ -52,9 +52,21 @@ impl DemoStack {
             config.kommun_bind = any;
             config.admin_bind = any;
         }
+        Self::start_with(config, sim_settings, true).await
+    }
+
+    /// Starts the simulator with `sim_settings` and the gateway with `config`; with
+    /// `point_at_sim`, the gateway's AF URLs are set to the simulator's address.
+    pub async fn start_with(
+        mut config: Config,
+        sim_settings: SimSettings,
+        point_at_sim: bool,
+    ) -> Result<Self, String> {
         let sim = sim::start(sim_settings).await?;
-        config.af.base_url = format!("https://localhost:{}", sim.addr.port());
-        config.af.token_url = format!("{}/oauth2/token", config.af.base_url);
+        if point_at_sim {
+            config.af.base_url = format!("https://localhost:{}", sim.addr.port());
+            config.af.token_url = format!("{}/oauth2/token", config.af.base_url);
+        }
         let gateway = gateway::start(config.clone()).await?;
         Ok(Self {
             sim,

@@ -58,6 +58,8 @@ pub struct Faults {
     /// Every n-th data request (1 = all) is answered with `fail_status`; 0 = never.
     pub fail_every: u64,
     pub fail_status: u16,
+    /// Answer every data request with JSON that breaks AF's contract.
+    pub invalid_answers: bool,
 }
 
 /// Validated simulator settings.
@@ -278,7 +280,7 @@ async fn token(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
     })
 }
 
-fn check_headers(sim: &Sim, req: &Request<Incoming>) -> Result<(), HttpResponse> {
+fn check_headers(sim: &Sim, req: &Request<Incoming>) -> Result<(), Box<HttpResponse>> {
     let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let token = h("authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -295,40 +297,40 @@ fn check_headers(sim: &Sim, req: &Request<Incoming>) -> Result<(), HttpResponse>
         .map(|t| t.get(token).is_some_and(|exp| *exp > Instant::now()))
         .unwrap_or(false);
     if !valid {
-        return Err(problem(
+        return Err(Box::new(problem(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
             "token unknown or expired",
-        ));
+        )));
     }
     if h("AF-TrackingId")
         .and_then(|v| uuid::Uuid::try_parse(v).ok())
         .is_none()
     {
-        return Err(problem(
+        return Err(Box::new(problem(
             StatusCode::BAD_REQUEST,
             "Bad request",
             "AF-TrackingId must be a UUID",
-        ));
+        )));
     }
     for name in ["AF-SystemId", "AF-EndUserId"] {
         if h(name).is_none_or(str::is_empty) {
-            return Err(problem(
+            return Err(Box::new(problem(
                 StatusCode::BAD_REQUEST,
                 "Bad request",
                 format!("{name} is required"),
-            ));
+            )));
         }
     }
     if !matches!(
         h("AF-Environment"),
         Some("U1" | "I1" | "T1" | "T2" | "PROD")
     ) {
-        return Err(problem(
+        return Err(Box::new(problem(
             StatusCode::BAD_REQUEST,
             "Bad request",
             "AF-Environment must be U1, I1, T1, T2 or PROD",
-        ));
+        )));
     }
     Ok(())
 }
@@ -336,7 +338,7 @@ fn check_headers(sim: &Sim, req: &Request<Incoming>) -> Result<(), HttpResponse>
 async fn status(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
     let n = sim.stats.data_requests.fetch_add(1, Ordering::Relaxed) + 1;
     if let Err(r) = check_headers(sim, &req) {
-        return r;
+        return *r;
     }
     let body = match body_of(req).await {
         Ok(b) => b,
@@ -360,9 +362,16 @@ async fn status(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
     if !f.latency.is_zero() {
         tokio::time::sleep(f.latency).await;
     }
-    if f.fail_every > 0 && n % f.fail_every == 0 {
+    if f.fail_every > 0 && n.is_multiple_of(f.fail_every) {
         let s = StatusCode::from_u16(f.fail_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return problem(s, "Injected failure", "the simulator was told to fail");
+    }
+    if f.invalid_answers {
+        return respond(
+            StatusCode::OK,
+            "application/json",
+            r#"{"kandAvAf":true,"inskriven":true,"omfattningProcent":250}"#,
+        );
     }
     match status_for(&person) {
         Some(answer) => json(&answer),

@@ -488,7 +488,7 @@ pub fn encode_fault(fel: &Fel, client_fault: bool) -> String {
     };
     let _ = write!(
         o.0,
-        r#"<soap:Fault><faultcode>{code}</faultcode><faultstring xml:lang="sv">{}</faultstring><detail>"#,
+        r#"<soap:Fault><faultcode>{code}</faultcode><faultstring>{}</faultstring><detail>"#,
         escape(&fel.meddelande)
     );
     o.open("Fel");

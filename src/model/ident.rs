@@ -191,7 +191,7 @@ const COUNTIES: [u8; 21] = [
 impl Kommunkod {
     pub fn parse(s: &str) -> Result<Self, IdentError> {
         let d = ascii_digits::<4>(s)?;
-        let county = (d[0] * 10 + d[1]) as u8;
+        let county = d[0] * 10 + d[1];
         if !COUNTIES.contains(&county) {
             return Err(IdentError::County(county));
         }
@@ -367,7 +367,7 @@ mod tests {
         );
         assert_eq!(
             Organisationsnummer::parse("5512000000"),
-            Err(IdentError::CheckDigit)
+            Err(IdentError::NotOrganisation)
         );
         assert_eq!(
             Organisationsnummer::parse("5502000006"),

@@ -1,1 +1,9 @@
-fn main() {}
+//! Integration tests: the real gateway and AF simulator on loopback with real certificates,
+//! spoken to as a case system would. One binary, so the 2-core machine links once.
+
+mod cli;
+mod contracts;
+mod exchange;
+mod harness;
+mod identity;
+mod upstream;

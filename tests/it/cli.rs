@@ -1,0 +1,231 @@
+//! The command line as an operator or integrator uses it.
+
+use std::path::Path;
+use std::process::Command;
+
+use brygga::demo::{self, DemoFiles};
+use brygga::model::Personnummer;
+
+fn brygga() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_brygga"))
+}
+
+/// Every standalone run of 10 or 12 digits (with an optional - or + before the last four)
+/// that is a valid personnummer or samordningsnummer.
+fn personnummer_like(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let mut hits = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() || (i > 0 && b[i - 1].is_ascii_alphanumeric()) {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        let mut digits = String::new();
+        while j < b.len()
+            && (b[j].is_ascii_digit()
+                || ((b[j] == b'-' || b[j] == b'+') && (digits.len() == 6 || digits.len() == 8)))
+        {
+            if b[j].is_ascii_digit() {
+                digits.push(b[j] as char);
+            }
+            j += 1;
+        }
+        let standalone = j >= b.len() || !b[j].is_ascii_alphanumeric();
+        if standalone {
+            let candidates: Vec<String> = match digits.len() {
+                12 => vec![digits.clone()],
+                10 => vec![format!("19{digits}"), format!("20{digits}")],
+                _ => vec![],
+            };
+            if candidates.iter().any(|c| Personnummer::parse(c).is_ok()) {
+                hits.push(text[i..j].to_owned());
+            }
+        }
+        i = j.max(i + 1);
+    }
+    hits
+}
+
+#[test]
+fn the_scanner_finds_numbers_in_every_shape() {
+    assert_eq!(personnummer_like("x 198507099805 y"), vec!["198507099805"]);
+    assert_eq!(personnummer_like("pnr=850709-9805,"), vec!["850709-9805"]);
+    assert_eq!(personnummer_like("\"8507099805\""), vec!["8507099805"]);
+    assert!(personnummer_like("window 2147483647 hex ab198507099805").is_empty());
+}
+
+#[test]
+fn the_demo_passes_and_logs_no_personnummer_even_at_trace() {
+    let out = brygga()
+        .arg("demo")
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stdout}");
+    assert!(stdout.contains("0 failed"), "{stdout}");
+    assert!(stderr.lines().count() > 100, "trace logging was on");
+    let hits: Vec<String> = personnummer_like(&stdout)
+        .into_iter()
+        .chain(personnummer_like(&stderr))
+        .collect();
+    assert!(
+        hits.is_empty(),
+        "personnummer-shaped values in the demo's output: {hits:?}"
+    );
+
+    let json = brygga()
+        .args(["--log-format", "json", "demo"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&json.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("kommun request"))
+        .collect();
+    assert!(
+        lines.len() >= 13,
+        "one JSON log line per request:\n{stderr}"
+    );
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(
+            v["korrelationsid"].is_string()
+                && v["outcome"].is_string()
+                && v["duration_ms"].is_number(),
+            "{l}"
+        );
+    }
+    assert!(personnummer_like(&stderr).is_empty());
+}
+
+#[test]
+fn check_config_reports_every_problem_with_its_key() {
+    let example = std::fs::read_to_string(DemoFiles::default().config).unwrap();
+    let broken = example
+        .replace("orgnr = \"212000-0142\"", "orgnr = \"212000-0143\"")
+        .replace("kommunkod = \"1480\"", "kommunkod = \"2680\"")
+        .replace(
+            "operations = [\"HamtaArbetssokandeStatus\"]\nsyften = [\"EKB-BESLUT\"]",
+            "operations = [\"HamtaAllt\"]\nsyften = [\"OKANT\"]",
+        )
+        .replace("environment = \"U1\"", "environment = \"X9\"")
+        .replace("gateway-kommun.key", "no-such-file.key")
+        .replace(
+            "base_url = \"https://localhost:9443\"",
+            "base_url = \"http://localhost:9443\"",
+        );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile_in(&dir)
+        .unwrap();
+    std::fs::write(file.path(), broken).unwrap();
+    let out = brygga()
+        .args(["check-config", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    for key in [
+        "gateway.environment",
+        "kommun.key",
+        "af.base_url",
+        "clients[0].orgnr",
+        "clients[1].kommunkod",
+        "clients[1].operations[0]",
+        "clients[1].syften[0]",
+    ] {
+        assert!(
+            text.contains(&format!("  {key}: ")),
+            "{key} missing in:\n{text}"
+        );
+    }
+    assert!(text.contains("7 problem(s)"), "{text}");
+
+    let unknown = std::fs::read_to_string(DemoFiles::default().config)
+        .unwrap()
+        .replace("[admin]", "[admin]\nport = 1");
+    std::fs::write(file.path(), unknown).unwrap();
+    let out = brygga()
+        .args(["check-config", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains("unknown field `port`"),
+        "{text}"
+    );
+
+    let ok = brygga()
+        .args(["check-config", "--config"])
+        .arg(DemoFiles::default().config)
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+}
+
+#[test]
+fn token_prints_a_jwt_the_gateway_accepts() {
+    let out = brygga()
+        .args([
+            "token",
+            "--kommun",
+            "0180",
+            "--sub",
+            "SE2120000142-HL01",
+            "--syfte",
+            "EKB-BESLUT",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let config = brygga::config::Config::load(&DemoFiles::default().config).unwrap();
+    let client = &config.clients[0];
+    let worker =
+        brygga::identity::verify_token(&client.idp, &config.jwt_audience, 30, &token).unwrap();
+    assert_eq!(worker.hsa_id.as_str(), "SE2120000142-HL01");
+    assert_eq!(worker.syfte, "EKB-BESLUT");
+
+    let bad = brygga()
+        .args(["token", "--kommun", "9999", "--sub", "x", "--syfte", "Y"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no client with kommunkod 9999"));
+}
+
+#[tokio::test]
+async fn a_freshly_generated_pki_runs_the_whole_demo() {
+    let root = tempfile::tempdir().unwrap();
+    let certs = root.path().join("certs-example");
+    let files = brygga::certs::generate(&certs, 30).unwrap();
+    assert!(
+        files.contains(&"klient-0180.pem".to_owned()) && files.contains(&"README.md".to_owned())
+    );
+    let config_dir = root.path().join("config");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    let defaults = DemoFiles::default();
+    std::fs::copy(&defaults.config, config_dir.join("example.toml")).unwrap();
+    std::fs::copy(&defaults.sim_config, config_dir.join("af-sim.example.toml")).unwrap();
+    let files = DemoFiles {
+        config: config_dir.join("example.toml"),
+        sim_config: config_dir.join("af-sim.example.toml"),
+        certs,
+    };
+    assert!(
+        demo::run(&files).await.unwrap(),
+        "every demo step passes with the new PKI"
+    );
+}

@@ -1,0 +1,153 @@
+//! Starting a stack on free loopback ports and talking to it.
+
+use std::path::PathBuf;
+
+use brygga::client::{KommunClient, RawAnswer, TokenMinter, example_fraga};
+use brygga::codec::soap::{self, KommunResponse};
+use brygga::config::Config;
+use brygga::demo::{DemoFiles, DemoStack, ExampleClient, example_clients};
+use brygga::model::*;
+use brygga::sim::SimSettings;
+use http::StatusCode;
+
+pub struct Stack {
+    pub inner: DemoStack,
+    pub files: DemoFiles,
+    pub url: String,
+    pub sthlm: ExampleClient,
+    pub gbg: ExampleClient,
+    /// Stockholm's case system (client certificate of 212000-0142).
+    pub st: KommunClient,
+    pub gb: KommunClient,
+    pub st_idp: TokenMinter,
+    pub gb_idp: TokenMinter,
+}
+
+pub fn certs() -> PathBuf {
+    DemoFiles::default().certs
+}
+
+/// The default stack: example configuration, every listener on a free port.
+pub async fn start() -> Stack {
+    start_custom(|_, _| {}, true).await
+}
+
+/// A stack whose configuration the test adjusts before start.
+pub async fn start_custom(
+    adjust: impl FnOnce(&mut Config, &mut SimSettings),
+    point_at_sim: bool,
+) -> Stack {
+    let files = DemoFiles::default();
+    let mut config = Config::load(&files.config).expect("example config loads");
+    let mut sim = SimSettings::load(&files.sim_config).expect("sim config loads");
+    let any = "127.0.0.1:0".parse().unwrap();
+    config.kommun_bind = any;
+    config.admin_bind = any;
+    sim.bind = any;
+    adjust(&mut config, &mut sim);
+    let inner = DemoStack::start_with(config, sim, point_at_sim)
+        .await
+        .expect("stack starts");
+    let url = inner.kommun_url();
+    let clients = example_clients(&inner.config, &files.certs);
+    let mut it = clients.into_iter();
+    let sthlm = it.next().expect("Stockholm");
+    let gbg = it.next().expect("Göteborg");
+    let ca = files.certs.join("kommun-ca.pem");
+    let st = KommunClient::new(&url, &ca, Some((&sthlm.cert, &sthlm.key))).unwrap();
+    let gb = KommunClient::new(&url, &ca, Some((&gbg.cert, &gbg.key))).unwrap();
+    let aud = inner.config.jwt_audience.clone();
+    let st_idp = TokenMinter::load(&sthlm.idp_key, &sthlm.issuer, &aud).unwrap();
+    let gb_idp = TokenMinter::load(&gbg.idp_key, &gbg.issuer, &aud).unwrap();
+    Stack {
+        inner,
+        files,
+        url,
+        sthlm,
+        gbg,
+        st,
+        gb,
+        st_idp,
+        gb_idp,
+    }
+}
+
+impl Stack {
+    pub fn st_token(&self) -> String {
+        self.st_idp
+            .token(&self.sthlm.handlaggare, "0180", "EKB-BESLUT")
+            .unwrap()
+    }
+
+    pub fn st_fraga(&self, personnummer: &str) -> Fraga {
+        example_fraga(
+            &self.sthlm.orgnr,
+            &self.sthlm.namn,
+            &self.sthlm.handlaggare,
+            personnummer,
+            "EKB-BESLUT",
+        )
+        .unwrap()
+    }
+
+    /// A valid Stockholm request for `personnummer`, as XML text.
+    pub fn st_xml(&self, personnummer: &str) -> String {
+        soap::encode_request(&KommunRequest::HamtaArbetssokandeStatus(
+            self.st_fraga(personnummer),
+        ))
+    }
+
+    pub fn af_data_requests(&self) -> u64 {
+        self.inner
+            .sim
+            .stats
+            .data_requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub async fn stop(self) {
+        self.inner.shutdown().await;
+    }
+}
+
+/// The answer must be a data answer.
+pub fn status(a: &RawAnswer) -> HamtaArbetssokandeStatusSvar {
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "body: {}",
+        String::from_utf8_lossy(&a.body)
+    );
+    match a.decode().expect("decodable answer") {
+        KommunResponse::Status(s) => s,
+        other => panic!("expected an answer, got {other:?}"),
+    }
+}
+
+/// The answer must be a Fault with this HTTP status and Felkod.
+pub fn fault(a: &RawAnswer, http: u16, felkod: &str) -> Fel {
+    let body = String::from_utf8_lossy(&a.body);
+    assert_eq!(a.status.as_u16(), http, "body: {body}");
+    assert_eq!(
+        a.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("text/xml; charset=utf-8")
+    );
+    match a.decode().expect("decodable Fault") {
+        KommunResponse::Fault {
+            fel: Some(f),
+            faultcode,
+            ..
+        } => {
+            assert_eq!(f.felkod, felkod, "body: {body}");
+            let expected = if http < 500 {
+                "soap:Client"
+            } else {
+                "soap:Server"
+            };
+            assert_eq!(faultcode, expected);
+            assert!(!f.meddelande.is_empty());
+            f
+        }
+        other => panic!("expected a Fault with Fel, got {other:?}"),
+    }
+}
