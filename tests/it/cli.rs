@@ -245,10 +245,24 @@ fn curl_gets_an_answer_from_demo_serve() {
             .replace("127.0.0.1:9090", "127.0.0.1:0")
             .replace("127.0.0.1:9443", "127.0.0.1:0")
     };
-    let config = tempfile::Builder::new().suffix(".toml").tempfile_in(&dir).unwrap();
-    std::fs::write(config.path(), any(std::fs::read_to_string(&defaults.config).unwrap())).unwrap();
-    let sim = tempfile::Builder::new().suffix(".toml").tempfile_in(&dir).unwrap();
-    std::fs::write(sim.path(), any(std::fs::read_to_string(&defaults.sim_config).unwrap())).unwrap();
+    let config = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile_in(&dir)
+        .unwrap();
+    std::fs::write(
+        config.path(),
+        any(std::fs::read_to_string(&defaults.config).unwrap()),
+    )
+    .unwrap();
+    let sim = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile_in(&dir)
+        .unwrap();
+    std::fs::write(
+        sim.path(),
+        any(std::fs::read_to_string(&defaults.sim_config).unwrap()),
+    )
+    .unwrap();
 
     let mut child = brygga()
         .args(["demo", "--serve", "--config"])
@@ -260,19 +274,36 @@ fn curl_gets_an_answer_from_demo_serve() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let info: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     let client = &info["clients"][0];
     let token = brygga()
-        .args(["token", "--kommun", "0180", "--sub", client["handlaggare"].as_str().unwrap(), "--syfte", "EKB-BESLUT"])
+        .args([
+            "token",
+            "--kommun",
+            "0180",
+            "--sub",
+            client["handlaggare"].as_str().unwrap(),
+            "--syfte",
+            "EKB-BESLUT",
+        ])
         .output()
         .unwrap();
     let token = String::from_utf8(token.stdout).unwrap();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/kommun/v1/examples/HamtaArbetssokandeStatus.request.xml");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/kommun/v1/examples/HamtaArbetssokandeStatus.request.xml");
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "20", "-w", "\n%{http_code}"])
         .args(["--cacert", info["ca"].as_str().unwrap()])
-        .args(["--cert", client["cert"].as_str().unwrap(), "--key", client["key"].as_str().unwrap()])
+        .args([
+            "--cert",
+            client["cert"].as_str().unwrap(),
+            "--key",
+            client["key"].as_str().unwrap(),
+        ])
         .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
         .args(["-H", "Content-Type: text/xml; charset=utf-8"])
         .arg("--data-binary")
@@ -280,7 +311,9 @@ fn curl_gets_an_answer_from_demo_serve() {
         .arg(info["kommun_url"].as_str().unwrap())
         .output()
         .unwrap();
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let exit = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -293,11 +326,18 @@ fn curl_gets_an_answer_from_demo_serve() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.ends_with("\n200"), "curl: {text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.ends_with("\n200"),
+        "curl: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let body = text.trim_end_matches("\n200");
     match brygga::codec::soap::decode_response(body.as_bytes(), &Default::default()).unwrap() {
         brygga::codec::soap::KommunResponse::Status(s) => assert!(s.status.inskriven),
         other => panic!("{other:?}"),
     }
-    assert!(exit.is_some_and(|s| s.success()), "demo --serve exits 0 on SIGTERM: {exit:?}");
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "demo --serve exits 0 on SIGTERM: {exit:?}"
+    );
 }
