@@ -51,6 +51,9 @@ impl DemoStack {
             sim_settings.bind = any;
             config.kommun_bind = any;
             config.admin_bind = any;
+        } else {
+            // The demo's keys are public: keep the gateway on loopback even on its usual port.
+            config.kommun_bind.set_ip([127, 0, 0, 1].into());
         }
         Self::start_with(config, sim_settings, true).await
     }

@@ -108,6 +108,8 @@ impl SimSettings {
 pub struct SimStats {
     pub token_requests: AtomicU64,
     pub data_requests: AtomicU64,
+    /// `AF-TrackingId` and `AF-EndUserId` of the latest accepted data request.
+    pub last_caller: Mutex<Option<(String, String)>>,
 }
 
 struct Sim {
@@ -339,6 +341,16 @@ async fn status(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
     let n = sim.stats.data_requests.fetch_add(1, Ordering::Relaxed) + 1;
     if let Err(r) = check_headers(sim, &req) {
         return *r;
+    }
+    let header = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    if let Ok(mut last) = sim.stats.last_caller.lock() {
+        *last = Some((header("AF-TrackingId"), header("AF-EndUserId")));
     }
     let body = match body_of(req).await {
         Ok(b) => b,

@@ -45,6 +45,12 @@ fn text(path: &str, s: &str, max: usize) -> Result<String, AfContractError> {
     if n > max {
         return Err(bad(path, format!("at most {max} characters")));
     }
+    // What XML 1.0 cannot carry must not reach a case system's parser.
+    if s.chars().any(|c| {
+        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    }) {
+        return Err(bad(path, "contains characters that XML 1.0 does not allow"));
+    }
     Ok(s.to_owned())
 }
 

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::codec::af_json::{self, TokenResponse};
 use crate::config::AfSettings;
+use crate::model::ident::redact_digit_runs;
 use crate::tls;
 
 /// What went wrong towards AF. Details are for the log; the caller only learns the class.
@@ -34,7 +35,7 @@ impl UpstreamError {
         if e.is_timeout() {
             UpstreamError::Timeout(deadline)
         } else if e.is_decode() {
-            UpstreamError::Contract(e.to_string())
+            UpstreamError::Contract(redact_digit_runs(&e.to_string()))
         } else {
             // The error chain names the cause (refused, reset, TLS) without any body content.
             let mut msg = e.to_string();
@@ -223,7 +224,9 @@ async fn read_json<T: DeserializeOwned>(mut resp: reqwest::Response) -> Result<T
         }
         body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&body).map_err(|e| UpstreamError::Contract(format!("JSON: {e}")))
+    // serde's messages quote the offending value, which could be a personal identity number.
+    serde_json::from_slice(&body)
+        .map_err(|e| UpstreamError::Contract(redact_digit_runs(&format!("JSON: {e}"))))
 }
 
 /// The AF path of the status operation.

@@ -676,3 +676,38 @@ pub fn decode_response(bytes: &[u8], limits: &XmlLimits) -> Result<KommunRespons
         format!("{} is not an answer of this service", el.name),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str =
+        include_str!("../../schemas/kommun/v1/examples/HamtaArbetssokandeStatus.request.xml");
+
+    #[test]
+    fn the_example_decodes_and_round_trips() {
+        let req = decode_request(EXAMPLE.as_bytes(), &XmlLimits::default()).unwrap();
+        let again = decode_request(encode_request(&req).as_bytes(), &XmlLimits::default()).unwrap();
+        assert_eq!(req, again);
+    }
+
+    /// Every truncation and many single-byte changes of a valid request: an error or a
+    /// request, never a panic.
+    #[test]
+    fn mutated_requests_never_panic() {
+        let bytes = EXAMPLE.as_bytes();
+        for end in 0..bytes.len() {
+            let _ = decode_request(&bytes[..end], &XmlLimits::default());
+        }
+        for i in 0..bytes.len() {
+            for b in [
+                b'<', b'>', b'&', b'"', b'\'', b':', b'/', 0x00, 0x80, 0xff, b'0', b'k',
+            ] {
+                let mut m = bytes.to_vec();
+                m[i] = b;
+                let _ = decode_request(&m, &XmlLimits::default());
+                let _ = decode_response(&m, &XmlLimits::default());
+            }
+        }
+    }
+}

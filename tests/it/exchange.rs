@@ -20,6 +20,12 @@ async fn registered_person_gets_the_full_answer() {
         .unwrap();
     let svar = status(&a);
     assert_eq!(svar.korrelationsid, id, "Korrelationsid is echoed");
+    let seen = s.inner.sim.stats.last_caller.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        Some((id.to_string(), s.sthlm.handlaggare.clone())),
+        "AF-TrackingId is the Korrelationsid, AF-EndUserId the case worker"
+    );
     let st = svar.status;
     assert!(st.kand_av_af && st.inskriven && !st.sekretessmarkering);
     assert_eq!(
