@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::codec::soap::{self, KommunResponse};
 use crate::codec::xml::XmlLimits;
 use crate::config::CertAndKey;
+use crate::error::error_chain;
 use crate::identity::{TokenClaims, es256_jwks, mint_token};
 use crate::model::*;
 use crate::tls;
@@ -61,7 +62,7 @@ impl TokenMinter {
             syfte: syfte.to_owned(),
             iat: now,
             nbf: now,
-            exp: now + lifetime.as_secs(),
+            exp: now.saturating_add(lifetime.as_secs()),
         }
     }
 
@@ -176,17 +177,6 @@ impl KommunClient {
     }
 }
 
-/// An error with its causes, e.g. to see the TLS alert behind a refused connection.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg = format!("{msg}: {s}");
-        src = s.source();
-    }
-    msg
-}
-
 /// A complete, valid `Fraga` for an example municipality and person.
 pub fn example_fraga(
     orgnr: &str,
@@ -209,5 +199,51 @@ pub fn example_fraga(
         syfte: syfte.to_owned(),
         lagrum: "11 kap. 11 a § socialtjänstlagen; 5 § förordningen (2008:975)".to_owned(),
         personuppgiftsbitrade: None,
+    })
+}
+
+/// A plan with three activities of different kinds, 40 hours per week at most at any time.
+pub fn example_plan() -> Result<Aktivitetsplan, String> {
+    let date = |s| crate::model::ident::parse_date(s).map_err(|e| e.to_string());
+    let period = |from, tom| -> Result<Tidsperiod, String> {
+        Tidsperiod::new(date(from)?, date(tom)?).ok_or_else(|| "period".to_owned())
+    };
+    Ok(Aktivitetsplan {
+        plan_id: "AKP-0180-2026-0042".to_owned(),
+        beslutsdatum: date("2026-11-20")?,
+        aktiviteter: vec![
+            KravAktivitet {
+                slag: AktivitetskravSlag::Sprak,
+                timmar_per_vecka: Tiondelstimmar(150),
+                omfattning: Omfattning::Heltid,
+                period: period("2026-12-01", "2027-05-31")?,
+                anordnare: Anordnare {
+                    organisationsnummer: None,
+                    namn: "Komvux Stockholm".to_owned(),
+                },
+            },
+            KravAktivitet {
+                slag: AktivitetskravSlag::KommunalVerksamhet,
+                timmar_per_vecka: Tiondelstimmar(200),
+                omfattning: Omfattning::Heltid,
+                period: period("2026-12-01", "2027-02-28")?,
+                anordnare: Anordnare {
+                    organisationsnummer: Some(
+                        Organisationsnummer::parse("2120000142").map_err(|e| e.to_string())?,
+                    ),
+                    namn: "Stockholms stad, arbetsmarknadsförvaltningen".to_owned(),
+                },
+            },
+            KravAktivitet {
+                slag: AktivitetskravSlag::Jobbsokande,
+                timmar_per_vecka: Tiondelstimmar(50),
+                omfattning: Omfattning::Heltid,
+                period: period("2026-12-01", "2027-05-31")?,
+                anordnare: Anordnare {
+                    organisationsnummer: None,
+                    namn: "Jobbtorg Stockholm".to_owned(),
+                },
+            },
+        ],
     })
 }

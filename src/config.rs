@@ -232,9 +232,19 @@ pub struct AfSettings {
     pub identity: CertAndKey,
     pub token_url: String,
     pub client_id: String,
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret>,
     pub timeout: Duration,
     pub connect_timeout: Duration,
+}
+
+/// A secret whose `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
 }
 
 /// A purpose and its legal basis.
@@ -256,7 +266,8 @@ pub struct Client {
     pub idp: IdpKeys,
 }
 
-const ENVIRONMENTS: [&str; 5] = ["U1", "I1", "T1", "T2", "PROD"];
+/// The values of `AF-Environment`.
+pub const ENVIRONMENTS: [&str; 5] = ["U1", "I1", "T1", "T2", "PROD"];
 
 struct Checker {
     dir: PathBuf,
@@ -390,7 +401,7 @@ impl Config {
         }
         let client_secret = match &f.af.client_secret_env {
             Some(var) => match std::env::var(var) {
-                Ok(v) if !v.is_empty() => Some(v),
+                Ok(v) if !v.is_empty() => Some(Secret(v)),
                 _ => {
                     c.fail(
                         "af.client_secret_env",

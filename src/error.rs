@@ -22,7 +22,11 @@ pub enum Felkod {
     LangsamKlient,
     OgiltigXml,
     OtillatenXml,
-    XmlGransOverskriden,
+    XmlForDjup,
+    XmlForMangaElement,
+    XmlForLangText,
+    XmlForStoraAttribut,
+    OfullstandigBegaran,
     InteSoap,
     OkandOperation,
     FaltSaknas,
@@ -49,6 +53,8 @@ pub enum Felkod {
     AfTidsgrans,
     AfFel,
     AfAvvisade,
+    AfAvvisadeFragan,
+    AfOverbelastad,
     AfOgiltigtSvar,
     InterntFel,
 }
@@ -64,7 +70,11 @@ impl Felkod {
             LangsamKlient => "LANGSAM_KLIENT",
             OgiltigXml => "OGILTIG_XML",
             OtillatenXml => "OTILLATEN_XML",
-            XmlGransOverskriden => "XML_GRANS_OVERSKRIDEN",
+            XmlForDjup => "XML_FOR_DJUP",
+            XmlForMangaElement => "XML_FOR_MANGA_ELEMENT",
+            XmlForLangText => "XML_FOR_LANG_TEXT",
+            XmlForStoraAttribut => "XML_FOR_STORA_ATTRIBUT",
+            OfullstandigBegaran => "OFULLSTANDIG_BEGARAN",
             InteSoap => "INTE_SOAP",
             OkandOperation => "OKAND_OPERATION",
             FaltSaknas => "FALT_SAKNAS",
@@ -91,6 +101,8 @@ impl Felkod {
             AfTidsgrans => "AF_TIDSGRANS",
             AfFel => "AF_FEL",
             AfAvvisade => "AF_AVVISADE",
+            AfAvvisadeFragan => "AF_AVVISADE_FRAGAN",
+            AfOverbelastad => "AF_OVERBELASTAD",
             AfOgiltigtSvar => "AF_OGILTIGT_SVAR",
             InterntFel => "INTERNT_FEL",
         }
@@ -105,16 +117,17 @@ impl Felkod {
             FelMediatyp => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ForStorBegaran => StatusCode::PAYLOAD_TOO_LARGE,
             LangsamKlient => StatusCode::REQUEST_TIMEOUT,
-            OgiltigXml | OtillatenXml | XmlGransOverskriden | InteSoap | OkandOperation
+            OgiltigXml | OtillatenXml | XmlForDjup | XmlForMangaElement | XmlForLangText
+            | XmlForStoraAttribut | OfullstandigBegaran | InteSoap | OkandOperation
             | FaltSaknas | OgiltigtFalt | OvantatElement => StatusCode::BAD_REQUEST,
             TokenSaknas | TokenOgiltigt | TokenFelAlgoritm | TokenOkandNyckel
             | TokenFelSignatur | TokenUtganget | TokenEjGiltigtAnnu | TokenFelUtfardare
             | TokenFelMottagare | TokenSaknarAnsprak => StatusCode::UNAUTHORIZED,
             KlientOkand | FelKommun | HandlaggareMatcharEj | IngivareMatcharEj | SyfteMatcharEj
             | OperationEjTillaten | SyfteEjTillatet => StatusCode::FORBIDDEN,
-            AfEjNabar => StatusCode::SERVICE_UNAVAILABLE,
+            AfEjNabar | AfOverbelastad => StatusCode::SERVICE_UNAVAILABLE,
             AfTidsgrans => StatusCode::GATEWAY_TIMEOUT,
-            AfFel | AfAvvisade | AfOgiltigtSvar => StatusCode::BAD_GATEWAY,
+            AfFel | AfAvvisade | AfAvvisadeFragan | AfOgiltigtSvar => StatusCode::BAD_GATEWAY,
             InterntFel => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -122,7 +135,8 @@ impl Felkod {
     pub fn kalla(self) -> Kalla {
         use Felkod::*;
         match self {
-            AfEjNabar | AfTidsgrans | AfFel | AfOgiltigtSvar => Kalla::Af,
+            AfEjNabar | AfTidsgrans | AfFel | AfAvvisadeFragan | AfOverbelastad
+            | AfOgiltigtSvar => Kalla::Af,
             _ => Kalla::Gateway,
         }
     }
@@ -132,7 +146,13 @@ impl Felkod {
         use Felkod::*;
         matches!(
             self,
-            LangsamKlient | AfEjNabar | AfTidsgrans | AfFel | InterntFel | TokenUtganget
+            LangsamKlient
+                | OfullstandigBegaran
+                | AfEjNabar
+                | AfTidsgrans
+                | AfFel
+                | AfOverbelastad
+                | InterntFel
         )
     }
 
@@ -148,6 +168,8 @@ pub struct Failure {
     pub felkod: Felkod,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds for a `Retry-After` header, when the cause says when to come back.
+    pub retry_after: Option<u64>,
 }
 
 impl Failure {
@@ -156,6 +178,7 @@ impl Failure {
             felkod,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
     pub fn field(mut self, field: impl Into<String>) -> Self {
@@ -168,7 +191,10 @@ impl From<DecodeError> for Failure {
     fn from(e: DecodeError) -> Self {
         let felkod = match e.kind {
             DecodeKind::Malformed => Felkod::OgiltigXml,
-            DecodeKind::Limit => Felkod::XmlGransOverskriden,
+            DecodeKind::TooDeep => Felkod::XmlForDjup,
+            DecodeKind::TooManyElements => Felkod::XmlForMangaElement,
+            DecodeKind::TextTooLong => Felkod::XmlForLangText,
+            DecodeKind::AttributesTooLarge => Felkod::XmlForStoraAttribut,
             DecodeKind::Forbidden => Felkod::OtillatenXml,
             DecodeKind::NotSoap => Felkod::InteSoap,
             DecodeKind::UnknownOperation => Felkod::OkandOperation,
@@ -180,6 +206,7 @@ impl From<DecodeError> for Failure {
             felkod,
             message: e.to_string(),
             field: e.path,
+            retry_after: None,
         }
     }
 }
@@ -222,6 +249,7 @@ impl From<Denial> for Failure {
             felkod,
             message: d.to_string(),
             field: field.map(str::to_owned),
+            retry_after: None,
         }
     }
 }
@@ -238,6 +266,19 @@ impl From<UpstreamError> for Failure {
                 format!(
                     "Arbetsförmedlingen svarade inte inom {} ms; försök igen",
                     d.as_millis()
+                ),
+            ),
+            UpstreamError::Busy(after) => Failure {
+                retry_after: Some(after.unwrap_or(1)),
+                ..Failure::new(
+                    Felkod::AfOverbelastad,
+                    "Arbetsförmedlingen tar inte emot fler frågor just nu; försök igen efter Retry-After",
+                )
+            },
+            UpstreamError::Status(s) if (400..500).contains(&s) => Failure::new(
+                Felkod::AfAvvisadeFragan,
+                format!(
+                    "Arbetsförmedlingen avvisade frågan (HTTP {s}); kontakta driften om felet består"
                 ),
             ),
             UpstreamError::Status(s) => Failure::new(
@@ -263,4 +304,15 @@ impl From<AfContractError> for Failure {
             "Arbetsförmedlingens svar följde inte kontraktet; kontakta driften",
         )
     }
+}
+
+/// An error with its causes, e.g. to see the TLS alert behind a refused connection.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    msg
 }

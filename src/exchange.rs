@@ -14,58 +14,82 @@ use hyper::body::Incoming;
 use uuid::Uuid;
 
 use crate::codec::soap;
+use crate::config::Client;
 use crate::error::{Failure, Felkod};
 use crate::gateway::Gateway;
 use crate::identity::{self, CaseWorker};
 use crate::model::ident::redact_digit_runs;
 use crate::model::*;
-use crate::policy;
 use crate::server::{HttpResponse, Peer, respond};
-use crate::translate;
+use crate::upstream::{self, UpstreamError};
+use crate::{policy, translate};
 
 /// The path of the SOAP endpoint.
 pub const KOMMUN_PATH: &str = "/kommun/v1";
 
 /// What is known about a request so far, for the log line and the Fault.
+#[derive(Debug, Clone)]
 struct Trace {
     korrelationsid: Uuid,
     client: Option<String>,
     operation: Option<Operation>,
 }
 
-/// Serves one request of the `kommun` listener. The log line is written on every path.
+/// Serves one request of the `kommun` listener.
+///
+/// The exchange runs in its own task: if the caller goes away, the AF call still completes
+/// and the outcome is still logged; a panic becomes `INTERNT_FEL` instead of a dropped stream.
 pub async fn serve_kommun(
     gw: Arc<Gateway>,
     peer: Arc<Peer>,
     req: Request<Incoming>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let mut trace = Trace {
-        korrelationsid: Uuid::new_v4(),
-        client: None,
-        operation: None,
-    };
-    let result = exchange(&gw, &peer, req, &mut trace).await;
-    let (response, outcome) = match result {
-        Ok(xml) => (
-            respond(StatusCode::OK, "text/xml; charset=utf-8", xml),
-            "OK",
-        ),
-        Err(failure) => {
-            let code = failure.felkod.as_str();
-            (rescue(&failure, trace.korrelationsid), code)
+    let task = tokio::spawn(async move {
+        let mut trace = Trace {
+            korrelationsid: Uuid::new_v4(),
+            client: None,
+            operation: None,
+        };
+        let result = exchange(&gw, &peer, req, &mut trace).await;
+        let response = match &result {
+            Ok(xml) => respond(StatusCode::OK, "text/xml; charset=utf-8", xml.clone()),
+            Err(failure) => rescue(failure, trace.korrelationsid),
+        };
+        log_outcome(
+            &trace,
+            result.as_ref().err().map(|f| f.felkod),
+            response.status(),
+            started,
+        );
+        response
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(e) => {
+            let id = Uuid::new_v4();
+            tracing::error!(korrelationsid = %id, panicked = e.is_panic(), "the exchange task failed");
+            rescue(
+                &Failure::new(
+                    Felkod::InterntFel,
+                    "an internal error occurred; the request was not completed",
+                ),
+                id,
+            )
         }
-    };
+    }
+}
+
+fn log_outcome(trace: &Trace, felkod: Option<Felkod>, status: StatusCode, started: Instant) {
     tracing::info!(
         korrelationsid = %trace.korrelationsid,
         client = trace.client.as_deref().unwrap_or("-"),
         operation = trace.operation.map(Operation::name).unwrap_or("-"),
-        outcome,
-        status = response.status().as_u16(),
+        outcome = felkod.map(Felkod::as_str).unwrap_or("OK"),
+        status = status.as_u16(),
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         "kommun request"
     );
-    response
 }
 
 async fn exchange(
@@ -77,20 +101,7 @@ async fn exchange(
     route(&req)?;
 
     // 1. Identify: the organisation from the certificate, the case worker from the token.
-    let client = peer
-        .orgnr
-        .as_ref()
-        .map_err(|why| Failure::new(Felkod::KlientOkand, why.clone()))
-        .and_then(|orgnr| {
-            gw.config.client(orgnr).cloned().ok_or_else(|| {
-                Failure::new(
-                    Felkod::KlientOkand,
-                    format!(
-                        "organisation {orgnr} in the client certificate is not a configured client"
-                    ),
-                )
-            })
-        })?;
+    let client = identify_client(gw, peer)?;
     trace.client = Some(client.name.clone());
     let worker: CaseWorker = identity::verify_token(
         &client.idp,
@@ -104,35 +115,132 @@ async fn exchange(
 
     // 3. Decode and validate against the contract.
     let request = soap::decode_request(&body, &gw.xml_limits)?;
-    trace.korrelationsid = request.fraga().korrelationsid;
+    trace.korrelationsid = request.korrelationsid();
     trace.operation = Some(request.operation());
 
     // 4. Authorise: client × operation × purpose, own municipality, the token's case worker.
-    policy::authorise(&client, &worker, &request).inspect_err(|d| {
-        tracing::warn!(korrelationsid = %trace.korrelationsid, client = %client.name, denial = %d, "request denied");
+    policy::authorise(&client, &worker, &request).map_err(Failure::from).inspect_err(|f| {
+        tracing::warn!(korrelationsid = %trace.korrelationsid, client = %client.name, felkod = f.felkod.as_str(), "request denied");
     })?;
 
     // 5–8. Translate, call AF, validate and minimise its answer, encode.
-    match request {
-        KommunRequest::HamtaArbetssokandeStatus(fraga) => {
-            let af_req = translate::status_request(&fraga);
-            let af_resp = gw
+    let answer = call_af(gw, &client, &worker, request).await?;
+    Ok(soap::encode_answer(&answer))
+}
+
+/// Steps 5–8 for each operation: the AF request, AF's answer checked against its contract,
+/// and the municipal answer.
+async fn call_af(
+    gw: &Gateway,
+    client: &Client,
+    worker: &CaseWorker,
+    request: KommunRequest,
+) -> Result<KommunAnswer, Failure> {
+    let end_user = worker.hsa_id.as_str();
+    let korrelationsid = request.korrelationsid();
+    let logged = |e: UpstreamError| {
+        tracing::warn!(%korrelationsid, error = %e, "AF call failed");
+        Failure::from(e)
+    };
+    let checked = |e: translate::AfContractError| {
+        tracing::warn!(%korrelationsid, error = %e, "AF answer breaks the contract");
+        Failure::from(e)
+    };
+    Ok(match request {
+        KommunRequest::HamtaArbetssokandeStatus(f) => {
+            let r = gw
                 .af
-                .status(&af_req, fraga.korrelationsid, worker.hsa_id.as_str())
+                .post_json(
+                    upstream::STATUS_PATH,
+                    &translate::person_request(&f),
+                    korrelationsid,
+                    end_user,
+                )
                 .await
-                .inspect_err(|e| {
-                    tracing::warn!(korrelationsid = %fraga.korrelationsid, error = %e, "AF call failed");
-                })?;
-            let status = translate::status_from_af(&af_resp).inspect_err(|e| {
-                tracing::warn!(korrelationsid = %fraga.korrelationsid, error = %e, "AF answer breaks the contract");
-            })?;
-            let svar = HamtaArbetssokandeStatusSvar {
-                korrelationsid: fraga.korrelationsid,
+                .map_err(logged)?;
+            let status = translate::status_from_af(&r).map_err(checked)?;
+            KommunAnswer::Status(HamtaArbetssokandeStatusSvar {
+                korrelationsid,
                 status: minimise(status),
-            };
-            Ok(soap::encode_status_svar(&svar))
+            })
         }
-    }
+        KommunRequest::HamtaErsattningsbeslut(f) => {
+            let r = gw
+                .af
+                .post_json(
+                    upstream::ERSATTNINGSBESLUT_PATH,
+                    &translate::person_request(&f),
+                    korrelationsid,
+                    end_user,
+                )
+                .await
+                .map_err(logged)?;
+            let ersattningar = translate::ersattningar_from_af(&r).map_err(checked)?;
+            KommunAnswer::Ersattningsbeslut(HamtaErsattningsbeslutSvar {
+                korrelationsid,
+                ersattningar,
+            })
+        }
+        KommunRequest::HamtaHandlingsplan(f) => {
+            let r = gw
+                .af
+                .post_json(
+                    upstream::HANDLINGSPLAN_PATH,
+                    &translate::person_request(&f),
+                    korrelationsid,
+                    end_user,
+                )
+                .await
+                .map_err(logged)?;
+            let handlingsplan = translate::handlingsplan_from_af(&r).map_err(checked)?;
+            KommunAnswer::Handlingsplan(HamtaHandlingsplanSvar {
+                korrelationsid,
+                handlingsplan,
+            })
+        }
+        KommunRequest::AnmalAktivitetsplan(f, plan) => {
+            let body = translate::aktivitetsplan_request(&f, client.kommunkod, &plan);
+            let r = gw
+                .af
+                .post_json(
+                    upstream::AKTIVITETSPLAN_PATH,
+                    &body,
+                    korrelationsid,
+                    end_user,
+                )
+                .await
+                .map_err(logged)?;
+            let kvittens = translate::kvittens_from_af(&r).map_err(checked)?;
+            KommunAnswer::Aktivitetsplan(AnmalAktivitetsplanSvar {
+                korrelationsid,
+                kvittens,
+            })
+        }
+        KommunRequest::Ping(id) => {
+            let (status, ms) = gw.af.health().await;
+            KommunAnswer::Ping(PingSvar {
+                korrelationsid: id,
+                tjanster: vec![Tjanst {
+                    namn: "Arbetsförmedlingen".into(),
+                    status,
+                    svarstid_ms: Some(ms),
+                }],
+            })
+        }
+    })
+}
+
+fn identify_client(gw: &Gateway, peer: &Peer) -> Result<Arc<Client>, Failure> {
+    let orgnr = peer
+        .orgnr
+        .as_ref()
+        .map_err(|why| Failure::new(Felkod::KlientOkand, why.clone()))?;
+    gw.config.client(orgnr).cloned().ok_or_else(|| {
+        Failure::new(
+            Felkod::KlientOkand,
+            format!("organisation {orgnr} in the client certificate is not a configured client"),
+        )
+    })
 }
 
 /// Only `POST /kommun/v1` with a SOAP 1.1 content type is an exchange.
@@ -156,6 +264,7 @@ fn route(req: &Request<Incoming>) -> Result<(), Failure> {
         .unwrap_or("");
     let mut parts = ct.split(';').map(str::trim);
     let mime = parts.next().unwrap_or("");
+    // A charset, when given, must be UTF-8; without one, the XML declaration decides.
     let charset_ok = parts.all(|p| {
         !p.to_ascii_lowercase().starts_with("charset=")
             || p[8..].trim_matches('"').eq_ignore_ascii_case("utf-8")
@@ -209,9 +318,9 @@ async fn read_body(gw: &Gateway, req: Request<Incoming>) -> Result<bytes::Bytes,
             ),
         )),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Ok(Err(e)) => Err(Failure::new(
-            Felkod::OgiltigXml,
-            format!("the request body could not be read: {e}"),
+        Ok(Err(_)) => Err(Failure::new(
+            Felkod::OfullstandigBegaran,
+            "the request body could not be read to its end (the connection or stream broke off)",
         )),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
@@ -226,14 +335,28 @@ fn minimise(mut status: Arbetssokandestatus) -> Arbetssokandestatus {
     status
 }
 
+/// Makes text from hostile input safe for a Fault: no identity number, no character XML 1.0
+/// forbids, and no longer than the contract allows.
+fn fault_text(s: &str, max: usize) -> String {
+    redact_digit_runs(s)
+        .chars()
+        .map(|c| {
+            let forbidden = (c < ' ' && !matches!(c, '\t' | '\n' | '\r'))
+                || matches!(c, '\u{FFFE}' | '\u{FFFF}');
+            if forbidden { '\u{FFFD}' } else { c }
+        })
+        .take(max)
+        .collect()
+}
+
 /// Turns a failure into the HTTP status and SOAP Fault the caller sees.
 pub fn rescue(failure: &Failure, korrelationsid: Uuid) -> HttpResponse {
     let code = failure.felkod;
     let fel = Fel {
         kalla: code.kalla(),
         felkod: code.as_str().to_owned(),
-        meddelande: redact_digit_runs(&failure.message),
-        falt: failure.field.as_deref().map(redact_digit_runs),
+        meddelande: fault_text(&failure.message, 1000),
+        falt: failure.field.as_deref().map(|f| fault_text(f, 200)),
         korrelationsid,
         kan_forsokas_igen: code.retry_can_help(),
     };
@@ -242,15 +365,39 @@ pub fn rescue(failure: &Failure, korrelationsid: Uuid) -> HttpResponse {
         "text/xml; charset=utf-8",
         soap::encode_fault(&fel, code.is_client_fault()),
     );
-    if code.status() == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(r#"Bearer error="invalid_token""#),
-        );
+    match code {
+        // RFC 6750 §3.1: no error code when no credentials were sent.
+        Felkod::TokenSaknas => {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        c if c.status() == StatusCode::UNAUTHORIZED => {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+            );
+        }
+        Felkod::MetodEjTillaten => {
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        _ => {}
     }
-    if code == Felkod::MetodEjTillaten {
+    if let Some(secs) = failure.retry_after {
         r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fault_text;
+
+    #[test]
+    fn fault_text_is_safe_for_xml_and_people() {
+        assert_eq!(fault_text("a\u{0}b\u{1}c", 100), "a\u{FFFD}b\u{FFFD}c");
+        assert_eq!(fault_text("x850709-9805", 100), "x******-****");
+        assert_eq!(fault_text(&"é".repeat(2000), 1000).chars().count(), 1000);
+    }
 }

@@ -20,18 +20,24 @@ pub fn orgnr_from_certificate(cert: &CertificateDer<'_>) -> Result<Organisations
     let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref())
         .map_err(|e| format!("client certificate cannot be parsed: {e}"))?;
     let subject = x509.subject();
-    let value_of = |oid: &str| {
+    // Present but unreadable is an error, never a reason to fall back to another attribute.
+    let value_of = |oid: &str, name: &str| {
         subject
             .iter_attributes()
             .find(|a| a.attr_type().to_id_string() == oid)
-            .and_then(|a| a.as_str().ok().map(str::to_owned))
+            .map(|a| {
+                a.as_str()
+                    .map(str::to_owned)
+                    .map_err(|_| format!("{name} in the certificate is not a readable string"))
+            })
+            .transpose()
     };
-    if let Some(v) = value_of(OID_ORGANIZATION_IDENTIFIER) {
+    if let Some(v) = value_of(OID_ORGANIZATION_IDENTIFIER, "organizationIdentifier")? {
         let digits = v.strip_prefix("NTRSE-").unwrap_or(&v);
         return Organisationsnummer::parse(digits)
             .map_err(|e| format!("organizationIdentifier in the certificate: {e}"));
     }
-    if let Some(v) = value_of(OID_SERIAL_NUMBER) {
+    if let Some(v) = value_of(OID_SERIAL_NUMBER, "serialNumber")? {
         return Organisationsnummer::parse(&v)
             .map_err(|e| format!("serialNumber in the certificate: {e}"));
     }

@@ -88,8 +88,8 @@ enum Command {
         /// The ES256 key (default: certs-example/idp-KOMMUN.key).
         #[arg(long)]
         key: Option<PathBuf>,
-        /// Lifetime, e.g. 5m.
-        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        /// Lifetime, e.g. 5m (at most 24h).
+        #[arg(long, default_value = "5m", value_parser = parse_lifetime)]
         lifetime: Duration,
     },
 }
@@ -100,7 +100,8 @@ enum CertsCommand {
     Generate {
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 3650)]
+        /// Validity in days (1 to 36500).
+        #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(i64).range(1..=36500))]
         days: i64,
     },
 }
@@ -112,6 +113,14 @@ enum SimCommand {
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+fn parse_lifetime(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() || d > Duration::from_secs(86_400) {
+        return Err("must be longer than zero and at most 24h".into());
+    }
+    Ok(d)
 }
 
 fn init_logging(format: LogFormat, default: &str) {

@@ -17,7 +17,7 @@ pub async fn serve_admin(gw: Arc<Gateway>, req: Request<Incoming>) -> HttpRespon
     match req.uri().path() {
         "/healthz" => respond(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
         "/readyz" => {
-            let af = gw.af.healthy().await;
+            let af = gw.af.health().await.0 == crate::model::TjanstStatus::Ok;
             let body = serde_json::json!({
                 "status": if af { "ready" } else { "not ready" },
                 "checks": { "af": if af { "ok" } else { "unreachable" } },

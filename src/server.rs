@@ -1,5 +1,5 @@
 //! Listeners: accept, TLS handshake with a deadline, identify the peer once per connection,
-//! serve HTTP/1.1 and HTTP/2 with hyper, drain on shutdown.
+//! serve HTTP/1.1 or HTTP/2 (chosen by ALPN) with hyper, drain on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,12 +10,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::rt::{Read, Write};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls_pki_types::CertificateDer;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -25,7 +25,7 @@ use crate::model::Organisationsnummer;
 #[derive(Debug)]
 pub struct Peer {
     pub remote: SocketAddr,
-    /// The verified client certificate (leaf), when the listener requires one.
+    /// The verified client certificate (leaf), for certificate-bound tokens.
     pub certificate: Option<CertificateDer<'static>>,
     /// The organisation number in that certificate, or why there is none.
     pub orgnr: Result<Organisationsnummer, String>,
@@ -52,22 +52,80 @@ impl Default for ConnLimits {
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
-fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    // hyper enforces header_read_timeout only with a timer (slowloris otherwise holds on).
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(64 * 1024);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(100)
-        .max_header_list_size(64 * 1024);
-    b
-}
-
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Serves one connection with HTTP/2 when ALPN chose it, HTTP/1.1 otherwise. The protocol is
+/// known before the first byte is read, so no read runs without a deadline.
+async fn serve_http<I, H, Fut>(io: I, h2: bool, limits: ConnLimits, watcher: Watcher, handler: H)
+where
+    I: Read + Write + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HttpResponse> + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let fut = handler(req);
+        async move { Ok::<_, Infallible>(fut.await) }
+    });
+    let result = if h2 {
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .max_concurrent_streams(100)
+            .max_header_list_size(64 * 1024)
+            // A peer that stops answering pings is gone: free its connection.
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(10));
+        watcher.watch(b.serve_connection(io, service)).await
+    } else {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        // hyper enforces header_read_timeout only with a timer (slowloris otherwise holds on).
+        b.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(64 * 1024);
+        watcher.watch(b.serve_connection(io, service)).await
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Accepts until `shutdown` turns true, hands each connection to `on_connection`, then
+/// drains: in-flight requests get `drain_timeout` to finish.
+async fn accept_loop<C, CF>(
+    listener: TcpListener,
+    limits: ConnLimits,
+    mut shutdown: watch::Receiver<bool>,
+    on_connection: C,
+) where
+    C: Fn(TcpStream, SocketAddr, Watcher) -> CF,
+    CF: Future<Output = ()> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped(&mut shutdown) => break,
+        };
+        match accepted {
+            Ok((tcp, remote)) => {
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(on_connection(tcp, remote, graceful.watcher()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain timeout; closing them");
+    }
 }
 
 /// Serves a TLS listener until `shutdown` turns true, then drains connections.
@@ -75,34 +133,16 @@ pub async fn serve_tls<H, Fut>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     limits: ConnLimits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     handler: H,
 ) where
     H: Fn(Arc<Peer>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
-    let builder = Arc::new(http_builder(&limits));
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stopped(&mut shutdown) => break,
-        };
-        let (tcp, remote) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    accept_loop(listener, limits, shutdown, move |tcp, remote, watcher| {
         let acceptor = acceptor.clone();
         let handler = handler.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
+        async move {
             let tls =
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
@@ -115,9 +155,9 @@ pub async fn serve_tls<H, Fut>(
                         return;
                     }
                 };
-            let certificate = tls
-                .get_ref()
-                .1
+            let session = tls.get_ref().1;
+            let h2 = session.alpn_protocol() == Some(b"h2");
+            let certificate = session
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| c.clone().into_owned());
@@ -130,60 +170,30 @@ pub async fn serve_tls<H, Fut>(
                 certificate,
                 orgnr,
             });
-            let service = hyper::service::service_fn(move |req| {
-                let fut = handler(peer.clone(), req);
-                async move { Ok::<_, Infallible>(fut.await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the drain timeout; closing them");
-    }
+            serve_http(TokioIo::new(tls), h2, limits, watcher, move |req| {
+                handler(peer.clone(), req)
+            })
+            .await;
+        }
+    })
+    .await;
 }
 
-/// Serves a plain-HTTP listener (the loopback admin listener).
+/// Serves a plain-HTTP/1.1 listener (the loopback admin listener).
 pub async fn serve_plain<H, Fut>(
     listener: TcpListener,
     limits: ConnLimits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     handler: H,
 ) where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
-    let builder = Arc::new(http_builder(&limits));
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stopped(&mut shutdown) => break,
-        };
-        let Ok((tcp, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
+    accept_loop(listener, limits, shutdown, move |tcp, _, watcher| {
         let handler = handler.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let fut = handler(req);
-                async move { Ok::<_, Infallible>(fut.await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(tcp), service);
-            let _ = watcher.watch(conn.into_owned()).await;
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await;
+        serve_http(TokioIo::new(tcp), false, limits, watcher, handler)
+    })
+    .await;
 }
 
 /// A response with a body and content type.

@@ -25,7 +25,7 @@ use crate::codec::af_json::*;
 use crate::config::CertAndKey;
 use crate::model::Personnummer;
 use crate::server::{self, ConnLimits, HttpResponse, Peer, respond};
-use crate::tls;
+use crate::{tls, upstream};
 
 /// The simulator's configuration file.
 #[derive(Debug, Deserialize)]
@@ -115,6 +115,8 @@ pub struct SimStats {
 struct Sim {
     settings: SimSettings,
     tokens: Mutex<HashMap<String, Instant>>,
+    /// Plans seen, by kommunkod and plan id.
+    plans: Mutex<std::collections::HashSet<String>>,
     stats: Arc<SimStats>,
 }
 
@@ -147,6 +149,7 @@ pub async fn start(settings: SimSettings) -> Result<RunningSim, String> {
     let sim = Arc::new(Sim {
         settings,
         tokens: Mutex::new(HashMap::new()),
+        plans: Mutex::new(std::collections::HashSet::new()),
         stats: stats.clone(),
     });
     let (shutdown, rx) = watch::channel(false);
@@ -208,10 +211,13 @@ async fn body_of(req: Request<Incoming>) -> Result<bytes::Bytes, HttpResponse> {
 async fn serve(sim: Arc<Sim>, _peer: Arc<Peer>, req: Request<Incoming>) -> HttpResponse {
     match (req.method().clone(), req.uri().path()) {
         (Method::POST, "/oauth2/token") => token(&sim, req).await,
-        (Method::POST, crate::upstream::STATUS_PATH) => status(&sim, req).await,
-        (Method::GET, "/health") => {
-            respond(StatusCode::OK, "application/json", r#"{"status":"UP"}"#)
-        }
+        (Method::POST, upstream::STATUS_PATH)
+        | (Method::POST, upstream::ERSATTNINGSBESLUT_PATH)
+        | (Method::POST, upstream::HANDLINGSPLAN_PATH)
+        | (Method::POST, upstream::AKTIVITETSPLAN_PATH) => data(&sim, req).await,
+        (Method::GET, upstream::HEALTH_PATH) => json(&HealthResponse {
+            status: "UP".into(),
+        }),
         _ => problem(StatusCode::NOT_FOUND, "Not found", "no such resource"),
     }
 }
@@ -324,10 +330,7 @@ fn check_headers(sim: &Sim, req: &Request<Incoming>) -> Result<(), Box<HttpRespo
             )));
         }
     }
-    if !matches!(
-        h("AF-Environment"),
-        Some("U1" | "I1" | "T1" | "T2" | "PROD")
-    ) {
+    if !h("AF-Environment").is_some_and(|e| crate::config::ENVIRONMENTS.contains(&e)) {
         return Err(Box::new(problem(
             StatusCode::BAD_REQUEST,
             "Bad request",
@@ -337,7 +340,9 @@ fn check_headers(sim: &Sim, req: &Request<Incoming>) -> Result<(), Box<HttpRespo
     Ok(())
 }
 
-async fn status(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
+/// Every data endpoint: headers and token checked, the body read, faults injected, then the
+/// answer for the path.
+async fn data(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
     let n = sim.stats.data_requests.fetch_add(1, Ordering::Relaxed) + 1;
     if let Err(r) = check_headers(sim, &req) {
         return *r;
@@ -352,23 +357,10 @@ async fn status(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
     if let Ok(mut last) = sim.stats.last_caller.lock() {
         *last = Some((header("AF-TrackingId"), header("AF-EndUserId")));
     }
+    let path = req.uri().path().to_owned();
     let body = match body_of(req).await {
         Ok(b) => b,
         Err(r) => return r,
-    };
-    let request: StatusRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "Bad request", format!("body: {e}")),
-    };
-    let person = match Personnummer::parse(&request.personnummer) {
-        Ok(p) => p,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                format!("personnummer: {e}"),
-            );
-        }
     };
     let f = sim.settings.faults;
     if !f.latency.is_zero() {
@@ -376,22 +368,104 @@ async fn status(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
     }
     if f.fail_every > 0 && n.is_multiple_of(f.fail_every) {
         let s = StatusCode::from_u16(f.fail_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        return problem(s, "Injected failure", "the simulator was told to fail");
+        let mut r = problem(s, "Injected failure", "the simulator was told to fail");
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("7"),
+            );
+        }
+        return r;
     }
     if f.invalid_answers {
         return respond(
             StatusCode::OK,
             "application/json",
-            r#"{"kandAvAf":true,"inskriven":true,"omfattningProcent":250}"#,
+            r#"{"kandAvAf":true,"inskriven":true,"omfattningProcent":250,"beslut":[{"typ":"X"}],"handlingsplan":{"status":1},"referens":""}"#,
         );
     }
-    match status_for(&person) {
-        Some(answer) => json(&answer),
-        None => problem(
+    let bad = |what: String| problem(StatusCode::BAD_REQUEST, "Bad request", what);
+    if path == upstream::AKTIVITETSPLAN_PATH {
+        let request: AktivitetsplanRequest = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return bad(format!(
+                    "body: line {} column {}: {:?}",
+                    e.line(),
+                    e.column(),
+                    e.classify()
+                ));
+            }
+        };
+        return match crate::translate::aktivitetsplan_from_request(&request) {
+            Ok((person, _, plan)) if is_af_failure(&person) => {
+                let _ = plan;
+                problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal error",
+                    "simulated internal error",
+                )
+            }
+            Ok((_, kommun, plan)) => json(&receipt(sim, kommun, &plan)),
+            Err(e) => bad(e.to_string()),
+        };
+    }
+    let request: PersonRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return bad(format!(
+                "body: line {} column {}: {:?}",
+                e.line(),
+                e.column(),
+                e.classify()
+            ));
+        }
+    };
+    let person = match Personnummer::parse(&request.personnummer) {
+        Ok(p) => p,
+        Err(e) => return bad(format!("personnummer: {e}")),
+    };
+    if is_af_failure(&person) {
+        return problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Internal error",
             "simulated internal error",
+        );
+    }
+    match path.as_str() {
+        upstream::STATUS_PATH => json(&status_for(&person).unwrap_or_else(okand)),
+        upstream::ERSATTNINGSBESLUT_PATH => json(&ersattningar_for(&person)),
+        upstream::HANDLINGSPLAN_PATH => json(&handlingsplan_for(&person)),
+        _ => problem(StatusCode::NOT_FOUND, "Not found", "no such resource"),
+    }
+}
+
+fn is_af_failure(p: &Personnummer) -> bool {
+    p.expose() == AF_FEL
+}
+
+/// AF's receipt: a reference derived from the plan, MOTTAGEN the first time a plan id is
+/// seen and UPPDATERAD after.
+fn receipt(
+    sim: &Sim,
+    kommun: crate::model::Kommunkod,
+    plan: &crate::model::Aktivitetsplan,
+) -> AktivitetsplanResponse {
+    let key = format!("{kommun}/{}", plan.plan_id);
+    let seen = sim
+        .plans
+        .lock()
+        .map(|mut p| !p.insert(key.clone()))
+        .unwrap_or(false);
+    let h = sha2::Sha256::digest(key.as_bytes());
+    AktivitetsplanResponse {
+        referens: format!("AKP-{}", hex::encode_upper(&h[..6])),
+        mottagen: crate::model::lexical::format_tidpunkt(
+            time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
         ),
+        status: if seen { "UPPDATERAD" } else { "MOTTAGEN" }.to_owned(),
     }
 }
 
@@ -593,6 +667,119 @@ pub fn status_for(p: &Personnummer) -> Option<StatusResponse> {
             vec![]
         },
     })
+}
+
+fn hash(p: &Personnummer) -> [u8; 32] {
+    sha2::Sha256::digest(p.digits()).into()
+}
+
+fn day_date(offset: u32) -> time::Date {
+    time::macros::date!(2020 - 01 - 01) + time::Duration::days(i64::from(offset))
+}
+
+/// AF's benefit decisions for a person: none for people AF does not know or who are not
+/// registered, otherwise derived from the number.
+pub fn ersattningar_for(p: &Personnummer) -> ErsattningsbeslutResponse {
+    use crate::model::*;
+    let status = status_for(p).unwrap_or_else(okand);
+    if !status.inskriven {
+        return crate::translate::ersattningar_to_af(&Ersattningar {
+            beslut: vec![],
+            aktivitetsstod_dagar: None,
+            senaste_utbetalning: None,
+        });
+    }
+    let h = hash(p);
+    let start = u32::from(u16::from_be_bytes([h[12], h[13]]) % 1800);
+    let typ = Ersattningstyp::ALL[usize::from(h[14]) % Ersattningstyp::ALL.len()];
+    let mut beslut = vec![Ersattningsbeslut {
+        typ,
+        omfattning_procent: [100, 75, 50][usize::from(h[15]) % 3],
+        from: day_date(start),
+        tom: h[16].is_multiple_of(2).then(|| day_date(start + 180)),
+    }];
+    if h[17].is_multiple_of(3) {
+        beslut.push(Ersattningsbeslut {
+            typ: Ersattningstyp::Aktivitetsstod,
+            omfattning_procent: 100,
+            from: day_date(start + 181),
+            tom: None,
+        });
+    }
+    let paid = beslut
+        .iter()
+        .any(|b| b.typ == Ersattningstyp::Aktivitetsstod);
+    crate::translate::ersattningar_to_af(&Ersattningar {
+        beslut,
+        aktivitetsstod_dagar: paid.then_some(u16::from(h[18]) + 20),
+        senaste_utbetalning: paid.then(|| Utbetalning {
+            datum: day_date(2_490 + u32::from(h[19] % 20)),
+            belopp: Ore(500_000 + u64::from(u16::from_be_bytes([h[20], h[21]])) * 10),
+        }),
+    })
+}
+
+/// AF's handlingsplan for a person: none for people AF does not know, otherwise derived from
+/// the number.
+pub fn handlingsplan_for(p: &Personnummer) -> HandlingsplanResponse {
+    use crate::model::*;
+    let status = status_for(p).unwrap_or_else(okand);
+    if !status.kand_av_af {
+        return crate::translate::handlingsplan_to_af(None);
+    }
+    let h = hash(p);
+    let start = u32::from(u16::from_be_bytes([h[22], h[23]]) % 1800);
+    let program = [
+        ("P101", "Rusta och matcha"),
+        ("P204", "Arbetsmarknadsutbildning"),
+        ("P310", "Studiemotiverande folkhögskolekurs"),
+    ];
+    let aktivitet = [("A01", "Jobbsökaraktivitet"), ("A07", "Kartläggning")];
+    let (pk, pn) = program[usize::from(h[24]) % program.len()];
+    let (ak, an) = aktivitet[usize::from(h[25]) % aktivitet.len()];
+    let kontor = status.kontor.map(|k| Kontor {
+        kod: k.kod,
+        namn: k.namn,
+    });
+    let plan = Handlingsplan {
+        upprattad: day_date(start),
+        status: if status.inskriven {
+            HandlingsplanStatus::Aktiv
+        } else {
+            HandlingsplanStatus::Avslutad
+        },
+        nasta_uppfoljning: status
+            .inskriven
+            .then(|| day_date(2_520 + u32::from(h[26] % 60))),
+        hinder_for_lampligt_arbete: h[27].is_multiple_of(4),
+        aktiviteter: vec![
+            AfAktivitet {
+                slag: AktivitetSlag::Program,
+                typ_kod: pk.into(),
+                namn: pn.into(),
+                from: day_date(start + 14),
+                tom: Some(day_date(start + 14 + 90)),
+                omfattning_procent: Some(100),
+                anordnare: Some("Utbildningsbolaget Exempel AB".into()),
+            },
+            AfAktivitet {
+                slag: AktivitetSlag::Aktivitet,
+                typ_kod: ak.into(),
+                namn: an.into(),
+                from: day_date(start),
+                tom: None,
+                omfattning_procent: None,
+                anordnare: None,
+            },
+        ],
+        kontor,
+        ansvarig_handlaggare: Some(AnsvarigHandlaggare {
+            namn: ["Anna Exempelsson", "Björn Testberg", "Cecilia Prov"][usize::from(h[28]) % 3]
+                .into(),
+            kontaktvag: Some("Via Arbetsförmedlingens kundtjänst".into()),
+        }),
+    };
+    crate::translate::handlingsplan_to_af(Some(&plan))
 }
 
 #[cfg(test)]

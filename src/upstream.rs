@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::codec::af_json::{self, TokenResponse};
 use crate::config::AfSettings;
-use crate::model::ident::redact_digit_runs;
+use crate::model::TjanstStatus;
 use crate::tls;
 
 /// What went wrong towards AF. Details are for the log; the caller only learns the class.
@@ -24,6 +24,8 @@ pub enum UpstreamError {
     Timeout(Duration),
     #[error("AF answered HTTP {0}")]
     Status(u16),
+    #[error("AF is rate limiting the gateway (HTTP 429)")]
+    Busy(Option<u64>),
     #[error("AF refused the gateway's credentials (HTTP {0})")]
     Credentials(u16),
     #[error("AF's answer breaks the contract: {0}")]
@@ -32,19 +34,14 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     fn from_reqwest(e: reqwest::Error, deadline: Duration) -> Self {
-        if e.is_timeout() {
+        // A connect timeout is "unreachable", not "AF was slow to answer".
+        if e.is_connect() {
+            UpstreamError::Unreachable(crate::error::error_chain(&e))
+        } else if e.is_timeout() {
             UpstreamError::Timeout(deadline)
-        } else if e.is_decode() {
-            UpstreamError::Contract(redact_digit_runs(&e.to_string()))
         } else {
-            // The error chain names the cause (refused, reset, TLS) without any body content.
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg = format!("{msg}: {s}");
-                src = s.source();
-            }
-            UpstreamError::Unreachable(msg)
+            // The chain names the cause (refused, reset, TLS) and never body content.
+            UpstreamError::Unreachable(crate::error::error_chain(&e))
         }
     }
 }
@@ -80,6 +77,8 @@ impl AfClient {
         .map_err(|e| e.to_string())?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
+            // AF is reached directly; a proxy from the environment is never used by accident.
+            .no_proxy()
             .connect_timeout(settings.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .redirect(reqwest::redirect::Policy::none())
@@ -94,11 +93,6 @@ impl AfClient {
         })
     }
 
-    /// The configured deadline for one call.
-    pub fn timeout(&self) -> Duration {
-        self.settings.timeout
-    }
-
     async fn token(&self) -> Result<String, UpstreamError> {
         let mut cached = self.token.lock().await;
         if let Some(t) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
@@ -109,7 +103,7 @@ impl AfClient {
             ("client_id", self.settings.client_id.as_str()),
         ];
         if let Some(secret) = &self.settings.client_secret {
-            form.push(("client_secret", secret.as_str()));
+            form.push(("client_secret", secret.0.as_str()));
         }
         let started = Instant::now();
         let resp = self
@@ -180,6 +174,15 @@ impl AfClient {
                 if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                     return Err(UpstreamError::Credentials(status.as_u16()));
                 }
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    let after = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(|s| s.min(3600));
+                    return Err(UpstreamError::Busy(after));
+                }
                 if !status.is_success() {
                     return Err(UpstreamError::Status(status.as_u16()));
                 }
@@ -192,13 +195,29 @@ impl AfClient {
             .map_err(|_| UpstreamError::Timeout(deadline))?
     }
 
-    /// AF's health endpoint answers 2xx.
-    pub async fn healthy(&self) -> bool {
-        let url = format!("{}/health", self.settings.base_url);
-        matches!(
-            tokio::time::timeout(self.settings.timeout, self.http.get(url).send()).await,
-            Ok(Ok(r)) if r.status().is_success()
-        )
+    /// AF's health, as `Ping` and readiness report it: up, failing, or not reachable, and how
+    /// long the check took.
+    pub async fn health(&self) -> (TjanstStatus, u32) {
+        let started = Instant::now();
+        let url = format!("{}{HEALTH_PATH}", self.settings.base_url);
+        let result = tokio::time::timeout(self.settings.timeout, async {
+            let resp = self.http.get(url).send().await?;
+            let ok = resp.status().is_success();
+            Ok::<_, reqwest::Error>(
+                ok && resp
+                    .json::<af_json::HealthResponse>()
+                    .await
+                    .is_ok_and(|h| h.status == "UP"),
+            )
+        })
+        .await;
+        let ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        let status = match result {
+            Ok(Ok(true)) => TjanstStatus::Ok,
+            Ok(Ok(false)) => TjanstStatus::Fel,
+            Ok(Err(_)) | Err(_) => TjanstStatus::EjNabar,
+        };
+        (status, ms)
     }
 }
 
@@ -224,23 +243,20 @@ async fn read_json<T: DeserializeOwned>(mut resp: reqwest::Response) -> Result<T
         }
         body.extend_from_slice(&chunk);
     }
-    // serde's messages quote the offending value, which could be a personal identity number.
-    serde_json::from_slice(&body)
-        .map_err(|e| UpstreamError::Contract(redact_digit_runs(&format!("JSON: {e}"))))
+    // serde's messages quote the offending value, which may be personal data: keep only where.
+    serde_json::from_slice(&body).map_err(|e| {
+        UpstreamError::Contract(format!(
+            "JSON {:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })
 }
 
-/// The AF path of the status operation.
+/// AF's paths, one per operation.
 pub const STATUS_PATH: &str = "/arbetssokande/v1/status";
-
-impl AfClient {
-    /// `HamtaArbetssokandeStatus` towards AF.
-    pub async fn status(
-        &self,
-        req: &af_json::StatusRequest,
-        tracking_id: Uuid,
-        end_user: &str,
-    ) -> Result<af_json::StatusResponse, UpstreamError> {
-        self.post_json(STATUS_PATH, req, tracking_id, end_user)
-            .await
-    }
-}
+pub const ERSATTNINGSBESLUT_PATH: &str = "/arbetssokande/v1/ersattningsbeslut";
+pub const HANDLINGSPLAN_PATH: &str = "/arbetssokande/v1/handlingsplan";
+pub const AKTIVITETSPLAN_PATH: &str = "/aktivitetskrav/v1/planer";
+pub const HEALTH_PATH: &str = "/health";

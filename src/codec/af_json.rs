@@ -4,12 +4,22 @@
 use serde::{Deserialize, Serialize};
 
 /// `POST /arbetssokande/v1/status` request body. The personnummer travels here, never in a URL.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StatusRequest {
     pub personnummer: String,
     pub from_datum: String,
     pub tom_datum: String,
+}
+
+impl std::fmt::Debug for StatusRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusRequest")
+            .field("personnummer", &"************")
+            .field("from_datum", &self.from_datum)
+            .field("tom_datum", &self.tom_datum)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,4 +103,185 @@ pub struct Problem {
 
 fn about_blank() -> String {
     "about:blank".to_owned()
+}
+
+/// `POST /arbetssokande/v1/ersattningsbeslut` and `/handlingsplan` take the same body as the
+/// status request.
+pub type PersonRequest = StatusRequest;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BeslutJson {
+    pub typ: String,
+    pub omfattning_procent: i64,
+    pub from_datum: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tom_datum: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UtbetalningJson {
+    pub datum: String,
+    /// Kronor, at most two decimals.
+    pub belopp: f64,
+}
+
+/// `POST /arbetssokande/v1/ersattningsbeslut` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErsattningsbeslutResponse {
+    #[serde(default)]
+    pub beslut: Vec<BeslutJson>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aktivitetsstod_dagar: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub senaste_utbetalning: Option<UtbetalningJson>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AfAktivitetJson {
+    pub slag: String,
+    pub typ_kod: String,
+    pub namn: String,
+    pub from_datum: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tom_datum: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub omfattning_procent: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anordnare: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnsvarigHandlaggareJson {
+    pub namn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kontaktvag: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandlingsplanJson {
+    pub upprattad_datum: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nasta_uppfoljning: Option<String>,
+    pub hinder_for_lampligt_arbete: bool,
+    #[serde(default)]
+    pub aktiviteter: Vec<AfAktivitetJson>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kontor: Option<KontorJson>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ansvarig_handlaggare: Option<AnsvarigHandlaggareJson>,
+}
+
+/// `POST /arbetssokande/v1/handlingsplan` answer; `handlingsplan` is null when there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandlingsplanResponse {
+    pub handlingsplan: Option<HandlingsplanJson>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnordnareJson {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organisationsnummer: Option<String>,
+    pub namn: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KravAktivitetJson {
+    pub slag: String,
+    pub timmar_per_vecka: f64,
+    pub omfattning: String,
+    pub from_datum: String,
+    pub tom_datum: String,
+    pub anordnare: AnordnareJson,
+}
+
+/// `POST /aktivitetskrav/v1/planer` request: the municipality's plan.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AktivitetsplanRequest {
+    pub personnummer: String,
+    pub kommunkod: String,
+    pub plan_id: String,
+    pub beslutsdatum: String,
+    pub aktiviteter: Vec<KravAktivitetJson>,
+}
+
+impl std::fmt::Debug for AktivitetsplanRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AktivitetsplanRequest")
+            .field("personnummer", &"************")
+            .field("plan_id", &self.plan_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /aktivitetskrav/v1/planer` answer: AF's receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AktivitetsplanResponse {
+    pub referens: String,
+    pub mottagen: String,
+    pub status: String,
+}
+
+/// `GET /health` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthResponse {
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgramJson {
+    pub kod: String,
+    pub namn: String,
+    pub from_datum: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tom_datum: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UteblivenAktivitetJson {
+    pub datum: String,
+    pub aktivitet: String,
+    pub meddelande: String,
+}
+
+/// One AF event.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandelseJson {
+    pub handelse_id: String,
+    pub typ: String,
+    pub personnummer: String,
+    pub tidpunkt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avaktualisering: Option<AvaktualiseringJson>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sokandekategori: Option<SokandekategoriJson>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<ProgramJson>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utebliven_aktivitet: Option<UteblivenAktivitetJson>,
+}
+
+impl std::fmt::Debug for HandelseJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandelseJson")
+            .field("handelse_id", &self.handelse_id)
+            .field("typ", &self.typ)
+            .field("personnummer", &"************")
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /af/v1/handelser` body: a batch of events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandelserRequest {
+    pub handelser: Vec<HandelseJson>,
 }

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::xml::{self, Element, XmlError, XmlLimits, escape};
 use crate::model::ident::{format_date, parse_date, parse_uuid};
+use crate::model::lexical;
 use crate::model::*;
 
 /// Namespace of the SOAP 1.1 envelope.
@@ -21,9 +22,15 @@ pub const SOAP_ENV_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub enum DecodeKind {
     /// Not well-formed XML, or not UTF-8.
     Malformed,
-    /// A parser limit (depth, element count, text length) was exceeded.
-    Limit,
-    /// DTD or entity declarations.
+    /// Nested deeper than the limit.
+    TooDeep,
+    /// More elements than the limit.
+    TooManyElements,
+    /// A text longer than the limit.
+    TextTooLong,
+    /// An attribute value longer than the limit, or too many attributes.
+    AttributesTooLarge,
+    /// A DTD, or an entity reference other than the five predefined ones.
     Forbidden,
     /// Well-formed, but not a SOAP 1.1 envelope with one body element.
     NotSoap,
@@ -67,7 +74,12 @@ impl From<XmlError> for DecodeError {
     fn from(e: XmlError) -> Self {
         let kind = match &e {
             XmlError::Doctype | XmlError::Entity(_) => DecodeKind::Forbidden,
-            e if e.is_limit() => DecodeKind::Limit,
+            XmlError::TooDeep(_) => DecodeKind::TooDeep,
+            XmlError::TooManyElements(_) => DecodeKind::TooManyElements,
+            XmlError::TextTooLong(_) => DecodeKind::TextTooLong,
+            XmlError::AttrTooLong(_) | XmlError::TooManyAttributes(_) => {
+                DecodeKind::AttributesTooLarge
+            }
             _ => DecodeKind::Malformed,
         };
         DecodeError::doc(kind, e.to_string())
@@ -82,6 +94,10 @@ fn join(parent: &str, name: &str) -> String {
     }
 }
 
+fn invalid(path: &str, message: impl Into<String>) -> DecodeError {
+    DecodeError::at(DecodeKind::Invalid, path, message)
+}
+
 /// Walks an element's children in the order the contract gives.
 struct Seq<'a> {
     el: &'a Element,
@@ -92,8 +108,7 @@ struct Seq<'a> {
 impl<'a> Seq<'a> {
     fn new(el: &'a Element, path: String) -> Result<Self, DecodeError> {
         if !el.text.trim().is_empty() {
-            return Err(DecodeError::at(
-                DecodeKind::Invalid,
+            return Err(invalid(
                 &path,
                 "text is not allowed here, only child elements",
             ));
@@ -117,8 +132,7 @@ impl<'a> Seq<'a> {
         }
         let path = join(&self.path, name);
         Err(match self.el.children.get(self.next) {
-            Some(c) if c.name == name => DecodeError::at(
-                DecodeKind::Invalid,
+            Some(c) if c.name == name => invalid(
                 &path,
                 format!("the element must be in namespace {KOMMUN_NS}"),
             ),
@@ -148,132 +162,179 @@ impl<'a> Seq<'a> {
         }
         Ok(())
     }
+
+    /// A required leaf, parsed by `f`.
+    fn leaf<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&str, &str) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        let (e, p) = self.req(name)?;
+        f(&token(e, &p)?, &p)
+    }
+
+    /// An optional leaf, parsed by `f`.
+    fn opt_leaf<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&str, &str) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        match self.opt(name) {
+            Some((e, p)) => f(&token(e, &p)?, &p).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A required complex child.
+    fn node<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Seq<'a>) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        let (e, p) = self.req(name)?;
+        let mut s = Seq::new(e, p)?;
+        let v = f(&mut s)?;
+        s.finish()?;
+        Ok(v)
+    }
+
+    /// An optional complex child.
+    fn opt_node<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Seq<'a>) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        match self.opt(name) {
+            Some((e, p)) => {
+                let mut s = Seq::new(e, p)?;
+                let v = f(&mut s)?;
+                s.finish()?;
+                Ok(Some(v))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A repeated complex child, `min..=max` times; paths carry the 1-based position.
+    fn many<T>(
+        &mut self,
+        name: &str,
+        min: usize,
+        max: usize,
+        mut f: impl FnMut(&mut Seq<'a>) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        let mut out = Vec::new();
+        while let Some((e, p)) = self.opt(name) {
+            if out.len() == max {
+                return Err(DecodeError::at(
+                    DecodeKind::Unexpected,
+                    &p,
+                    format!("at most {max} {name} are allowed"),
+                ));
+            }
+            let mut s = Seq::new(e, format!("{p}[{}]", out.len() + 1))?;
+            out.push(f(&mut s)?);
+            s.finish()?;
+        }
+        if out.len() < min {
+            return Err(DecodeError::at(
+                DecodeKind::Missing,
+                &join(&self.path, name),
+                format!("at least {min} {name} are required"),
+            ));
+        }
+        Ok(out)
+    }
 }
 
 /// The element's text, whitespace-collapsed as `xs:token` does; the element must be a leaf.
 fn token(el: &Element, path: &str) -> Result<String, DecodeError> {
     if !el.children.is_empty() {
-        return Err(DecodeError::at(
-            DecodeKind::Invalid,
-            path,
-            "must hold text, not child elements",
-        ));
+        return Err(invalid(path, "must hold text, not child elements"));
     }
     Ok(el.text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
-fn text(el: &Element, path: &str, min: usize, max: usize) -> Result<String, DecodeError> {
-    let t = token(el, path)?;
-    let n = t.chars().count();
-    if n < min {
-        return Err(DecodeError::at(
-            DecodeKind::Invalid,
-            path,
-            "must not be empty",
-        ));
+/// Leaf parsers: each takes the collapsed text and the path for its error.
+fn text(min: usize, max: usize) -> impl Fn(&str, &str) -> Result<String, DecodeError> {
+    move |t, p| {
+        let n = t.chars().count();
+        if n < min {
+            return Err(invalid(
+                p,
+                if n == 0 {
+                    "must not be empty".to_owned()
+                } else {
+                    format!("must be at least {min} characters")
+                },
+            ));
+        }
+        if n > max {
+            return Err(invalid(
+                p,
+                format!("is {n} characters long, at most {max} are allowed"),
+            ));
+        }
+        Ok(t.to_owned())
     }
-    if n > max {
-        return Err(DecodeError::at(
-            DecodeKind::Invalid,
-            path,
-            format!("is {n} characters long, at most {max} are allowed"),
-        ));
-    }
-    Ok(t)
 }
 
-fn parsed<T, E: std::fmt::Display>(
-    el: &Element,
-    path: &str,
-    f: impl FnOnce(&str) -> Result<T, E>,
-) -> Result<T, DecodeError> {
-    let t = token(el, path)?;
-    f(&t).map_err(|e| DecodeError::at(DecodeKind::Invalid, path, e.to_string()))
+fn with<T, E: std::fmt::Display>(
+    f: impl Fn(&str) -> Result<T, E>,
+) -> impl Fn(&str, &str) -> Result<T, DecodeError> {
+    move |t, p| f(t).map_err(|e| invalid(p, e.to_string()))
 }
 
-fn date(el: &Element, path: &str) -> Result<Date, DecodeError> {
-    parsed(el, path, parse_date)
+fn date(t: &str, p: &str) -> Result<Date, DecodeError> {
+    with(parse_date)(t, p)
 }
 
-fn boolean(el: &Element, path: &str) -> Result<bool, DecodeError> {
-    parsed(el, path, |t| match t {
+fn tidpunkt(t: &str, p: &str) -> Result<time::OffsetDateTime, DecodeError> {
+    with(lexical::parse_tidpunkt)(t, p)
+}
+
+fn uuid(t: &str, p: &str) -> Result<Uuid, DecodeError> {
+    with(parse_uuid)(t, p)
+}
+
+fn boolean(t: &str, p: &str) -> Result<bool, DecodeError> {
+    match t {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => Err("must be true or false"),
-    })
-}
-
-fn pattern_check(path: &str, ok: bool, rule: &str) -> Result<(), DecodeError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(DecodeError::at(DecodeKind::Invalid, path, rule))
+        _ => Err(invalid(p, "must be true or false")),
     }
 }
 
-fn decode_fraga(el: &Element, path: String) -> Result<Fraga, DecodeError> {
-    let mut s = Seq::new(el, path)?;
-    let (e, p) = s.req("Korrelationsid")?;
-    let korrelationsid = parsed(e, &p, parse_uuid)?;
+fn int(min: i64, max: i64) -> impl Fn(&str, &str) -> Result<i64, DecodeError> {
+    move |t, p| lexical::parse_int(t, min, max).map_err(|e| invalid(p, e))
+}
 
-    let (ing, ip) = s.req("Ingivare")?;
-    let mut si = Seq::new(ing, ip)?;
-    let (e, p) = si.req("Organisationsnummer")?;
-    let organisationsnummer = parsed(e, &p, |t| {
-        if t.len() != 12 {
-            return Err("must be the 12-digit form 16NNNNNNNNNN".to_owned());
+fn procent(t: &str, p: &str) -> Result<u8, DecodeError> {
+    int(0, 100)(t, p).map(|v| v as u8)
+}
+
+fn code<T>(
+    from_code: fn(&str) -> Option<T>,
+    codes: fn() -> String,
+) -> impl Fn(&str, &str) -> Result<T, DecodeError> {
+    move |t, p| from_code(t).ok_or_else(|| invalid(p, format!("must be one of {}", codes())))
+}
+
+fn pattern(
+    ok: fn(&str) -> bool,
+    rule: &'static str,
+) -> impl Fn(&str, &str) -> Result<String, DecodeError> {
+    move |t, p| {
+        if ok(t) {
+            Ok(t.to_owned())
+        } else {
+            Err(invalid(p, rule))
         }
-        Organisationsnummer::parse(t).map_err(|e| e.to_string())
-    })?;
-    let (e, p) = si.req("Namn")?;
-    let namn = text(e, &p, 1, 200)?;
-    let (e, p) = si.req("Handlaggare")?;
-    let handlaggare = parsed(e, &p, HsaId::parse)?;
-    si.finish()?;
+    }
+}
 
-    let (e, p) = s.req("Arendeidentitet")?;
-    let arendeidentitet = text(e, &p, 1, 64)?;
-    let (e, p) = s.req("Personidentitet")?;
-    let personidentitet = parsed(e, &p, Personnummer::parse)?;
-
-    let (tp, tpp) = s.req("Tidsperiod")?;
-    let mut st = Seq::new(tp, tpp.clone())?;
-    let (e, p) = st.req("From")?;
-    let from = date(e, &p)?;
-    let (e, p) = st.req("Tom")?;
-    let tom = date(e, &p)?;
-    st.finish()?;
-    let tidsperiod = Tidsperiod::new(from, tom)
-        .ok_or_else(|| DecodeError::at(DecodeKind::Invalid, &tpp, "From must not be after Tom"))?;
-
-    let (e, p) = s.req("Syfte")?;
-    let syfte = token(e, &p)?;
-    pattern_check(
-        &p,
-        is_code(&syfte),
-        "must be a purpose code such as EKB-BESLUT (A-Z, 0-9, '-', 2 to 32 characters)",
-    )?;
-    let (e, p) = s.req("Lagrum")?;
-    let lagrum = text(e, &p, 1, 500)?;
-    let personuppgiftsbitrade = match s.opt("Personuppgiftsbitrade") {
-        Some((e, p)) => Some(text(e, &p, 1, 200)?),
-        None => None,
-    };
-    s.finish()?;
-    Ok(Fraga {
-        korrelationsid,
-        ingivare: Ingivare {
-            organisationsnummer,
-            namn,
-            handlaggare,
-        },
-        arendeidentitet,
-        personidentitet,
-        tidsperiod,
-        syfte,
-        lagrum,
-        personuppgiftsbitrade,
-    })
+fn two_digits(s: &str) -> bool {
+    s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// A purpose code: `[A-Z][A-Z0-9-]{1,31}`.
@@ -284,6 +345,94 @@ pub fn is_code(s: &str) -> bool {
         && b[1..]
             .iter()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+fn orgnr12(t: &str, p: &str) -> Result<Organisationsnummer, DecodeError> {
+    if t.len() != 12 {
+        return Err(invalid(p, "must be the 12-digit form 16NNNNNNNNNN"));
+    }
+    with(Organisationsnummer::parse)(t, p)
+}
+
+fn decode_tidsperiod(s: &mut Seq<'_>) -> Result<Tidsperiod, DecodeError> {
+    let path = s.path.clone();
+    let from = s.leaf("From", date)?;
+    let tom = s.leaf("Tom", date)?;
+    Tidsperiod::new(from, tom).ok_or_else(|| invalid(&path, "From must not be after Tom"))
+}
+
+fn decode_fraga(s: &mut Seq<'_>) -> Result<Fraga, DecodeError> {
+    let korrelationsid = s.leaf("Korrelationsid", uuid)?;
+    let ingivare = s.node("Ingivare", |s| {
+        Ok(Ingivare {
+            organisationsnummer: s.leaf("Organisationsnummer", orgnr12)?,
+            namn: s.leaf("Namn", text(1, 200))?,
+            handlaggare: s.leaf("Handlaggare", with(HsaId::parse))?,
+        })
+    })?;
+    Ok(Fraga {
+        korrelationsid,
+        ingivare,
+        arendeidentitet: s.leaf("Arendeidentitet", text(1, 64))?,
+        personidentitet: s.leaf("Personidentitet", with(Personnummer::parse))?,
+        tidsperiod: s.node("Tidsperiod", decode_tidsperiod)?,
+        syfte: s.leaf(
+            "Syfte",
+            pattern(
+                is_code,
+                "must be a purpose code such as EKB-BESLUT (A-Z, 0-9, '-', 2 to 32 characters)",
+            ),
+        )?,
+        lagrum: s.leaf("Lagrum", text(1, 500))?,
+        personuppgiftsbitrade: s.opt_leaf("Personuppgiftsbitrade", text(1, 200))?,
+    })
+}
+
+fn decode_aktivitetsplan(s: &mut Seq<'_>) -> Result<Aktivitetsplan, DecodeError> {
+    let plan_path = s.path.clone();
+    let plan = Aktivitetsplan {
+        plan_id: s.leaf("PlanId", text(1, 64))?,
+        beslutsdatum: s.leaf("Beslutsdatum", date)?,
+        aktiviteter: s.many("Aktivitet", 1, 50, |s| {
+            let path = s.path.clone();
+            let slag = s.leaf(
+                "Slag",
+                code(AktivitetskravSlag::from_code, AktivitetskravSlag::codes),
+            )?;
+            let timmar = s.leaf("TimmarPerVecka", |t, p| {
+                lexical::parse_decimal(t, 1, 5, 400).map_err(|e| invalid(p, e))
+            })?;
+            let omfattning =
+                s.leaf("Omfattning", code(Omfattning::from_code, Omfattning::codes))?;
+            let from = s.leaf("From", date)?;
+            let tom = s.leaf("Tom", date)?;
+            let period = Tidsperiod::new(from, tom)
+                .ok_or_else(|| invalid(&path, "From must not be after Tom"))?;
+            let anordnare = s.node("Anordnare", |s| {
+                Ok(Anordnare {
+                    organisationsnummer: s.opt_leaf("Organisationsnummer", orgnr12)?,
+                    namn: s.leaf("Namn", text(1, 200))?,
+                })
+            })?;
+            Ok(KravAktivitet {
+                slag,
+                timmar_per_vecka: Tiondelstimmar(timmar as u16),
+                omfattning,
+                period,
+                anordnare,
+            })
+        })?,
+    };
+    if plan.peak_hours() > MAX_TIMMAR_PER_VECKA {
+        return Err(invalid(
+            &plan_path,
+            format!(
+                "activities that run at the same time add up to {} hours per week; at most 40 are allowed",
+                lexical::format_decimal(u64::from(plan.peak_hours().0), 1)
+            ),
+        ));
+    }
+    Ok(plan)
 }
 
 /// Opens the envelope and returns the single body element.
@@ -327,6 +476,17 @@ fn body_element(root: &Element) -> Result<&Element, DecodeError> {
     }
 }
 
+/// Decodes the body element with `f`, checking that nothing is left over.
+fn decode_root<T>(
+    el: &Element,
+    f: impl FnOnce(&mut Seq<'_>) -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
+    let mut s = Seq::new(el, String::new())?;
+    let v = f(&mut s)?;
+    s.finish()?;
+    Ok(v)
+}
+
 /// Decodes a municipal request envelope.
 pub fn decode_request(bytes: &[u8], limits: &XmlLimits) -> Result<KommunRequest, DecodeError> {
     let root = xml::parse(bytes, limits)?;
@@ -343,15 +503,31 @@ pub fn decode_request(bytes: &[u8], limits: &XmlLimits) -> Result<KommunRequest,
     let op = Operation::from_name(&op_el.name).ok_or_else(|| {
         DecodeError::doc(
             DecodeKind::UnknownOperation,
-            format!("{} is not an operation of this service", op_el.name),
+            format!(
+                "{} is not an operation of this service (operations: {})",
+                op_el.name,
+                Operation::ALL.map(|o| o.name()).join(", ")
+            ),
         )
     })?;
-    let mut s = Seq::new(op_el, String::new())?;
-    let (f, fp) = s.req("Fraga")?;
-    let fraga = decode_fraga(f, fp)?;
-    s.finish()?;
-    Ok(match op {
-        Operation::HamtaArbetssokandeStatus => KommunRequest::HamtaArbetssokandeStatus(fraga),
+    decode_root(op_el, |s| {
+        Ok(match op {
+            Operation::HamtaArbetssokandeStatus => {
+                KommunRequest::HamtaArbetssokandeStatus(s.node("Fraga", decode_fraga)?)
+            }
+            Operation::HamtaErsattningsbeslut => {
+                KommunRequest::HamtaErsattningsbeslut(s.node("Fraga", decode_fraga)?)
+            }
+            Operation::HamtaHandlingsplan => {
+                KommunRequest::HamtaHandlingsplan(s.node("Fraga", decode_fraga)?)
+            }
+            Operation::AnmalAktivitetsplan => {
+                let fraga = s.node("Fraga", decode_fraga)?;
+                let plan = s.node("Aktivitetsplan", decode_aktivitetsplan)?;
+                KommunRequest::AnmalAktivitetsplan(fraga, plan)
+            }
+            Operation::Ping => KommunRequest::Ping(s.leaf("Korrelationsid", uuid)?),
+        })
     })
 }
 
@@ -368,11 +544,15 @@ impl Out {
         );
         Out(s)
     }
-    fn open(&mut self, name: &str) {
+    fn node(&mut self, name: &str, f: impl FnOnce(&mut Self)) {
         let _ = write!(self.0, "<k:{name}>");
-    }
-    fn close(&mut self, name: &str) {
+        f(self);
         let _ = write!(self.0, "</k:{name}>");
+    }
+    fn opt_node<T>(&mut self, name: &str, v: Option<&T>, f: impl FnOnce(&mut Self, &T)) {
+        if let Some(v) = v {
+            self.node(name, |o| f(o, v));
+        }
     }
     fn leaf(&mut self, name: &str, text: &str) {
         let _ = write!(self.0, "<k:{name}>{}</k:{name}>", escape(text));
@@ -382,99 +562,223 @@ impl Out {
             self.leaf(name, t);
         }
     }
+    fn date(&mut self, name: &str, d: Date) {
+        self.leaf(name, &format_date(d));
+    }
+    fn opt_date(&mut self, name: &str, d: Option<Date>) {
+        if let Some(d) = d {
+            self.date(name, d);
+        }
+    }
+    fn boolean(&mut self, name: &str, b: bool) {
+        self.leaf(name, if b { "true" } else { "false" });
+    }
     fn finish(mut self) -> String {
         self.0.push_str("</soap:Body></soap:Envelope>");
         self.0
     }
 }
 
+fn encode_fraga(o: &mut Out, f: &Fraga) {
+    o.node("Fraga", |o| {
+        o.leaf("Korrelationsid", &f.korrelationsid.to_string());
+        o.node("Ingivare", |o| {
+            o.leaf(
+                "Organisationsnummer",
+                &f.ingivare.organisationsnummer.to_ssbtek(),
+            );
+            o.leaf("Namn", &f.ingivare.namn);
+            o.leaf("Handlaggare", f.ingivare.handlaggare.as_str());
+        });
+        o.leaf("Arendeidentitet", &f.arendeidentitet);
+        o.leaf("Personidentitet", &f.personidentitet.expose());
+        o.node("Tidsperiod", |o| {
+            o.date("From", f.tidsperiod.from());
+            o.date("Tom", f.tidsperiod.tom());
+        });
+        o.leaf("Syfte", &f.syfte);
+        o.leaf("Lagrum", &f.lagrum);
+        o.opt("Personuppgiftsbitrade", f.personuppgiftsbitrade.as_deref());
+    });
+}
+
 /// Encodes a municipal request (what a case system sends).
 pub fn encode_request(req: &KommunRequest) -> String {
-    let f = req.fraga();
-    let op = req.operation().name();
     let mut o = Out::envelope();
-    o.open(op);
-    o.open("Fraga");
-    o.leaf("Korrelationsid", &f.korrelationsid.to_string());
-    o.open("Ingivare");
-    o.leaf(
-        "Organisationsnummer",
-        &f.ingivare.organisationsnummer.to_ssbtek(),
-    );
-    o.leaf("Namn", &f.ingivare.namn);
-    o.leaf("Handlaggare", f.ingivare.handlaggare.as_str());
-    o.close("Ingivare");
-    o.leaf("Arendeidentitet", &f.arendeidentitet);
-    o.leaf("Personidentitet", &f.personidentitet.expose());
-    o.open("Tidsperiod");
-    o.leaf("From", &format_date(f.tidsperiod.from()));
-    o.leaf("Tom", &format_date(f.tidsperiod.tom()));
-    o.close("Tidsperiod");
-    o.leaf("Syfte", &f.syfte);
-    o.leaf("Lagrum", &f.lagrum);
-    o.opt("Personuppgiftsbitrade", f.personuppgiftsbitrade.as_deref());
-    o.close("Fraga");
-    o.close(op);
+    o.node(req.operation().name(), |o| match req {
+        KommunRequest::HamtaArbetssokandeStatus(f)
+        | KommunRequest::HamtaErsattningsbeslut(f)
+        | KommunRequest::HamtaHandlingsplan(f) => encode_fraga(o, f),
+        KommunRequest::AnmalAktivitetsplan(f, plan) => {
+            encode_fraga(o, f);
+            o.node("Aktivitetsplan", |o| {
+                o.leaf("PlanId", &plan.plan_id);
+                o.date("Beslutsdatum", plan.beslutsdatum);
+                for a in &plan.aktiviteter {
+                    o.node("Aktivitet", |o| {
+                        o.leaf("Slag", a.slag.code());
+                        o.leaf(
+                            "TimmarPerVecka",
+                            &lexical::format_decimal(u64::from(a.timmar_per_vecka.0), 1),
+                        );
+                        o.leaf("Omfattning", a.omfattning.code());
+                        o.date("From", a.period.from());
+                        o.date("Tom", a.period.tom());
+                        o.node("Anordnare", |o| {
+                            o.opt(
+                                "Organisationsnummer",
+                                a.anordnare
+                                    .organisationsnummer
+                                    .map(|n| n.to_ssbtek())
+                                    .as_deref(),
+                            );
+                            o.leaf("Namn", &a.anordnare.namn);
+                        });
+                    });
+                }
+            });
+        }
+        KommunRequest::Ping(id) => o.leaf("Korrelationsid", &id.to_string()),
+    });
     o.finish()
 }
 
-fn bool_text(b: bool) -> &'static str {
-    if b { "true" } else { "false" }
+fn encode_kontor(o: &mut Out, k: &Kontor) {
+    o.leaf("Kod", &k.kod);
+    o.leaf("Namn", &k.namn);
 }
 
-/// Encodes the answer to `HamtaArbetssokandeStatus`.
-pub fn encode_status_svar(svar: &HamtaArbetssokandeStatusSvar) -> String {
-    let s = &svar.status;
+/// Encodes an answer of the `kommun` listener.
+pub fn encode_answer(answer: &KommunAnswer) -> String {
     let mut o = Out::envelope();
-    o.open("HamtaArbetssokandeStatusSvar");
-    o.leaf("Korrelationsid", &svar.korrelationsid.to_string());
-    o.open("Arbetssokandestatus");
-    o.leaf("KandAvAf", bool_text(s.kand_av_af));
-    o.leaf("Inskriven", bool_text(s.inskriven));
-    o.opt(
-        "Inskrivningsdatum",
-        s.inskrivningsdatum.map(format_date).as_deref(),
-    );
-    if let Some(k) = &s.kontor {
-        o.open("Kontor");
-        o.leaf("Kod", &k.kod);
-        o.leaf("Namn", &k.namn);
-        o.close("Kontor");
+    match answer {
+        KommunAnswer::Status(svar) => o.node("HamtaArbetssokandeStatusSvar", |o| {
+            let s = &svar.status;
+            o.leaf("Korrelationsid", &svar.korrelationsid.to_string());
+            o.node("Arbetssokandestatus", |o| {
+                o.boolean("KandAvAf", s.kand_av_af);
+                o.boolean("Inskriven", s.inskriven);
+                o.opt_date("Inskrivningsdatum", s.inskrivningsdatum);
+                o.opt_node("Kontor", s.kontor.as_ref(), encode_kontor);
+                o.opt_node("Sokandekategori", s.sokandekategori.as_ref(), |o, k| {
+                    o.leaf("Kod", &k.kod);
+                    o.leaf("Text", &k.text);
+                    o.opt_date("From", k.from);
+                });
+                o.opt(
+                    "OmfattningProcent",
+                    s.omfattning_procent.map(|p| p.to_string()).as_deref(),
+                );
+                o.opt_node(
+                    "Avaktualisering",
+                    s.avaktualisering.as_ref(),
+                    encode_avaktualisering,
+                );
+                o.opt_node(
+                    "SenasteAktivitetsrapport",
+                    s.senaste_aktivitetsrapport.as_ref(),
+                    |o, r| {
+                        o.date("Datum", r.datum);
+                        o.leaf("Meddelande", &r.meddelande);
+                    },
+                );
+                o.opt_node("AKassa", s.a_kassa.as_ref(), |o, a| {
+                    o.boolean("Medlem", a.medlem);
+                    o.opt("Namn", a.namn.as_deref());
+                });
+                o.boolean("Sekretessmarkering", s.sekretessmarkering);
+            });
+        }),
+        KommunAnswer::Ersattningsbeslut(svar) => o.node("HamtaErsattningsbeslutSvar", |o| {
+            let e = &svar.ersattningar;
+            o.leaf("Korrelationsid", &svar.korrelationsid.to_string());
+            o.node("Ersattningar", |o| {
+                for b in &e.beslut {
+                    o.node("Beslut", |o| {
+                        o.leaf("Typ", b.typ.code());
+                        o.leaf("OmfattningProcent", &b.omfattning_procent.to_string());
+                        o.date("From", b.from);
+                        o.opt_date("Tom", b.tom);
+                    });
+                }
+                o.opt(
+                    "AktivitetsstodDagar",
+                    e.aktivitetsstod_dagar.map(|d| d.to_string()).as_deref(),
+                );
+                o.opt_node(
+                    "SenasteUtbetalning",
+                    e.senaste_utbetalning.as_ref(),
+                    |o, u| {
+                        o.date("Datum", u.datum);
+                        o.leaf("BeloppKr", &lexical::format_decimal(u.belopp.0, 2));
+                    },
+                );
+            });
+        }),
+        KommunAnswer::Handlingsplan(svar) => o.node("HamtaHandlingsplanSvar", |o| {
+            o.leaf("Korrelationsid", &svar.korrelationsid.to_string());
+            o.opt_node("Handlingsplan", svar.handlingsplan.as_ref(), |o, h| {
+                o.date("Upprattad", h.upprattad);
+                o.leaf("Status", h.status.code());
+                o.opt_date("NastaUppfoljning", h.nasta_uppfoljning);
+                o.boolean("HinderForLampligtArbete", h.hinder_for_lampligt_arbete);
+                for a in &h.aktiviteter {
+                    o.node("Aktivitet", |o| {
+                        o.leaf("Slag", a.slag.code());
+                        o.leaf("TypKod", &a.typ_kod);
+                        o.leaf("Namn", &a.namn);
+                        o.date("From", a.from);
+                        o.opt_date("Tom", a.tom);
+                        o.opt(
+                            "OmfattningProcent",
+                            a.omfattning_procent.map(|p| p.to_string()).as_deref(),
+                        );
+                        o.opt("Anordnare", a.anordnare.as_deref());
+                    });
+                }
+                o.opt_node("Kontor", h.kontor.as_ref(), encode_kontor);
+                o.opt_node(
+                    "AnsvarigHandlaggare",
+                    h.ansvarig_handlaggare.as_ref(),
+                    |o, a| {
+                        o.leaf("Namn", &a.namn);
+                        o.opt("Kontaktvag", a.kontaktvag.as_deref());
+                    },
+                );
+            });
+        }),
+        KommunAnswer::Aktivitetsplan(svar) => o.node("AnmalAktivitetsplanSvar", |o| {
+            o.leaf("Korrelationsid", &svar.korrelationsid.to_string());
+            o.node("Kvittens", |o| {
+                o.leaf("Referens", &svar.kvittens.referens);
+                o.leaf(
+                    "Mottagen",
+                    &lexical::format_tidpunkt(svar.kvittens.mottagen),
+                );
+                o.leaf("Status", svar.kvittens.status.code());
+            });
+        }),
+        KommunAnswer::Ping(svar) => o.node("PingSvar", |o| {
+            o.leaf("Korrelationsid", &svar.korrelationsid.to_string());
+            for t in &svar.tjanster {
+                o.node("Tjanst", |o| {
+                    o.leaf("Namn", &t.namn);
+                    o.leaf("Status", t.status.code());
+                    o.opt(
+                        "SvarstidMs",
+                        t.svarstid_ms.map(|m| m.to_string()).as_deref(),
+                    );
+                });
+            }
+        }),
     }
-    if let Some(k) = &s.sokandekategori {
-        o.open("Sokandekategori");
-        o.leaf("Kod", &k.kod);
-        o.leaf("Text", &k.text);
-        o.opt("From", k.from.map(format_date).as_deref());
-        o.close("Sokandekategori");
-    }
-    o.opt(
-        "OmfattningProcent",
-        s.omfattning_procent.map(|p| p.to_string()).as_deref(),
-    );
-    if let Some(a) = &s.avaktualisering {
-        o.open("Avaktualisering");
-        o.leaf("Datum", &format_date(a.datum));
-        o.leaf("OrsakKod", &a.orsak_kod);
-        o.leaf("OrsakText", &a.orsak_text);
-        o.close("Avaktualisering");
-    }
-    if let Some(r) = &s.senaste_aktivitetsrapport {
-        o.open("SenasteAktivitetsrapport");
-        o.leaf("Datum", &format_date(r.datum));
-        o.leaf("Meddelande", &r.meddelande);
-        o.close("SenasteAktivitetsrapport");
-    }
-    if let Some(a) = &s.a_kassa {
-        o.open("AKassa");
-        o.leaf("Medlem", bool_text(a.medlem));
-        o.opt("Namn", a.namn.as_deref());
-        o.close("AKassa");
-    }
-    o.leaf("Sekretessmarkering", bool_text(s.sekretessmarkering));
-    o.close("Arbetssokandestatus");
-    o.close("HamtaArbetssokandeStatusSvar");
     o.finish()
+}
+
+fn encode_avaktualisering(o: &mut Out, a: &Avaktualisering) {
+    o.date("Datum", a.datum);
+    o.leaf("OrsakKod", &a.orsak_kod);
+    o.leaf("OrsakText", &a.orsak_text);
 }
 
 /// Encodes a SOAP 1.1 Fault with `detail/Fel`. `faultcode` is `soap:Client` when the caller
@@ -491,14 +795,14 @@ pub fn encode_fault(fel: &Fel, client_fault: bool) -> String {
         r#"<soap:Fault><faultcode>{code}</faultcode><faultstring>{}</faultstring><detail>"#,
         escape(&fel.meddelande)
     );
-    o.open("Fel");
-    o.leaf("Kalla", fel.kalla.as_str());
-    o.leaf("Felkod", &fel.felkod);
-    o.leaf("Meddelande", &fel.meddelande);
-    o.opt("Falt", fel.falt.as_deref());
-    o.leaf("Korrelationsid", &fel.korrelationsid.to_string());
-    o.leaf("KanForsokasIgen", bool_text(fel.kan_forsokas_igen));
-    o.close("Fel");
+    o.node("Fel", |o| {
+        o.leaf("Kalla", fel.kalla.as_str());
+        o.leaf("Felkod", &fel.felkod);
+        o.leaf("Meddelande", &fel.meddelande);
+        o.opt("Falt", fel.falt.as_deref());
+        o.leaf("Korrelationsid", &fel.korrelationsid.to_string());
+        o.boolean("KanForsokasIgen", fel.kan_forsokas_igen);
+    });
     o.0.push_str("</detail></soap:Fault>");
     o.finish()
 }
@@ -506,7 +810,7 @@ pub fn encode_fault(fel: &Fel, client_fault: bool) -> String {
 /// An answer as a case system sees it: data, or a Fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KommunResponse {
-    Status(HamtaArbetssokandeStatusSvar),
+    Answer(KommunAnswer),
     Fault {
         faultcode: String,
         faultstring: String,
@@ -514,128 +818,128 @@ pub enum KommunResponse {
     },
 }
 
-fn opt_with<T>(
-    s: &mut Seq<'_>,
-    name: &str,
-    f: impl FnOnce(&Element, String) -> Result<T, DecodeError>,
-) -> Result<Option<T>, DecodeError> {
-    match s.opt(name) {
-        Some((e, p)) => f(e, p).map(Some),
-        None => Ok(None),
-    }
-}
-
-fn decode_status(el: &Element, path: String) -> Result<Arbetssokandestatus, DecodeError> {
-    let mut s = Seq::new(el, path)?;
-    let (e, p) = s.req("KandAvAf")?;
-    let kand_av_af = boolean(e, &p)?;
-    let (e, p) = s.req("Inskriven")?;
-    let inskriven = boolean(e, &p)?;
-    let inskrivningsdatum = opt_with(&mut s, "Inskrivningsdatum", |e, p| date(e, &p))?;
-    let kontor = opt_with(&mut s, "Kontor", |e, p| {
-        let mut k = Seq::new(e, p)?;
-        let (e, p) = k.req("Kod")?;
-        let kod = text(e, &p, 1, 16)?;
-        let (e, p) = k.req("Namn")?;
-        let namn = text(e, &p, 1, 200)?;
-        k.finish()?;
-        Ok(Kontor { kod, namn })
-    })?;
-    let sokandekategori = opt_with(&mut s, "Sokandekategori", |e, p| {
-        let mut k = Seq::new(e, p)?;
-        let (e, p) = k.req("Kod")?;
-        let kod = token(e, &p)?;
-        pattern_check(
-            &p,
-            kod.len() == 2 && kod.bytes().all(|b| b.is_ascii_digit()),
-            "must be two digits",
-        )?;
-        let (e, p) = k.req("Text")?;
-        let text = text(e, &p, 1, 200)?;
-        let from = opt_with(&mut k, "From", |e, p| date(e, &p))?;
-        k.finish()?;
-        Ok(Sokandekategori { kod, text, from })
-    })?;
-    let omfattning_procent = opt_with(&mut s, "OmfattningProcent", |e, p| {
-        parsed(e, &p, |t| match t.parse::<u8>() {
-            Ok(v) if v <= 100 => Ok(v),
-            _ => Err("must be an integer from 0 to 100"),
-        })
-    })?;
-    let avaktualisering = opt_with(&mut s, "Avaktualisering", |e, p| {
-        let mut k = Seq::new(e, p)?;
-        let (e, p) = k.req("Datum")?;
-        let datum = date(e, &p)?;
-        let (e, p) = k.req("OrsakKod")?;
-        let orsak_kod = text(e, &p, 1, 16)?;
-        let (e, p) = k.req("OrsakText")?;
-        let orsak_text = text(e, &p, 1, 200)?;
-        k.finish()?;
-        Ok(Avaktualisering {
-            datum,
-            orsak_kod,
-            orsak_text,
-        })
-    })?;
-    let senaste_aktivitetsrapport = opt_with(&mut s, "SenasteAktivitetsrapport", |e, p| {
-        let mut k = Seq::new(e, p)?;
-        let (e, p) = k.req("Datum")?;
-        let datum = date(e, &p)?;
-        let (e, p) = k.req("Meddelande")?;
-        let meddelande = text(e, &p, 1, 500)?;
-        k.finish()?;
-        Ok(Aktivitetsrapport { datum, meddelande })
-    })?;
-    let a_kassa = opt_with(&mut s, "AKassa", |e, p| {
-        let mut k = Seq::new(e, p)?;
-        let (e, p) = k.req("Medlem")?;
-        let medlem = boolean(e, &p)?;
-        let namn = opt_with(&mut k, "Namn", |e, p| text(e, &p, 1, 200))?;
-        k.finish()?;
-        Ok(AKassa { medlem, namn })
-    })?;
-    let (e, p) = s.req("Sekretessmarkering")?;
-    let sekretessmarkering = boolean(e, &p)?;
-    s.finish()?;
-    Ok(Arbetssokandestatus {
-        kand_av_af,
-        inskriven,
-        inskrivningsdatum,
-        kontor,
-        sokandekategori,
-        omfattning_procent,
-        avaktualisering,
-        senaste_aktivitetsrapport,
-        a_kassa,
-        sekretessmarkering,
+fn decode_kontor(s: &mut Seq<'_>) -> Result<Kontor, DecodeError> {
+    Ok(Kontor {
+        kod: s.leaf("Kod", text(1, 16))?,
+        namn: s.leaf("Namn", text(1, 200))?,
     })
 }
 
-fn decode_fel(el: &Element) -> Result<Fel, DecodeError> {
-    let mut s = Seq::new(el, "Fel".to_owned())?;
-    let (e, p) = s.req("Kalla")?;
-    let kalla = parsed(e, &p, |t| match t {
-        "GATEWAY" => Ok(Kalla::Gateway),
-        "AF" => Ok(Kalla::Af),
-        _ => Err("must be GATEWAY or AF"),
-    })?;
-    let (e, p) = s.req("Felkod")?;
-    let felkod = text(e, &p, 3, 64)?;
-    let (e, p) = s.req("Meddelande")?;
-    let meddelande = text(e, &p, 1, 1000)?;
-    let falt = opt_with(&mut s, "Falt", |e, p| text(e, &p, 1, 200))?;
-    let (e, p) = s.req("Korrelationsid")?;
-    let korrelationsid = parsed(e, &p, parse_uuid)?;
-    let (e, p) = s.req("KanForsokasIgen")?;
-    let kan_forsokas_igen = boolean(e, &p)?;
-    s.finish()?;
+fn decode_avaktualisering(s: &mut Seq<'_>) -> Result<Avaktualisering, DecodeError> {
+    Ok(Avaktualisering {
+        datum: s.leaf("Datum", date)?,
+        orsak_kod: s.leaf("OrsakKod", text(1, 16))?,
+        orsak_text: s.leaf("OrsakText", text(1, 200))?,
+    })
+}
+
+fn decode_sokandekategori(s: &mut Seq<'_>) -> Result<Sokandekategori, DecodeError> {
+    Ok(Sokandekategori {
+        kod: s.leaf("Kod", pattern(two_digits, "must be two digits"))?,
+        text: s.leaf("Text", text(1, 200))?,
+        from: s.opt_leaf("From", date)?,
+    })
+}
+
+fn decode_status(s: &mut Seq<'_>) -> Result<Arbetssokandestatus, DecodeError> {
+    Ok(Arbetssokandestatus {
+        kand_av_af: s.leaf("KandAvAf", boolean)?,
+        inskriven: s.leaf("Inskriven", boolean)?,
+        inskrivningsdatum: s.opt_leaf("Inskrivningsdatum", date)?,
+        kontor: s.opt_node("Kontor", decode_kontor)?,
+        sokandekategori: s.opt_node("Sokandekategori", decode_sokandekategori)?,
+        omfattning_procent: s.opt_leaf("OmfattningProcent", procent)?,
+        avaktualisering: s.opt_node("Avaktualisering", decode_avaktualisering)?,
+        senaste_aktivitetsrapport: s.opt_node("SenasteAktivitetsrapport", |s| {
+            Ok(Aktivitetsrapport {
+                datum: s.leaf("Datum", date)?,
+                meddelande: s.leaf("Meddelande", text(1, 500))?,
+            })
+        })?,
+        a_kassa: s.opt_node("AKassa", |s| {
+            Ok(AKassa {
+                medlem: s.leaf("Medlem", boolean)?,
+                namn: s.opt_leaf("Namn", text(1, 200))?,
+            })
+        })?,
+        sekretessmarkering: s.leaf("Sekretessmarkering", boolean)?,
+    })
+}
+
+fn decode_ersattningar(s: &mut Seq<'_>) -> Result<Ersattningar, DecodeError> {
+    Ok(Ersattningar {
+        beslut: s.many("Beslut", 0, usize::MAX, |s| {
+            let path = s.path.clone();
+            let b = Ersattningsbeslut {
+                typ: s.leaf(
+                    "Typ",
+                    code(Ersattningstyp::from_code, Ersattningstyp::codes),
+                )?,
+                omfattning_procent: s.leaf("OmfattningProcent", procent)?,
+                from: s.leaf("From", date)?,
+                tom: s.opt_leaf("Tom", date)?,
+            };
+            if b.tom.is_some_and(|tom| tom < b.from) {
+                return Err(invalid(&path, "From must not be after Tom"));
+            }
+            Ok(b)
+        })?,
+        aktivitetsstod_dagar: s
+            .opt_leaf("AktivitetsstodDagar", int(0, 9999))?
+            .map(|d| d as u16),
+        senaste_utbetalning: s.opt_node("SenasteUtbetalning", |s| {
+            Ok(Utbetalning {
+                datum: s.leaf("Datum", date)?,
+                belopp: Ore(s.leaf("BeloppKr", |t, p| {
+                    lexical::parse_decimal(t, 2, 0, 999_999_999).map_err(|e| invalid(p, e))
+                })?),
+            })
+        })?,
+    })
+}
+
+fn decode_handlingsplan(s: &mut Seq<'_>) -> Result<Handlingsplan, DecodeError> {
+    Ok(Handlingsplan {
+        upprattad: s.leaf("Upprattad", date)?,
+        status: s.leaf(
+            "Status",
+            code(HandlingsplanStatus::from_code, HandlingsplanStatus::codes),
+        )?,
+        nasta_uppfoljning: s.opt_leaf("NastaUppfoljning", date)?,
+        hinder_for_lampligt_arbete: s.leaf("HinderForLampligtArbete", boolean)?,
+        aktiviteter: s.many("Aktivitet", 0, 100, |s| {
+            Ok(AfAktivitet {
+                slag: s.leaf("Slag", code(AktivitetSlag::from_code, AktivitetSlag::codes))?,
+                typ_kod: s.leaf("TypKod", text(1, 16))?,
+                namn: s.leaf("Namn", text(1, 200))?,
+                from: s.leaf("From", date)?,
+                tom: s.opt_leaf("Tom", date)?,
+                omfattning_procent: s.opt_leaf("OmfattningProcent", procent)?,
+                anordnare: s.opt_leaf("Anordnare", text(1, 200))?,
+            })
+        })?,
+        kontor: s.opt_node("Kontor", decode_kontor)?,
+        ansvarig_handlaggare: s.opt_node("AnsvarigHandlaggare", |s| {
+            Ok(AnsvarigHandlaggare {
+                namn: s.leaf("Namn", text(1, 200))?,
+                kontaktvag: s.opt_leaf("Kontaktvag", text(1, 200))?,
+            })
+        })?,
+    })
+}
+
+fn decode_fel(s: &mut Seq<'_>) -> Result<Fel, DecodeError> {
     Ok(Fel {
-        kalla,
-        felkod,
-        meddelande,
-        falt,
-        korrelationsid,
-        kan_forsokas_igen,
+        kalla: s.leaf("Kalla", |t, p| match t {
+            "GATEWAY" => Ok(Kalla::Gateway),
+            "AF" => Ok(Kalla::Af),
+            _ => Err(invalid(p, "must be GATEWAY or AF")),
+        })?,
+        felkod: s.leaf("Felkod", text(3, 64))?,
+        meddelande: s.leaf("Meddelande", text(1, 1000))?,
+        falt: s.opt_leaf("Falt", text(1, 200))?,
+        korrelationsid: s.leaf("Korrelationsid", uuid)?,
+        kan_forsokas_igen: s.leaf("KanForsokasIgen", boolean)?,
     })
 }
 
@@ -645,36 +949,217 @@ pub fn decode_response(bytes: &[u8], limits: &XmlLimits) -> Result<KommunRespons
     let el = body_element(&root)?;
     if el.is(SOAP_ENV_NS, "Fault") {
         let child = |n: &str| el.children.iter().find(|c| c.ns.is_none() && c.name == n);
-        let faultcode = child("faultcode").map(|c| c.text.trim().to_owned());
-        let faultstring = child("faultstring").map(|c| c.text.trim().to_owned());
         let fel = match child("detail")
             .and_then(|d| d.children.iter().find(|c| c.is(KOMMUN_NS, "Fel")))
         {
-            Some(f) => Some(decode_fel(f)?),
+            Some(f) => {
+                let mut s = Seq::new(f, "Fel".to_owned())?;
+                let fel = decode_fel(&mut s)?;
+                s.finish()?;
+                Some(fel)
+            }
             None => None,
         };
         return Ok(KommunResponse::Fault {
-            faultcode: faultcode.unwrap_or_default(),
-            faultstring: faultstring.unwrap_or_default(),
+            faultcode: child("faultcode")
+                .map(|c| c.text.trim().to_owned())
+                .unwrap_or_default(),
+            faultstring: child("faultstring")
+                .map(|c| c.text.trim().to_owned())
+                .unwrap_or_default(),
             fel,
         });
     }
-    if el.is(KOMMUN_NS, "HamtaArbetssokandeStatusSvar") {
-        let mut s = Seq::new(el, String::new())?;
-        let (e, p) = s.req("Korrelationsid")?;
-        let korrelationsid: Uuid = parsed(e, &p, parse_uuid)?;
-        let (e, p) = s.req("Arbetssokandestatus")?;
-        let status = decode_status(e, p)?;
-        s.finish()?;
-        return Ok(KommunResponse::Status(HamtaArbetssokandeStatusSvar {
-            korrelationsid,
-            status,
-        }));
+    if el.ns.as_deref() != Some(KOMMUN_NS) {
+        return Err(DecodeError::doc(
+            DecodeKind::UnknownOperation,
+            format!("{} is not an answer of this service", el.name),
+        ));
     }
-    Err(DecodeError::doc(
-        DecodeKind::UnknownOperation,
-        format!("{} is not an answer of this service", el.name),
-    ))
+    let answer = match el.name.as_str() {
+        "HamtaArbetssokandeStatusSvar" => decode_root(el, |s| {
+            Ok(KommunAnswer::Status(HamtaArbetssokandeStatusSvar {
+                korrelationsid: s.leaf("Korrelationsid", uuid)?,
+                status: s.node("Arbetssokandestatus", decode_status)?,
+            }))
+        })?,
+        "HamtaErsattningsbeslutSvar" => decode_root(el, |s| {
+            Ok(KommunAnswer::Ersattningsbeslut(
+                HamtaErsattningsbeslutSvar {
+                    korrelationsid: s.leaf("Korrelationsid", uuid)?,
+                    ersattningar: s.node("Ersattningar", decode_ersattningar)?,
+                },
+            ))
+        })?,
+        "HamtaHandlingsplanSvar" => decode_root(el, |s| {
+            Ok(KommunAnswer::Handlingsplan(HamtaHandlingsplanSvar {
+                korrelationsid: s.leaf("Korrelationsid", uuid)?,
+                handlingsplan: s.opt_node("Handlingsplan", decode_handlingsplan)?,
+            }))
+        })?,
+        "AnmalAktivitetsplanSvar" => decode_root(el, |s| {
+            Ok(KommunAnswer::Aktivitetsplan(AnmalAktivitetsplanSvar {
+                korrelationsid: s.leaf("Korrelationsid", uuid)?,
+                kvittens: s.node("Kvittens", |s| {
+                    Ok(Kvittens {
+                        referens: s.leaf("Referens", text(1, 64))?,
+                        mottagen: s.leaf("Mottagen", tidpunkt)?,
+                        status: s.leaf(
+                            "Status",
+                            code(KvittensStatus::from_code, KvittensStatus::codes),
+                        )?,
+                    })
+                })?,
+            }))
+        })?,
+        "PingSvar" => decode_root(el, |s| {
+            Ok(KommunAnswer::Ping(PingSvar {
+                korrelationsid: s.leaf("Korrelationsid", uuid)?,
+                tjanster: s.many("Tjanst", 1, 10, |s| {
+                    Ok(Tjanst {
+                        namn: s.leaf("Namn", text(1, 200))?,
+                        status: s
+                            .leaf("Status", code(TjanstStatus::from_code, TjanstStatus::codes))?,
+                        svarstid_ms: s.opt_leaf("SvarstidMs", int(0, 600_000))?.map(|m| m as u32),
+                    })
+                })?,
+            }))
+        })?,
+        other => {
+            return Err(DecodeError::doc(
+                DecodeKind::UnknownOperation,
+                format!("{other} is not an answer of this service"),
+            ));
+        }
+    };
+    Ok(KommunResponse::Answer(answer))
+}
+
+/// Encodes an event as delivered to a case system.
+pub fn encode_handelse(h: &ArbetssokandeHandelse) -> String {
+    let mut o = Out::envelope();
+    o.node("ArbetssokandeHandelse", |o| {
+        o.leaf("HandelseId", &h.af.handelse_id.to_string());
+        o.leaf("Typ", h.af.handelse.typ().code());
+        o.leaf("Tidpunkt", &lexical::format_tidpunkt(h.af.tidpunkt));
+        o.leaf("Personidentitet", &h.af.personidentitet.expose());
+        o.leaf("Arendeidentitet", &h.arendeidentitet);
+        match &h.af.handelse {
+            Handelse::Inskriven => {}
+            Handelse::Avaktualiserad(a) => {
+                o.node("Avaktualisering", |o| encode_avaktualisering(o, a))
+            }
+            Handelse::SokandekategoriAndrad(k) => o.node("Sokandekategori", |o| {
+                o.leaf("Kod", &k.kod);
+                o.leaf("Text", &k.text);
+                o.opt_date("From", k.from);
+            }),
+            Handelse::ProgramStartat(p) | Handelse::ProgramAvslutat(p) => o.node("Program", |o| {
+                o.leaf("Kod", &p.kod);
+                o.leaf("Namn", &p.namn);
+                o.date("From", p.from);
+                o.opt_date("Tom", p.tom);
+            }),
+            Handelse::UteblivenAktivitet(u) => o.node("UteblivenAktivitet", |o| {
+                o.date("Datum", u.datum);
+                o.leaf("Aktivitet", &u.aktivitet);
+                o.leaf("Meddelande", &u.meddelande);
+            }),
+        }
+    });
+    o.finish()
+}
+
+/// Decodes an event envelope (what a case system receives).
+pub fn decode_handelse(
+    bytes: &[u8],
+    limits: &XmlLimits,
+) -> Result<ArbetssokandeHandelse, DecodeError> {
+    let root = xml::parse(bytes, limits)?;
+    let el = body_element(&root)?;
+    if !el.is(KOMMUN_NS, "ArbetssokandeHandelse") {
+        return Err(DecodeError::doc(
+            DecodeKind::UnknownOperation,
+            format!("{} is not ArbetssokandeHandelse", el.name),
+        ));
+    }
+    decode_root(el, |s| {
+        let handelse_id = s.leaf("HandelseId", uuid)?;
+        let typ = s.leaf("Typ", code(HandelseTyp::from_code, HandelseTyp::codes))?;
+        let tidpunkt = s.leaf("Tidpunkt", tidpunkt)?;
+        let personidentitet = s.leaf("Personidentitet", with(Personnummer::parse))?;
+        let arendeidentitet = s.leaf("Arendeidentitet", text(1, 64))?;
+        let program = |s: &mut Seq<'_>| {
+            s.node("Program", |s| {
+                Ok(Program {
+                    kod: s.leaf("Kod", text(1, 16))?,
+                    namn: s.leaf("Namn", text(1, 200))?,
+                    from: s.leaf("From", date)?,
+                    tom: s.opt_leaf("Tom", date)?,
+                })
+            })
+        };
+        let handelse = match typ {
+            HandelseTyp::Inskriven => Handelse::Inskriven,
+            HandelseTyp::Avaktualiserad => {
+                Handelse::Avaktualiserad(s.node("Avaktualisering", decode_avaktualisering)?)
+            }
+            HandelseTyp::SokandekategoriAndrad => {
+                Handelse::SokandekategoriAndrad(s.node("Sokandekategori", decode_sokandekategori)?)
+            }
+            HandelseTyp::ProgramStartat => Handelse::ProgramStartat(program(s)?),
+            HandelseTyp::ProgramAvslutat => Handelse::ProgramAvslutat(program(s)?),
+            HandelseTyp::UteblivenAktivitet => {
+                Handelse::UteblivenAktivitet(s.node("UteblivenAktivitet", |s| {
+                    Ok(UteblivenAktivitet {
+                        datum: s.leaf("Datum", date)?,
+                        aktivitet: s.leaf("Aktivitet", text(1, 200))?,
+                        meddelande: s.leaf("Meddelande", text(1, 500))?,
+                    })
+                })?)
+            }
+        };
+        Ok(ArbetssokandeHandelse {
+            af: AfHandelse {
+                handelse_id,
+                tidpunkt,
+                personidentitet,
+                handelse,
+            },
+            arendeidentitet,
+        })
+    })
+}
+
+/// Encodes the case system's receipt for an event.
+pub fn encode_handelse_kvittens(k: &ArbetssokandeHandelseKvittens) -> String {
+    let mut o = Out::envelope();
+    o.node("ArbetssokandeHandelseKvittens", |o| {
+        o.leaf("HandelseId", &k.handelse_id.to_string());
+        o.leaf("Mottagen", &lexical::format_tidpunkt(k.mottagen));
+    });
+    o.finish()
+}
+
+/// Decodes the case system's receipt for an event.
+pub fn decode_handelse_kvittens(
+    bytes: &[u8],
+    limits: &XmlLimits,
+) -> Result<ArbetssokandeHandelseKvittens, DecodeError> {
+    let root = xml::parse(bytes, limits)?;
+    let el = body_element(&root)?;
+    if !el.is(KOMMUN_NS, "ArbetssokandeHandelseKvittens") {
+        return Err(DecodeError::doc(
+            DecodeKind::UnknownOperation,
+            format!("{} is not ArbetssokandeHandelseKvittens", el.name),
+        ));
+    }
+    decode_root(el, |s| {
+        Ok(ArbetssokandeHandelseKvittens {
+            handelse_id: s.leaf("HandelseId", uuid)?,
+            mottagen: s.leaf("Mottagen", tidpunkt)?,
+        })
+    })
 }
 
 #[cfg(test)]

@@ -55,20 +55,6 @@ pub enum XmlError {
     TooManyAttributes(usize),
 }
 
-impl XmlError {
-    /// True for the errors that are about size rather than shape.
-    pub fn is_limit(&self) -> bool {
-        matches!(
-            self,
-            XmlError::TooDeep(_)
-                | XmlError::TooManyElements(_)
-                | XmlError::TextTooLong(_)
-                | XmlError::AttrTooLong(_)
-                | XmlError::TooManyAttributes(_)
-        )
-    }
-}
-
 /// An attribute with its resolved namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribute {
@@ -120,6 +106,21 @@ fn predefined(name: &str) -> Option<char> {
     })
 }
 
+/// XML 1.0's `Char` production (Rust strings hold no surrogates).
+fn is_xml_char(c: char) -> bool {
+    !((c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+}
+
+fn check_chars(s: &str) -> Result<(), XmlError> {
+    if s.chars().all(is_xml_char) {
+        Ok(())
+    } else {
+        Err(malformed(
+            "the document holds a character that XML 1.0 does not allow",
+        ))
+    }
+}
+
 fn malformed(e: impl std::fmt::Display) -> XmlError {
     XmlError::Malformed(e.to_string())
 }
@@ -151,6 +152,7 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                 }
                 let ns = resolve(ns)?;
                 let name = start.local_name().as_ref().to_owned();
+                check_chars(&name)?;
                 let mut attributes = Vec::new();
                 for attr in start.attributes().with_checks(true) {
                     let attr = attr.map_err(malformed)?;
@@ -168,6 +170,7 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                     let value = attr
                         .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                         .map_err(malformed)?;
+                    check_chars(&value)?;
                     attributes.push(Attribute {
                         ns: resolve(ans)?,
                         name: local.as_ref().to_owned(),
@@ -225,6 +228,7 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
 }
 
 fn push_text(stack: &mut [Element], s: &str, limits: &XmlLimits) -> Result<(), XmlError> {
+    check_chars(s)?;
     match stack.last_mut() {
         Some(el) => {
             if el.text.len() + s.len() > limits.max_text_len {
@@ -290,5 +294,14 @@ mod tests {
             p(r#"<?xml version="1.0" encoding="ISO-8859-1"?><a/>"#),
             Err(XmlError::Encoding)
         );
+        for bad in [
+            "<a>x\u{1}y</a>",
+            "<a>&#1;</a>",
+            "<a\u{1}/>",
+            "<a b=\"\u{2}\"/>",
+            "<a>\u{FFFF}</a>",
+        ] {
+            assert!(matches!(p(bad), Err(XmlError::Malformed(_))), "{bad:?}");
+        }
     }
 }

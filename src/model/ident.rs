@@ -275,8 +275,12 @@ pub fn parse_date(s: &str) -> Result<Date, IdentError> {
             && (ob[0] == b'+' || ob[0] == b'-')
             && ob[3] == b':'
             && [1, 2, 4, 5].iter().all(|&i| ob[i].is_ascii_digit())
-            && num(&[ob[1] - b'0', ob[2] - b'0']) <= 14
-            && num(&[ob[4] - b'0', ob[5] - b'0']) <= 59);
+            && {
+                // xs:date allows offsets up to ±14:00.
+                let minutes =
+                    num(&[ob[1] - b'0', ob[2] - b'0']) * 60 + num(&[ob[4] - b'0', ob[5] - b'0']);
+                minutes <= 14 * 60 && num(&[ob[4] - b'0', ob[5] - b'0']) <= 59
+            });
     if !offset_ok {
         return Err(IdentError::DateShape);
     }
@@ -287,6 +291,10 @@ pub fn parse_date(s: &str) -> Result<Date, IdentError> {
     let d = day[8..10]
         .parse::<u8>()
         .map_err(|_| IdentError::DateShape)?;
+    if y == 0 {
+        // There is no year 0000 in xs:date.
+        return Err(IdentError::Date);
+    }
     let m = Month::try_from(m).map_err(|_| IdentError::Date)?;
     Date::from_calendar_date(y, m, d).map_err(|_| IdentError::Date)
 }
@@ -304,27 +312,63 @@ pub fn parse_uuid(s: &str) -> Result<uuid::Uuid, IdentError> {
     uuid::Uuid::try_parse(s).map_err(|_| IdentError::Uuid)
 }
 
-/// Masks every run of ten or more digits, so that no message built from hostile input (an
-/// element name, a parser excerpt) can carry a personal identity number.
+/// Masks every group of digits that could be a personal identity number: ten or more digits
+/// in a row, or joined by single `-`, `+` or spaces (`850709-9805`), unless the group is 10 or
+/// 12 digits whose date part cannot be a birth date (organisation numbers, whose "month" is 20
+/// or more, stay readable). Dates and small numbers stay. For messages built from hostile
+/// input (an element name, a parser excerpt, a serde error quoting a value).
 pub fn redact_digit_runs(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
-    let mut run = String::new();
-    for ch in s.chars().chain(std::iter::once('\0')) {
-        if ch.is_ascii_digit() {
-            run.push(ch);
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            out.push(chars[i]);
+            i += 1;
             continue;
         }
-        if run.len() >= 10 {
-            out.extend(std::iter::repeat_n('*', run.len()));
-        } else {
-            out.push_str(&run);
+        // Extend over digits and single separators that sit between digits.
+        let mut j = i;
+        let mut digits = 0;
+        while j < chars.len() {
+            if chars[j].is_ascii_digit() {
+                digits += 1;
+                j += 1;
+            } else if matches!(chars[j], '-' | '+' | ' ')
+                && chars.get(j + 1).is_some_and(char::is_ascii_digit)
+            {
+                j += 1;
+            } else {
+                break;
+            }
         }
-        run.clear();
-        if ch != '\0' {
-            out.push(ch);
+        let group: Vec<u8> = chars[i..j]
+            .iter()
+            .filter(|c| c.is_ascii_digit())
+            .map(|c| *c as u8 - b'0')
+            .collect();
+        let mask = digits >= 10 && could_be_identity_number(&group);
+        for c in &chars[i..j] {
+            out.push(if mask && c.is_ascii_digit() { '*' } else { *c });
         }
+        i = j;
     }
     out
+}
+
+/// Whether a digit group might hold a personnummer or samordningsnummer: any group other than
+/// 10 or 12 digits might embed one; those two sizes must have a plausible month and day.
+fn could_be_identity_number(d: &[u8]) -> bool {
+    let date_at = |i: usize| {
+        let month = d[i] * 10 + d[i + 1];
+        let day = d[i + 2] * 10 + d[i + 3];
+        (1..=12).contains(&month) && ((1..=31).contains(&day) || (61..=91).contains(&day))
+    };
+    match d.len() {
+        10 => date_at(2),
+        12 => date_at(4),
+        _ => true,
+    }
 }
 
 #[cfg(test)]
@@ -339,6 +383,15 @@ mod tests {
             "at most 500 characters"
         );
         assert_eq!(redact_digit_runs("8507099805"), "**********");
+        assert_eq!(redact_digit_runs("x850709-9805."), "x******-****.");
+        assert_eq!(redact_digit_runs("orgnr 212000-2411"), "orgnr 212000-2411");
+        assert_eq!(redact_digit_runs("162120000142"), "162120000142");
+        assert_eq!(redact_digit_runs("x1985070998051"), "x*************");
+        assert_eq!(redact_digit_runs("19850709+9805"), "********+****");
+        assert_eq!(
+            redact_digit_runs("on 2026-11-25, line 3"),
+            "on 2026-11-25, line 3"
+        );
     }
 
     #[test]
@@ -439,5 +492,8 @@ mod tests {
         assert_eq!(parse_date("2016-11-18+1:00"), Err(IdentError::DateShape));
         assert_eq!(parse_date("20161118"), Err(IdentError::DateShape));
         assert_eq!(parse_date("2016-11-1é"), Err(IdentError::DateShape));
+        assert_eq!(parse_date("0000-01-01"), Err(IdentError::Date));
+        assert!(parse_date("2016-11-18+14:00").is_ok());
+        assert_eq!(parse_date("2016-11-18+14:30"), Err(IdentError::DateShape));
     }
 }

@@ -1,6 +1,6 @@
 //! Typed messages of interface v1, independent of their XML or JSON encoding.
 
-use time::Date;
+use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::ident::{HsaId, Organisationsnummer, Personnummer};
@@ -49,19 +49,33 @@ pub struct Fraga {
     pub personuppgiftsbitrade: Option<String>,
 }
 
-/// The operations of the `kommun` listener that this version implements.
+/// The operations of the `kommun` listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
     HamtaArbetssokandeStatus,
+    HamtaErsattningsbeslut,
+    HamtaHandlingsplan,
+    AnmalAktivitetsplan,
+    Ping,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 1] = [Operation::HamtaArbetssokandeStatus];
+    pub const ALL: [Operation; 5] = [
+        Operation::HamtaArbetssokandeStatus,
+        Operation::HamtaErsattningsbeslut,
+        Operation::HamtaHandlingsplan,
+        Operation::AnmalAktivitetsplan,
+        Operation::Ping,
+    ];
 
     /// The request element's local name, which is also the operation's name.
     pub fn name(self) -> &'static str {
         match self {
             Operation::HamtaArbetssokandeStatus => "HamtaArbetssokandeStatus",
+            Operation::HamtaErsattningsbeslut => "HamtaErsattningsbeslut",
+            Operation::HamtaHandlingsplan => "HamtaHandlingsplan",
+            Operation::AnmalAktivitetsplan => "AnmalAktivitetsplan",
+            Operation::Ping => "Ping",
         }
     }
 
@@ -74,19 +88,372 @@ impl Operation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KommunRequest {
     HamtaArbetssokandeStatus(Fraga),
+    HamtaErsattningsbeslut(Fraga),
+    HamtaHandlingsplan(Fraga),
+    AnmalAktivitetsplan(Fraga, Aktivitetsplan),
+    /// A health check: carries no personal data, only a correlation id.
+    Ping(Uuid),
 }
 
 impl KommunRequest {
     pub fn operation(&self) -> Operation {
         match self {
             KommunRequest::HamtaArbetssokandeStatus(_) => Operation::HamtaArbetssokandeStatus,
+            KommunRequest::HamtaErsattningsbeslut(_) => Operation::HamtaErsattningsbeslut,
+            KommunRequest::HamtaHandlingsplan(_) => Operation::HamtaHandlingsplan,
+            KommunRequest::AnmalAktivitetsplan(..) => Operation::AnmalAktivitetsplan,
+            KommunRequest::Ping(_) => Operation::Ping,
         }
     }
-    pub fn fraga(&self) -> &Fraga {
+
+    /// The common header; every operation but `Ping` has one.
+    pub fn fraga(&self) -> Option<&Fraga> {
         match self {
-            KommunRequest::HamtaArbetssokandeStatus(f) => f,
+            KommunRequest::HamtaArbetssokandeStatus(f)
+            | KommunRequest::HamtaErsattningsbeslut(f)
+            | KommunRequest::HamtaHandlingsplan(f)
+            | KommunRequest::AnmalAktivitetsplan(f, _) => Some(f),
+            KommunRequest::Ping(_) => None,
         }
     }
+
+    pub fn korrelationsid(&self) -> Uuid {
+        match self {
+            KommunRequest::Ping(id) => *id,
+            other => other.fraga().map(|f| f.korrelationsid).unwrap_or_default(),
+        }
+    }
+}
+
+/// Defines a closed code list: an enum whose variants map one to one to the contract's codes.
+macro_rules! code_list {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $code:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The code as the contracts write it.
+            pub fn code(self) -> &'static str {
+                match self { $($name::$variant => $code),+ }
+            }
+
+            /// The variant for a code, if the code is in the list.
+            pub fn from_code(code: &str) -> Option<Self> {
+                match code { $($code => Some($name::$variant),)+ _ => None }
+            }
+
+            /// The codes, for error messages.
+            pub fn codes() -> String {
+                [$($code),+].join(", ")
+            }
+        }
+    };
+}
+
+code_list!(
+    /// Kinds of AF benefit decision.
+    Ersattningstyp {
+        Aktivitetsstod = "AKTIVITETSSTOD",
+        Utvecklingsersattning = "UTVECKLINGSERSATTNING",
+        Etableringsersattning = "ETABLERINGSERSATTNING",
+        Arbetsloshetsersattning = "ARBETSLOSHETSERSATTNING",
+    }
+);
+
+code_list!(
+    /// Status of AF's handlingsplan.
+    HandlingsplanStatus {
+        UnderUpprattande = "UNDER_UPPRATTANDE",
+        Aktiv = "AKTIV",
+        Avslutad = "AVSLUTAD",
+    }
+);
+
+code_list!(
+    /// Whether an AF activity is an activity or a labour-market programme.
+    AktivitetSlag {
+        Aktivitet = "AKTIVITET",
+        Program = "PROGRAM",
+    }
+);
+
+code_list!(
+    /// The kinds of activity the aktivitetskrav names.
+    AktivitetskravSlag {
+        OkaFormagaArbeteStudier = "OKA_FORMAGA_ARBETE_STUDIER",
+        Sprak = "SPRAK",
+        Arbetsplatsforlagd = "ARBETSPLATSFORLAGD",
+        Jobbsokande = "JOBBSOKANDE",
+        KommunalVerksamhet = "KOMMUNAL_VERKSAMHET",
+        Studieforberedande = "STUDIEFORBEREDANDE",
+    }
+);
+
+code_list!(
+    /// Full time, or adapted to the person's ability.
+    Omfattning {
+        Heltid = "HELTID",
+        Anpassad = "ANPASSAD",
+    }
+);
+
+code_list!(
+    /// What AF did with a reported plan.
+    KvittensStatus {
+        Mottagen = "MOTTAGEN",
+        Uppdaterad = "UPPDATERAD",
+    }
+);
+
+code_list!(
+    /// Health of one upstream service.
+    TjanstStatus {
+        Ok = "OK",
+        Fel = "FEL",
+        EjNabar = "EJ_NABAR",
+    }
+);
+
+code_list!(
+    /// The kinds of AF event.
+    HandelseTyp {
+        Inskriven = "INSKRIVEN",
+        Avaktualiserad = "AVAKTUALISERAD",
+        SokandekategoriAndrad = "SOKANDEKATEGORI_ANDRAD",
+        ProgramStartat = "PROGRAM_STARTAT",
+        ProgramAvslutat = "PROGRAM_AVSLUTAT",
+        UteblivenAktivitet = "UTEBLIVEN_AKTIVITET",
+    }
+);
+
+/// An amount in öre (hundredths of a krona), so no float ever carries money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ore(pub u64);
+
+/// Hours per week in tenths of an hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Tiondelstimmar(pub u16);
+
+/// One AF benefit decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ersattningsbeslut {
+    pub typ: Ersattningstyp,
+    pub omfattning_procent: u8,
+    pub from: Date,
+    pub tom: Option<Date>,
+}
+
+/// The latest payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Utbetalning {
+    pub datum: Date,
+    pub belopp: Ore,
+}
+
+/// AF's benefit decisions for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ersattningar {
+    pub beslut: Vec<Ersattningsbeslut>,
+    pub aktivitetsstod_dagar: Option<u16>,
+    pub senaste_utbetalning: Option<Utbetalning>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HamtaErsattningsbeslutSvar {
+    pub korrelationsid: Uuid,
+    pub ersattningar: Ersattningar,
+}
+
+/// A planned or ongoing AF activity or programme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfAktivitet {
+    pub slag: AktivitetSlag,
+    pub typ_kod: String,
+    pub namn: String,
+    pub from: Date,
+    pub tom: Option<Date>,
+    pub omfattning_procent: Option<u8>,
+    pub anordnare: Option<String>,
+}
+
+/// AF's officer responsible for the person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnsvarigHandlaggare {
+    pub namn: String,
+    pub kontaktvag: Option<String>,
+}
+
+/// AF's handlingsplan for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handlingsplan {
+    pub upprattad: Date,
+    pub status: HandlingsplanStatus,
+    pub nasta_uppfoljning: Option<Date>,
+    pub hinder_for_lampligt_arbete: bool,
+    pub aktiviteter: Vec<AfAktivitet>,
+    pub kontor: Option<Kontor>,
+    pub ansvarig_handlaggare: Option<AnsvarigHandlaggare>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HamtaHandlingsplanSvar {
+    pub korrelationsid: Uuid,
+    pub handlingsplan: Option<Handlingsplan>,
+}
+
+/// Who provides an activity of the municipality's plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anordnare {
+    pub organisationsnummer: Option<Organisationsnummer>,
+    pub namn: String,
+}
+
+/// One activity of the municipality's aktivitetskrav plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KravAktivitet {
+    pub slag: AktivitetskravSlag,
+    pub timmar_per_vecka: Tiondelstimmar,
+    pub omfattning: Omfattning,
+    pub period: Tidsperiod,
+    pub anordnare: Anordnare,
+}
+
+/// The municipality's aktivitetskrav plan for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aktivitetsplan {
+    pub plan_id: String,
+    pub beslutsdatum: Date,
+    pub aktiviteter: Vec<KravAktivitet>,
+}
+
+/// The most hours per week a plan may hold at any one time.
+pub const MAX_TIMMAR_PER_VECKA: Tiondelstimmar = Tiondelstimmar(400);
+
+impl Aktivitetsplan {
+    /// The largest sum of hours per week over activities that run at the same time.
+    pub fn peak_hours(&self) -> Tiondelstimmar {
+        // The peak is reached at some activity's start date.
+        let peak = self
+            .aktiviteter
+            .iter()
+            .map(|a| {
+                let day = a.period.from();
+                self.aktiviteter
+                    .iter()
+                    .filter(|b| b.period.from() <= day && day <= b.period.tom())
+                    .map(|b| u32::from(b.timmar_per_vecka.0))
+                    .sum::<u32>()
+            })
+            .max()
+            .unwrap_or(0);
+        Tiondelstimmar(u16::try_from(peak).unwrap_or(u16::MAX))
+    }
+}
+
+/// AF's receipt for a reported plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kvittens {
+    pub referens: String,
+    pub mottagen: OffsetDateTime,
+    pub status: KvittensStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnmalAktivitetsplanSvar {
+    pub korrelationsid: Uuid,
+    pub kvittens: Kvittens,
+}
+
+/// Health of one upstream service, as `Ping` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tjanst {
+    pub namn: String,
+    pub status: TjanstStatus,
+    pub svarstid_ms: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingSvar {
+    pub korrelationsid: Uuid,
+    pub tjanster: Vec<Tjanst>,
+}
+
+/// A labour-market programme in an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    pub kod: String,
+    pub namn: String,
+    pub from: Date,
+    pub tom: Option<Date>,
+}
+
+/// An activity the person did not attend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UteblivenAktivitet {
+    pub datum: Date,
+    pub aktivitet: String,
+    pub meddelande: String,
+}
+
+/// What happened, with the detail that belongs to that kind of event: a type without its
+/// detail, or with another's, cannot be represented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handelse {
+    Inskriven,
+    Avaktualiserad(Avaktualisering),
+    SokandekategoriAndrad(Sokandekategori),
+    ProgramStartat(Program),
+    ProgramAvslutat(Program),
+    UteblivenAktivitet(UteblivenAktivitet),
+}
+
+impl Handelse {
+    pub fn typ(&self) -> HandelseTyp {
+        match self {
+            Handelse::Inskriven => HandelseTyp::Inskriven,
+            Handelse::Avaktualiserad(_) => HandelseTyp::Avaktualiserad,
+            Handelse::SokandekategoriAndrad(_) => HandelseTyp::SokandekategoriAndrad,
+            Handelse::ProgramStartat(_) => HandelseTyp::ProgramStartat,
+            Handelse::ProgramAvslutat(_) => HandelseTyp::ProgramAvslutat,
+            Handelse::UteblivenAktivitet(_) => HandelseTyp::UteblivenAktivitet,
+        }
+    }
+}
+
+/// An AF event about one person, as AF sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfHandelse {
+    pub handelse_id: Uuid,
+    pub tidpunkt: OffsetDateTime,
+    pub personidentitet: Personnummer,
+    pub handelse: Handelse,
+}
+
+/// An AF event as delivered to one subscribing case system (`ArbetssokandeHandelse`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArbetssokandeHandelse {
+    pub af: AfHandelse,
+    pub arendeidentitet: String,
+}
+
+/// The case system's receipt for a delivered event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArbetssokandeHandelseKvittens {
+    pub handelse_id: Uuid,
+    pub mottagen: OffsetDateTime,
+}
+
+/// A decoded answer of the `kommun` listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KommunAnswer {
+    Status(HamtaArbetssokandeStatusSvar),
+    Ersattningsbeslut(HamtaErsattningsbeslutSvar),
+    Handlingsplan(HamtaHandlingsplanSvar),
+    Aktivitetsplan(AnmalAktivitetsplanSvar),
+    Ping(PingSvar),
 }
 
 /// AF's office responsible for the jobseeker.

@@ -110,7 +110,7 @@ fn check_config_reports_every_problem_with_its_key() {
         .replace("orgnr = \"212000-0142\"", "orgnr = \"212000-0143\"")
         .replace("kommunkod = \"1480\"", "kommunkod = \"2680\"")
         .replace(
-            "operations = [\"HamtaArbetssokandeStatus\"]\nsyften = [\"EKB-BESLUT\"]",
+            "operations = [\"HamtaArbetssokandeStatus\", \"HamtaErsattningsbeslut\", \"Ping\"]\nsyften = [\"EKB-BESLUT\"]",
             "operations = [\"HamtaAllt\"]\nsyften = [\"OKANT\"]",
         )
         .replace("environment = \"U1\"", "environment = \"X9\"")
@@ -333,7 +333,9 @@ fn curl_gets_an_answer_from_demo_serve() {
     );
     let body = text.trim_end_matches("\n200");
     match brygga::codec::soap::decode_response(body.as_bytes(), &Default::default()).unwrap() {
-        brygga::codec::soap::KommunResponse::Status(s) => assert!(s.status.inskriven),
+        brygga::codec::soap::KommunResponse::Answer(brygga::model::KommunAnswer::Status(s)) => {
+            assert!(s.status.inskriven)
+        }
         other => panic!("{other:?}"),
     }
     assert!(

@@ -49,12 +49,14 @@ fn the_request_example_translates_to_the_af_request_example() {
         &XmlLimits::default(),
     )
     .unwrap();
-    let KommunRequest::HamtaArbetssokandeStatus(fraga) = &req;
+    let KommunRequest::HamtaArbetssokandeStatus(fraga) = &req else {
+        panic!("{req:?}")
+    };
     assert_eq!(
         fraga.korrelationsid.to_string(),
         "3f1c6a52-8b9e-4c1f-9a57-0d6e2b7c4a10"
     );
-    let af = serde_json::to_value(translate::status_request(fraga)).unwrap();
+    let af = serde_json::to_value(translate::person_request(fraga)).unwrap();
     assert_eq!(af, json("af/v1/examples/arbetssokande-status.request.json"));
     // And back: brygga's encoding of the request decodes to the same model.
     let again =
@@ -72,7 +74,7 @@ fn the_af_answer_example_translates_to_the_soap_answer_example() {
     )
     .unwrap()
     {
-        KommunResponse::Status(s) => s,
+        KommunResponse::Answer(KommunAnswer::Status(s)) => s,
         other => panic!("{other:?}"),
     };
     let ours = HamtaArbetssokandeStatusSvar {
@@ -80,10 +82,10 @@ fn the_af_answer_example_translates_to_the_soap_answer_example() {
         status: translate::status_from_af(&af).unwrap(),
     };
     assert_eq!(ours, expected);
-    let encoded = soap::encode_status_svar(&ours);
+    let encoded = soap::encode_answer(&KommunAnswer::Status(ours));
     assert_eq!(
         soap::decode_response(encoded.as_bytes(), &XmlLimits::default()).unwrap(),
-        KommunResponse::Status(expected)
+        KommunResponse::Answer(KommunAnswer::Status(expected))
     );
     // The simulator's fixed registered person is exactly the example.
     let p = Personnummer::parse(sim::REGISTRERAD).unwrap();

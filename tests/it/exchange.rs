@@ -306,7 +306,7 @@ async fn bad_requests_get_a_fault_naming_the_problem() {
         (
             "deep nesting",
             good.replace("<k:Lagrum>", &"<x:a xmlns:x=\"urn:x\">".repeat(40)),
-            "XML_GRANS_OVERSKRIDEN",
+            "XML_FOR_DJUP",
             None,
         ),
         (

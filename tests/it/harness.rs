@@ -118,8 +118,22 @@ pub fn status(a: &RawAnswer) -> HamtaArbetssokandeStatusSvar {
         "body: {}",
         String::from_utf8_lossy(&a.body)
     );
+    match answer(a) {
+        KommunAnswer::Status(s) => s,
+        other => panic!("expected a status answer, got {other:?}"),
+    }
+}
+
+/// The answer must be a data answer of any operation.
+pub fn answer(a: &RawAnswer) -> KommunAnswer {
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "body: {}",
+        String::from_utf8_lossy(&a.body)
+    );
     match a.decode().expect("decodable answer") {
-        KommunResponse::Status(s) => s,
+        KommunResponse::Answer(ans) => ans,
         other => panic!("expected an answer, got {other:?}"),
     }
 }
