@@ -44,6 +44,9 @@ pub async fn serve_kommun(
     peer: Arc<Peer>,
     req: Request<Incoming>,
 ) -> HttpResponse {
+    if req.method() == Method::GET && req.uri().path() == KOMMUN_PATH {
+        return contract(req.uri().query());
+    }
     let started = Instant::now();
     let task = tokio::spawn(async move {
         let mut trace = Trace {
@@ -241,6 +244,37 @@ fn identify_client(gw: &Gateway, peer: &Peer) -> Result<Arc<Client>, Failure> {
             format!("organisation {orgnr} in the client certificate is not a configured client"),
         )
     })
+}
+
+const WSDL: &str = include_str!("../schemas/kommun/v1/brygga-kommun-v1.wsdl");
+const XSD: &str = include_str!("../schemas/kommun/v1/brygga-kommun-v1.xsd");
+const XSD_NAME: &str = "brygga-kommun-v1.xsd";
+
+/// The published contract: `GET /kommun/v1?wsdl`, and the XSD it imports at
+/// `GET /kommun/v1?xsd=brygga-kommun-v1.xsd` (the WSDL's reference is rewritten to point there).
+fn contract(query: Option<&str>) -> HttpResponse {
+    match query {
+        Some(q) if q.eq_ignore_ascii_case("wsdl") => respond(
+            StatusCode::OK,
+            "text/xml; charset=utf-8",
+            WSDL.replace(
+                &format!("schemaLocation=\"{XSD_NAME}\""),
+                &format!("schemaLocation=\"v1?xsd={XSD_NAME}\""),
+            ),
+        ),
+        Some(q) if q == format!("xsd={XSD_NAME}") => {
+            respond(StatusCode::OK, "text/xml; charset=utf-8", XSD)
+        }
+        _ => rescue(
+            &Failure::new(
+                Felkod::OkandResurs,
+                format!(
+                    "GET {KOMMUN_PATH}?wsdl gives the WSDL, GET {KOMMUN_PATH}?xsd={XSD_NAME} its XSD; requests are POSTed"
+                ),
+            ),
+            Uuid::new_v4(),
+        ),
+    }
 }
 
 /// Only `POST /kommun/v1` with a SOAP 1.1 content type is an exchange.

@@ -20,3 +20,4 @@ pub mod sim;
 pub mod tls;
 pub mod translate;
 pub mod upstream;
+pub mod validate;

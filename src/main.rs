@@ -62,6 +62,12 @@ enum Command {
         #[arg(long, env = "BRYGGA_CONFIG")]
         config: PathBuf,
     },
+    /// Validate messages (SOAP XML or AF JSON) with the gateway's own code: exit 0 when all
+    /// are valid, 1 with one line per problem otherwise.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Development PKI.
     Certs {
         #[command(subcommand)]
@@ -144,6 +150,7 @@ fn main() -> ExitCode {
             | Command::Token { .. }
             | Command::CheckConfig { .. }
             | Command::Certs { .. }
+            | Command::Validate { .. }
     );
     init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     brygga::tls::provider();
@@ -207,6 +214,28 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         },
+        Command::Validate { files } => {
+            let mut all_valid = true;
+            for f in files {
+                let verdict = match std::fs::read(&f) {
+                    Ok(bytes) => brygga::validate::validate(&bytes),
+                    Err(e) => brygga::validate::Verdict {
+                        message_type: "file".into(),
+                        problems: vec![format!("(file): cannot read: {e}")],
+                    },
+                };
+                if verdict.is_valid() {
+                    println!("{}: valid {}", f.display(), verdict.message_type);
+                }
+                for p in &verdict.problems {
+                    println!("{}: {} {p}", f.display(), verdict.message_type);
+                }
+                all_valid &= verdict.is_valid();
+            }
+            if !all_valid {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Certs {
             command: CertsCommand::Generate { out, days },
         } => {

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,7 +65,10 @@ where
     H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
+    let got_request = Arc::new(AtomicBool::new(false));
+    let seen = got_request.clone();
     let service = hyper::service::service_fn(move |req| {
+        seen.store(true, Ordering::Relaxed);
         let fut = handler(req);
         async move { Ok::<_, Infallible>(fut.await) }
     });
@@ -76,7 +80,20 @@ where
             // A peer that stops answering pings is gone: free its connection.
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .keep_alive_timeout(Duration::from_secs(10));
-        watcher.watch(b.serve_connection(io, service)).await
+        let conn = watcher.watch(b.serve_connection(io, service));
+        tokio::pin!(conn);
+        // hyper has no deadline for the HTTP/2 preface: a peer must send its first request
+        // within the header deadline, as an HTTP/1.1 peer must.
+        tokio::select! {
+            r = &mut conn => r,
+            _ = tokio::time::sleep(limits.header_read_timeout) => {
+                if !got_request.load(Ordering::Relaxed) {
+                    tracing::debug!("HTTP/2 peer sent no request before the header deadline; closing");
+                    return;
+                }
+                conn.await
+            }
+        }
     } else {
         let mut b = hyper::server::conn::http1::Builder::new();
         // hyper enforces header_read_timeout only with a timer (slowloris otherwise holds on).

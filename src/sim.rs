@@ -173,7 +173,7 @@ fn problem(status: StatusCode, title: &str, detail: impl Into<String>) -> HttpRe
     let p = Problem {
         kind: "about:blank".into(),
         title: title.into(),
-        status: status.as_u16(),
+        status: i64::from(status.as_u16()),
         detail: Some(detail.into()),
     };
     respond(
@@ -284,7 +284,8 @@ async fn token(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
     json(&TokenResponse {
         access_token: value,
         token_type: "Bearer".into(),
-        expires_in: sim.settings.token_lifetime.as_secs().max(1),
+        expires_in: i64::try_from(sim.settings.token_lifetime.as_secs().clamp(1, 86_400))
+            .unwrap_or(86_400),
     })
 }
 
@@ -680,6 +681,14 @@ fn day_date(offset: u32) -> time::Date {
 /// AF's benefit decisions for a person: none for people AF does not know or who are not
 /// registered, otherwise derived from the number.
 pub fn ersattningar_for(p: &Personnummer) -> ErsattningsbeslutResponse {
+    // The registered example person answers exactly the published example.
+    if p.expose() == REGISTRERAD
+        && let Ok(example) = serde_json::from_str(include_str!(
+            "../schemas/af/v1/examples/ersattningsbeslut.response.json"
+        ))
+    {
+        return example;
+    }
     use crate::model::*;
     let status = status_for(p).unwrap_or_else(okand);
     if !status.inskriven {
@@ -722,6 +731,14 @@ pub fn ersattningar_for(p: &Personnummer) -> ErsattningsbeslutResponse {
 /// AF's handlingsplan for a person: none for people AF does not know, otherwise derived from
 /// the number.
 pub fn handlingsplan_for(p: &Personnummer) -> HandlingsplanResponse {
+    // The registered example person answers exactly the published example.
+    if p.expose() == REGISTRERAD
+        && let Ok(example) = serde_json::from_str(include_str!(
+            "../schemas/af/v1/examples/handlingsplan.response.json"
+        ))
+    {
+        return example;
+    }
     use crate::model::*;
     let status = status_for(p).unwrap_or_else(okand);
     if !status.kand_av_af {

@@ -121,14 +121,8 @@ impl AfClient {
             return Err(UpstreamError::Status(status.as_u16()));
         }
         let t: TokenResponse = read_json(resp).await?;
-        if !t.token_type.eq_ignore_ascii_case("bearer")
-            || t.access_token.is_empty()
-            || t.access_token.len() > 4096
-            || !(1..=86_400).contains(&t.expires_in)
-        {
-            return Err(UpstreamError::Contract("token answer out of range".into()));
-        }
-        let lifetime = Duration::from_secs(t.expires_in);
+        check_token(&t).map_err(UpstreamError::Contract)?;
+        let lifetime = Duration::from_secs(t.expires_in.unsigned_abs());
         let margin = TOKEN_MARGIN.min(lifetime / 10);
         *cached = Some(CachedToken {
             value: t.access_token.clone(),
@@ -219,6 +213,20 @@ impl AfClient {
         };
         (status, ms)
     }
+}
+
+/// The token answer's contract: a bearer token of sensible size and lifetime.
+pub fn check_token(t: &TokenResponse) -> Result<(), String> {
+    if !t.token_type.eq_ignore_ascii_case("bearer") {
+        return Err("token_type: must be Bearer".into());
+    }
+    if t.access_token.is_empty() || t.access_token.len() > 4096 {
+        return Err("access_token: must be 1 to 4096 characters".into());
+    }
+    if !(1..=86_400).contains(&t.expires_in) {
+        return Err("expires_in: must be 1 to 86400 seconds".into());
+    }
+    Ok(())
 }
 
 async fn read_json<T: DeserializeOwned>(mut resp: reqwest::Response) -> Result<T, UpstreamError> {

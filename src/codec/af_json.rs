@@ -1,7 +1,26 @@
 //! AF's JSON wire format (see `schemas/af/v1/`). Unknown properties in AF's answers are
 //! tolerated and dropped; what brygga sends is exactly the schema.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A JSON integer as JSON Schema defines it: `50` and `50.0` are the same integer; `50.5` is
+/// not one. (serde alone would refuse `50.0`, which the schemas accept.)
+pub fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom("must be an integer")),
+    }
+}
+
+fn opt_integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrap(#[serde(deserialize_with = "integer")] i64);
+    Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+}
 
 /// `POST /arbetssokande/v1/status` request body. The personnummer travels here, never in a URL.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +89,11 @@ pub struct StatusResponse {
     pub kontor: Option<KontorJson>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sokandekategori: Option<SokandekategoriJson>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_integer"
+    )]
     pub omfattning_procent: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avaktualisering: Option<AvaktualiseringJson>,
@@ -87,7 +110,8 @@ pub struct StatusResponse {
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
-    pub expires_in: u64,
+    #[serde(deserialize_with = "integer")]
+    pub expires_in: i64,
 }
 
 /// RFC 9457 problem details, as AF and brygga's `af` listener answer errors.
@@ -96,7 +120,8 @@ pub struct Problem {
     #[serde(rename = "type", default = "about_blank")]
     pub kind: String,
     pub title: String,
-    pub status: u16,
+    #[serde(deserialize_with = "integer")]
+    pub status: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
@@ -113,6 +138,7 @@ pub type PersonRequest = StatusRequest;
 #[serde(rename_all = "camelCase")]
 pub struct BeslutJson {
     pub typ: String,
+    #[serde(deserialize_with = "integer")]
     pub omfattning_procent: i64,
     pub from_datum: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,7 +158,11 @@ pub struct UtbetalningJson {
 pub struct ErsattningsbeslutResponse {
     #[serde(default)]
     pub beslut: Vec<BeslutJson>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_integer"
+    )]
     pub aktivitetsstod_dagar: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub senaste_utbetalning: Option<UtbetalningJson>,
@@ -147,7 +177,11 @@ pub struct AfAktivitetJson {
     pub from_datum: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tom_datum: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_integer"
+    )]
     pub omfattning_procent: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anordnare: Option<String>,

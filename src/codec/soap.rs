@@ -354,11 +354,22 @@ fn orgnr12(t: &str, p: &str) -> Result<Organisationsnummer, DecodeError> {
     with(Organisationsnummer::parse)(t, p)
 }
 
+/// The longest period a question may cover, in days (a year, leap day included).
+pub const MAX_PERIOD_DAYS: i64 = 366;
+
 fn decode_tidsperiod(s: &mut Seq<'_>) -> Result<Tidsperiod, DecodeError> {
     let path = s.path.clone();
     let from = s.leaf("From", date)?;
     let tom = s.leaf("Tom", date)?;
-    Tidsperiod::new(from, tom).ok_or_else(|| invalid(&path, "From must not be after Tom"))
+    let period =
+        Tidsperiod::new(from, tom).ok_or_else(|| invalid(&path, "From must not be after Tom"))?;
+    if (tom - from).whole_days() >= MAX_PERIOD_DAYS {
+        return Err(invalid(
+            &path,
+            format!("the period may cover at most {MAX_PERIOD_DAYS} days"),
+        ));
+    }
+    Ok(period)
 }
 
 fn decode_fraga(s: &mut Seq<'_>) -> Result<Fraga, DecodeError> {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use brygga::codec::af_json::{StatusRequest, StatusResponse};
+
 use brygga::codec::soap::{self, KommunResponse};
 use brygga::codec::xml::XmlLimits;
 use brygga::model::*;
@@ -113,10 +114,36 @@ fn the_fault_example_decodes() {
     }
 }
 
-fn validator(schema: &str) -> jsonschema::Validator {
+/// The independent JSON Schema oracle: every schema of `schemas/af/v1` registered by its `$id`.
+pub fn validator(schema: &str) -> jsonschema::Validator {
+    static REGISTRY: std::sync::OnceLock<jsonschema::Registry<'static>> =
+        std::sync::OnceLock::new();
+    let registry = REGISTRY.get_or_init(|| {
+        let mut resources = Vec::new();
+        for entry in std::fs::read_dir(schemas().join("af/v1")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.to_string_lossy().ends_with(".schema.json") {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                let id = v["$id"].as_str().unwrap().to_owned();
+                resources.push((id, v));
+            }
+        }
+        jsonschema::Registry::new()
+            .extend(resources)
+            .unwrap()
+            .prepare()
+            .unwrap()
+    });
+    let path = if schema.contains('/') {
+        schema.to_owned()
+    } else {
+        format!("af/v1/{schema}.schema.json")
+    };
     jsonschema::options()
+        .with_registry(registry)
         .should_validate_formats(true)
-        .build(&json(schema))
+        .build(&json(&path))
         .unwrap_or_else(|e| panic!("{schema}: {e}"))
 }
 
@@ -124,29 +151,42 @@ fn validator(schema: &str) -> jsonschema::Validator {
 fn json_examples_and_brygga_output_follow_the_af_schemas() {
     let pairs = [
         (
-            "af/v1/arbetssokande-status-request.schema.json",
-            "af/v1/examples/arbetssokande-status.request.json",
+            "arbetssokande-status-request",
+            "arbetssokande-status.request.json",
         ),
         (
-            "af/v1/arbetssokande-status-response.schema.json",
-            "af/v1/examples/arbetssokande-status.response.json",
+            "arbetssokande-status-response",
+            "arbetssokande-status.response.json",
         ),
         (
-            "af/v1/token-response.schema.json",
-            "af/v1/examples/token.response.json",
+            "ersattningsbeslut-request",
+            "ersattningsbeslut.request.json",
         ),
+        (
+            "ersattningsbeslut-response",
+            "ersattningsbeslut.response.json",
+        ),
+        ("handlingsplan-request", "handlingsplan.request.json"),
+        ("handlingsplan-response", "handlingsplan.response.json"),
+        ("aktivitetsplan-request", "aktivitetsplan.request.json"),
+        ("aktivitetsplan-response", "aktivitetsplan.response.json"),
+        ("handelser-request", "handelser.request.json"),
+        ("health-response", "health.response.json"),
+        ("token-response", "token.response.json"),
     ];
     for (schema, example) in pairs {
         let v = validator(schema);
         let errors: Vec<String> = v
-            .iter_errors(&json(example))
+            .iter_errors(&json(&format!("af/v1/examples/{example}")))
             .map(|e| e.to_string())
             .collect();
         assert!(errors.is_empty(), "{example}: {errors:?}");
     }
     // What brygga sends, and what the simulator answers for many persons, follow the schemas.
-    let req_v = validator("af/v1/arbetssokande-status-request.schema.json");
-    let resp_v = validator("af/v1/arbetssokande-status-response.schema.json");
+    let req_v = validator("arbetssokande-status-request");
+    let resp_v = validator("arbetssokande-status-response");
+    let ers_v = validator("ersattningsbeslut-response");
+    let plan_v = validator("handlingsplan-response");
     let mut persons: Vec<String> = sim::FIXED_PERSONS
         .iter()
         .map(|p| p.personnummer.to_owned())
@@ -165,6 +205,10 @@ fn json_examples_and_brygga_output_follow_the_af_schemas() {
             brygga::model::ident::luhn_check_digit(&d)
         ));
     }
+    let check = |v: &jsonschema::Validator, value: serde_json::Value| {
+        let errors: Vec<String> = v.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?} in {value}");
+    };
     for pnr in persons {
         let p = Personnummer::parse(&pnr).unwrap();
         let req = StatusRequest {
@@ -172,49 +216,228 @@ fn json_examples_and_brygga_output_follow_the_af_schemas() {
             from_datum: "2026-01-01".into(),
             tom_datum: "2026-06-30".into(),
         };
-        assert!(req_v.is_valid(&serde_json::to_value(&req).unwrap()));
+        check(&req_v, serde_json::to_value(&req).unwrap());
         if let Some(answer) = sim::status_for(&p) {
-            let value = serde_json::to_value(&answer).unwrap();
-            let errors: Vec<String> = resp_v.iter_errors(&value).map(|e| e.to_string()).collect();
-            assert!(errors.is_empty(), "{errors:?}");
+            check(&resp_v, serde_json::to_value(&answer).unwrap());
             assert!(translate::status_from_af(&answer).is_ok());
         }
+        let e = sim::ersattningar_for(&p);
+        check(&ers_v, serde_json::to_value(&e).unwrap());
+        assert!(translate::ersattningar_from_af(&e).is_ok());
+        let h = sim::handlingsplan_for(&p);
+        check(&plan_v, serde_json::to_value(&h).unwrap());
+        assert!(translate::handlingsplan_from_af(&h).is_ok());
+    }
+    let plan = brygga::client::example_plan().unwrap();
+    let fraga = brygga::client::example_fraga(
+        "2120000142",
+        "Stockholms stad",
+        "SE2120000142-HL01",
+        sim::REGISTRERAD,
+        "AKT-PLANERING",
+    )
+    .unwrap();
+    let body = translate::aktivitetsplan_request(&fraga, Kommunkod::parse("0180").unwrap(), &plan);
+    check(
+        &validator("aktivitetsplan-request"),
+        serde_json::to_value(&body).unwrap(),
+    );
+}
+
+fn xml_example(name: &str) -> Vec<u8> {
+    read(&format!("kommun/v1/examples/{name}"))
+}
+
+fn request(name: &str) -> KommunRequest {
+    soap::decode_request(&xml_example(name), &XmlLimits::default())
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn answer(name: &str) -> KommunAnswer {
+    match soap::decode_response(&xml_example(name), &XmlLimits::default())
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    {
+        KommunResponse::Answer(a) => a,
+        other => panic!("{name}: {other:?}"),
     }
 }
 
+/// Every operation's SOAP request translates to its AF request example, AF's answer example
+/// to its SOAP answer example, and each encodes back to the same model.
+#[test]
+fn every_example_pair_translates_into_the_other() {
+    for op in ["HamtaErsattningsbeslut", "HamtaHandlingsplan"] {
+        let req = request(&format!("{op}.request.xml"));
+        let fraga = req.fraga().unwrap();
+        let af_name = if op == "HamtaErsattningsbeslut" {
+            "ersattningsbeslut"
+        } else {
+            "handlingsplan"
+        };
+        assert_eq!(
+            serde_json::to_value(translate::person_request(fraga)).unwrap(),
+            json(&format!("af/v1/examples/{af_name}.request.json")),
+            "{op}"
+        );
+        let expected = answer(&format!("{op}.response.xml"));
+        let ours = match op {
+            "HamtaErsattningsbeslut" => {
+                KommunAnswer::Ersattningsbeslut(HamtaErsattningsbeslutSvar {
+                    korrelationsid: fraga.korrelationsid,
+                    ersattningar: translate::ersattningar_from_af(
+                        &serde_json::from_value(json(
+                            "af/v1/examples/ersattningsbeslut.response.json",
+                        ))
+                        .unwrap(),
+                    )
+                    .unwrap(),
+                })
+            }
+            _ => KommunAnswer::Handlingsplan(HamtaHandlingsplanSvar {
+                korrelationsid: fraga.korrelationsid,
+                handlingsplan: translate::handlingsplan_from_af(
+                    &serde_json::from_value(json("af/v1/examples/handlingsplan.response.json"))
+                        .unwrap(),
+                )
+                .unwrap(),
+            }),
+        };
+        assert_eq!(ours, expected, "{op}");
+        let again =
+            soap::decode_response(soap::encode_answer(&ours).as_bytes(), &XmlLimits::default())
+                .unwrap();
+        assert_eq!(again, KommunResponse::Answer(ours), "{op}");
+        assert_eq!(
+            soap::decode_request(soap::encode_request(&req).as_bytes(), &XmlLimits::default())
+                .unwrap(),
+            req
+        );
+    }
+
+    let req = request("AnmalAktivitetsplan.request.xml");
+    let KommunRequest::AnmalAktivitetsplan(fraga, plan) = &req else {
+        panic!("{req:?}")
+    };
+    let body = translate::aktivitetsplan_request(fraga, Kommunkod::parse("0180").unwrap(), plan);
+    assert_eq!(
+        serde_json::to_value(&body).unwrap(),
+        json("af/v1/examples/aktivitetsplan.request.json")
+    );
+    let (_, _, parsed) = translate::aktivitetsplan_from_request(&body).unwrap();
+    assert_eq!(&parsed, plan);
+    let kvittens = translate::kvittens_from_af(
+        &serde_json::from_value(json("af/v1/examples/aktivitetsplan.response.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        KommunAnswer::Aktivitetsplan(AnmalAktivitetsplanSvar {
+            korrelationsid: fraga.korrelationsid,
+            kvittens
+        }),
+        answer("AnmalAktivitetsplan.response.xml")
+    );
+
+    let KommunRequest::Ping(id) = request("Ping.request.xml") else {
+        panic!()
+    };
+    let KommunAnswer::Ping(ping) = answer("Ping.response.xml") else {
+        panic!()
+    };
+    assert_eq!(ping.korrelationsid, id);
+
+    // Events: AF's JSON plus the subscriber's case id is the SOAP event.
+    let batch: brygga::codec::af_json::HandelserRequest =
+        serde_json::from_value(json("af/v1/examples/handelser.request.json")).unwrap();
+    assert_eq!(batch.handelser.len(), 6);
+    for typ in HandelseTyp::ALL {
+        let name = typ.code().to_lowercase();
+        let af: brygga::codec::af_json::HandelseJson =
+            serde_json::from_value(json(&format!("af/v1/examples/handelse.{name}.json"))).unwrap();
+        let model = translate::handelse_from_af(&af).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(model.handelse.typ(), *typ);
+        assert!(batch.handelser.contains(&af), "{name} is in the batch");
+        let ours = ArbetssokandeHandelse {
+            af: model,
+            arendeidentitet: "EB-2026-004711".into(),
+        };
+        let expected = soap::decode_handelse(
+            &xml_example(&format!("ArbetssokandeHandelse.{name}.xml")),
+            &XmlLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(ours, expected, "{name}");
+        assert_eq!(
+            soap::decode_handelse(
+                soap::encode_handelse(&ours).as_bytes(),
+                &XmlLimits::default()
+            )
+            .unwrap(),
+            ours
+        );
+        assert_eq!(
+            translate::handelse_to_af(&ours.af),
+            af,
+            "{name} back to JSON"
+        );
+    }
+    let kvittens = soap::decode_handelse_kvittens(
+        &xml_example("ArbetssokandeHandelseKvittens.xml"),
+        &XmlLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        soap::decode_handelse_kvittens(
+            soap::encode_handelse_kvittens(&kvittens).as_bytes(),
+            &XmlLimits::default()
+        )
+        .unwrap(),
+        kvittens
+    );
+}
+
 #[tokio::test]
-async fn xml_examples_and_gateway_answers_follow_the_xsd() {
+async fn xml_examples_and_gateway_messages_follow_the_xsd() {
     if !tool_available("xmllint", &["--version"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut files: Vec<PathBuf> = [
-        "HamtaArbetssokandeStatus.request.xml",
-        "HamtaArbetssokandeStatus.response.xml",
-        "Fel.fault.xml",
-    ]
-    .iter()
-    .map(|f| schemas().join("kommun/v1/examples").join(f))
-    .collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(schemas().join("kommun/v1/examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 18);
 
-    // Everything the gateway answers: data for each fixed person, and Faults.
+    // Everything the gateway writes: answers of every operation, Faults, requests, events.
     let s = harness::start().await;
     let token = s.st_token();
-    let mut bodies = Vec::new();
+    let plan_token = s
+        .st_idp
+        .token(&s.sthlm.handlaggare, "0180", "AKT-PLANERING")
+        .unwrap();
+    let mut bodies: Vec<bytes::Bytes> = Vec::new();
     for p in sim::FIXED_PERSONS {
-        bodies.push(
-            s.st.post_raw(Some(&token), s.st_xml(p.personnummer))
-                .await
-                .unwrap()
-                .body,
-        );
-        bodies.push(
-            soap::encode_request(&KommunRequest::HamtaArbetssokandeStatus(
-                s.st_fraga(p.personnummer),
-            ))
-            .into(),
-        );
+        for req in [
+            KommunRequest::HamtaArbetssokandeStatus(s.st_fraga(p.personnummer)),
+            KommunRequest::HamtaErsattningsbeslut(s.st_fraga(p.personnummer)),
+            KommunRequest::HamtaHandlingsplan(s.st_fraga(p.personnummer)),
+        ] {
+            bodies.push(s.st.call(&token, &req).await.unwrap().body);
+            bodies.push(soap::encode_request(&req).into());
+        }
     }
+    let mut planning = s.st_fraga(sim::REGISTRERAD);
+    planning.syfte = "AKT-PLANERING".into();
+    let plan =
+        KommunRequest::AnmalAktivitetsplan(planning, brygga::client::example_plan().unwrap());
+    bodies.push(s.st.call(&plan_token, &plan).await.unwrap().body);
+    bodies.push(soap::encode_request(&plan).into());
+    bodies.push(
+        s.st.call(&token, &KommunRequest::Ping(uuid::Uuid::new_v4()))
+            .await
+            .unwrap()
+            .body,
+    );
     bodies.push(s.st.post_raw(Some(&token), "<x/>").await.unwrap().body);
     bodies.push(
         s.st.post_raw(None, s.st_xml(sim::OKAND))
@@ -231,9 +454,28 @@ async fn xml_examples_and_gateway_answers_follow_the_xsd() {
         .unwrap()
         .body,
     );
+    // A hostile element name: the Fault that names it is still valid XML and valid to the XSD.
+    let hostile = s.st_xml(sim::OKAND).replace(
+        "</k:Fraga>",
+        &format!(
+            "<k:x850709-9805{}>1</k:x850709-9805{}></k:Fraga>",
+            "A".repeat(3000),
+            "A".repeat(3000)
+        ),
+    );
+    bodies.push(s.st.post_raw(Some(&token), hostile).await.unwrap().body);
     s.stop().await;
+    for typ in HandelseTyp::ALL {
+        let name = typ.code().to_lowercase();
+        let e = soap::decode_handelse(
+            &xml_example(&format!("ArbetssokandeHandelse.{name}.xml")),
+            &XmlLimits::default(),
+        )
+        .unwrap();
+        bodies.push(soap::encode_handelse(&e).into());
+    }
     for (i, b) in bodies.iter().enumerate() {
-        let p = dir.path().join(format!("answer-{i}.xml"));
+        let p = dir.path().join(format!("message-{i}.xml"));
         std::fs::write(&p, b).unwrap();
         files.push(p);
     }
@@ -250,21 +492,25 @@ async fn xml_examples_and_gateway_answers_follow_the_xsd() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // The XSD rejects what brygga rejects for shape reasons.
-    let bad = String::from_utf8(read(
-        "kommun/v1/examples/HamtaArbetssokandeStatus.request.xml",
-    ))
-    .unwrap()
-    .replace("<k:Syfte>EKB-BESLUT</k:Syfte>", "");
-    let p = dir.path().join("bad.xml");
-    std::fs::write(&p, &bad).unwrap();
-    let out = Command::new("xmllint")
-        .arg("--noout")
-        .arg("--schema")
-        .arg(schemas().join("kommun/v1/brygga-kommun-v1-soap.xsd"))
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(soap::decode_request(bad.as_bytes(), &XmlLimits::default()).is_err());
+    // The WSDLs load and name every operation.
+    for wsdl in ["brygga-kommun-v1.wsdl", "brygga-handelse-v1.wsdl"] {
+        let out = Command::new("xmllint")
+            .arg("--noout")
+            .arg(schemas().join("kommun/v1").join(wsdl))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{wsdl}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let wsdl = String::from_utf8(read("kommun/v1/brygga-kommun-v1.wsdl")).unwrap();
+    for op in Operation::ALL {
+        assert!(
+            wsdl.contains(&format!("name=\"{}\"", op.name())),
+            "{} in the WSDL",
+            op.name()
+        );
+    }
 }

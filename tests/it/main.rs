@@ -2,8 +2,10 @@
 //! spoken to as a case system would. One binary, so the 2-core machine links once.
 
 mod cli;
+mod connections;
 mod contracts;
 mod exchange;
 mod harness;
 mod identity;
+mod operations;
 mod upstream;

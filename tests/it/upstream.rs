@@ -150,3 +150,50 @@ async fn af_refuses_a_gateway_without_its_client_certificate() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn af_refusing_the_question_is_not_retryable_and_af_overload_says_when_to_retry() {
+    let s = harness::start_custom(
+        |_, sim| {
+            sim.faults.fail_every = 1;
+            sim.faults.fail_status = 422;
+        },
+        true,
+    )
+    .await;
+    let f = fault(
+        &s.st
+            .post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+            .await
+            .unwrap(),
+        502,
+        "AF_AVVISADE_FRAGAN",
+    );
+    assert_eq!(f.kalla, Kalla::Af);
+    assert!(
+        !f.kan_forsokas_igen,
+        "the same question would be refused again"
+    );
+    s.stop().await;
+
+    let s = harness::start_custom(
+        |_, sim| {
+            sim.faults.fail_every = 1;
+            sim.faults.fail_status = 429;
+        },
+        true,
+    )
+    .await;
+    let a =
+        s.st.post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+            .await
+            .unwrap();
+    let f = fault(&a, 503, "AF_OVERBELASTAD");
+    assert!(f.kan_forsokas_igen);
+    assert_eq!(
+        a.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("7"),
+        "AF's Retry-After is passed on"
+    );
+    s.stop().await;
+}
