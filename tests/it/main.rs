@@ -8,4 +8,5 @@ mod exchange;
 mod harness;
 mod identity;
 mod operations;
+mod properties;
 mod upstream;
