@@ -343,3 +343,23 @@ fn curl_gets_an_answer_from_demo_serve() {
         "demo --serve exits 0 on SIGTERM: {exit:?}"
     );
 }
+
+/// Every file the README links to exists, so its operation table cannot drift from the repo.
+#[test]
+fn readme_links_point_at_real_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut checked = 0;
+    for part in readme.split("](").skip(1) {
+        let target = part.split(')').next().unwrap_or("");
+        if target.starts_with("http") || target.starts_with('#') {
+            continue;
+        }
+        assert!(
+            root.join(target).exists(),
+            "README links to a missing file: {target}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} links checked");
+}
