@@ -363,3 +363,49 @@ fn readme_links_point_at_real_files() {
     }
     assert!(checked >= 20, "only {checked} links checked");
 }
+
+#[test]
+fn validate_accepts_every_example_and_names_each_problem() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut examples: Vec<std::path::PathBuf> = Vec::new();
+    for dir in ["schemas/kommun/v1/examples", "schemas/af/v1/examples"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+            examples.push(e.unwrap().path());
+        }
+    }
+    let out = brygga().arg("validate").args(&examples).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.contains(": valid ")).count(),
+        examples.len()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let xml = std::fs::read_to_string(
+        root.join("schemas/kommun/v1/examples/HamtaArbetssokandeStatus.request.xml"),
+    )
+    .unwrap();
+    let bad_xml = dir.path().join("bad.xml");
+    std::fs::write(&bad_xml, xml.replace("198507099805", "198507099806")).unwrap();
+    let json =
+        std::fs::read_to_string(root.join("schemas/af/v1/examples/handlingsplan.response.json"))
+            .unwrap();
+    let bad_json = dir.path().join("bad.json");
+    std::fs::write(&bad_json, json.replacen("\"AKTIV\"", "\"PAUSAD\"", 1)).unwrap();
+    let out = brygga()
+        .arg("validate")
+        .arg(&bad_xml)
+        .arg(&bad_json)
+        .arg(&examples[0])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("bad.xml: HamtaArbetssokandeStatus Fraga/Personidentitet: the check digit does not match"), "{text}");
+    assert!(text.contains("bad.json: handlingsplan-response handlingsplan.status: must be one of UNDER_UPPRATTANDE, AKTIV, AVSLUTAD"), "{text}");
+    assert!(
+        !text.contains("198507099806"),
+        "no personnummer in the output"
+    );
+}

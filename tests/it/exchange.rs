@@ -310,6 +310,42 @@ async fn bad_requests_get_a_fault_naming_the_problem() {
             None,
         ),
         (
+            "too many elements",
+            good.replace(
+                "</k:Fraga>",
+                &format!("{}</k:Fraga>", "<x:e xmlns:x=\"urn:x\"/>".repeat(2100)),
+            ),
+            "XML_FOR_MANGA_ELEMENT",
+            None,
+        ),
+        (
+            "text too long",
+            good.replace(
+                "</k:Fraga>",
+                &format!(
+                    "<x:e xmlns:x=\"urn:x\">{}</x:e></k:Fraga>",
+                    "x".repeat(17 * 1024)
+                ),
+            ),
+            "XML_FOR_LANG_TEXT",
+            None,
+        ),
+        (
+            "attribute too long",
+            good.replace(
+                "<k:Fraga>",
+                &format!("<k:Fraga a=\"{}\">", "x".repeat(2000)),
+            ),
+            "XML_FOR_STORA_ATTRIBUT",
+            None,
+        ),
+        (
+            "period over a year",
+            good.replace("<k:From>2026-06-01</k:From>", "<k:From>2025-06-01</k:From>"),
+            "OGILTIGT_FALT",
+            Some("Fraga/Tidsperiod"),
+        ),
+        (
             "declared non-UTF-8",
             good.replace("UTF-8", "ISO-8859-1"),
             "OGILTIG_XML",

@@ -2,6 +2,7 @@
 //! spoken to as a case system would. One binary, so the 2-core machine links once.
 
 mod cli;
+
 mod connections;
 mod contracts;
 mod exchange;
