@@ -172,9 +172,10 @@ pub async fn start(settings: SimSettings) -> Result<RunningSim, String> {
 fn problem(status: StatusCode, title: &str, detail: impl Into<String>) -> HttpResponse {
     let p = Problem {
         kind: "about:blank".into(),
-        title: title.into(),
-        status: i64::from(status.as_u16()),
+        title: Some(title.into()),
+        status: Some(i64::from(status.as_u16())),
         detail: Some(detail.into()),
+        instance: None,
     };
     respond(
         status,
@@ -399,14 +400,11 @@ async fn data(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
             }
         };
         return match crate::translate::aktivitetsplan_from_request(&request) {
-            Ok((person, _, plan)) if is_af_failure(&person) => {
-                let _ = plan;
-                problem(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Internal error",
-                    "simulated internal error",
-                )
-            }
+            Ok((person, ..)) if is_af_failure(&person) => problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error",
+                "simulated internal error",
+            ),
             Ok((_, kommun, plan)) => json(&receipt(sim, kommun, &plan)),
             Err(e) => bad(e.to_string()),
         };

@@ -115,11 +115,15 @@ fn contract(e: AfContractError) -> String {
 
 fn person_request(r: &af::PersonRequest) -> Result<(), String> {
     Personnummer::parse(&r.personnummer).map_err(|e| format!("personnummer: {e}"))?;
+    let mut dates = Vec::new();
     for (name, d) in [("fromDatum", &r.from_datum), ("tomDatum", &r.tom_datum)] {
         if d.len() != 10 {
             return Err(format!("{name}: must be a date YYYY-MM-DD"));
         }
-        parse_date(d).map_err(|e| format!("{name}: {e}"))?;
+        dates.push(parse_date(d).map_err(|e| format!("{name}: {e}"))?);
+    }
+    if dates[0] > dates[1] {
+        return Err("(document): fromDatum must not be after tomDatum".into());
     }
     Ok(())
 }
@@ -146,10 +150,12 @@ fn json_type(v: &serde_json::Value) -> Option<&'static str> {
         "person-request"
     } else if has("access_token") {
         "token-response"
-    } else if has("title") && has("status") {
+    } else if has("type") || has("title") || has("detail") || has("instance") {
         "problem"
-    } else if has("status") {
+    } else if has("status") && o.get("status").is_some_and(serde_json::Value::is_string) {
         "health-response"
+    } else if has("status") {
+        "problem"
     } else {
         return None;
     })
@@ -213,12 +219,11 @@ fn validate_json(bytes: &[u8]) -> Verdict {
         "token-response" => {
             parse::<af::TokenResponse>(bytes).and_then(|t| crate::upstream::check_token(&t))
         }
-        "problem" => parse::<af::Problem>(bytes).and_then(|p| {
-            if (100..=599).contains(&p.status) {
-                Ok(())
-            } else {
+        "problem" => parse::<af::Problem>(bytes).and_then(|p| match p.status {
+            Some(s) if !(100..=599).contains(&s) => {
                 Err("status: must be an HTTP status 100-599".into())
             }
+            _ => Ok(()),
         }),
         _ => parse::<af::HealthResponse>(bytes).and_then(|h| {
             if h.status == "UP" || h.status == "DOWN" {

@@ -16,10 +16,15 @@ pub fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     }
 }
 
+/// An optional integer member: absent is `None` (through `default`); present, it must be an
+/// integer — the schemas allow `null` only for objects.
 fn opt_integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    #[derive(Deserialize)]
-    struct Wrap(#[serde(deserialize_with = "integer")] i64);
-    Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+    integer(d).map(Some)
+}
+
+/// An optional scalar member: absent is `None`; present, it must hold a value, not `null`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// `POST /arbetssokande/v1/status` request body. The personnummer travels here, never in a URL.
@@ -52,7 +57,11 @@ pub struct KontorJson {
 pub struct SokandekategoriJson {
     pub kod: String,
     pub benamning: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub from_datum: Option<String>,
 }
 
@@ -73,7 +82,11 @@ pub struct AktivitetsrapportJson {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AKassaJson {
     pub medlem: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub namn: Option<String>,
 }
 
@@ -83,7 +96,11 @@ pub struct AKassaJson {
 pub struct StatusResponse {
     pub kand_av_af: bool,
     pub inskriven: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub inskrivningsdatum: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kontor: Option<KontorJson>,
@@ -114,16 +131,36 @@ pub struct TokenResponse {
     pub expires_in: i64,
 }
 
-/// RFC 9457 problem details, as AF and brygga's `af` listener answer errors.
+/// RFC 9457 problem details, as AF and brygga's `af` listener answer errors. Every member is
+/// optional.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Problem {
     #[serde(rename = "type", default = "about_blank")]
     pub kind: String,
-    pub title: String,
-    #[serde(deserialize_with = "integer")]
-    pub status: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub title: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_integer"
+    )]
+    pub status: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub detail: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub instance: Option<String>,
 }
 
 fn about_blank() -> String {
@@ -141,7 +178,11 @@ pub struct BeslutJson {
     #[serde(deserialize_with = "integer")]
     pub omfattning_procent: i64,
     pub from_datum: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub tom_datum: Option<String>,
 }
 
@@ -175,7 +216,11 @@ pub struct AfAktivitetJson {
     pub typ_kod: String,
     pub namn: String,
     pub from_datum: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub tom_datum: Option<String>,
     #[serde(
         default,
@@ -183,14 +228,22 @@ pub struct AfAktivitetJson {
         deserialize_with = "opt_integer"
     )]
     pub omfattning_procent: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub anordnare: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnsvarigHandlaggareJson {
     pub namn: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub kontaktvag: Option<String>,
 }
 
@@ -199,10 +252,13 @@ pub struct AnsvarigHandlaggareJson {
 pub struct HandlingsplanJson {
     pub upprattad_datum: String,
     pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub nasta_uppfoljning: Option<String>,
     pub hinder_for_lampligt_arbete: bool,
-    #[serde(default)]
     pub aktiviteter: Vec<AfAktivitetJson>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kontor: Option<KontorJson>,
@@ -219,7 +275,11 @@ pub struct HandlingsplanResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnordnareJson {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub organisationsnummer: Option<String>,
     pub namn: String,
 }
@@ -275,7 +335,11 @@ pub struct ProgramJson {
     pub kod: String,
     pub namn: String,
     pub from_datum: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub tom_datum: Option<String>,
 }
 

@@ -107,7 +107,8 @@ struct Seq<'a> {
 
 impl<'a> Seq<'a> {
     fn new(el: &'a Element, path: String) -> Result<Self, DecodeError> {
-        if !el.text.trim().is_empty() {
+        no_attributes(el, &path)?;
+        if !el.text.chars().all(is_xml_space) {
             return Err(invalid(
                 &path,
                 "text is not allowed here, only child elements",
@@ -247,12 +248,37 @@ impl<'a> Seq<'a> {
     }
 }
 
+/// XML's whitespace: what `xs:token` collapses (not Unicode's wider set: a no-break space is
+/// text).
+fn is_xml_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+/// The contract declares no attributes on its elements (namespace declarations are not
+/// attributes).
+fn no_attributes(el: &Element, path: &str) -> Result<(), DecodeError> {
+    match el.attributes.first() {
+        Some(a) => Err(DecodeError::at(
+            DecodeKind::Unexpected,
+            path,
+            format!("attribute {} is not allowed on this element", a.name),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The element's text, whitespace-collapsed as `xs:token` does; the element must be a leaf.
 fn token(el: &Element, path: &str) -> Result<String, DecodeError> {
+    no_attributes(el, path)?;
     if !el.children.is_empty() {
         return Err(invalid(path, "must hold text, not child elements"));
     }
-    Ok(el.text.split_whitespace().collect::<Vec<_>>().join(" "))
+    Ok(el
+        .text
+        .split(is_xml_space)
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" "))
 }
 
 /// Leaf parsers: each takes the collapsed text and the path for its error.
@@ -946,11 +972,70 @@ fn decode_fel(s: &mut Seq<'_>) -> Result<Fel, DecodeError> {
             "AF" => Ok(Kalla::Af),
             _ => Err(invalid(p, "must be GATEWAY or AF")),
         })?,
-        felkod: s.leaf("Felkod", text(3, 64))?,
+        felkod: s.leaf(
+            "Felkod",
+            pattern(
+                |t| {
+                    let b = t.as_bytes();
+                    (3..=64).contains(&b.len())
+                        && b[0].is_ascii_uppercase()
+                        && b[1..]
+                            .iter()
+                            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
+                },
+                "must be a code such as OGILTIGT_FALT (A-Z, 0-9, '_', 3 to 64 characters)",
+            ),
+        )?,
         meddelande: s.leaf("Meddelande", text(1, 1000))?,
         falt: s.opt_leaf("Falt", text(1, 200))?,
         korrelationsid: s.leaf("Korrelationsid", uuid)?,
         kan_forsokas_igen: s.leaf("KanForsokasIgen", boolean)?,
+    })
+}
+
+/// A SOAP 1.1 Fault: `faultcode`, `faultstring`, optional `faultactor` and `detail`, in that
+/// order and unqualified; brygga's `Fel` in `detail` when there is one.
+fn decode_fault(el: &Element) -> Result<KommunResponse, DecodeError> {
+    let mut children = el.children.iter().peekable();
+    let mut take = |name: &str, required: bool| -> Result<Option<&Element>, DecodeError> {
+        match children.peek() {
+            Some(c) if c.ns.is_none() && c.name == name => Ok(children.next()),
+            _ if required => Err(DecodeError::at(
+                DecodeKind::Missing,
+                &format!("Fault/{name}"),
+                "required element is missing",
+            )),
+            _ => Ok(None),
+        }
+    };
+    let faultcode = take("faultcode", true)?
+        .map(|c| c.text.trim().to_owned())
+        .unwrap_or_default();
+    let faultstring = take("faultstring", true)?
+        .map(|c| c.text.trim().to_owned())
+        .unwrap_or_default();
+    take("faultactor", false)?;
+    let detail = take("detail", false)?;
+    if let Some(extra) = children.next() {
+        return Err(DecodeError::at(
+            DecodeKind::Unexpected,
+            &format!("Fault/{}", extra.name),
+            "element not allowed here",
+        ));
+    }
+    let fel = match detail.and_then(|d| d.children.iter().find(|c| c.is(KOMMUN_NS, "Fel"))) {
+        Some(f) => {
+            let mut s = Seq::new(f, "Fel".to_owned())?;
+            let fel = decode_fel(&mut s)?;
+            s.finish()?;
+            Some(fel)
+        }
+        None => None,
+    };
+    Ok(KommunResponse::Fault {
+        faultcode,
+        faultstring,
+        fel,
     })
 }
 
@@ -959,27 +1044,7 @@ pub fn decode_response(bytes: &[u8], limits: &XmlLimits) -> Result<KommunRespons
     let root = xml::parse(bytes, limits)?;
     let el = body_element(&root)?;
     if el.is(SOAP_ENV_NS, "Fault") {
-        let child = |n: &str| el.children.iter().find(|c| c.ns.is_none() && c.name == n);
-        let fel = match child("detail")
-            .and_then(|d| d.children.iter().find(|c| c.is(KOMMUN_NS, "Fel")))
-        {
-            Some(f) => {
-                let mut s = Seq::new(f, "Fel".to_owned())?;
-                let fel = decode_fel(&mut s)?;
-                s.finish()?;
-                Some(fel)
-            }
-            None => None,
-        };
-        return Ok(KommunResponse::Fault {
-            faultcode: child("faultcode")
-                .map(|c| c.text.trim().to_owned())
-                .unwrap_or_default(),
-            faultstring: child("faultstring")
-                .map(|c| c.text.trim().to_owned())
-                .unwrap_or_default(),
-            fel,
-        });
+        return decode_fault(el);
     }
     if el.ns.as_deref() != Some(KOMMUN_NS) {
         return Err(DecodeError::doc(

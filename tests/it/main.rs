@@ -3,6 +3,7 @@
 
 mod cli;
 
+mod conformance;
 mod connections;
 mod contracts;
 mod exchange;
