@@ -106,7 +106,8 @@ async fn exchange(
     // 1. Identify: the organisation from the certificate, the case worker from the token.
     let client = identify_client(gw, peer)?;
     trace.client = Some(client.name.clone());
-    let worker: CaseWorker = identity::verify_token(
+    let worker: CaseWorker = gw.tokens.verify(
+        &client.name,
         &client.idp,
         &gw.config.jwt_audience,
         gw.config.jwt_leeway.as_secs(),

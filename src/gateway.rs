@@ -9,6 +9,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::codec::xml::XmlLimits;
 use crate::config::Config;
+use crate::identity::VerifiedTokens;
 use crate::server::{self, ConnLimits};
 use crate::upstream::AfClient;
 use crate::{exchange, ops, tls};
@@ -18,6 +19,8 @@ pub struct Gateway {
     pub config: Config,
     pub af: AfClient,
     pub xml_limits: XmlLimits,
+    /// Case-worker tokens already verified, until they expire.
+    pub tokens: VerifiedTokens,
 }
 
 /// A started gateway: where it listens, and how to stop it.
@@ -60,6 +63,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         config,
         af,
         xml_limits: XmlLimits::default(),
+        tokens: VerifiedTokens::new(10_000),
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();

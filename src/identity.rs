@@ -1,5 +1,6 @@
 //! Who is calling: the organisation from the client certificate, the case worker from the JWT.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use jsonwebtoken::jwk::{Jwk, JwkSet};
@@ -142,6 +143,7 @@ struct RawClaims {
     sub: Option<String>,
     kommunkod: Option<String>,
     syfte: Option<String>,
+    exp: u64,
 }
 
 /// A verified token: who the case worker is, for which municipality and purpose.
@@ -150,6 +152,8 @@ pub struct CaseWorker {
     pub hsa_id: HsaId,
     pub kommunkod: Kommunkod,
     pub syfte: String,
+    /// The token's `exp` (seconds since the epoch).
+    pub expires: u64,
 }
 
 /// Why a token was refused. Messages never echo the token.
@@ -232,7 +236,61 @@ pub fn verify_token(
         hsa_id,
         kommunkod,
         syfte,
+        expires: c.exp,
     })
+}
+
+/// Tokens already verified, per client, until they expire. An ES256 verification costs tens
+/// of microseconds; a case system sends the same token with every request while it is valid.
+/// Only successes are kept, and a token is only ever found again for the client whose
+/// identity provider verified it.
+pub struct VerifiedTokens {
+    entries: std::sync::Mutex<HashMap<(String, String), CaseWorker>>,
+    capacity: usize,
+}
+
+impl VerifiedTokens {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: std::sync::Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    /// Like [`verify_token`], answering from the cache while the token is valid.
+    pub fn verify(
+        &self,
+        client: &str,
+        idp: &IdpKeys,
+        audience: &str,
+        leeway_secs: u64,
+        token: &str,
+    ) -> Result<CaseWorker, TokenError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let key = (client.to_owned(), token.to_owned());
+        if let Ok(entries) = self.entries.lock()
+            && let Some(w) = entries.get(&key)
+        {
+            // The same rule jsonwebtoken applies: valid until exp + leeway.
+            if now <= w.expires.saturating_add(leeway_secs) {
+                return Ok(w.clone());
+            }
+        }
+        let worker = verify_token(idp, audience, leeway_secs, token)?;
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= self.capacity {
+                entries.retain(|_, w| now <= w.expires.saturating_add(leeway_secs));
+                if entries.len() >= self.capacity {
+                    entries.clear();
+                }
+            }
+            entries.insert(key, worker.clone());
+        }
+        Ok(worker)
+    }
 }
 
 /// Signs a development token with an ES256 key in PEM (PKCS#8), as `brygga token` does.
@@ -265,4 +323,67 @@ pub fn es256_jwks(public_point: &[u8]) -> Result<(String, serde_json::Value), St
     });
     let _: Jwk = serde_json::from_value(jwk.clone()).map_err(|e| e.to_string())?;
     Ok((kid, serde_json::json!({ "keys": [jwk] })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certs(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("certs-example")
+            .join(name)
+    }
+
+    fn token(kommun: &str, iss: &str, exp_in: i64) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = TokenClaims {
+            iss: iss.into(),
+            aud: "aud".into(),
+            sub: "SE2120000142-HL01".into(),
+            kommunkod: kommun.into(),
+            syfte: "EKB-BESLUT".into(),
+            iat: now,
+            nbf: now,
+            exp: now.saturating_add_signed(exp_in),
+        };
+        let key = std::fs::read(certs(&format!("idp-{kommun}.key"))).unwrap();
+        let jwks: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(certs(&format!("idp-{kommun}.jwks.json"))).unwrap(),
+        )
+        .unwrap();
+        mint_token(&key, jwks["keys"][0]["kid"].as_str(), &claims).unwrap()
+    }
+
+    #[test]
+    fn the_cache_answers_only_while_the_token_is_valid_and_only_for_its_client() {
+        let sthlm = IdpKeys::load("https://a/", "ES256", &certs("idp-0180.jwks.json")).unwrap();
+        let gbg = IdpKeys::load("https://b/", "ES256", &certs("idp-1480.jwks.json")).unwrap();
+        let cache = VerifiedTokens::new(10);
+        let t = token("0180", "https://a/", 0);
+        assert!(cache.verify("stockholm", &sthlm, "aud", 0, &t).is_ok());
+        assert!(
+            cache.verify("stockholm", &sthlm, "aud", 0, &t).is_ok(),
+            "from the cache"
+        );
+        assert!(
+            cache.verify("goteborg", &gbg, "aud", 0, &t).is_err(),
+            "another client never sees it"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(
+            cache.verify("stockholm", &sthlm, "aud", 0, &t),
+            Err(TokenError::Expired),
+            "expired, though cached"
+        );
+        // A full cache makes room and keeps working.
+        for i in 0..25 {
+            let t = token("0180", "https://a/", 60 + i);
+            assert!(cache.verify("stockholm", &sthlm, "aud", 0, &t).is_ok());
+        }
+        assert!(cache.entries.lock().unwrap().len() <= 10);
+    }
 }

@@ -68,6 +68,29 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Measure the full secure path against a direct call to AF and against nginx as a bare
+    /// mTLS proxy, interleaved in one run; prints a table and, last, one JSON line.
+    Bench {
+        /// Keep-alive connections per scenario.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Measured time per scenario per round, e.g. 3s.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        warmup: Duration,
+        /// Fixed total rate (requests per second per scenario) instead of the peak.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Leave out the nginx scenario even when nginx is on PATH.
+        #[arg(long)]
+        no_nginx: bool,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Development PKI.
     Certs {
         #[command(subcommand)]
@@ -151,6 +174,7 @@ fn main() -> ExitCode {
             | Command::CheckConfig { .. }
             | Command::Certs { .. }
             | Command::Validate { .. }
+            | Command::Bench { .. }
     );
     init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     brygga::tls::provider();
@@ -181,6 +205,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let gw = brygga::gateway::start(config)
                 .await
                 .map_err(|e| anyhow!(e))?;
+            // One line on stdout once every listener is bound: the readiness signal for tools.
+            println!(
+                "{}",
+                serde_json::json!({
+                    "kommun_url": format!("https://{}/kommun/v1", gw.kommun_addr),
+                    "admin_url": format!("http://{}", gw.admin_addr),
+                })
+            );
             demo::wait_for_signal().await;
             tracing::info!("signal received; draining");
             gw.shutdown().await;
@@ -214,6 +246,29 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         },
+        Command::Bench {
+            connections,
+            duration,
+            rounds,
+            warmup,
+            rate,
+            no_nginx,
+            json,
+        } => {
+            let opts = brygga::bench::BenchOptions {
+                connections: connections.max(1),
+                duration,
+                rounds: rounds.max(1),
+                warmup,
+                rate: rate.filter(|r| *r > 0.0),
+                nginx: !no_nginx,
+                files: defaults,
+            };
+            let result = brygga::bench::run(&opts, !json)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            println!("{result}");
+        }
         Command::Validate { files } => {
             let mut all_valid = true;
             for f in files {

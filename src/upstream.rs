@@ -67,7 +67,7 @@ const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 impl AfClient {
     pub fn new(settings: AfSettings, system_id: &str, environment: &str) -> Result<Self, String> {
-        let tls = tls::client_config(
+        let mut tls = tls::client_config(
             &settings.ca,
             Some((
                 settings.identity.chain.clone(),
@@ -75,12 +75,18 @@ impl AfClient {
             )),
         )
         .map_err(|e| e.to_string())?;
+        // reqwest follows ALPN: offering only HTTP/1.1 is what makes `http1_only` hold.
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             // AF is reached directly; a proxy from the environment is never used by accident.
             .no_proxy()
             .connect_timeout(settings.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
+            // A pool of HTTP/1.1 connections spreads concurrent calls over connections and
+            // cores; one multiplexed HTTP/2 connection funnels them through one task.
+            .http1_only()
+            .pool_max_idle_per_host(256)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
