@@ -3,6 +3,13 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -53,6 +60,7 @@ struct CachedToken {
 
 /// A client for AF's API.
 pub struct AfClient {
+    pool: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     http: reqwest::Client,
     settings: AfSettings,
     system_id: String,
@@ -77,6 +85,24 @@ impl AfClient {
         .map_err(|e| e.to_string())?;
         // reqwest follows ALPN: offering only HTTP/1.1 is what makes `http1_only` hold.
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // The hot path: hyper's pooled client (reqwest costs more per call); reqwest serves
+        // the rare token and health calls.
+        let mut connector = HttpConnector::new();
+        connector.enforce_http(false);
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        // hyper-rustls sets ALPN itself (HTTP/1.1 here) and refuses a config that has one.
+        let mut hot_tls = tls.clone();
+        hot_tls.alpn_protocols.clear();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(hot_tls)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(connector);
+        let pool = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(https);
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             // AF is reached directly; a proxy from the environment is never used by accident.
@@ -91,6 +117,7 @@ impl AfClient {
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Self {
+            pool,
             http,
             settings,
             system_id: system_id.to_owned(),
@@ -126,7 +153,26 @@ impl AfClient {
         if !status.is_success() {
             return Err(UpstreamError::Status(status.as_u16()));
         }
-        let t: TokenResponse = read_json(resp).await?;
+        let content_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        let mut resp = resp;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| UpstreamError::Unreachable(crate::error::error_chain(&e)))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(UpstreamError::Contract(
+                    "token answer larger than 1 MiB".into(),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let t: TokenResponse = decode_json(content_type.as_deref(), &body)?;
         check_token(&t).map_err(UpstreamError::Contract)?;
         let lifetime = Duration::from_secs(t.expires_in.unsigned_abs());
         let margin = TOKEN_MARGIN.min(lifetime / 10);
@@ -151,21 +197,30 @@ impl AfClient {
         end_user: &str,
     ) -> Result<Resp, UpstreamError> {
         let deadline = self.settings.timeout;
+        let body = Bytes::from(
+            serde_json::to_vec(body)
+                .map_err(|e| UpstreamError::Contract(format!("request: {e:?}")))?,
+        );
+        let uri: http::Uri = format!("{}{}", self.settings.base_url, path)
+            .parse()
+            .map_err(|_| UpstreamError::Unreachable("the AF URL is not a valid URI".into()))?;
         let call = async {
             for attempt in 0..2 {
                 let token = self.token().await?;
-                let resp = self
-                    .http
-                    .post(format!("{}{}", self.settings.base_url, path))
-                    .bearer_auth(&token)
+                let req = http::Request::post(uri.clone())
+                    .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+                    .header(http::header::CONTENT_TYPE, "application/json")
                     .header("AF-TrackingId", tracking_id.to_string())
                     .header("AF-SystemId", &self.system_id)
                     .header("AF-EndUserId", end_user)
                     .header("AF-Environment", &self.environment)
-                    .json(body)
-                    .send()
+                    .body(Full::new(body.clone()))
+                    .map_err(|e| UpstreamError::Unreachable(format!("request: {e}")))?;
+                let resp = self
+                    .pool
+                    .request(req)
                     .await
-                    .map_err(|e| UpstreamError::from_reqwest(e, deadline))?;
+                    .map_err(|e| UpstreamError::Unreachable(crate::error::error_chain(&e)))?;
                 let status = resp.status();
                 if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                     self.forget_token().await;
@@ -177,7 +232,7 @@ impl AfClient {
                 if status == StatusCode::TOO_MANY_REQUESTS {
                     let after = resp
                         .headers()
-                        .get(reqwest::header::RETRY_AFTER)
+                        .get(http::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(|s| s.min(3600));
@@ -235,30 +290,40 @@ pub fn check_token(t: &TokenResponse) -> Result<(), String> {
     Ok(())
 }
 
-async fn read_json<T: DeserializeOwned>(mut resp: reqwest::Response) -> Result<T, UpstreamError> {
-    let is_json = resp
+async fn read_json<T: DeserializeOwned>(
+    resp: http::Response<Incoming>,
+) -> Result<T, UpstreamError> {
+    let content_type = resp
         .headers()
-        .get(reqwest::header::CONTENT_TYPE)
+        .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !is_json {
+        .map(str::to_owned);
+    let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                UpstreamError::Contract("answer larger than 1 MiB".into())
+            } else {
+                UpstreamError::Unreachable(format!("reading the answer: {e}"))
+            }
+        })?
+        .to_bytes();
+    decode_json(content_type.as_deref(), &body)
+}
+
+/// An AF answer's JSON, checked to be declared as JSON.
+fn decode_json<T: DeserializeOwned>(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<T, UpstreamError> {
+    if !content_type.is_some_and(|v| v.starts_with("application/json")) {
         return Err(UpstreamError::Contract(
             "answer is not application/json".into(),
         ));
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| UpstreamError::Unreachable(e.to_string()))?
-    {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(UpstreamError::Contract("answer larger than 1 MiB".into()));
-        }
-        body.extend_from_slice(&chunk);
-    }
     // serde's messages quote the offending value, which may be personal data: keep only where.
-    serde_json::from_slice(&body).map_err(|e| {
+    serde_json::from_slice(body).map_err(|e| {
         UpstreamError::Contract(format!(
             "JSON {:?} error at line {} column {}",
             e.classify(),

@@ -1,0 +1,138 @@
+//! Micro-benchmarks of the per-request work on the gateway's hot path: the CPU budget of one
+//! exchange, stage by stage. `cargo bench` runs them.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Duration;
+
+use brygga::client::TokenMinter;
+use brygga::codec::af_json::StatusResponse;
+use brygga::codec::soap;
+use brygga::codec::xml::XmlLimits;
+use brygga::identity::{IdpKeys, VerifiedTokens, verify_token};
+use brygga::model::*;
+use brygga::{sim, translate};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn example(name: &str) -> Vec<u8> {
+    std::fs::read(root().join("schemas/kommun/v1/examples").join(name)).unwrap()
+}
+
+fn identifiers(c: &mut Criterion) {
+    c.bench_function("personnummer parse", |b| {
+        b.iter(|| Personnummer::parse(black_box("198507099805")))
+    });
+    c.bench_function("organisationsnummer parse", |b| {
+        b.iter(|| Organisationsnummer::parse(black_box("162120000142")))
+    });
+}
+
+fn soap_codec(c: &mut Criterion) {
+    let limits = XmlLimits::default();
+    for op in [
+        "HamtaArbetssokandeStatus",
+        "HamtaErsattningsbeslut",
+        "HamtaHandlingsplan",
+        "AnmalAktivitetsplan",
+        "Ping",
+    ] {
+        let request = example(&format!("{op}.request.xml"));
+        c.bench_function(&format!("SOAP decode request {op}"), |b| {
+            b.iter(|| soap::decode_request(black_box(&request), &limits).unwrap())
+        });
+        let decoded = soap::decode_request(&request, &limits).unwrap();
+        c.bench_function(&format!("SOAP encode request {op}"), |b| {
+            b.iter(|| soap::encode_request(black_box(&decoded)))
+        });
+        let answer = example(&format!("{op}.response.xml"));
+        let soap::KommunResponse::Answer(model) = soap::decode_response(&answer, &limits).unwrap()
+        else {
+            panic!()
+        };
+        c.bench_function(&format!("SOAP encode answer {op}"), |b| {
+            b.iter(|| soap::encode_answer(black_box(&model)))
+        });
+        c.bench_function(&format!("SOAP decode answer {op}"), |b| {
+            b.iter(|| soap::decode_response(black_box(&answer), &limits).unwrap())
+        });
+    }
+}
+
+fn json_and_translation(c: &mut Criterion) {
+    let body =
+        std::fs::read(root().join("schemas/af/v1/examples/arbetssokande-status.response.json"))
+            .unwrap();
+    c.bench_function("JSON decode AF status answer", |b| {
+        b.iter(|| serde_json::from_slice::<StatusResponse>(black_box(&body)).unwrap())
+    });
+    let af: StatusResponse = serde_json::from_slice(&body).unwrap();
+    c.bench_function("JSON encode AF status answer", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&af)).unwrap())
+    });
+    c.bench_function("translate AF status answer to model", |b| {
+        b.iter(|| translate::status_from_af(black_box(&af)).unwrap())
+    });
+    let fraga = brygga::client::example_fraga(
+        "2120000142",
+        "Stockholms stad",
+        "SE2120000142-HL01",
+        sim::REGISTRERAD,
+        "EKB-BESLUT",
+    )
+    .unwrap();
+    c.bench_function("translate request to AF JSON", |b| {
+        b.iter(|| serde_json::to_vec(&translate::person_request(black_box(&fraga))).unwrap())
+    });
+}
+
+fn jwt(c: &mut Criterion) {
+    let certs = root().join("certs-example");
+    let idp = IdpKeys::load(
+        "https://idp.stockholm.example/",
+        "ES256",
+        &certs.join("idp-0180.jwks.json"),
+    )
+    .unwrap();
+    let minter = TokenMinter::load(
+        &certs.join("idp-0180.key"),
+        "https://idp.stockholm.example/",
+        "urn:se:brygga:kommun:v1",
+    )
+    .unwrap();
+    let token = minter
+        .sign(&minter.claims(
+            "SE2120000142-HL01",
+            "0180",
+            "EKB-BESLUT",
+            Duration::from_secs(3600),
+        ))
+        .unwrap();
+    c.bench_function("JWT ES256 verify", |b| {
+        b.iter(|| verify_token(&idp, "urn:se:brygga:kommun:v1", 30, black_box(&token)).unwrap())
+    });
+    let cache = VerifiedTokens::new(10_000);
+    c.bench_function("JWT ES256 verify, cached", |b| {
+        b.iter(|| {
+            cache
+                .verify(
+                    "stockholm",
+                    &idp,
+                    "urn:se:brygga:kommun:v1",
+                    30,
+                    black_box(&token),
+                )
+                .unwrap()
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    targets = identifiers, soap_codec, json_and_translation, jwt
+}
+criterion_main!(benches);
