@@ -4,6 +4,8 @@
 //! work. DTDs are refused and no entity other than the five predefined ones and character
 //! references is ever expanded.
 
+use std::sync::Arc;
+
 use quick_xml::NsReader;
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
@@ -58,7 +60,7 @@ pub enum XmlError {
 /// An attribute with its resolved namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribute {
-    pub ns: Option<String>,
+    pub ns: Option<Arc<str>>,
     pub name: String,
     pub value: String,
 }
@@ -66,7 +68,8 @@ pub struct Attribute {
 /// One element with its resolved namespace, attributes, child elements and text.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Element {
-    pub ns: Option<String>,
+    /// Shared between the elements of one document: one allocation per namespace, not per element.
+    pub ns: Option<Arc<str>>,
     pub name: String,
     pub attributes: Vec<Attribute>,
     pub children: Vec<Element>,
@@ -87,9 +90,17 @@ impl Element {
     }
 }
 
-fn resolve(r: ResolveResult<'_>) -> Result<Option<String>, XmlError> {
+fn resolve(r: ResolveResult<'_>, seen: &mut Vec<Arc<str>>) -> Result<Option<Arc<str>>, XmlError> {
     match r {
-        ResolveResult::Bound(ns) => Ok(Some(ns.as_ref().to_owned())),
+        ResolveResult::Bound(ns) => {
+            let ns = ns.as_ref();
+            if let Some(known) = seen.iter().find(|k| &***k == ns) {
+                return Ok(Some(known.clone()));
+            }
+            let new: Arc<str> = Arc::from(ns);
+            seen.push(new.clone());
+            Ok(Some(new))
+        }
         ResolveResult::Unbound => Ok(None),
         ResolveResult::Unknown(p) => Err(XmlError::UnknownPrefix(p)),
     }
@@ -135,6 +146,7 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut elements = 0usize;
+    let mut namespaces: Vec<Arc<str>> = Vec::new();
 
     loop {
         let (ns, event) = reader.read_resolved_event().map_err(malformed)?;
@@ -150,7 +162,7 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                 if stack.len() >= limits.max_depth {
                     return Err(XmlError::TooDeep(limits.max_depth));
                 }
-                let ns = resolve(ns)?;
+                let ns = resolve(ns, &mut namespaces)?;
                 let name = start.local_name().as_ref().to_owned();
                 check_chars(&name)?;
                 let mut attributes = Vec::new();
@@ -172,7 +184,7 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                         .map_err(malformed)?;
                     check_chars(&value)?;
                     attributes.push(Attribute {
-                        ns: resolve(ans)?,
+                        ns: resolve(ans, &mut namespaces)?,
                         name: local.as_ref().to_owned(),
                         value: value.into_owned(),
                     });
@@ -259,6 +271,10 @@ mod tests {
     fn resolves_namespaces_and_entities() {
         let e = p(r#"<?xml version="1.0" encoding="UTF-8"?><a:x xmlns:a="urn:a"><a:y>1 &lt; 2 &#65;</a:y><z/></a:x>"#).unwrap();
         assert_eq!(e.ns.as_deref(), Some("urn:a"));
+        assert!(Arc::ptr_eq(
+            e.ns.as_ref().unwrap(),
+            e.children[0].ns.as_ref().unwrap()
+        ));
         assert_eq!(e.children[0].text, "1 < 2 A");
         assert_eq!(e.children[1].ns, None);
     }
