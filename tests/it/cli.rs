@@ -433,3 +433,61 @@ fn validate_accepts_every_example_and_names_each_problem() {
         "no personnummer in the output"
     );
 }
+
+/// `brygga bench` runs every scenario in one invocation and ends with the JSON line. A short,
+/// bounded run on loopback: this checks that the bench works, not how fast anything is.
+#[test]
+fn bench_runs_every_scenario_and_prints_the_json_line() {
+    let nginx = crate::contracts::tool_available("nginx", &["-v"]);
+    for extra in [vec![], vec!["--rate", "200"]] {
+        let out = brygga()
+            .args([
+                "bench",
+                "--duration",
+                "400ms",
+                "--rounds",
+                "2",
+                "--warmup",
+                "100ms",
+                "--connections",
+                "4",
+                "--json",
+            ])
+            .args(&extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = stdout.lines().last().unwrap_or_default();
+        let v: serde_json::Value =
+            serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
+        let mut expected = vec!["direct", "gateway"];
+        if nginx {
+            expected.push("nginx");
+        }
+        for s in expected {
+            let f = &v["scenarios"][s];
+            assert!(f["requests"].as_u64().unwrap_or(0) > 0, "{s}: {f}");
+            assert_eq!(f["errors"], serde_json::json!({}), "{s}: no errors");
+            for k in [
+                "rps",
+                "p50_ms",
+                "p90_ms",
+                "p99_ms",
+                "p999_ms",
+                "server_cpu_s_per_1000",
+            ] {
+                assert!(f[k].as_f64().is_some_and(|x| x >= 0.0), "{s}.{k}: {f}");
+            }
+        }
+        assert!(v["ratios"]["gateway_over_direct_rps"].as_f64().is_some());
+        assert_eq!(v["ratios"]["gateway_over_nginx_rps"].is_number(), nginx);
+        if !extra.is_empty() {
+            assert_eq!(v["options"]["rate"].as_f64(), Some(200.0));
+        }
+    }
+}
