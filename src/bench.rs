@@ -371,8 +371,12 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
     .replace("127.0.0.1:9443", "127.0.0.1:0")
     .replace("token_lifetime = \"300s\"", "token_lifetime = \"3600s\"");
     std::fs::write(dir.join("sim.toml"), sim_text).map_err(|e| e.to_string())?;
+    // The simulator is the same upstream for every scenario; one worker thread keeps it from
+    // competing with the process under test for the cores.
     let (sim, sim_info) = spawn_brygga(
         &[
+            "--worker-threads",
+            "1",
             "sim",
             "af",
             "--config",

@@ -31,6 +31,9 @@ struct Cli {
         env = "BRYGGA_LOG_FORMAT"
     )]
     log_format: LogFormat,
+    /// Worker threads of the async runtime (default: one per core).
+    #[arg(long, global = true, env = "BRYGGA_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    worker_threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -183,10 +186,11 @@ fn main() -> ExitCode {
     );
     init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     brygga::tls::provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.worker_threads {
+        builder.worker_threads(usize::from(n));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
