@@ -228,9 +228,8 @@ async fn run_connection(
     seed: usize,
     until: Instant,
     interval: Option<Duration>,
+    mut hist: Histogram<u64>,
 ) -> ConnResult {
-    let mut hist =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
     let mut errors = BTreeMap::new();
     let mut sender = None;
     let start = Instant::now();
@@ -325,20 +324,25 @@ struct Figures {
     cpu: f64,
 }
 
+/// An empty latency histogram: 1 µs to 60 s, three significant digits.
+fn histogram() -> Result<Histogram<u64>, String> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())
+}
+
 async fn run_segment(
     t: &Arc<Target>,
     opts: &BenchOptions,
     duration: Duration,
+    empty: &Histogram<u64>,
 ) -> (Histogram<u64>, BTreeMap<String, u64>) {
     let until = Instant::now() + duration;
     let interval = opts
         .rate
         .map(|r| Duration::from_secs_f64(opts.connections as f64 / r.max(0.001)));
     let tasks: Vec<_> = (0..opts.connections)
-        .map(|i| tokio::spawn(run_connection(t.clone(), i, until, interval)))
+        .map(|i| tokio::spawn(run_connection(t.clone(), i, until, interval, empty.clone())))
         .collect();
-    let mut hist =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    let mut hist = empty.clone();
     let mut errors = BTreeMap::new();
     for task in tasks {
         if let Ok(r) = task.await {
@@ -505,19 +509,20 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
     }
 
     // Warm up, then interleave: every round runs every scenario once.
+    let empty = histogram()?;
     for (_, t) in &targets {
-        run_segment(t, opts, opts.warmup).await;
+        run_segment(t, opts, opts.warmup, &empty).await;
     }
     let mut figures: BTreeMap<Scenario, Figures> = BTreeMap::new();
     for _ in 0..opts.rounds {
         for (scenario, t) in &targets {
             let cpu_before = cpu_seconds(&t.server_pids);
             let started = Instant::now();
-            let (hist, errors) = run_segment(t, opts, opts.duration).await;
+            let (hist, errors) = run_segment(t, opts, opts.duration, &empty).await;
             let seconds = started.elapsed().as_secs_f64();
             let cpu = cpu_seconds(&t.server_pids) - cpu_before;
             let f = figures.entry(*scenario).or_insert_with(|| Figures {
-                hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+                hist: empty.clone(),
                 errors: BTreeMap::new(),
                 seconds: 0.0,
                 cpu: 0.0,
