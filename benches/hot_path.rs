@@ -9,7 +9,7 @@ use brygga::client::TokenMinter;
 use brygga::codec::af_json::StatusResponse;
 use brygga::codec::soap;
 use brygga::codec::xml::XmlLimits;
-use brygga::identity::{IdpKeys, VerifiedTokens, verify_token};
+use brygga::identity::{IdpKeys, TokenRules, VerifiedTokens, verify_token};
 use brygga::model::*;
 use brygga::{sim, translate};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -90,6 +90,12 @@ fn json_and_translation(c: &mut Criterion) {
 }
 
 fn jwt(c: &mut Criterion) {
+    let rules = TokenRules {
+        audience: "urn:se:brygga:kommun:v1".into(),
+        leeway: 30,
+        max_lifetime: 3600,
+        replay_protection: false,
+    };
     let certs = root().join("certs-example");
     let idp = IdpKeys::load(
         "https://idp.stockholm.example/",
@@ -112,19 +118,13 @@ fn jwt(c: &mut Criterion) {
         ))
         .unwrap();
     c.bench_function("JWT ES256 verify", |b| {
-        b.iter(|| verify_token(&idp, "urn:se:brygga:kommun:v1", 30, black_box(&token)).unwrap())
+        b.iter(|| verify_token(&idp, &rules, black_box(&token)).unwrap())
     });
     let cache = VerifiedTokens::new(10_000);
     c.bench_function("JWT ES256 verify, cached", |b| {
         b.iter(|| {
             cache
-                .verify(
-                    "stockholm",
-                    &idp,
-                    "urn:se:brygga:kommun:v1",
-                    30,
-                    black_box(&token),
-                )
+                .verify("stockholm", &idp, &rules, black_box(&token))
                 .unwrap()
         })
     });

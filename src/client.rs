@@ -63,6 +63,8 @@ impl TokenMinter {
             iat: now,
             nbf: now,
             exp: now.saturating_add(lifetime.as_secs()),
+            jti: Some(Uuid::new_v4().to_string()),
+            cnf: None,
         }
     }
 

@@ -120,9 +120,19 @@ fn default_connect_timeout() -> Duration {
 pub struct JwtFile {
     /// The `aud` every case-worker token must carry.
     pub audience: String,
-    /// Clock skew tolerated on `exp` and `nbf`.
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
     #[serde(with = "humantime_serde", default = "default_leeway")]
     pub leeway: Duration,
+    /// The longest token lifetime (`exp - iat`) accepted.
+    #[serde(with = "humantime_serde", default = "default_max_lifetime")]
+    pub max_lifetime: Duration,
+    /// Require a `jti` in every token and accept each token once.
+    #[serde(default)]
+    pub replay_protection: bool,
+}
+
+fn default_max_lifetime() -> Duration {
+    Duration::from_secs(3600)
 }
 
 fn default_leeway() -> Duration {
@@ -149,6 +159,9 @@ pub struct ClientFile {
     pub operations: Vec<String>,
     /// Purpose codes this client may use.
     pub syften: Vec<String>,
+    /// Require RFC 8705 certificate-bound tokens (`cnf.x5t#S256`) from this client.
+    #[serde(default)]
+    pub bind_tokens_to_certificate: bool,
     pub idp: IdpFile,
 }
 
@@ -220,6 +233,7 @@ pub struct Config {
     pub af: AfSettings,
     pub jwt_audience: String,
     pub jwt_leeway: Duration,
+    pub token_rules: crate::identity::TokenRules,
     pub syften: BTreeMap<String, Syfte>,
     pub clients: Vec<Arc<Client>>,
 }
@@ -263,6 +277,7 @@ pub struct Client {
     pub kommunkod: Kommunkod,
     pub operations: HashSet<Operation>,
     pub syften: HashSet<String>,
+    pub bind_tokens_to_certificate: bool,
     pub idp: IdpKeys,
 }
 
@@ -421,6 +436,12 @@ impl Config {
         if f.jwt.leeway > Duration::from_secs(300) {
             c.fail("jwt.leeway", "must be at most 5m");
         }
+        if f.jwt.max_lifetime.is_zero() || f.jwt.max_lifetime > Duration::from_secs(24 * 3600) {
+            c.fail(
+                "jwt.max_lifetime",
+                "must be longer than zero and at most 24h",
+            );
+        }
 
         let mut syften = BTreeMap::new();
         for (i, s) in f.syften.iter().enumerate() {
@@ -502,6 +523,7 @@ impl Config {
                     kommunkod,
                     operations,
                     syften: cf.syften.iter().cloned().collect(),
+                    bind_tokens_to_certificate: cf.bind_tokens_to_certificate,
                     idp,
                 }));
             }
@@ -537,6 +559,12 @@ impl Config {
                         client_secret,
                         timeout: f.af.timeout,
                         connect_timeout: f.af.connect_timeout,
+                    },
+                    token_rules: crate::identity::TokenRules {
+                        audience: f.jwt.audience.clone(),
+                        leeway: f.jwt.leeway.as_secs(),
+                        max_lifetime: f.jwt.max_lifetime.as_secs(),
+                        replay_protection: f.jwt.replay_protection,
                     },
                     jwt_audience: f.jwt.audience,
                     jwt_leeway: f.jwt.leeway,

@@ -43,6 +43,9 @@ pub enum Felkod {
     TokenFelUtfardare,
     TokenFelMottagare,
     TokenSaknarAnsprak,
+    TokenForLangLivstid,
+    TokenAteranvant,
+    TokenFelCertifikat,
     FelKommun,
     HandlaggareMatcharEj,
     IngivareMatcharEj,
@@ -91,6 +94,9 @@ impl Felkod {
             TokenFelUtfardare => "TOKEN_FEL_UTFARDARE",
             TokenFelMottagare => "TOKEN_FEL_MOTTAGARE",
             TokenSaknarAnsprak => "TOKEN_SAKNAR_ANSPRAK",
+            TokenForLangLivstid => "TOKEN_FOR_LANG_LIVSTID",
+            TokenAteranvant => "TOKEN_ATERANVANT",
+            TokenFelCertifikat => "TOKEN_FEL_CERTIFIKAT",
             FelKommun => "FEL_KOMMUN",
             HandlaggareMatcharEj => "HANDLAGGARE_MATCHAR_EJ",
             IngivareMatcharEj => "INGIVARE_MATCHAR_EJ",
@@ -122,7 +128,8 @@ impl Felkod {
             | FaltSaknas | OgiltigtFalt | OvantatElement => StatusCode::BAD_REQUEST,
             TokenSaknas | TokenOgiltigt | TokenFelAlgoritm | TokenOkandNyckel
             | TokenFelSignatur | TokenUtganget | TokenEjGiltigtAnnu | TokenFelUtfardare
-            | TokenFelMottagare | TokenSaknarAnsprak => StatusCode::UNAUTHORIZED,
+            | TokenFelMottagare | TokenSaknarAnsprak | TokenForLangLivstid | TokenAteranvant
+            | TokenFelCertifikat => StatusCode::UNAUTHORIZED,
             KlientOkand | FelKommun | HandlaggareMatcharEj | IngivareMatcharEj | SyfteMatcharEj
             | OperationEjTillaten | SyfteEjTillatet => StatusCode::FORBIDDEN,
             AfEjNabar | AfOverbelastad => StatusCode::SERVICE_UNAVAILABLE,
@@ -224,6 +231,9 @@ impl From<TokenError> for Failure {
             TokenError::Issuer => Felkod::TokenFelUtfardare,
             TokenError::Audience => Felkod::TokenFelMottagare,
             TokenError::Claim(_) => Felkod::TokenSaknarAnsprak,
+            TokenError::Lifetime(_) => Felkod::TokenForLangLivstid,
+            TokenError::Replayed => Felkod::TokenAteranvant,
+            TokenError::CertificateBinding => Felkod::TokenFelCertifikat,
         };
         Failure::new(felkod, e.to_string())
     }

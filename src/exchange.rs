@@ -109,10 +109,23 @@ async fn exchange(
     let worker: CaseWorker = gw.tokens.verify(
         &client.name,
         &client.idp,
-        &gw.config.jwt_audience,
-        gw.config.jwt_leeway.as_secs(),
+        &gw.config.token_rules,
         bearer(&req)?,
     )?;
+    // RFC 8705: a bound token is only good on the connection of the certificate it names.
+    let thumbprint = peer
+        .certificate
+        .as_ref()
+        .map(identity::certificate_thumbprint);
+    match &worker.bound_to {
+        Some(bound) if Some(bound) != thumbprint.as_ref() => {
+            return Err(identity::TokenError::CertificateBinding.into());
+        }
+        None if client.bind_tokens_to_certificate => {
+            return Err(identity::TokenError::CertificateBinding.into());
+        }
+        _ => {}
+    }
 
     // 2. Limit: body size and time.
     let body = read_body(gw, req).await?;

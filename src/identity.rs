@@ -136,6 +136,30 @@ pub struct TokenClaims {
     pub iat: u64,
     pub nbf: u64,
     pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// RFC 8705 confirmation: `{"x5t#S256": …}` binds the token to a client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<serde_json::Value>,
+}
+
+/// The rules every token must meet, from the configuration.
+#[derive(Debug, Clone)]
+pub struct TokenRules {
+    pub audience: String,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+    pub leeway: u64,
+    /// The longest lifetime (`exp - iat`) accepted, in seconds.
+    pub max_lifetime: u64,
+    /// Every token must carry a `jti`, and each is accepted once.
+    pub replay_protection: bool,
+}
+
+/// The RFC 8705 thumbprint of a certificate: base64url(SHA-256(DER)), as in `cnf.x5t#S256`.
+pub fn certificate_thumbprint(cert: &CertificateDer<'_>) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(cert.as_ref()))
 }
 
 #[derive(Deserialize)]
@@ -144,6 +168,9 @@ struct RawClaims {
     kommunkod: Option<String>,
     syfte: Option<String>,
     exp: u64,
+    iat: Option<u64>,
+    jti: Option<String>,
+    cnf: Option<serde_json::Value>,
 }
 
 /// A verified token: who the case worker is, for which municipality and purpose.
@@ -154,6 +181,9 @@ pub struct CaseWorker {
     pub syfte: String,
     /// The token's `exp` (seconds since the epoch).
     pub expires: u64,
+    pub jti: Option<String>,
+    /// `cnf.x5t#S256`: the thumbprint of the certificate the token is bound to, if any.
+    pub bound_to: Option<String>,
 }
 
 /// Why a token was refused. Messages never echo the token.
@@ -179,15 +209,24 @@ pub enum TokenError {
     Audience,
     #[error("the token lacks the claim '{0}' or it is invalid")]
     Claim(&'static str),
+    #[error("the token lives longer than the {0} seconds this gateway accepts (exp - iat)")]
+    Lifetime(u64),
+    #[error("the token (its jti) has been used before; each token may be used once")]
+    Replayed,
+    #[error(
+        "the token is bound (cnf.x5t#S256) to another client certificate, or must be bound and is not"
+    )]
+    CertificateBinding,
 }
 
 /// Verifies a bearer token against the client's identity provider.
 pub fn verify_token(
     idp: &IdpKeys,
-    audience: &str,
-    leeway_secs: u64,
+    rules: &TokenRules,
     token: &str,
 ) -> Result<CaseWorker, TokenError> {
+    let audience = rules.audience.as_str();
+    let leeway_secs = rules.leeway;
     use jsonwebtoken::errors::ErrorKind;
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
     if header.alg != idp.algorithm {
@@ -202,6 +241,7 @@ pub fn verify_token(
     v.set_issuer(&[&idp.issuer]);
     v.set_audience(&[audience]);
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    v.reject_tokens_expiring_in_less_than = 0;
     let data = jsonwebtoken::decode::<RawClaims>(token, key, &v).map_err(|e| match e.kind() {
         ErrorKind::InvalidSignature => TokenError::Signature,
         ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -212,6 +252,7 @@ pub fn verify_token(
             "exp" => "exp",
             "iss" => "iss",
             "aud" => "aud",
+            "nbf" => "nbf",
             _ => "sub",
         }),
         ErrorKind::InvalidAlgorithm => TokenError::Algorithm(format!("{:?}", idp.algorithm)),
@@ -232,12 +273,41 @@ pub fn verify_token(
         .syfte
         .filter(|s| crate::codec::soap::is_code(s))
         .ok_or(TokenError::Claim("syfte"))?;
+    let iat = c.iat.ok_or(TokenError::Claim("iat"))?;
+    if iat > now_secs().saturating_add(leeway_secs) {
+        return Err(TokenError::NotYetValid);
+    }
+    if c.exp.saturating_sub(iat) > rules.max_lifetime {
+        return Err(TokenError::Lifetime(rules.max_lifetime));
+    }
+    let jti = c.jti.filter(|j| !j.is_empty() && j.len() <= 256);
+    if rules.replay_protection && jti.is_none() {
+        return Err(TokenError::Claim("jti"));
+    }
+    let bound_to = match c.cnf {
+        None => None,
+        Some(cnf) => Some(
+            cnf.get("x5t#S256")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .ok_or(TokenError::Claim("cnf"))?,
+        ),
+    };
     Ok(CaseWorker {
         hsa_id,
         kommunkod,
         syfte,
         expires: c.exp,
+        jti,
+        bound_to,
     })
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Tokens already verified, per client, until they expire. An ES256 verification costs tens
@@ -246,6 +316,8 @@ pub fn verify_token(
 /// identity provider verified it.
 pub struct VerifiedTokens {
     entries: std::sync::Mutex<HashMap<(String, String), CaseWorker>>,
+    /// With replay protection: each (client, jti) seen, until its token expires.
+    used: std::sync::Mutex<HashMap<(String, String), u64>>,
     capacity: usize,
 }
 
@@ -253,43 +325,77 @@ impl VerifiedTokens {
     pub fn new(capacity: usize) -> Self {
         Self {
             entries: std::sync::Mutex::new(HashMap::new()),
+            used: std::sync::Mutex::new(HashMap::new()),
             capacity,
         }
     }
 
-    /// Like [`verify_token`], answering from the cache while the token is valid.
+    /// Like [`verify_token`], answering from the cache while the token is valid. With replay
+    /// protection, a `jti` seen before is refused whether or not the token is cached.
     pub fn verify(
         &self,
         client: &str,
         idp: &IdpKeys,
-        audience: &str,
-        leeway_secs: u64,
+        rules: &TokenRules,
         token: &str,
     ) -> Result<CaseWorker, TokenError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = now_secs();
         let key = (client.to_owned(), token.to_owned());
-        if let Ok(entries) = self.entries.lock()
-            && let Some(w) = entries.get(&key)
-        {
+        let cached = self
+            .entries
+            .lock()
+            .ok()
+            .and_then(|entries| entries.get(&key).cloned())
             // The same rule jsonwebtoken applies: valid until exp + leeway.
-            if now <= w.expires.saturating_add(leeway_secs) {
-                return Ok(w.clone());
-            }
-        }
-        let worker = verify_token(idp, audience, leeway_secs, token)?;
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= self.capacity {
-                entries.retain(|_, w| now <= w.expires.saturating_add(leeway_secs));
-                if entries.len() >= self.capacity {
-                    entries.clear();
+            .filter(|w| now <= w.expires.saturating_add(rules.leeway));
+        let worker = match cached {
+            Some(w) => w,
+            None => {
+                let w = verify_token(idp, rules, token)?;
+                if let Ok(mut entries) = self.entries.lock() {
+                    make_room(&mut entries, self.capacity, |w| {
+                        now <= w.expires.saturating_add(rules.leeway)
+                    });
+                    // Still full of valid tokens: start over; the cache only saves work.
+                    if entries.len() >= self.capacity {
+                        entries.clear();
+                    }
+                    entries.insert(key, w.clone());
                 }
+                w
             }
-            entries.insert(key, worker.clone());
+        };
+        if rules.replay_protection {
+            let jti = worker.jti.clone().ok_or(TokenError::Claim("jti"))?;
+            let mut used = self.used.lock().map_err(|_| TokenError::Replayed)?;
+            let id = (client.to_owned(), jti);
+            if used
+                .get(&id)
+                .is_some_and(|exp| now <= exp.saturating_add(rules.leeway))
+            {
+                return Err(TokenError::Replayed);
+            }
+            // A full replay set refuses rather than forgets: forgetting would allow a replay.
+            make_room(&mut used, self.capacity, |exp| {
+                now <= exp.saturating_add(rules.leeway)
+            });
+            if used.len() >= self.capacity {
+                return Err(TokenError::Replayed);
+            }
+            used.insert(id, worker.expires);
         }
         Ok(worker)
+    }
+}
+
+/// Drops expired entries when a map is full; a cache (not the replay set) may then be cleared.
+fn make_room<V>(
+    map: &mut HashMap<(String, String), V>,
+    capacity: usize,
+    valid: impl Fn(&V) -> bool,
+) {
+    if map.len() >= capacity {
+        map.retain(|_, v| valid(v));
     }
 }
 
@@ -335,11 +441,8 @@ mod tests {
             .join(name)
     }
 
-    fn token(kommun: &str, iss: &str, exp_in: i64) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+    fn token(kommun: &str, iss: &str, exp_in: i64, jti: Option<&str>) -> String {
+        let now = now_secs();
         let claims = TokenClaims {
             iss: iss.into(),
             aud: "aud".into(),
@@ -349,6 +452,8 @@ mod tests {
             iat: now,
             nbf: now,
             exp: now.saturating_add_signed(exp_in),
+            jti: jti.map(str::to_owned),
+            cnf: None,
         };
         let key = std::fs::read(certs(&format!("idp-{kommun}.key"))).unwrap();
         let jwks: serde_json::Value = serde_json::from_slice(
@@ -358,32 +463,67 @@ mod tests {
         mint_token(&key, jwks["keys"][0]["kid"].as_str(), &claims).unwrap()
     }
 
+    fn rules(replay_protection: bool) -> TokenRules {
+        TokenRules {
+            audience: "aud".into(),
+            leeway: 0,
+            max_lifetime: 3600,
+            replay_protection,
+        }
+    }
+
     #[test]
     fn the_cache_answers_only_while_the_token_is_valid_and_only_for_its_client() {
         let sthlm = IdpKeys::load("https://a/", "ES256", &certs("idp-0180.jwks.json")).unwrap();
         let gbg = IdpKeys::load("https://b/", "ES256", &certs("idp-1480.jwks.json")).unwrap();
         let cache = VerifiedTokens::new(10);
-        let t = token("0180", "https://a/", 0);
-        assert!(cache.verify("stockholm", &sthlm, "aud", 0, &t).is_ok());
+        let r = rules(false);
+        let t = token("0180", "https://a/", 0, None);
+        assert!(cache.verify("stockholm", &sthlm, &r, &t).is_ok());
         assert!(
-            cache.verify("stockholm", &sthlm, "aud", 0, &t).is_ok(),
+            cache.verify("stockholm", &sthlm, &r, &t).is_ok(),
             "from the cache"
         );
         assert!(
-            cache.verify("goteborg", &gbg, "aud", 0, &t).is_err(),
+            cache.verify("goteborg", &gbg, &r, &t).is_err(),
             "another client never sees it"
         );
         std::thread::sleep(std::time::Duration::from_millis(1100));
         assert_eq!(
-            cache.verify("stockholm", &sthlm, "aud", 0, &t),
+            cache.verify("stockholm", &sthlm, &r, &t),
             Err(TokenError::Expired),
             "expired, though cached"
         );
         // A full cache makes room and keeps working.
         for i in 0..25 {
-            let t = token("0180", "https://a/", 60 + i);
-            assert!(cache.verify("stockholm", &sthlm, "aud", 0, &t).is_ok());
+            let t = token("0180", "https://a/", 60 + i, None);
+            assert!(cache.verify("stockholm", &sthlm, &r, &t).is_ok());
         }
         assert!(cache.entries.lock().unwrap().len() <= 10);
+    }
+
+    #[test]
+    fn lifetime_and_replay_rules() {
+        let sthlm = IdpKeys::load("https://a/", "ES256", &certs("idp-0180.jwks.json")).unwrap();
+        let cache = VerifiedTokens::new(10);
+        let long = token("0180", "https://a/", 7200, None);
+        assert_eq!(
+            cache.verify("s", &sthlm, &rules(false), &long),
+            Err(TokenError::Lifetime(3600))
+        );
+        let no_jti = token("0180", "https://a/", 60, None);
+        assert_eq!(
+            cache.verify("s", &sthlm, &rules(true), &no_jti),
+            Err(TokenError::Claim("jti"))
+        );
+        let once = token("0180", "https://a/", 60, Some("j-1"));
+        assert!(cache.verify("s", &sthlm, &rules(true), &once).is_ok());
+        assert_eq!(
+            cache.verify("s", &sthlm, &rules(true), &once),
+            Err(TokenError::Replayed),
+            "even from the cache"
+        );
+        let other = token("0180", "https://a/", 61, Some("j-2"));
+        assert!(cache.verify("s", &sthlm, &rules(true), &other).is_ok());
     }
 }

@@ -125,6 +125,9 @@ enum Command {
         /// The ES256 key (default: certs-example/idp-KOMMUN.key).
         #[arg(long)]
         key: Option<PathBuf>,
+        /// Bind the token to this client certificate (RFC 8705 `cnf.x5t#S256`).
+        #[arg(long)]
+        bind_cert: Option<PathBuf>,
         /// Lifetime, e.g. 5m (at most 24h).
         #[arg(long, default_value = "5m", value_parser = parse_lifetime)]
         lifetime: Duration,
@@ -329,6 +332,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             syfte,
             config,
             key,
+            bind_cert,
             lifetime,
         } => {
             let config_path = config.unwrap_or(defaults.config);
@@ -347,9 +351,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let minter =
                 brygga::client::TokenMinter::load(&key, &client.idp.issuer, &config.jwt_audience)
                     .map_err(|e| anyhow!(e))?;
-            let token = minter
-                .sign(&minter.claims(&sub, &kommun, &syfte, lifetime))
-                .map_err(|e| anyhow!(e))?;
+            let mut claims = minter.claims(&sub, &kommun, &syfte, lifetime);
+            if let Some(cert) = bind_cert {
+                let chain = brygga::tls::load_certs(&cert).map_err(|e| anyhow!("{e}"))?;
+                let thumbprint = brygga::identity::certificate_thumbprint(&chain[0]);
+                claims.cnf = Some(serde_json::json!({ "x5t#S256": thumbprint }));
+            }
+            let token = minter.sign(&claims).map_err(|e| anyhow!(e))?;
             println!("{token}");
         }
     }

@@ -217,8 +217,7 @@ fn token_prints_a_jwt_the_gateway_accepts() {
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let config = brygga::config::Config::load(&DemoFiles::default().config).unwrap();
     let client = &config.clients[0];
-    let worker =
-        brygga::identity::verify_token(&client.idp, &config.jwt_audience, 30, &token).unwrap();
+    let worker = brygga::identity::verify_token(&client.idp, &config.token_rules, &token).unwrap();
     assert_eq!(worker.hsa_id.as_str(), "SE2120000142-HL01");
     assert_eq!(worker.syfte, "EKB-BESLUT");
 

@@ -11,4 +11,5 @@ mod harness;
 mod identity;
 mod operations;
 mod properties;
+mod tokens;
 mod upstream;
