@@ -3,7 +3,7 @@
 //! Every problem is collected with its key, so `brygga check-config` reports them all at once.
 //! Relative paths are resolved against the directory of the configuration file.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 use crate::identity::IdpKeys;
-use crate::model::{Kommunkod, Operation, Organisationsnummer};
+use crate::model::{Datakategori, Kommunkod, Operation, Organisationsnummer};
 use crate::tls;
 
 /// The file as written. Each field is documented in `config/example.toml`.
@@ -145,6 +145,8 @@ pub struct SyfteFile {
     pub kod: String,
     pub beskrivning: String,
     pub lagrum: String,
+    /// The data categories this purpose may see; everything else is removed from answers.
+    pub kategorier: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +161,12 @@ pub struct ClientFile {
     pub operations: Vec<String>,
     /// Purpose codes this client may use.
     pub syften: Vec<String>,
+    /// Narrower purposes for some operations: operation name → the purposes allowed for it.
+    #[serde(default)]
+    pub syften_per_operation: BTreeMap<String, Vec<String>>,
+    /// If given, the case worker's HSA-id must start with one of these.
+    #[serde(default)]
+    pub handlaggare_prefix: Vec<String>,
     /// Require RFC 8705 certificate-bound tokens (`cnf.x5t#S256`) from this client.
     #[serde(default)]
     pub bind_tokens_to_certificate: bool,
@@ -267,6 +275,7 @@ pub struct Syfte {
     pub kod: String,
     pub beskrivning: String,
     pub lagrum: String,
+    pub kategorier: HashSet<Datakategori>,
 }
 
 /// A municipal client, identified by the organisation number in its certificate.
@@ -277,6 +286,9 @@ pub struct Client {
     pub kommunkod: Kommunkod,
     pub operations: HashSet<Operation>,
     pub syften: HashSet<String>,
+    /// Operations whose purposes are narrower than `syften`.
+    pub syften_per_operation: HashMap<Operation, HashSet<String>>,
+    pub handlaggare_prefix: Vec<String>,
     pub bind_tokens_to_certificate: bool,
     pub idp: IdpKeys,
 }
@@ -455,10 +467,23 @@ impl Config {
             if s.beskrivning.trim().is_empty() {
                 c.fail(format!("{key}.beskrivning"), "must not be empty");
             }
+            let mut kategorier = HashSet::new();
+            for (j, k) in s.kategorier.iter().enumerate() {
+                match Datakategori::from_code(k) {
+                    Some(d) => {
+                        kategorier.insert(d);
+                    }
+                    None => c.fail(
+                        format!("{key}.kategorier[{j}]"),
+                        format!("'{k}' is not a data category ({})", Datakategori::codes()),
+                    ),
+                }
+            }
             let syfte = Syfte {
                 kod: s.kod.clone(),
                 beskrivning: s.beskrivning.clone(),
                 lagrum: s.lagrum.clone(),
+                kategorier,
             };
             if syften.insert(s.kod.clone(), syfte).is_some() {
                 c.fail(format!("{key}.kod"), format!("{} is listed twice", s.kod));
@@ -512,6 +537,28 @@ impl Config {
                     );
                 }
             }
+            let mut syften_per_operation = HashMap::new();
+            for (name, allowed) in &cf.syften_per_operation {
+                let op_key = format!("{key}.syften_per_operation.{name}");
+                let Some(op) = Operation::from_name(name) else {
+                    c.fail(&op_key, format!("unknown operation '{name}'"));
+                    continue;
+                };
+                for s in allowed {
+                    if !cf.syften.contains(s) {
+                        c.fail(&op_key, format!("'{s}' is not among this client's syften"));
+                    }
+                }
+                syften_per_operation.insert(op, allowed.iter().cloned().collect::<HashSet<_>>());
+            }
+            for (j, p) in cf.handlaggare_prefix.iter().enumerate() {
+                if !p.starts_with("SE") || p.len() < 3 || p.len() > 31 {
+                    c.fail(
+                        format!("{key}.handlaggare_prefix[{j}]"),
+                        "must be the start of an HSA-id, such as SE2120000142-",
+                    );
+                }
+            }
             let jwks = c.path(&cf.idp.jwks_file);
             let idp = IdpKeys::load(&cf.idp.issuer, &cf.idp.algorithm, &jwks)
                 .map_err(|(field, e)| c.fail(format!("{key}.idp.{field}"), e))
@@ -523,6 +570,8 @@ impl Config {
                     kommunkod,
                     operations,
                     syften: cf.syften.iter().cloned().collect(),
+                    syften_per_operation,
+                    handlaggare_prefix: cf.handlaggare_prefix.clone(),
                     bind_tokens_to_certificate: cf.bind_tokens_to_certificate,
                     idp,
                 }));

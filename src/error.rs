@@ -52,6 +52,7 @@ pub enum Felkod {
     SyfteMatcharEj,
     OperationEjTillaten,
     SyfteEjTillatet,
+    HandlaggareEjBehorig,
     AfEjNabar,
     AfTidsgrans,
     AfFel,
@@ -103,6 +104,7 @@ impl Felkod {
             SyfteMatcharEj => "SYFTE_MATCHAR_EJ",
             OperationEjTillaten => "OPERATION_EJ_TILLATEN",
             SyfteEjTillatet => "SYFTE_EJ_TILLATET",
+            HandlaggareEjBehorig => "HANDLAGGARE_EJ_BEHORIG",
             AfEjNabar => "AF_EJ_NABAR",
             AfTidsgrans => "AF_TIDSGRANS",
             AfFel => "AF_FEL",
@@ -131,7 +133,7 @@ impl Felkod {
             | TokenFelMottagare | TokenSaknarAnsprak | TokenForLangLivstid | TokenAteranvant
             | TokenFelCertifikat => StatusCode::UNAUTHORIZED,
             KlientOkand | FelKommun | HandlaggareMatcharEj | IngivareMatcharEj | SyfteMatcharEj
-            | OperationEjTillaten | SyfteEjTillatet => StatusCode::FORBIDDEN,
+            | OperationEjTillaten | SyfteEjTillatet | HandlaggareEjBehorig => StatusCode::FORBIDDEN,
             AfEjNabar | AfOverbelastad => StatusCode::SERVICE_UNAVAILABLE,
             AfTidsgrans => StatusCode::GATEWAY_TIMEOUT,
             AfFel | AfAvvisade | AfAvvisadeFragan | AfOgiltigtSvar => StatusCode::BAD_GATEWAY,
@@ -253,7 +255,13 @@ impl From<Denial> for Failure {
             ),
             Denial::SyfteMismatch => (Felkod::SyfteMatcharEj, Some("Fraga/Syfte")),
             Denial::Operation(_) => (Felkod::OperationEjTillaten, None),
-            Denial::Syfte(_) => (Felkod::SyfteEjTillatet, Some("Fraga/Syfte")),
+            Denial::Syfte(_) | Denial::SyfteForOperation(..) => {
+                (Felkod::SyfteEjTillatet, Some("Fraga/Syfte"))
+            }
+            Denial::HandlaggarePrefix => (
+                Felkod::HandlaggareEjBehorig,
+                Some("Fraga/Ingivare/Handlaggare"),
+            ),
         };
         Failure {
             felkod,

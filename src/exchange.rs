@@ -141,7 +141,16 @@ async fn exchange(
     })?;
 
     // 5–8. Translate, call AF, validate and minimise its answer, encode.
-    let answer = call_af(gw, &client, &worker, request).await?;
+    let syfte = request
+        .fraga()
+        .and_then(|f| gw.config.syften.get(&f.syfte))
+        .map(|s| &s.kategorier);
+    let answer = call_af(gw, &client, &worker, request.clone()).await?;
+    // Only what the purpose may see leaves (Ping carries no personal data).
+    let answer = match syfte {
+        Some(kategorier) => policy::minimise(answer, kategorier),
+        None => answer,
+    };
     Ok(soap::encode_answer(&answer))
 }
 
@@ -178,7 +187,7 @@ async fn call_af(
             let status = translate::status_from_af(&r).map_err(checked)?;
             KommunAnswer::Status(HamtaArbetssokandeStatusSvar {
                 korrelationsid,
-                status: minimise(status),
+                status,
             })
         }
         KommunRequest::HamtaErsattningsbeslut(f) => {
@@ -372,15 +381,6 @@ async fn read_body(gw: &Gateway, req: Request<Incoming>) -> Result<bytes::Bytes,
         )),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
-}
-
-/// Protected identity: address-like data (here AF's office, which places the person) leaves
-/// the answer; the flag itself stays so the case worker knows why.
-fn minimise(mut status: Arbetssokandestatus) -> Arbetssokandestatus {
-    if status.sekretessmarkering {
-        status.kontor = None;
-    }
-    status
 }
 
 /// Makes text from hostile input safe for a Fault: no identity number, no character XML 1.0

@@ -3,7 +3,9 @@
 
 use crate::config::Client;
 use crate::identity::CaseWorker;
-use crate::model::{KommunRequest, Operation};
+use std::collections::HashSet;
+
+use crate::model::{Datakategori, Ersattningar, KommunAnswer, KommunRequest, Operation};
 
 /// Why a request was refused. Each is its own Felkod.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,6 +22,10 @@ pub enum Denial {
     Operation(Operation),
     #[error("this client may not use the purpose {0}")]
     Syfte(String),
+    #[error("this client may not use the purpose {syfte} for {op}", op = .0.name(), syfte = .1)]
+    SyfteForOperation(Operation, String),
+    #[error("the case worker's HSA-id is not one this client has authorised")]
+    HandlaggarePrefix,
 }
 
 /// Checks a decoded request against the client's policy and the verified token.
@@ -46,5 +52,75 @@ pub fn authorise(client: &Client, worker: &CaseWorker, req: &KommunRequest) -> R
     if !client.syften.contains(&fraga.syfte) {
         return Err(Denial::Syfte(fraga.syfte.clone()));
     }
+    if let Some(allowed) = client.syften_per_operation.get(&req.operation())
+        && !allowed.contains(&fraga.syfte)
+    {
+        return Err(Denial::SyfteForOperation(
+            req.operation(),
+            fraga.syfte.clone(),
+        ));
+    }
+    if !client.handlaggare_prefix.is_empty()
+        && !client
+            .handlaggare_prefix
+            .iter()
+            .any(|p| worker.hsa_id.as_str().starts_with(p.as_str()))
+    {
+        return Err(Denial::HandlaggarePrefix);
+    }
     Ok(())
+}
+
+/// Removes from an answer what the purpose may not see, and what a protected identity hides.
+/// Whether the person is known, registered and protected always stays: it is what every
+/// purpose asks.
+pub fn minimise(answer: KommunAnswer, may_see: &HashSet<Datakategori>) -> KommunAnswer {
+    let sees = |d: Datakategori| may_see.contains(&d);
+    match answer {
+        KommunAnswer::Status(mut svar) => {
+            let s = &mut svar.status;
+            if !sees(Datakategori::Registrering) {
+                s.inskrivningsdatum = None;
+                s.avaktualisering = None;
+            }
+            // Protected identity: the office would place the person.
+            if !sees(Datakategori::Kontor) || s.sekretessmarkering {
+                s.kontor = None;
+            }
+            if !sees(Datakategori::Sokandekategori) {
+                s.sokandekategori = None;
+                s.omfattning_procent = None;
+            }
+            if !sees(Datakategori::Aktivitetsrapport) {
+                s.senaste_aktivitetsrapport = None;
+            }
+            if !sees(Datakategori::AKassa) {
+                s.a_kassa = None;
+            }
+            KommunAnswer::Status(svar)
+        }
+        KommunAnswer::Ersattningsbeslut(mut svar) if !sees(Datakategori::Ersattningar) => {
+            svar.ersattningar = Ersattningar {
+                beslut: vec![],
+                aktivitetsstod_dagar: None,
+                senaste_utbetalning: None,
+            };
+            KommunAnswer::Ersattningsbeslut(svar)
+        }
+        KommunAnswer::Handlingsplan(mut svar) => {
+            if !sees(Datakategori::Handlingsplan) {
+                svar.handlingsplan = None;
+            }
+            if let Some(plan) = svar.handlingsplan.as_mut() {
+                if !sees(Datakategori::Aktiviteter) {
+                    plan.aktiviteter.clear();
+                }
+                if !sees(Datakategori::Kontor) {
+                    plan.kontor = None;
+                }
+            }
+            KommunAnswer::Handlingsplan(svar)
+        }
+        other => other,
+    }
 }

@@ -229,6 +229,20 @@ code_list!(
     }
 );
 
+code_list!(
+    /// The categories of data a purpose may see; answers are minimised to them.
+    Datakategori {
+        Registrering = "REGISTRERING",
+        Kontor = "KONTOR",
+        Sokandekategori = "SOKANDEKATEGORI",
+        Aktivitetsrapport = "AKTIVITETSRAPPORT",
+        AKassa = "AKASSA",
+        Handlingsplan = "HANDLINGSPLAN",
+        Aktiviteter = "AKTIVITETER",
+        Ersattningar = "ERSATTNINGAR",
+    }
+);
+
 /// An amount in öre (hundredths of a krona), so no float ever carries money.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ore(pub u64);

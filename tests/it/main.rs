@@ -10,6 +10,7 @@ mod exchange;
 mod harness;
 mod identity;
 mod operations;
+mod policy;
 mod properties;
 mod tokens;
 mod upstream;
