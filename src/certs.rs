@@ -106,6 +106,43 @@ fn leaf(
     Ok(())
 }
 
+/// Writes a CRL signed by the CA in `ca_cert`/`ca_key` (PEM) that revokes `revoked`, valid
+/// for `days`.
+pub fn write_crl(
+    ca_cert: &Path,
+    ca_key: &Path,
+    revoked: &[rustls_pki_types::CertificateDer<'_>],
+    out: &Path,
+    days: i64,
+) -> Result<(), String> {
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    let key =
+        KeyPair::from_pem(&read(ca_key)?).map_err(|e| format!("{}: {e}", ca_key.display()))?;
+    let issuer = Issuer::from_ca_cert_pem(&read(ca_cert)?, &key)
+        .map_err(|e| format!("{}: {e}", ca_cert.display()))?;
+    let now = OffsetDateTime::now_utc();
+    let mut revoked_certs = Vec::new();
+    for cert in revoked {
+        let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(err)?;
+        revoked_certs.push(rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from_slice(x509.raw_serial()),
+            revocation_time: now - Duration::minutes(1),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        });
+    }
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now - Duration::hours(1),
+        next_update: now + Duration::days(days),
+        crl_number: rcgen::SerialNumber::from(now.unix_timestamp().unsigned_abs()),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(&issuer).map_err(err)?;
+    std::fs::write(out, crl.pem().map_err(err)?).map_err(|e| format!("{}: {e}", out.display()))
+}
+
 /// Writes the whole development PKI into `dir` (created if missing), valid for `days`.
 pub fn generate(dir: &Path, days: i64) -> Result<Vec<String>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -174,6 +211,10 @@ pub fn generate(dir: &Path, days: i64) -> Result<Vec<String>, String> {
         let text = serde_json::to_string_pretty(&jwks).map_err(err)?;
         write(dir, &format!("idp-{kod}.jwks.json"), &(text + "\n"))?;
     }
+    for ca in ["kommun-ca", "af-ca"] {
+        let pem = |ext: &str| dir.join(format!("{ca}.{ext}"));
+        write_crl(&pem("pem"), &pem("key"), &[], &pem("crl.pem"), days)?;
+    }
     write(dir, "README.md", README)?;
     let mut files: Vec<String> = std::fs::read_dir(dir)
         .map_err(err)?
@@ -207,6 +248,7 @@ Recreate them all (new keys, new certificates, valid for ten years) with:
 | `klient-1480.pem` / `.key` | Göteborgs stad's case system (organizationIdentifier NTRSE-2120001355, kommunkod 1480) |
 | `idp-0180.key`, `idp-0180.jwks.json` | ES256 signing key of Stockholm's identity provider and its public JWKS |
 | `idp-1480.key`, `idp-1480.jwks.json` | the same for Göteborg |
+| `kommun-ca.crl.pem`, `af-ca.crl.pem` | each CA's (empty) certificate revocation list; `brygga certs crl --revoke CERT` writes one that revokes certificates |
 
 The organisation number of a client is read from the certificate subject's
 `organizationIdentifier` (OID 2.5.4.97, `NTRSE-` + ten digits), as in Swedish organisation

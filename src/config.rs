@@ -50,6 +50,10 @@ pub struct KommunListenerFile {
     pub key: PathBuf,
     /// CA bundle (PEM) that municipal client certificates must chain to.
     pub client_ca: PathBuf,
+    /// CRL files (PEM); when given, a revoked client certificate is refused at the handshake,
+    /// and so is one whose CA has no CRL here.
+    #[serde(default)]
+    pub client_crls: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +240,7 @@ pub struct Config {
     pub kommun_bind: SocketAddr,
     pub kommun_tls: CertAndKey,
     pub kommun_client_ca: Vec<CertificateDer<'static>>,
+    pub kommun_client_crls: Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
     pub admin_bind: SocketAddr,
     pub limits: LimitsFile,
     pub af: AfSettings,
@@ -403,8 +408,16 @@ impl Config {
         let kommun_chain = c.certs("kommun.cert", &f.kommun.cert);
         let kommun_key = c.key("kommun.key", &f.kommun.key);
         let kommun_client_ca = c.certs("kommun.client_ca", &f.kommun.client_ca);
+        let mut kommun_client_crls = Vec::new();
+        for (i, p) in f.kommun.client_crls.iter().enumerate() {
+            match tls::load_crls(&c.path(p)) {
+                Ok(crls) => kommun_client_crls.extend(crls),
+                Err(e) => c.fail(format!("kommun.client_crls[{i}]"), e),
+            }
+        }
         if let (Some(chain), Some(key), Some(ca)) = (&kommun_chain, &kommun_key, &kommun_client_ca)
-            && let Err(e) = tls::mtls_server_config(chain.clone(), key.clone_key(), ca)
+            && let Err(e) =
+                tls::mtls_server_config(chain.clone(), key.clone_key(), ca, &kommun_client_crls)
         {
             c.fail("kommun.cert", e);
         }
@@ -597,6 +610,7 @@ impl Config {
                     kommun_bind: kb,
                     kommun_tls: CertAndKey { chain: kc, key: kk },
                     kommun_client_ca: kca,
+                    kommun_client_crls,
                     admin_bind: ab,
                     limits: f.limits,
                     af: AfSettings {

@@ -46,6 +46,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         config.kommun_tls.chain.clone(),
         config.kommun_tls.key.clone_key(),
         &config.kommun_client_ca,
+        &config.kommun_client_crls,
     )
     .map_err(|e| format!("kommun listener TLS: {e}"))?;
     let af = AfClient::new(config.af.clone(), &config.system_id, &config.environment)

@@ -144,6 +144,21 @@ enum CertsCommand {
         #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(i64).range(1..=36500))]
         days: i64,
     },
+    /// Write a CRL signed by a CA, revoking the given certificates (none: an empty CRL).
+    Crl {
+        #[arg(long)]
+        ca_cert: PathBuf,
+        #[arg(long)]
+        ca_key: PathBuf,
+        /// Certificates (PEM) to revoke.
+        #[arg(long)]
+        revoke: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Days until the next update.
+        #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(i64).range(1..=36500))]
+        days: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -302,6 +317,28 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             if !all_valid {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Command::Certs {
+            command:
+                CertsCommand::Crl {
+                    ca_cert,
+                    ca_key,
+                    revoke,
+                    out,
+                    days,
+                },
+        } => {
+            let mut revoked = Vec::new();
+            for cert in &revoke {
+                revoked.extend(brygga::tls::load_certs(cert).map_err(|e| anyhow!("{e}"))?);
+            }
+            brygga::certs::write_crl(&ca_cert, &ca_key, &revoked, &out, days)
+                .map_err(|e| anyhow!(e))?;
+            println!(
+                "wrote {} revoking {} certificate(s)",
+                out.display(),
+                revoked.len()
+            );
         }
         Command::Certs {
             command: CertsCommand::Generate { out, days },

@@ -141,6 +141,7 @@ pub async fn start(settings: SimSettings) -> Result<RunningSim, String> {
         settings.tls.chain.clone(),
         settings.tls.key.clone_key(),
         &settings.client_ca,
+        &[],
     )
     .map_err(|e| e.to_string())?;
     let listener = server::bind(settings.bind, "AF simulator").await?;

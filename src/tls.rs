@@ -7,7 +7,7 @@ use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 /// The process-wide crypto provider. Installed once; later calls are no-ops.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -62,15 +62,31 @@ fn roots(cas: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsError> {
     Ok(store)
 }
 
-/// A server config that requires a client certificate issued by one of `client_cas`.
+/// The CRLs in a PEM file.
+pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(|e| file_err(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(path, e))?;
+    if crls.is_empty() {
+        return Err(file_err(path, "no X509 CRL block found"));
+    }
+    Ok(crls)
+}
+
+/// A server config that requires a client certificate issued by one of `client_cas`, valid
+/// now, for client authentication, and — when `crls` are given — not revoked (a certificate
+/// whose CA has no CRL among them is then refused too).
 pub fn mtls_server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     client_cas: &[CertificateDer<'static>],
+    crls: &[CertificateRevocationListDer<'static>],
 ) -> Result<rustls::ServerConfig, TlsError> {
     let provider = provider();
     let verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_cas)?), provider.clone())
+            .with_crls(crls.iter().cloned())
             .build()
             .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)

@@ -236,3 +236,103 @@ async fn bad_tokens_are_refused_each_with_its_own_code() {
     assert_eq!(s.af_data_requests(), 0, "no refused request reached AF");
     s.stop().await;
 }
+
+/// A client certificate for Stockholm from the real kommun CA, shaped by `shape`.
+fn sthlm_cert(shape: impl FnOnce(&mut CertificateParams)) -> (CertAndKey, String) {
+    let ca_pem = std::fs::read_to_string(certs().join("kommun-ca.pem")).unwrap();
+    let ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(certs().join("kommun-ca.key")).unwrap())
+            .unwrap();
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::default();
+    p.distinguished_name
+        .push(DnType::CommonName, "Stockholms stad test");
+    p.distinguished_name
+        .push(DnType::CustomDnType(vec![2, 5, 4, 97]), "NTRSE-2120000142");
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    shape(&mut p);
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
+    let cert = p.signed_by(&key, &issuer).unwrap();
+    let pem = cert.pem();
+    (
+        CertAndKey {
+            chain: vec![cert.der().clone()],
+            key: PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+        },
+        pem,
+    )
+}
+
+async fn refused_at_handshake(s: &harness::Stack, identity: CertAndKey, alert: &str) {
+    let client = KommunClient::with_identity(&s.url, &kommun_ca(), Some(identity)).unwrap();
+    let err = client
+        .post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+        .await
+        .unwrap_err();
+    assert!(err.contains(alert), "expected {alert}: {err}");
+    assert_eq!(s.af_data_requests(), 0);
+}
+
+#[tokio::test]
+async fn an_expired_client_certificate_is_refused_at_the_handshake() {
+    let s = harness::start().await;
+    let (expired, _) = sthlm_cert(|p| {
+        p.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+        p.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    });
+    refused_at_handshake(&s, expired, "CertificateExpired").await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_certificate_not_valid_yet_is_refused_at_the_handshake() {
+    let s = harness::start().await;
+    let (future, _) = sthlm_cert(|p| {
+        p.not_before = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+        p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    });
+    // rustls sends the same alert for "not yet valid" as for "expired".
+    refused_at_handshake(&s, future, "CertificateExpired").await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_certificate_for_servers_only_is_refused_as_a_client_certificate() {
+    let s = harness::start().await;
+    let (server_only, _) =
+        sthlm_cert(|p| p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth]);
+    refused_at_handshake(&s, server_only, "UnsupportedCertificate").await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_client_certificate_is_refused_at_the_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let (revoked, revoked_pem) = sthlm_cert(|_| {});
+    let (fine, _) = sthlm_cert(|_| {});
+    let revoked_file = dir.path().join("revoked.pem");
+    std::fs::write(&revoked_file, revoked_pem).unwrap();
+    let crl = dir.path().join("kommun-ca.crl.pem");
+    brygga::certs::write_crl(
+        &certs().join("kommun-ca.pem"),
+        &certs().join("kommun-ca.key"),
+        &brygga::tls::load_certs(&revoked_file).unwrap(),
+        &crl,
+        30,
+    )
+    .unwrap();
+    let s = harness::start_custom(
+        |c, _| c.kommun_client_crls = brygga::tls::load_crls(&crl).unwrap(),
+        true,
+    )
+    .await;
+    refused_at_handshake(&s, revoked, "CertificateRevoked").await;
+    // Another certificate of the same CA, not on the list, is served.
+    let ok = KommunClient::with_identity(&s.url, &kommun_ca(), Some(fine)).unwrap();
+    crate::harness::status(
+        &ok.post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+            .await
+            .unwrap(),
+    );
+    s.stop().await;
+}
