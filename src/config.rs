@@ -39,6 +39,14 @@ pub struct GatewayFile {
     pub system_id: String,
     /// Sent to AF as `AF-Environment`: U1, I1, T1, T2 or PROD.
     pub environment: String,
+    /// How often certificate, key, CRL and JWKS files are checked for changes (they are also
+    /// reloaded on SIGHUP).
+    #[serde(with = "humantime_serde", default = "default_reload_poll")]
+    pub reload_poll: Duration,
+}
+
+fn default_reload_poll() -> Duration {
+    Duration::from_secs(2)
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,6 +247,9 @@ pub struct Config {
     pub environment: String,
     pub kommun_bind: SocketAddr,
     pub kommun_tls: CertAndKey,
+    /// Where the `kommun` listener's TLS material came from, to read it again on reload.
+    pub kommun_files: KommunTlsFiles,
+    pub reload_poll: Duration,
     pub kommun_client_ca: Vec<CertificateDer<'static>>,
     pub kommun_client_crls: Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
     pub admin_bind: SocketAddr,
@@ -249,6 +260,38 @@ pub struct Config {
     pub token_rules: crate::identity::TokenRules,
     pub syften: BTreeMap<String, Syfte>,
     pub clients: Vec<Arc<Client>>,
+}
+
+/// The files behind the `kommun` listener's TLS configuration.
+#[derive(Debug, Clone)]
+pub struct KommunTlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+    pub client_crls: Vec<PathBuf>,
+}
+
+impl KommunTlsFiles {
+    /// Builds the listener's TLS configuration from the files as they are now.
+    pub fn server_config(&self) -> Result<rustls::ServerConfig, String> {
+        let mut crls = Vec::new();
+        for p in &self.client_crls {
+            crls.extend(tls::load_crls(p).map_err(|e| e.to_string())?);
+        }
+        tls::mtls_server_config(
+            tls::load_certs(&self.cert).map_err(|e| e.to_string())?,
+            tls::load_key(&self.key).map_err(|e| e.to_string())?,
+            &tls::load_certs(&self.client_ca).map_err(|e| e.to_string())?,
+            &crls,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    pub fn all(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.cert.clone(), self.key.clone(), self.client_ca.clone()];
+        v.extend(self.client_crls.iter().cloned());
+        v
+    }
 }
 
 /// How to reach AF.
@@ -609,6 +652,13 @@ impl Config {
                     environment: f.gateway.environment,
                     kommun_bind: kb,
                     kommun_tls: CertAndKey { chain: kc, key: kk },
+                    kommun_files: KommunTlsFiles {
+                        cert: c.path(&f.kommun.cert),
+                        key: c.path(&f.kommun.key),
+                        client_ca: c.path(&f.kommun.client_ca),
+                        client_crls: f.kommun.client_crls.iter().map(|p| c.path(p)).collect(),
+                    },
+                    reload_poll: f.gateway.reload_poll,
                     kommun_client_ca: kca,
                     kommun_client_crls,
                     admin_bind: ab,

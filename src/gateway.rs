@@ -5,18 +5,19 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 
 use crate::codec::xml::XmlLimits;
 use crate::config::Config;
 use crate::identity::VerifiedTokens;
-use crate::server::{self, ConnLimits};
+use crate::server::{self, ConnLimits, SharedTls};
 use crate::upstream::AfClient;
 use crate::{exchange, ops, tls};
 
 /// State shared by every request.
 pub struct Gateway {
     pub config: Config,
+    /// The `kommun` listener's TLS configuration, swapped on reload.
+    pub kommun_tls: SharedTls,
     pub af: AfClient,
     pub xml_limits: XmlLimits,
     /// Case-worker tokens already verified, until they expire.
@@ -49,6 +50,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         &config.kommun_client_crls,
     )
     .map_err(|e| format!("kommun listener TLS: {e}"))?;
+    let kommun_tls: SharedTls = Arc::new(std::sync::RwLock::new(Arc::new(tls_config)));
     let af = AfClient::new(config.af.clone(), &config.system_id, &config.environment)
         .map_err(|e| format!("AF client: {e}"))?;
     let kommun = server::bind(config.kommun_bind, "kommun").await?;
@@ -61,6 +63,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         ..ConnLimits::default()
     };
     let gw = Arc::new(Gateway {
+        kommun_tls: kommun_tls.clone(),
         config,
         af,
         xml_limits: XmlLimits::default(),
@@ -71,11 +74,12 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
     let g = gw.clone();
     tasks.spawn(server::serve_tls(
         kommun,
-        TlsAcceptor::from(Arc::new(tls_config)),
+        kommun_tls,
         limits,
         rx.clone(),
         move |peer, req| exchange::serve_kommun(g.clone(), peer, req),
     ));
+    tasks.spawn(watch_for_reload(gw.clone(), rx.clone()));
     let g = gw.clone();
     tasks.spawn(server::serve_plain(admin, limits, rx, move |req| {
         ops::serve_admin(g.clone(), req)
@@ -87,4 +91,86 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         shutdown,
         tasks,
     })
+}
+
+impl Gateway {
+    /// Reads certificates, keys, CRLs and JWKS files again. What fails to load keeps the
+    /// version in use, so a half-written file never takes the listener down; requests in flight
+    /// finish with what they started with.
+    pub fn reload(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match self.config.kommun_files.server_config() {
+            Ok(cfg) => match self.kommun_tls.write() {
+                Ok(mut current) => *current = Arc::new(cfg),
+                Err(_) => problems.push("kommun TLS: the lock is poisoned".to_owned()),
+            },
+            Err(e) => problems.push(format!("kommun TLS: {e}")),
+        }
+        for client in &self.config.clients {
+            if let Err(e) = client.idp.reload() {
+                problems.push(format!("client {}: {e}", client.name));
+            }
+        }
+        problems
+    }
+
+    /// Every file a reload reads.
+    fn watched_files(&self) -> Vec<std::path::PathBuf> {
+        let mut files = self.config.kommun_files.all();
+        files.extend(self.config.clients.iter().map(|c| c.idp.jwks_file.clone()));
+        files
+    }
+}
+
+/// What a file looks like from outside: changes when it is replaced or rewritten.
+fn stamp(files: &[std::path::PathBuf]) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
+}
+
+/// Reloads on SIGHUP and when a watched file changes, until shutdown.
+async fn watch_for_reload(gw: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+    let files = gw.watched_files();
+    let mut last = stamp(&files);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let reason = tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = hangup => "SIGHUP",
+            _ = tokio::time::sleep(gw.config.reload_poll) => {
+                let now = stamp(&files);
+                if now == last {
+                    continue;
+                }
+                last = now;
+                "a file changed"
+            }
+        };
+        let problems = gw.reload();
+        if problems.is_empty() {
+            tracing::info!(reason, "certificates, keys, CRLs and JWKS reloaded");
+        } else {
+            for p in problems {
+                tracing::warn!(reason, problem = %p, "reload kept the previous version");
+            }
+        }
+    }
 }

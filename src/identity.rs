@@ -49,7 +49,10 @@ pub fn orgnr_from_certificate(cert: &CertificateDer<'_>) -> Result<Organisations
 pub struct IdpKeys {
     pub issuer: String,
     pub algorithm: Algorithm,
-    keys: Vec<(Option<String>, DecodingKey)>,
+    /// The JWKS file, read again by [`IdpKeys::reload`].
+    pub jwks_file: std::path::PathBuf,
+    /// Swapped whole on reload; a verification in flight keeps the set it started with.
+    keys: std::sync::RwLock<std::sync::Arc<Vec<(Option<String>, DecodingKey)>>>,
 }
 
 impl std::fmt::Debug for IdpKeys {
@@ -57,7 +60,7 @@ impl std::fmt::Debug for IdpKeys {
         f.debug_struct("IdpKeys")
             .field("issuer", &self.issuer)
             .field("algorithm", &self.algorithm)
-            .field("keys", &self.keys.len())
+            .field("jwks_file", &self.jwks_file)
             .finish()
     }
 }
@@ -83,46 +86,63 @@ impl IdpKeys {
                 ));
             }
         };
-        let text = std::fs::read_to_string(jwks)
-            .map_err(|e| ("jwks_file", format!("{}: {e}", jwks.display())))?;
-        let set: JwkSet = serde_json::from_str(&text)
-            .map_err(|e| ("jwks_file", format!("{}: not a JWKS: {e}", jwks.display())))?;
-        let mut keys = Vec::new();
-        for (i, jwk) in set.keys.iter().enumerate() {
-            let key = DecodingKey::from_jwk(jwk)
-                .map_err(|e| ("jwks_file", format!("{}: key {i}: {e}", jwks.display())))?;
-            if key.family() != algorithm.family() {
-                return Err((
-                    "jwks_file",
-                    format!(
-                        "{}: key {i} does not fit algorithm {algorithm:?}",
-                        jwks.display()
-                    ),
-                ));
-            }
-            keys.push((jwk.common.key_id.clone(), key));
-        }
-        if keys.is_empty() {
-            return Err(("jwks_file", format!("{}: holds no keys", jwks.display())));
-        }
+        let keys = read_jwks(jwks, algorithm).map_err(|e| ("jwks_file", e))?;
         Ok(Self {
             issuer: issuer.to_owned(),
             algorithm,
-            keys,
+            jwks_file: jwks.to_owned(),
+            keys: std::sync::RwLock::new(std::sync::Arc::new(keys)),
         })
     }
 
-    fn key_for(&self, kid: Option<&str>) -> Option<&DecodingKey> {
+    /// Reads the JWKS file again; on any error the keys in use stay.
+    pub fn reload(&self) -> Result<(), String> {
+        let keys = read_jwks(&self.jwks_file, self.algorithm)?;
+        let mut current = self
+            .keys
+            .write()
+            .map_err(|_| "the key set lock is poisoned".to_owned())?;
+        *current = std::sync::Arc::new(keys);
+        Ok(())
+    }
+
+    fn key_for(&self, kid: Option<&str>) -> Option<DecodingKey> {
+        let keys = self.keys.read().ok()?.clone();
         match kid {
-            Some(kid) => self
-                .keys
+            Some(kid) => keys
                 .iter()
                 .find(|(k, _)| k.as_deref() == Some(kid))
-                .map(|(_, key)| key),
-            None if self.keys.len() == 1 => Some(&self.keys[0].1),
+                .map(|(_, key)| key.clone()),
+            None if keys.len() == 1 => Some(keys[0].1.clone()),
             None => None,
         }
     }
+}
+
+/// The keys of a JWKS file, each fitting `algorithm`.
+fn read_jwks(
+    jwks: &Path,
+    algorithm: Algorithm,
+) -> Result<Vec<(Option<String>, DecodingKey)>, String> {
+    let text = std::fs::read_to_string(jwks).map_err(|e| format!("{}: {e}", jwks.display()))?;
+    let set: JwkSet =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not a JWKS: {e}", jwks.display()))?;
+    let mut keys = Vec::new();
+    for (i, jwk) in set.keys.iter().enumerate() {
+        let key =
+            DecodingKey::from_jwk(jwk).map_err(|e| format!("{}: key {i}: {e}", jwks.display()))?;
+        if key.family() != algorithm.family() {
+            return Err(format!(
+                "{}: key {i} does not fit algorithm {algorithm:?}",
+                jwks.display()
+            ));
+        }
+        keys.push((jwk.common.key_id.clone(), key));
+    }
+    if keys.is_empty() {
+        return Err(format!("{}: holds no keys", jwks.display()));
+    }
+    Ok(keys)
 }
 
 /// The claims brygga reads from a case worker's token.
@@ -242,7 +262,7 @@ pub fn verify_token(
     v.set_audience(&[audience]);
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     v.reject_tokens_expiring_in_less_than = 0;
-    let data = jsonwebtoken::decode::<RawClaims>(token, key, &v).map_err(|e| match e.kind() {
+    let data = jsonwebtoken::decode::<RawClaims>(token, &key, &v).map_err(|e| match e.kind() {
         ErrorKind::InvalidSignature => TokenError::Signature,
         ErrorKind::ExpiredSignature => TokenError::Expired,
         ErrorKind::ImmatureSignature => TokenError::NotYetValid,

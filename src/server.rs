@@ -53,6 +53,10 @@ impl Default for ConnLimits {
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
+/// A listener's TLS configuration, swapped whole on reload: each new connection takes the
+/// current one, connections already open keep theirs.
+pub type SharedTls = Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>;
+
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
@@ -148,7 +152,7 @@ async fn accept_loop<C, CF>(
 /// Serves a TLS listener until `shutdown` turns true, then drains connections.
 pub async fn serve_tls<H, Fut>(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    tls: SharedTls,
     limits: ConnLimits,
     shutdown: watch::Receiver<bool>,
     handler: H,
@@ -157,9 +161,14 @@ pub async fn serve_tls<H, Fut>(
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
     accept_loop(listener, limits, shutdown, move |tcp, remote, watcher| {
-        let acceptor = acceptor.clone();
+        let current = tls.read().ok().map(|c| c.clone());
         let handler = handler.clone();
         async move {
+            let Some(config) = current else {
+                tracing::error!(%remote, "the TLS configuration lock is poisoned");
+                return;
+            };
+            let acceptor = TlsAcceptor::from(config);
             let tls =
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,

@@ -19,7 +19,6 @@ use serde::Deserialize;
 use sha2::Digest;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 
 use crate::codec::af_json::*;
 use crate::config::CertAndKey;
@@ -157,7 +156,7 @@ pub async fn start(settings: SimSettings) -> Result<RunningSim, String> {
     let mut tasks = JoinSet::new();
     tasks.spawn(server::serve_tls(
         listener,
-        TlsAcceptor::from(Arc::new(cfg)),
+        Arc::new(std::sync::RwLock::new(Arc::new(cfg))),
         ConnLimits::default(),
         rx,
         move |peer, req| serve(sim.clone(), peer, req),

@@ -12,5 +12,6 @@ mod identity;
 mod operations;
 mod policy;
 mod properties;
+mod reload;
 mod tokens;
 mod upstream;

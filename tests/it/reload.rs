@@ -1,0 +1,242 @@
+//! Certificates, keys, CRLs and JWKS files are reloaded without a restart (on file change, as
+//! on SIGHUP), and no request fails because of a reload.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use brygga::client::{KommunClient, TokenMinter};
+use brygga::config::Config;
+use brygga::demo::{DemoFiles, DemoStack};
+use brygga::sim::{self, SimSettings};
+use rcgen::{
+    CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256,
+    SanType,
+};
+use rustls_pki_types::ServerName;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+/// A stack whose gateway reads its files from a private copy, checked every 50 ms.
+async fn private_stack(root: &Path) -> (DemoStack, PathBuf) {
+    let defaults = DemoFiles::default();
+    copy_dir(&defaults.certs, &root.join("certs-example"));
+    std::fs::create_dir_all(root.join("config")).unwrap();
+    std::fs::copy(&defaults.config, root.join("config/example.toml")).unwrap();
+    let mut config = Config::load(&root.join("config/example.toml")).unwrap();
+    let any = "127.0.0.1:0".parse().unwrap();
+    config.kommun_bind = any;
+    config.admin_bind = any;
+    config.reload_poll = Duration::from_millis(50);
+    let mut sim = SimSettings::load(&defaults.sim_config).unwrap();
+    sim.bind = any;
+    (
+        DemoStack::start_with(config, sim, true).await.unwrap(),
+        root.join("certs-example"),
+    )
+}
+
+/// Replaces a file in one step, as a deploy tool would.
+fn replace(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn served_certificate(addr: std::net::SocketAddr, certs: &Path) -> Vec<u8> {
+    let cfg = brygga::tls::client_config(
+        &brygga::tls::load_certs(&certs.join("kommun-ca.pem")).unwrap(),
+        Some((
+            brygga::tls::load_certs(&certs.join("klient-0180.pem")).unwrap(),
+            brygga::tls::load_key(&certs.join("klient-0180.key")).unwrap(),
+        )),
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0]
+        .as_ref()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn the_server_certificate_rotates_while_a_client_keeps_sending() {
+    let root = tempfile::tempdir().unwrap();
+    let (stack, certs) = private_stack(root.path()).await;
+    let url = stack.kommun_url();
+    let client = KommunClient::new(
+        &url,
+        &certs.join("kommun-ca.pem"),
+        Some((
+            &certs.join("klient-0180.pem"),
+            &certs.join("klient-0180.key"),
+        )),
+    )
+    .unwrap();
+    let minter = TokenMinter::load(
+        &certs.join("idp-0180.key"),
+        "https://idp.stockholm.example/",
+        "urn:se:brygga:kommun:v1",
+    )
+    .unwrap();
+    let token = minter
+        .token("SE2120000142-HL01", "0180", "EKB-BESLUT")
+        .unwrap();
+    let fraga = brygga::client::example_fraga(
+        "2120000142",
+        "Stockholms stad",
+        "SE2120000142-HL01",
+        sim::REGISTRERAD,
+        "EKB-BESLUT",
+    )
+    .unwrap();
+    let body = brygga::codec::soap::encode_request(
+        &brygga::model::KommunRequest::HamtaArbetssokandeStatus(fraga),
+    );
+
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match client.post_raw(Some(&token), body.clone()).await {
+                    Ok(a) if a.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+
+    let before = served_certificate(stack.gateway.kommun_addr, &certs).await;
+    // A new server certificate from the same CA, written over the old files.
+    let ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(certs.join("kommun-ca.key")).unwrap()).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(certs.join("kommun-ca.pem")).unwrap(),
+        &ca_key,
+    )
+    .unwrap();
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::default();
+    p.distinguished_name
+        .push(DnType::CommonName, "brygga kommun-lyssnare, roterat");
+    p.subject_alt_names = vec![SanType::DnsName("localhost".try_into().unwrap())];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = p.signed_by(&key, &issuer).unwrap();
+    replace(&certs.join("gateway-kommun.key"), &key.serialize_pem());
+    replace(&certs.join("gateway-kommun.pem"), &cert.pem());
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_certificate(stack.gateway.kommun_addr, &certs).await == before {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not served within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        served_certificate(stack.gateway.kommun_addr, &certs).await,
+        cert.der().as_ref().to_vec()
+    );
+    let ok_at_swap = ok.load(Ordering::Relaxed);
+    while ok.load(Ordering::Relaxed) < ok_at_swap + 20 {
+        assert!(Instant::now() < deadline, "requests stopped after the swap");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A broken file is refused by the reload; the listener keeps the certificate it has.
+    replace(&certs.join("gateway-kommun.pem"), "not a certificate");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        served_certificate(stack.gateway.kommun_addr, &certs).await,
+        cert.der().as_ref().to_vec()
+    );
+    stop.store(true, Ordering::Relaxed);
+    sender.await.unwrap();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no request failed because of a reload"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 20);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_key_in_the_jwks_is_accepted_once_the_file_changes() {
+    let root = tempfile::tempdir().unwrap();
+    let (stack, certs) = private_stack(root.path()).await;
+    let url = stack.kommun_url();
+    let client = KommunClient::new(
+        &url,
+        &certs.join("kommun-ca.pem"),
+        Some((
+            &certs.join("klient-0180.pem"),
+            &certs.join("klient-0180.key"),
+        )),
+    )
+    .unwrap();
+    // The identity provider rotates to a new signing key.
+    let new_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let key_file = root.path().join("idp-new.key");
+    std::fs::write(&key_file, new_key.serialize_pem()).unwrap();
+    let minter = TokenMinter::load(
+        &key_file,
+        "https://idp.stockholm.example/",
+        "urn:se:brygga:kommun:v1",
+    )
+    .unwrap();
+    let token = minter
+        .token("SE2120000142-HL01", "0180", "EKB-BESLUT")
+        .unwrap();
+    let fraga = brygga::client::example_fraga(
+        "2120000142",
+        "Stockholms stad",
+        "SE2120000142-HL01",
+        sim::REGISTRERAD,
+        "EKB-BESLUT",
+    )
+    .unwrap();
+    let body = brygga::codec::soap::encode_request(
+        &brygga::model::KommunRequest::HamtaArbetssokandeStatus(fraga),
+    );
+    crate::harness::fault(
+        &client.post_raw(Some(&token), body.clone()).await.unwrap(),
+        401,
+        "TOKEN_OKAND_NYCKEL",
+    );
+
+    let jwks_file = certs.join("idp-0180.jwks.json");
+    let mut jwks: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&jwks_file).unwrap()).unwrap();
+    let (_, new_jwks) = brygga::identity::es256_jwks(new_key.public_key_raw()).unwrap();
+    jwks["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(new_jwks["keys"][0].clone());
+    replace(&jwks_file, &jwks.to_string());
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = client.post_raw(Some(&token), body.clone()).await.unwrap();
+        if a.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new key was not accepted within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    stack.shutdown().await;
+}
