@@ -255,8 +255,6 @@ pub struct Config {
     pub admin_bind: SocketAddr,
     pub limits: LimitsFile,
     pub af: AfSettings,
-    pub jwt_audience: String,
-    pub jwt_leeway: Duration,
     pub token_rules: crate::identity::TokenRules,
     pub syften: BTreeMap<String, Syfte>,
     pub clients: Vec<Arc<Client>>,
@@ -473,6 +471,20 @@ impl Config {
         c.positive("limits.tls_handshake_timeout", l.tls_handshake_timeout);
         c.positive("limits.header_read_timeout", l.header_read_timeout);
         c.positive("limits.body_read_timeout", l.body_read_timeout);
+        // Deadlines are added to the clock: an absurd one would overflow it.
+        for (key, d) in [
+            ("limits.tls_handshake_timeout", l.tls_handshake_timeout),
+            ("limits.header_read_timeout", l.header_read_timeout),
+            ("limits.body_read_timeout", l.body_read_timeout),
+            ("af.timeout", f.af.timeout),
+            ("af.connect_timeout", f.af.connect_timeout),
+            ("gateway.reload_poll", f.gateway.reload_poll),
+        ] {
+            if d > Duration::from_secs(3600) {
+                c.fail(key, "must be at most 1h");
+            }
+        }
+        c.positive("gateway.reload_poll", f.gateway.reload_poll);
 
         c.https("af.base_url", &f.af.base_url);
         c.https("af.token_url", &f.af.token_url);
@@ -557,6 +569,13 @@ impl Config {
                 c.fail(
                     format!("{key}.name"),
                     "must be 1-64 of A-Z, a-z, 0-9, '.', '_', '-'",
+                );
+            }
+            // The name keys the verified-token cache: two clients must never share one.
+            if f.clients[..i].iter().any(|other| other.name == cf.name) {
+                c.fail(
+                    format!("{key}.name"),
+                    format!("'{}' is used by another client", cf.name),
                 );
             }
             let orgnr = Organisationsnummer::parse(&cf.orgnr)
@@ -674,13 +693,11 @@ impl Config {
                         connect_timeout: f.af.connect_timeout,
                     },
                     token_rules: crate::identity::TokenRules {
-                        audience: f.jwt.audience.clone(),
+                        audience: f.jwt.audience,
                         leeway: f.jwt.leeway.as_secs(),
                         max_lifetime: f.jwt.max_lifetime.as_secs(),
                         replay_protection: f.jwt.replay_protection,
                     },
-                    jwt_audience: f.jwt.audience,
-                    jwt_leeway: f.jwt.leeway,
                     syften,
                     clients,
                 })

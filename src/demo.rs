@@ -236,7 +236,7 @@ pub async fn run(files: &DemoFiles) -> Result<bool, String> {
         [a, b, ..] => (a, b),
         _ => return Err("the configuration lacks the example municipalities 0180 and 1480".into()),
     };
-    let aud = stack.config.jwt_audience.clone();
+    let aud = stack.config.token_rules.audience.clone();
     let st_client = KommunClient::new(&url, &ca, Some((&sthlm.cert, &sthlm.key)))?;
     let gb_client = KommunClient::new(&url, &ca, Some((&gbg.cert, &gbg.key)))?;
     let st_idp = TokenMinter::load(&sthlm.idp_key, &sthlm.issuer, &aud)?;
@@ -478,7 +478,7 @@ pub async fn serve(files: &DemoFiles) -> Result<(), String> {
             serde_json::json!({
                 "orgnr": c.orgnr, "kommunkod": c.kommunkod, "handlaggare": c.handlaggare,
                 "cert": abs(&c.cert), "key": abs(&c.key), "idp_key": abs(&c.idp_key),
-                "idp_alg": "ES256", "iss": c.issuer, "aud": stack.config.jwt_audience,
+                "idp_alg": "ES256", "iss": c.issuer, "aud": stack.config.token_rules.audience,
             })
         })
         .collect();

@@ -46,6 +46,7 @@ pub enum Felkod {
     TokenForLangLivstid,
     TokenAteranvant,
     TokenFelCertifikat,
+    TokenkontrollFull,
     FelKommun,
     HandlaggareMatcharEj,
     IngivareMatcharEj,
@@ -98,6 +99,7 @@ impl Felkod {
             TokenForLangLivstid => "TOKEN_FOR_LANG_LIVSTID",
             TokenAteranvant => "TOKEN_ATERANVANT",
             TokenFelCertifikat => "TOKEN_FEL_CERTIFIKAT",
+            TokenkontrollFull => "TOKENKONTROLL_FULL",
             FelKommun => "FEL_KOMMUN",
             HandlaggareMatcharEj => "HANDLAGGARE_MATCHAR_EJ",
             IngivareMatcharEj => "INGIVARE_MATCHAR_EJ",
@@ -134,7 +136,7 @@ impl Felkod {
             | TokenFelCertifikat => StatusCode::UNAUTHORIZED,
             KlientOkand | FelKommun | HandlaggareMatcharEj | IngivareMatcharEj | SyfteMatcharEj
             | OperationEjTillaten | SyfteEjTillatet | HandlaggareEjBehorig => StatusCode::FORBIDDEN,
-            AfEjNabar | AfOverbelastad => StatusCode::SERVICE_UNAVAILABLE,
+            AfEjNabar | AfOverbelastad | TokenkontrollFull => StatusCode::SERVICE_UNAVAILABLE,
             AfTidsgrans => StatusCode::GATEWAY_TIMEOUT,
             AfFel | AfAvvisade | AfAvvisadeFragan | AfOgiltigtSvar => StatusCode::BAD_GATEWAY,
             InterntFel => StatusCode::INTERNAL_SERVER_ERROR,
@@ -162,6 +164,7 @@ impl Felkod {
                 | AfFel
                 | AfOverbelastad
                 | InterntFel
+                | TokenkontrollFull
         )
     }
 
@@ -236,6 +239,7 @@ impl From<TokenError> for Failure {
             TokenError::Lifetime(_) => Felkod::TokenForLangLivstid,
             TokenError::Replayed => Felkod::TokenAteranvant,
             TokenError::CertificateBinding => Felkod::TokenFelCertifikat,
+            TokenError::ReplayStoreFull => Felkod::TokenkontrollFull,
         };
         Failure::new(felkod, e.to_string())
     }

@@ -84,8 +84,9 @@ pub async fn serve_kommun(
 }
 
 fn log_outcome(trace: &Trace, felkod: Option<Felkod>, status: StatusCode, started: Instant) {
+    // The Korrelationsid is the caller's text: a UUID could be made to spell a personnummer.
     tracing::info!(
-        korrelationsid = %trace.korrelationsid,
+        korrelationsid = %redact_digit_runs(&trace.korrelationsid.to_string()),
         client = trace.client.as_deref().unwrap_or("-"),
         operation = trace.operation.map(Operation::name).unwrap_or("-"),
         outcome = felkod.map(Felkod::as_str).unwrap_or("OK"),
@@ -106,26 +107,19 @@ async fn exchange(
     // 1. Identify: the organisation from the certificate, the case worker from the token.
     let client = identify_client(gw, peer)?;
     trace.client = Some(client.name.clone());
-    let worker: CaseWorker = gw.tokens.verify(
-        &client.name,
-        &client.idp,
-        &gw.config.token_rules,
-        bearer(&req)?,
-    )?;
-    // RFC 8705: a bound token is only good on the connection of the certificate it names.
     let thumbprint = peer
         .certificate
         .as_ref()
         .map(identity::certificate_thumbprint);
-    match &worker.bound_to {
-        Some(bound) if Some(bound) != thumbprint.as_ref() => {
-            return Err(identity::TokenError::CertificateBinding.into());
-        }
-        None if client.bind_tokens_to_certificate => {
-            return Err(identity::TokenError::CertificateBinding.into());
-        }
-        _ => {}
-    }
+    let presenter = identity::Presenter {
+        client: &client.name,
+        idp: &client.idp,
+        binding_required: client.bind_tokens_to_certificate,
+        certificate: thumbprint.as_deref(),
+    };
+    let worker: CaseWorker = gw
+        .tokens
+        .verify(&presenter, &gw.config.token_rules, bearer(&req)?)?;
 
     // 2. Limit: body size and time.
     let body = read_body(gw, req).await?;
@@ -137,7 +131,7 @@ async fn exchange(
 
     // 4. Authorise: client × operation × purpose, own municipality, the token's case worker.
     policy::authorise(&client, &worker, &request).map_err(Failure::from).inspect_err(|f| {
-        tracing::warn!(korrelationsid = %trace.korrelationsid, client = %client.name, felkod = f.felkod.as_str(), "request denied");
+        tracing::warn!(korrelationsid = %redact_digit_runs(&trace.korrelationsid.to_string()), client = %client.name, felkod = f.felkod.as_str(), "request denied");
     })?;
 
     // 5–8. Translate, call AF, validate and minimise its answer, encode.
@@ -165,11 +159,11 @@ async fn call_af(
     let end_user = worker.hsa_id.as_str();
     let korrelationsid = request.korrelationsid();
     let logged = |e: UpstreamError| {
-        tracing::warn!(%korrelationsid, error = %e, "AF call failed");
+        tracing::warn!(korrelationsid = %redact_digit_runs(&korrelationsid.to_string()), error = %e, "AF call failed");
         Failure::from(e)
     };
     let checked = |e: translate::AfContractError| {
-        tracing::warn!(%korrelationsid, error = %e, "AF answer breaks the contract");
+        tracing::warn!(korrelationsid = %redact_digit_runs(&korrelationsid.to_string()), error = %e, "AF answer breaks the contract");
         Failure::from(e)
     };
     Ok(match request {

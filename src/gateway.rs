@@ -111,6 +111,8 @@ impl Gateway {
                 problems.push(format!("client {}: {e}", client.name));
             }
         }
+        // A key removed from a JWKS must not live on in the cache of verified tokens.
+        self.tokens.clear();
         problems
     }
 

@@ -52,7 +52,7 @@ pub struct IdpKeys {
     /// The JWKS file, read again by [`IdpKeys::reload`].
     pub jwks_file: std::path::PathBuf,
     /// Swapped whole on reload; a verification in flight keeps the set it started with.
-    keys: std::sync::RwLock<std::sync::Arc<Vec<(Option<String>, DecodingKey)>>>,
+    keys: std::sync::RwLock<std::sync::Arc<KeySet>>,
 }
 
 impl std::fmt::Debug for IdpKeys {
@@ -233,6 +233,8 @@ pub enum TokenError {
     Lifetime(u64),
     #[error("the token (its jti) has been used before; each token may be used once")]
     Replayed,
+    #[error("the gateway holds as many unexpired one-time tokens as it can; try again shortly")]
+    ReplayStoreFull,
     #[error(
         "the token is bound (cnf.x5t#S256) to another client certificate, or must be bound and is not"
     )]
@@ -332,13 +334,24 @@ fn now_secs() -> u64 {
 
 /// Tokens already verified, per client, until they expire. An ES256 verification costs tens
 /// of microseconds; a case system sends the same token with every request while it is valid.
-/// Only successes are kept, and a token is only ever found again for the client whose
-/// identity provider verified it.
+/// Only successes are kept, keyed by the client (whose identity provider verified the token)
+/// and a SHA-256 of the token, so neither raw tokens nor their size stay in memory.
 pub struct VerifiedTokens {
-    entries: std::sync::Mutex<HashMap<(String, String), CaseWorker>>,
-    /// With replay protection: each (client, jti) seen, until its token expires.
+    entries: std::sync::Mutex<HashMap<(String, [u8; 32]), CaseWorker>>,
+    /// With replay protection: each (issuer, jti) seen, until its token expires.
     used: std::sync::Mutex<HashMap<(String, String), u64>>,
     capacity: usize,
+    replay_capacity: usize,
+}
+
+/// Where a token is presented: the client and its certificate.
+pub struct Presenter<'a> {
+    pub client: &'a str,
+    pub idp: &'a IdpKeys,
+    /// The client's policy requires certificate-bound tokens.
+    pub binding_required: bool,
+    /// The RFC 8705 thumbprint of the connection's client certificate.
+    pub certificate: Option<&'a str>,
 }
 
 impl VerifiedTokens {
@@ -347,20 +360,32 @@ impl VerifiedTokens {
             entries: std::sync::Mutex::new(HashMap::new()),
             used: std::sync::Mutex::new(HashMap::new()),
             capacity,
+            replay_capacity: capacity * 10,
         }
     }
 
-    /// Like [`verify_token`], answering from the cache while the token is valid. With replay
-    /// protection, a `jti` seen before is refused whether or not the token is cached.
+    /// Forgets every verified token, e.g. after the identity providers' keys were reloaded.
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+
+    /// Like [`verify_token`], answering from the cache while the token is valid, then checks
+    /// the certificate binding, and only then — with replay protection — records the `jti`:
+    /// a token refused for its binding is not used up.
     pub fn verify(
         &self,
-        client: &str,
-        idp: &IdpKeys,
+        at: &Presenter<'_>,
         rules: &TokenRules,
         token: &str,
     ) -> Result<CaseWorker, TokenError> {
+        use sha2::Digest;
         let now = now_secs();
-        let key = (client.to_owned(), token.to_owned());
+        let key = (
+            at.client.to_owned(),
+            <[u8; 32]>::from(sha2::Sha256::digest(token.as_bytes())),
+        );
         let cached = self
             .entries
             .lock()
@@ -371,11 +396,11 @@ impl VerifiedTokens {
         let worker = match cached {
             Some(w) => w,
             None => {
-                let w = verify_token(idp, rules, token)?;
+                let w = verify_token(at.idp, rules, token)?;
                 if let Ok(mut entries) = self.entries.lock() {
-                    make_room(&mut entries, self.capacity, |w| {
-                        now <= w.expires.saturating_add(rules.leeway)
-                    });
+                    if entries.len() >= self.capacity {
+                        entries.retain(|_, w| now <= w.expires.saturating_add(rules.leeway));
+                    }
                     // Still full of valid tokens: start over; the cache only saves work.
                     if entries.len() >= self.capacity {
                         entries.clear();
@@ -385,37 +410,35 @@ impl VerifiedTokens {
                 w
             }
         };
+        // RFC 8705: a bound token is only good on the connection of the certificate it names.
+        match &worker.bound_to {
+            Some(bound) if Some(bound.as_str()) != at.certificate => {
+                return Err(TokenError::CertificateBinding);
+            }
+            None if at.binding_required => return Err(TokenError::CertificateBinding),
+            _ => {}
+        }
         if rules.replay_protection {
             let jti = worker.jti.clone().ok_or(TokenError::Claim("jti"))?;
-            let mut used = self.used.lock().map_err(|_| TokenError::Replayed)?;
-            let id = (client.to_owned(), jti);
+            let mut used = self.used.lock().map_err(|_| TokenError::ReplayStoreFull)?;
+            // A jti is unique per issuer.
+            let id = (at.idp.issuer.clone(), jti);
             if used
                 .get(&id)
                 .is_some_and(|exp| now <= exp.saturating_add(rules.leeway))
             {
                 return Err(TokenError::Replayed);
             }
-            // A full replay set refuses rather than forgets: forgetting would allow a replay.
-            make_room(&mut used, self.capacity, |exp| {
-                now <= exp.saturating_add(rules.leeway)
-            });
-            if used.len() >= self.capacity {
-                return Err(TokenError::Replayed);
+            if used.len() >= self.replay_capacity {
+                used.retain(|_, exp| now <= exp.saturating_add(rules.leeway));
+            }
+            // Full of live tokens: refuse rather than forget, since forgetting allows a replay.
+            if used.len() >= self.replay_capacity {
+                return Err(TokenError::ReplayStoreFull);
             }
             used.insert(id, worker.expires);
         }
         Ok(worker)
-    }
-}
-
-/// Drops expired entries when a map is full; a cache (not the replay set) may then be cleared.
-fn make_room<V>(
-    map: &mut HashMap<(String, String), V>,
-    capacity: usize,
-    valid: impl Fn(&V) -> bool,
-) {
-    if map.len() >= capacity {
-        map.retain(|_, v| valid(v));
     }
 }
 
@@ -498,26 +521,32 @@ mod tests {
         let gbg = IdpKeys::load("https://b/", "ES256", &certs("idp-1480.jwks.json")).unwrap();
         let cache = VerifiedTokens::new(10);
         let r = rules(false);
+        let at = |client, idp| Presenter {
+            client,
+            idp,
+            binding_required: false,
+            certificate: None,
+        };
         let t = token("0180", "https://a/", 0, None);
-        assert!(cache.verify("stockholm", &sthlm, &r, &t).is_ok());
+        assert!(cache.verify(&at("stockholm", &sthlm), &r, &t).is_ok());
         assert!(
-            cache.verify("stockholm", &sthlm, &r, &t).is_ok(),
+            cache.verify(&at("stockholm", &sthlm), &r, &t).is_ok(),
             "from the cache"
         );
         assert!(
-            cache.verify("goteborg", &gbg, &r, &t).is_err(),
+            cache.verify(&at("goteborg", &gbg), &r, &t).is_err(),
             "another client never sees it"
         );
         std::thread::sleep(std::time::Duration::from_millis(1100));
         assert_eq!(
-            cache.verify("stockholm", &sthlm, &r, &t),
+            cache.verify(&at("stockholm", &sthlm), &r, &t),
             Err(TokenError::Expired),
             "expired, though cached"
         );
         // A full cache makes room and keeps working.
         for i in 0..25 {
             let t = token("0180", "https://a/", 60 + i, None);
-            assert!(cache.verify("stockholm", &sthlm, &r, &t).is_ok());
+            assert!(cache.verify(&at("stockholm", &sthlm), &r, &t).is_ok());
         }
         assert!(cache.entries.lock().unwrap().len() <= 10);
     }
@@ -526,24 +555,30 @@ mod tests {
     fn lifetime_and_replay_rules() {
         let sthlm = IdpKeys::load("https://a/", "ES256", &certs("idp-0180.jwks.json")).unwrap();
         let cache = VerifiedTokens::new(10);
+        let at = Presenter {
+            client: "s",
+            idp: &sthlm,
+            binding_required: false,
+            certificate: None,
+        };
         let long = token("0180", "https://a/", 7200, None);
         assert_eq!(
-            cache.verify("s", &sthlm, &rules(false), &long),
+            cache.verify(&at, &rules(false), &long),
             Err(TokenError::Lifetime(3600))
         );
         let no_jti = token("0180", "https://a/", 60, None);
         assert_eq!(
-            cache.verify("s", &sthlm, &rules(true), &no_jti),
+            cache.verify(&at, &rules(true), &no_jti),
             Err(TokenError::Claim("jti"))
         );
         let once = token("0180", "https://a/", 60, Some("j-1"));
-        assert!(cache.verify("s", &sthlm, &rules(true), &once).is_ok());
+        assert!(cache.verify(&at, &rules(true), &once).is_ok());
         assert_eq!(
-            cache.verify("s", &sthlm, &rules(true), &once),
+            cache.verify(&at, &rules(true), &once),
             Err(TokenError::Replayed),
             "even from the cache"
         );
         let other = token("0180", "https://a/", 61, Some("j-2"));
-        assert!(cache.verify("s", &sthlm, &rules(true), &other).is_ok());
+        assert!(cache.verify(&at, &rules(true), &other).is_ok());
     }
 }

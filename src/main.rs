@@ -82,12 +82,12 @@ enum Command {
         /// Keep-alive connections per scenario.
         #[arg(long, default_value_t = 32)]
         connections: usize,
-        /// Measured time per scenario per round, e.g. 3s.
-        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        /// Measured time per scenario per round, e.g. 3s (at most 1h).
+        #[arg(long, default_value = "3s", value_parser = parse_bench_duration)]
         duration: Duration,
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
         rounds: u32,
-        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "2s", value_parser = parse_bench_duration)]
         warmup: Duration,
         /// Fixed total rate (requests per second per scenario) instead of the peak.
         #[arg(long)]
@@ -170,6 +170,14 @@ enum SimCommand {
     },
 }
 
+fn parse_bench_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > Duration::from_secs(3600) {
+        return Err("must be at most 1h".into());
+    }
+    Ok(d)
+}
+
 fn parse_lifetime(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
     if d.is_zero() || d > Duration::from_secs(86_400) {
@@ -203,6 +211,14 @@ fn main() -> ExitCode {
             | Command::Bench { .. }
     );
     init_logging(cli.log_format, if quiet { "warn" } else { "info" });
+    // A panic's message may quote data; only where it happened goes to the log.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(location = %at, "internal error (panic); the message is withheld");
+    }));
     brygga::tls::provider();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.worker_threads {
@@ -385,9 +401,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     )
                 })?;
             let key = key.unwrap_or_else(|| defaults.certs.join(format!("idp-{kommun}.key")));
-            let minter =
-                brygga::client::TokenMinter::load(&key, &client.idp.issuer, &config.jwt_audience)
-                    .map_err(|e| anyhow!(e))?;
+            let minter = brygga::client::TokenMinter::load(
+                &key,
+                &client.idp.issuer,
+                &config.token_rules.audience,
+            )
+            .map_err(|e| anyhow!(e))?;
             let mut claims = minter.claims(&sub, &kommun, &syfte, lifetime);
             if let Some(cert) = bind_cert {
                 let chain = brygga::tls::load_certs(&cert).map_err(|e| anyhow!("{e}"))?;

@@ -82,6 +82,18 @@ impl SimSettings {
             .bind
             .parse()
             .map_err(|_| format!("{}: bind: not an address", path.display()))?;
+        if f.token_lifetime.is_zero() || f.token_lifetime > Duration::from_secs(86_400) {
+            return Err(format!(
+                "{}: token_lifetime must be 1s to 24h",
+                path.display()
+            ));
+        }
+        if f.faults.latency > Duration::from_secs(3600) {
+            return Err(format!(
+                "{}: faults.latency must be at most 1h",
+                path.display()
+            ));
+        }
         if f.faults.fail_every > 0 && !(400..=599).contains(&f.faults.fail_status) {
             return Err(format!(
                 "{}: faults.fail_status must be 400-599",

@@ -113,9 +113,3 @@ pub fn client_config(
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
-
-/// SHA-256 thumbprint of a DER certificate (RFC 8705 `x5t#S256`, before base64url).
-pub fn thumbprint(cert: &CertificateDer<'_>) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(cert.as_ref()).into()
-}

@@ -254,16 +254,24 @@ impl AfClient {
     /// long the check took.
     pub async fn health(&self) -> (TjanstStatus, u32) {
         let started = Instant::now();
-        let url = format!("{}{HEALTH_PATH}", self.settings.base_url);
         let result = tokio::time::timeout(self.settings.timeout, async {
-            let resp = self.http.get(url).send().await?;
+            let uri: http::Uri = format!("{}{HEALTH_PATH}", self.settings.base_url)
+                .parse()
+                .map_err(|_| UpstreamError::Unreachable("the AF URL is not a valid URI".into()))?;
+            let req = http::Request::get(uri)
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+            let resp = self
+                .pool
+                .request(req)
+                .await
+                .map_err(|e| UpstreamError::Unreachable(crate::error::error_chain(&e)))?;
             let ok = resp.status().is_success();
-            Ok::<_, reqwest::Error>(
-                ok && resp
-                    .json::<af_json::HealthResponse>()
-                    .await
-                    .is_ok_and(|h| h.status == "UP"),
-            )
+            // Read like every AF answer: bounded, and JSON.
+            let up = read_json::<af_json::HealthResponse>(resp)
+                .await
+                .is_ok_and(|h| h.status == "UP");
+            Ok::<_, UpstreamError>(ok && up)
         })
         .await;
         let ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);

@@ -269,7 +269,14 @@ pub struct HandlingsplanJson {
 /// `POST /arbetssokande/v1/handlingsplan` answer; `handlingsplan` is null when there is none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandlingsplanResponse {
+    /// Required, and `null` when there is no plan: a missing member is an error.
+    #[serde(deserialize_with = "nullable")]
     pub handlingsplan: Option<HandlingsplanJson>,
+}
+
+/// A required member that may be `null` (serde alone would treat a missing one as `null`).
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Option::<T>::deserialize(d)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -166,9 +166,10 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                 let name = start.local_name().as_ref().to_owned();
                 check_chars(&name)?;
                 let mut attributes = Vec::new();
-                for attr in start.attributes().with_checks(true) {
+                // Namespace declarations count too: each one lengthens every later name lookup.
+                for (seen, attr) in start.attributes().with_checks(true).enumerate() {
                     let attr = attr.map_err(malformed)?;
-                    if attributes.len() >= limits.max_attributes {
+                    if seen >= limits.max_attributes {
                         return Err(XmlError::TooManyAttributes(limits.max_attributes));
                     }
                     if attr.value.len() > limits.max_attr_len {
@@ -290,6 +291,13 @@ mod tests {
     fn limits_hold() {
         let deep = "<a>".repeat(40) + &"</a>".repeat(40);
         assert_eq!(p(&deep), Err(XmlError::TooDeep(32)));
+        let decls: String = (0..40)
+            .map(|i| format!(" xmlns:p{i}=\"urn:{i}\""))
+            .collect();
+        assert_eq!(
+            p(&format!("<a{decls}/>")),
+            Err(XmlError::TooManyAttributes(32))
+        );
         let many = format!("<a>{}</a>", "<b/>".repeat(2001));
         assert_eq!(p(&many), Err(XmlError::TooManyElements(2000)));
         let long = format!("<a>{}</a>", "x".repeat(20_000));

@@ -318,38 +318,39 @@ pub fn parse_uuid(s: &str) -> Result<uuid::Uuid, IdentError> {
 /// or more, stay readable). Dates and small numbers stay. For messages built from hostile
 /// input (an element name, a parser excerpt, a serde error quoting a value).
 pub fn redact_digit_runs(s: &str) -> String {
+    // Digits of any script count; one character that is neither letter nor digit may join
+    // two groups (`850709-9805`, `19850709_9805`, `19850709.9805`).
+    let digit = |c: char| c.is_numeric();
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     while i < chars.len() {
-        if !chars[i].is_ascii_digit() {
+        if !digit(chars[i]) {
             out.push(chars[i]);
             i += 1;
             continue;
         }
-        // Extend over digits and single separators that sit between digits.
         let mut j = i;
         let mut digits = 0;
         while j < chars.len() {
-            if chars[j].is_ascii_digit() {
+            if digit(chars[j]) {
                 digits += 1;
                 j += 1;
-            } else if matches!(chars[j], '-' | '+' | ' ')
-                && chars.get(j + 1).is_some_and(char::is_ascii_digit)
-            {
+            } else if !chars[j].is_alphanumeric() && chars.get(j + 1).is_some_and(|c| digit(*c)) {
                 j += 1;
             } else {
                 break;
             }
         }
-        let group: Vec<u8> = chars[i..j]
+        // Only ASCII digits have a known value; a group of other digits is masked whole.
+        let group: Option<Vec<u8>> = chars[i..j]
             .iter()
-            .filter(|c| c.is_ascii_digit())
-            .map(|c| *c as u8 - b'0')
+            .filter(|c| digit(**c))
+            .map(|c| c.is_ascii_digit().then(|| *c as u8 - b'0'))
             .collect();
-        let mask = digits >= 10 && could_be_identity_number(&group);
+        let mask = digits >= 10 && group.is_none_or(|g| could_be_identity_number(&g));
         for c in &chars[i..j] {
-            out.push(if mask && c.is_ascii_digit() { '*' } else { *c });
+            out.push(if mask && digit(*c) { '*' } else { *c });
         }
         i = j;
     }
@@ -385,6 +386,12 @@ mod tests {
         assert_eq!(redact_digit_runs("8507099805"), "**********");
         assert_eq!(redact_digit_runs("x850709-9805."), "x******-****.");
         assert_eq!(redact_digit_runs("orgnr 212000-2411"), "orgnr 212000-2411");
+        assert_eq!(redact_digit_runs("p19850709_9805"), "p********_****");
+        assert_eq!(redact_digit_runs("19850709.9805"), "********.****");
+        assert_eq!(
+            redact_digit_runs("１９８５０７０９９８０５"),
+            "************"
+        );
         assert_eq!(redact_digit_runs("162120000142"), "162120000142");
         assert_eq!(redact_digit_runs("x1985070998051"), "x*************");
         assert_eq!(redact_digit_runs("19850709+9805"), "********+****");

@@ -95,22 +95,22 @@ pub fn decimal_to_f64(units: u64, scale: u32) -> f64 {
     units as f64 / 10u64.pow(scale) as f64
 }
 
-/// A JSON number to units of 10^-scale, refusing more decimals than `scale`.
+/// A JSON number to units of 10^-scale, refusing more decimals than `scale`: the number's
+/// shortest decimal form is read exactly, as JSON Schema's `multipleOf` does.
 pub fn decimal_from_f64(v: f64, scale: u32, min: u64, max: u64) -> Result<u64, String> {
-    let scaled = v * 10u64.pow(scale) as f64;
-    let rounded = scaled.round();
-    if !v.is_finite()
-        || (scaled - rounded).abs() > 1e-6
-        || rounded < min as f64
-        || rounded > max as f64
-    {
+    if !v.is_finite() {
+        return Err("must be a finite number".into());
+    }
+    // Rust prints the shortest text that reads back as the same f64.
+    let text = format!("{v}");
+    if text.contains(['e', 'E']) {
         return Err(format!(
             "must be a number from {} to {} with at most {scale} decimal(s)",
             format_decimal(min, scale),
             format_decimal(max, scale)
         ));
     }
-    Ok(rounded as u64)
+    parse_decimal(&text, scale, min, max)
 }
 
 const TIDPUNKT_RULE: &str =
@@ -233,6 +233,9 @@ mod tests {
         assert_eq!(format_decimal(75, 1), "7.5");
         assert_eq!(decimal_from_f64(12.5, 2, 0, 999_999_999), Ok(1250));
         assert!(decimal_from_f64(12.345, 2, 0, 999_999_999).is_err());
+        assert!(decimal_from_f64(12.3400000001, 2, 0, 999_999_999).is_err());
+        assert_eq!(decimal_from_f64(16437.25, 2, 0, 999_999_999), Ok(1643725));
+        assert_eq!(decimal_from_f64(0.07, 2, 0, 999_999_999), Ok(7));
     }
 
     #[test]

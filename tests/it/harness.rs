@@ -56,7 +56,7 @@ pub async fn start_custom(
     let ca = files.certs.join("kommun-ca.pem");
     let st = KommunClient::new(&url, &ca, Some((&sthlm.cert, &sthlm.key))).unwrap();
     let gb = KommunClient::new(&url, &ca, Some((&gbg.cert, &gbg.key))).unwrap();
-    let aud = inner.config.jwt_audience.clone();
+    let aud = inner.config.token_rules.audience.clone();
     let st_idp = TokenMinter::load(&sthlm.idp_key, &sthlm.issuer, &aud).unwrap();
     let gb_idp = TokenMinter::load(&gbg.idp_key, &gbg.issuer, &aud).unwrap();
     Stack {

@@ -234,3 +234,32 @@ fn brygga_token_mints_bound_tokens() {
     );
     assert!(claims["jti"].is_string());
 }
+
+#[tokio::test]
+async fn a_token_refused_for_its_binding_is_not_used_up() {
+    let s = harness::start_custom(|c, _| c.token_rules.replay_protection = true, true).await;
+    let own = bound(&s, &s.sthlm.cert);
+    // Presented on Göteborg's certificate it is refused for the binding...
+    let gb_xml = s
+        .st_xml(sim::REGISTRERAD)
+        .replace("162120000142", "162120001355")
+        .replace(&s.sthlm.handlaggare, &s.gbg.handlaggare);
+    let a = s.gb.post_raw(Some(&own), gb_xml).await.unwrap();
+    assert_eq!(a.status, 401);
+    // ...and its rightful holder can still use it, once.
+    status(
+        &s.st
+            .post_raw(Some(&own), s.st_xml(sim::REGISTRERAD))
+            .await
+            .unwrap(),
+    );
+    fault(
+        &s.st
+            .post_raw(Some(&own), s.st_xml(sim::REGISTRERAD))
+            .await
+            .unwrap(),
+        401,
+        "TOKEN_ATERANVANT",
+    );
+    s.stop().await;
+}
