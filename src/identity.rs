@@ -119,6 +119,9 @@ impl IdpKeys {
     }
 }
 
+/// An identity provider's keys, by key id.
+type KeySet = Vec<(Option<String>, DecodingKey)>;
+
 /// The keys of a JWKS file, each fitting `algorithm`.
 fn read_jwks(
     jwks: &Path,
