@@ -9,7 +9,7 @@ use brygga::client::TokenMinter;
 use brygga::codec::af_json::StatusResponse;
 use brygga::codec::soap;
 use brygga::codec::xml::XmlLimits;
-use brygga::identity::{IdpKeys, TokenRules, VerifiedTokens, verify_token};
+use brygga::identity::{IdpKeys, Presenter, TokenRules, VerifiedTokens, verify_token};
 use brygga::model::*;
 use brygga::{sim, translate};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -121,12 +121,14 @@ fn jwt(c: &mut Criterion) {
         b.iter(|| verify_token(&idp, &rules, black_box(&token)).unwrap())
     });
     let cache = VerifiedTokens::new(10_000);
+    let at = Presenter {
+        client: "stockholm",
+        idp: &idp,
+        binding_required: false,
+        certificate: None,
+    };
     c.bench_function("JWT ES256 verify, cached", |b| {
-        b.iter(|| {
-            cache
-                .verify("stockholm", &idp, &rules, black_box(&token))
-                .unwrap()
-        })
+        b.iter(|| cache.verify(&at, &rules, black_box(&token)).unwrap())
     });
 }
 
