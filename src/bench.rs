@@ -109,10 +109,16 @@ fn spawn_brygga(args: &[&str], log: &Path) -> Result<(Proc, serde_json::Value), 
         .map_err(|e| format!("cannot start brygga {}: {e}", args.join(" ")))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let proc = Proc(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
+    // The readiness line, within a deadline: a child that hangs must not hang the bench.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| format!("brygga {} did not report ready within 30 s", args.join(" ")))?;
     let v = serde_json::from_str(&line)
         .map_err(|_| format!("brygga {} did not start: {line:?}", args.join(" ")))?;
     Ok((proc, v))
@@ -203,6 +209,14 @@ struct ConnResult {
 async fn connect(
     t: &Target,
 ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
+    tokio::time::timeout(Duration::from_secs(10), connect_once(t))
+        .await
+        .map_err(|_| "connect: timed out".to_owned())?
+}
+
+async fn connect_once(
+    t: &Target,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
     let tcp = tokio::net::TcpStream::connect(t.addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -228,6 +242,7 @@ async fn run_connection(
     seed: usize,
     until: Instant,
     interval: Option<Duration>,
+    phase: f64,
     mut hist: Histogram<u64>,
 ) -> ConnResult {
     let mut errors = BTreeMap::new();
@@ -237,7 +252,8 @@ async fn run_connection(
     while Instant::now() < until {
         let scheduled = match interval {
             Some(iv) => {
-                let at = start + iv.mul_f64(n as f64);
+                // Connections are spread over the interval, not fired in step.
+                let at = start + iv.mul_f64(n as f64 + phase);
                 if at >= until {
                     break;
                 }
@@ -340,7 +356,16 @@ async fn run_segment(
         .rate
         .map(|r| Duration::from_secs_f64(opts.connections as f64 / r.max(0.001)));
     let tasks: Vec<_> = (0..opts.connections)
-        .map(|i| tokio::spawn(run_connection(t.clone(), i, until, interval, empty.clone())))
+        .map(|i| {
+            tokio::spawn(run_connection(
+                t.clone(),
+                i,
+                until,
+                interval,
+                i as f64 / opts.connections as f64,
+                empty.clone(),
+            ))
+        })
         .collect();
     let mut hist = empty.clone();
     let mut errors = BTreeMap::new();
@@ -514,8 +539,10 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
         run_segment(t, opts, opts.warmup, &empty).await;
     }
     let mut figures: BTreeMap<Scenario, Figures> = BTreeMap::new();
-    for _ in 0..opts.rounds {
-        for (scenario, t) in &targets {
+    for round in 0..opts.rounds as usize {
+        // Each round starts with another scenario, so none always runs first.
+        let order = (0..targets.len()).map(|i| &targets[(i + round) % targets.len()]);
+        for (scenario, t) in order {
             let cpu_before = cpu_seconds(&t.server_pids);
             let started = Instant::now();
             let (hist, errors) = run_segment(t, opts, opts.duration, &empty).await;
@@ -699,7 +726,8 @@ pid {d}/nginx.pid;
 error_log {d}/nginx-error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-  access_log off;
+  # Logged per request, as the gateway logs a line per request.
+  access_log {d}/nginx-access.log;
   client_body_temp_path {d}/nginx-body;
   proxy_temp_path {d}/nginx-proxy;
   fastcgi_temp_path {d}/nginx-fastcgi;
