@@ -141,6 +141,21 @@ pub struct JwtFile {
     /// Require a `jti` in every token and accept each token once.
     #[serde(default)]
     pub replay_protection: bool,
+    /// How often JWKS fetched from a URL are fetched again.
+    #[serde(with = "humantime_serde", default = "default_jwks_refresh")]
+    pub jwks_refresh: Duration,
+}
+
+fn default_jwks_min_refresh() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_jwks_grace() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_max_lifetime() -> Duration {
@@ -189,8 +204,21 @@ pub struct ClientFile {
 #[serde(deny_unknown_fields)]
 pub struct IdpFile {
     pub issuer: String,
-    /// JWKS file with the identity provider's public keys.
-    pub jwks_file: PathBuf,
+    /// JWKS file with the identity provider's public keys (or `jwks_url`).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// HTTPS URL of the JWKS (or `jwks_file`).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// CA bundle the JWKS URL's server certificate must chain to.
+    #[serde(default)]
+    pub jwks_ca: Option<PathBuf>,
+    /// An unknown `kid` fetches the JWKS again at most this often.
+    #[serde(with = "humantime_serde", default = "default_jwks_min_refresh")]
+    pub jwks_min_refresh: Duration,
+    /// How long a key that left the JWKS is still accepted.
+    #[serde(with = "humantime_serde", default = "default_jwks_grace")]
+    pub jwks_grace: Duration,
     /// The only algorithm accepted from this issuer: ES256, RS256 or EdDSA.
     pub algorithm: String,
 }
@@ -256,6 +284,7 @@ pub struct Config {
     pub limits: LimitsFile,
     pub af: AfSettings,
     pub token_rules: crate::identity::TokenRules,
+    pub jwks_refresh: Duration,
     pub syften: BTreeMap<String, Syfte>,
     pub clients: Vec<Arc<Client>>,
 }
@@ -634,10 +663,54 @@ impl Config {
                     );
                 }
             }
-            let jwks = c.path(&cf.idp.jwks_file);
-            let idp = IdpKeys::load(&cf.idp.issuer, &cf.idp.algorithm, &jwks)
-                .map_err(|(field, e)| c.fail(format!("{key}.idp.{field}"), e))
-                .ok();
+            let idp = match (&cf.idp.jwks_file, &cf.idp.jwks_url) {
+                (Some(file), None) => {
+                    IdpKeys::load(&cf.idp.issuer, &cf.idp.algorithm, &c.path(file))
+                        .map_err(|(field, e)| c.fail(format!("{key}.idp.{field}"), e))
+                        .ok()
+                }
+                (None, Some(url)) => {
+                    c.https(&format!("{key}.idp.jwks_url"), url);
+                    let cas = match &cf.idp.jwks_ca {
+                        Some(ca) => c.certs(&format!("{key}.idp.jwks_ca"), ca),
+                        None => {
+                            c.fail(format!("{key}.idp.jwks_ca"), "required with jwks_url");
+                            None
+                        }
+                    };
+                    let http = cas.and_then(|cas| {
+                        tls::client_config(&cas, None)
+                            .map_err(|e| e.to_string())
+                            .and_then(|cfg| {
+                                reqwest::Client::builder()
+                                    .tls_backend_preconfigured(cfg)
+                                    .no_proxy()
+                                    .build()
+                                    .map_err(|e| e.to_string())
+                            })
+                            .map_err(|e| c.fail(format!("{key}.idp.jwks_ca"), e))
+                            .ok()
+                    });
+                    http.and_then(|http| {
+                        let source = crate::identity::JwksUrl {
+                            url: url.clone(),
+                            http,
+                            min_refresh: cf.idp.jwks_min_refresh,
+                            grace: cf.idp.jwks_grace,
+                        };
+                        IdpKeys::from_url(&cf.idp.issuer, &cf.idp.algorithm, source)
+                            .map_err(|(field, e)| c.fail(format!("{key}.idp.{field}"), e))
+                            .ok()
+                    })
+                }
+                _ => {
+                    c.fail(
+                        format!("{key}.idp"),
+                        "give exactly one of jwks_file and jwks_url",
+                    );
+                    None
+                }
+            };
             if let (Some(orgnr), Some(kommunkod), Some(idp)) = (orgnr, kommunkod, idp) {
                 clients.push(Arc::new(Client {
                     name: cf.name.clone(),
@@ -692,6 +765,7 @@ impl Config {
                         timeout: f.af.timeout,
                         connect_timeout: f.af.connect_timeout,
                     },
+                    jwks_refresh: f.jwt.jwks_refresh,
                     token_rules: crate::identity::TokenRules {
                         audience: f.jwt.audience,
                         leeway: f.jwt.leeway.as_secs(),

@@ -117,9 +117,19 @@ async fn exchange(
         binding_required: client.bind_tokens_to_certificate,
         certificate: thumbprint.as_deref(),
     };
+    let token = bearer(&req)?;
+    if client.idp.is_remote()
+        && let Ok(header) = jsonwebtoken::decode_header(token)
+    {
+        // A key the identity provider has just rotated in.
+        client
+            .idp
+            .refresh_for_unknown_kid(header.kid.as_deref())
+            .await;
+    }
     let worker: CaseWorker = gw
         .tokens
-        .verify(&presenter, &gw.config.token_rules, bearer(&req)?)?;
+        .verify(&presenter, &gw.config.token_rules, token)?;
 
     // 2. Limit: body size and time.
     let body = read_body(gw, req).await?;

@@ -1,6 +1,7 @@
 //! The gateway process: its shared state, and starting and stopping its listeners.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -80,6 +81,28 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         move |peer, req| exchange::serve_kommun(g.clone(), peer, req),
     ));
     tasks.spawn(watch_for_reload(gw.clone(), rx.clone()));
+    // Remote JWKS: fetched once now, then kept fresh.
+    for client in gw.config.clients.iter().filter(|c| c.idp.is_remote()) {
+        if let Err(e) = client.idp.refresh().await {
+            tracing::warn!(client = %client.name, error = %e, "JWKS could not be fetched; this client's tokens are refused until it can");
+        }
+        let (client, mut stop, every) = (client.clone(), rx.clone(), gw.config.jwks_refresh);
+        tasks.spawn(async move {
+            loop {
+                let stopped = async {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                tokio::select! {
+                    _ = stopped => return,
+                    _ = tokio::time::sleep(every) => {
+                        if let Err(e) = client.idp.refresh().await {
+                            tracing::warn!(client = %client.name, error = %e, "JWKS refresh failed; the keys in use stay");
+                        }
+                    }
+                }
+            }
+        });
+    }
     let g = gw.clone();
     tasks.spawn(server::serve_plain(admin, limits, rx, move |req| {
         ops::serve_admin(g.clone(), req)
@@ -119,7 +142,12 @@ impl Gateway {
     /// Every file a reload reads.
     fn watched_files(&self) -> Vec<std::path::PathBuf> {
         let mut files = self.config.kommun_files.all();
-        files.extend(self.config.clients.iter().map(|c| c.idp.jwks_file.clone()));
+        files.extend(
+            self.config
+                .clients
+                .iter()
+                .filter_map(|c| c.idp.jwks_file().map(Path::to_owned)),
+        );
         files
     }
 }

@@ -49,10 +49,28 @@ pub fn orgnr_from_certificate(cert: &CertificateDer<'_>) -> Result<Organisations
 pub struct IdpKeys {
     pub issuer: String,
     pub algorithm: Algorithm,
-    /// The JWKS file, read again by [`IdpKeys::reload`].
-    pub jwks_file: std::path::PathBuf,
+    source: JwksSource,
     /// Swapped whole on reload; a verification in flight keeps the set it started with.
     keys: std::sync::RwLock<std::sync::Arc<KeySet>>,
+    /// Keys that left the published set, kept until their grace period ends.
+    stale: std::sync::Mutex<Vec<(Option<String>, DecodingKey, std::time::Instant)>>,
+    last_fetch: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// Where an identity provider's keys come from.
+pub enum JwksSource {
+    File(std::path::PathBuf),
+    Url(JwksUrl),
+}
+
+/// A JWKS fetched over HTTPS.
+pub struct JwksUrl {
+    pub url: String,
+    pub http: reqwest::Client,
+    /// An unknown `kid` fetches the set again at most this often.
+    pub min_refresh: std::time::Duration,
+    /// How long a key that left the set is still accepted.
+    pub grace: std::time::Duration,
 }
 
 impl std::fmt::Debug for IdpKeys {
@@ -60,7 +78,13 @@ impl std::fmt::Debug for IdpKeys {
         f.debug_struct("IdpKeys")
             .field("issuer", &self.issuer)
             .field("algorithm", &self.algorithm)
-            .field("jwks_file", &self.jwks_file)
+            .field(
+                "jwks",
+                &self
+                    .jwks_file()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "url".into()),
+            )
             .finish()
     }
 }
@@ -72,50 +96,179 @@ impl IdpKeys {
         algorithm: &str,
         jwks: &Path,
     ) -> Result<Self, (&'static str, String)> {
-        if issuer.trim().is_empty() {
-            return Err(("issuer", "must not be empty".into()));
-        }
-        let algorithm = match algorithm {
-            "ES256" => Algorithm::ES256,
-            "RS256" => Algorithm::RS256,
-            "EdDSA" => Algorithm::EdDSA,
-            other => {
-                return Err((
-                    "algorithm",
-                    format!("'{other}' is not accepted (ES256, RS256 or EdDSA)"),
-                ));
-            }
-        };
+        let algorithm = parse_algorithm(issuer, algorithm)?;
         let keys = read_jwks(jwks, algorithm).map_err(|e| ("jwks_file", e))?;
-        Ok(Self {
-            issuer: issuer.to_owned(),
+        Ok(Self::with(
+            issuer,
             algorithm,
-            jwks_file: jwks.to_owned(),
-            keys: std::sync::RwLock::new(std::sync::Arc::new(keys)),
-        })
+            JwksSource::File(jwks.to_owned()),
+            keys,
+        ))
     }
 
-    /// Reads the JWKS file again; on any error the keys in use stay.
+    /// An identity provider whose JWKS is fetched from `url`; it holds no keys until
+    /// [`IdpKeys::refresh`] has fetched them.
+    pub fn from_url(
+        issuer: &str,
+        algorithm: &str,
+        source: JwksUrl,
+    ) -> Result<Self, (&'static str, String)> {
+        let algorithm = parse_algorithm(issuer, algorithm)?;
+        Ok(Self::with(
+            issuer,
+            algorithm,
+            JwksSource::Url(source),
+            Vec::new(),
+        ))
+    }
+
+    fn with(issuer: &str, algorithm: Algorithm, source: JwksSource, keys: KeySet) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            algorithm,
+            source,
+            keys: std::sync::RwLock::new(std::sync::Arc::new(keys)),
+            stale: std::sync::Mutex::new(Vec::new()),
+            last_fetch: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The JWKS file, when the keys come from one.
+    pub fn jwks_file(&self) -> Option<&Path> {
+        match &self.source {
+            JwksSource::File(p) => Some(p),
+            JwksSource::Url(_) => None,
+        }
+    }
+
+    /// Whether the keys are fetched over HTTPS.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.source, JwksSource::Url(_))
+    }
+
+    /// Reads the JWKS file again; on any error the keys in use stay. (A remote set is
+    /// refreshed with [`IdpKeys::refresh`].)
     pub fn reload(&self) -> Result<(), String> {
-        let keys = read_jwks(&self.jwks_file, self.algorithm)?;
-        let mut current = self
-            .keys
-            .write()
-            .map_err(|_| "the key set lock is poisoned".to_owned())?;
-        *current = std::sync::Arc::new(keys);
+        match &self.source {
+            JwksSource::File(path) => {
+                let keys = read_jwks(path, self.algorithm)?;
+                self.install(keys);
+                Ok(())
+            }
+            JwksSource::Url(_) => Ok(()),
+        }
+    }
+
+    /// Fetches a remote JWKS again (bounded in time and size); keys that left it stay usable
+    /// for the grace period. On any error the keys in use stay.
+    pub async fn refresh(&self) -> Result<(), String> {
+        let JwksSource::Url(src) = &self.source else {
+            return self.reload();
+        };
+        if let Ok(mut last) = self.last_fetch.lock() {
+            *last = Some(std::time::Instant::now());
+        }
+        let fetch = async {
+            let mut resp = src
+                .http
+                .get(&src.url)
+                .send()
+                .await
+                .map_err(|e| crate::error::error_chain(&e))?;
+            if !resp.status().is_success() {
+                return Err(format!("{}: HTTP {}", src.url, resp.status().as_u16()));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+                if body.len() + chunk.len() > 1024 * 1024 {
+                    return Err(format!("{}: the JWKS is larger than 1 MiB", src.url));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse_jwks(&String::from_utf8_lossy(&body), self.algorithm)
+                .map_err(|e| format!("{}: {e}", src.url))
+        };
+        let keys = tokio::time::timeout(std::time::Duration::from_secs(10), fetch)
+            .await
+            .map_err(|_| format!("{}: no answer within 10 s", src.url))??;
+        let now = std::time::Instant::now();
+        let old = self.keys.read().map(|k| k.clone()).unwrap_or_default();
+        if let Ok(mut stale) = self.stale.lock() {
+            for (kid, key) in old.iter() {
+                if !keys.iter().any(|(k, _)| k == kid) {
+                    stale.push((kid.clone(), key.clone(), now));
+                }
+            }
+            stale.retain(|(kid, _, since)| {
+                now.duration_since(*since) < src.grace && !keys.iter().any(|(k, _)| k == kid)
+            });
+        }
+        self.install(keys);
         Ok(())
+    }
+
+    /// For a token whose `kid` is not known: fetch a remote set again, at most once per
+    /// `min_refresh`, in case the identity provider rotated its keys.
+    pub async fn refresh_for_unknown_kid(&self, kid: Option<&str>) {
+        let JwksSource::Url(src) = &self.source else {
+            return;
+        };
+        if self.key_for(kid).is_some() {
+            return;
+        }
+        let due = self
+            .last_fetch
+            .lock()
+            .map(|last| last.is_none_or(|t| t.elapsed() >= src.min_refresh))
+            .unwrap_or(false);
+        if due && let Err(e) = self.refresh().await {
+            tracing::warn!(issuer = %self.issuer, error = %e, "JWKS refresh failed; the keys in use stay");
+        }
+    }
+
+    fn install(&self, keys: KeySet) {
+        if let Ok(mut current) = self.keys.write() {
+            *current = std::sync::Arc::new(keys);
+        }
     }
 
     fn key_for(&self, kid: Option<&str>) -> Option<DecodingKey> {
         let keys = self.keys.read().ok()?.clone();
-        match kid {
+        let current = match kid {
             Some(kid) => keys
                 .iter()
                 .find(|(k, _)| k.as_deref() == Some(kid))
                 .map(|(_, key)| key.clone()),
             None if keys.len() == 1 => Some(keys[0].1.clone()),
             None => None,
-        }
+        };
+        current.or_else(|| {
+            let kid = kid?;
+            let stale = self.stale.lock().ok()?;
+            let grace = match &self.source {
+                JwksSource::Url(src) => src.grace,
+                JwksSource::File(_) => std::time::Duration::ZERO,
+            };
+            stale
+                .iter()
+                .find(|(k, _, since)| k.as_deref() == Some(kid) && since.elapsed() < grace)
+                .map(|(_, key, _)| key.clone())
+        })
+    }
+}
+
+fn parse_algorithm(issuer: &str, algorithm: &str) -> Result<Algorithm, (&'static str, String)> {
+    if issuer.trim().is_empty() {
+        return Err(("issuer", "must not be empty".into()));
+    }
+    match algorithm {
+        "ES256" => Ok(Algorithm::ES256),
+        "RS256" => Ok(Algorithm::RS256),
+        "EdDSA" => Ok(Algorithm::EdDSA),
+        other => Err((
+            "algorithm",
+            format!("'{other}' is not accepted (ES256, RS256 or EdDSA)"),
+        )),
     }
 }
 
@@ -123,27 +276,24 @@ impl IdpKeys {
 type KeySet = Vec<(Option<String>, DecodingKey)>;
 
 /// The keys of a JWKS file, each fitting `algorithm`.
-fn read_jwks(
-    jwks: &Path,
-    algorithm: Algorithm,
-) -> Result<Vec<(Option<String>, DecodingKey)>, String> {
+fn read_jwks(jwks: &Path, algorithm: Algorithm) -> Result<KeySet, String> {
     let text = std::fs::read_to_string(jwks).map_err(|e| format!("{}: {e}", jwks.display()))?;
-    let set: JwkSet =
-        serde_json::from_str(&text).map_err(|e| format!("{}: not a JWKS: {e}", jwks.display()))?;
+    parse_jwks(&text, algorithm).map_err(|e| format!("{}: {e}", jwks.display()))
+}
+
+/// The keys of a JWKS document, each fitting `algorithm`.
+fn parse_jwks(text: &str, algorithm: Algorithm) -> Result<KeySet, String> {
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
     let mut keys = Vec::new();
     for (i, jwk) in set.keys.iter().enumerate() {
-        let key =
-            DecodingKey::from_jwk(jwk).map_err(|e| format!("{}: key {i}: {e}", jwks.display()))?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {i}: {e}"))?;
         if key.family() != algorithm.family() {
-            return Err(format!(
-                "{}: key {i} does not fit algorithm {algorithm:?}",
-                jwks.display()
-            ));
+            return Err(format!("key {i} does not fit algorithm {algorithm:?}"));
         }
         keys.push((jwk.common.key_id.clone(), key));
     }
     if keys.is_empty() {
-        return Err(format!("{}: holds no keys", jwks.display()));
+        return Err("holds no keys".into());
     }
     Ok(keys)
 }

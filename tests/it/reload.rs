@@ -240,3 +240,115 @@ async fn a_new_key_in_the_jwks_is_accepted_once_the_file_changes() {
     }
     stack.shutdown().await;
 }
+
+/// A tiny HTTPS server (server authentication only) that serves whatever JWKS it holds now.
+async fn jwks_server(body: Arc<std::sync::Mutex<String>>, fetches: Arc<AtomicU64>) -> u16 {
+    let certs = crate::harness::certs();
+    let cfg = rustls::ServerConfig::builder_with_provider(brygga::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            brygga::tls::load_certs(&certs.join("af-sim.pem")).unwrap(),
+            brygga::tls::load_key(&certs.join("af-sim.key")).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, body, fetches) = (acceptor.clone(), body.clone(), fetches.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |_req| {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    let text = body.lock().unwrap().clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(text)),
+                        ))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn jwks_from_a_url_follow_a_key_rotation_and_keep_the_old_key_for_its_grace() {
+    let certs = crate::harness::certs();
+    let body = Arc::new(std::sync::Mutex::new(
+        std::fs::read_to_string(certs.join("idp-0180.jwks.json")).unwrap(),
+    ));
+    let fetches = Arc::new(AtomicU64::new(0));
+    let port = jwks_server(body.clone(), fetches.clone()).await;
+    let s = crate::harness::start_custom(
+        |c, _| {
+            let cfg = brygga::tls::client_config(
+                &brygga::tls::load_certs(&certs.join("af-ca.pem")).unwrap(),
+                None,
+            )
+            .unwrap();
+            let source = brygga::identity::JwksUrl {
+                url: format!("https://localhost:{port}/jwks.json"),
+                http: reqwest::Client::builder()
+                    .tls_backend_preconfigured(cfg)
+                    .no_proxy()
+                    .build()
+                    .unwrap(),
+                min_refresh: Duration::ZERO,
+                grace: Duration::from_secs(3600),
+            };
+            let idp = brygga::identity::IdpKeys::from_url(
+                "https://idp.stockholm.example/",
+                "ES256",
+                source,
+            )
+            .unwrap();
+            Arc::get_mut(&mut c.clients[0]).unwrap().idp = idp;
+        },
+        true,
+    )
+    .await;
+    let xml = s.st_xml(sim::REGISTRERAD);
+    crate::harness::status(
+        &s.st
+            .post_raw(Some(&s.st_token()), xml.clone())
+            .await
+            .unwrap(),
+    );
+    assert!(fetches.load(Ordering::SeqCst) >= 1, "fetched at start");
+
+    // The identity provider rotates: only a new key is published.
+    let root = tempfile::tempdir().unwrap();
+    let new_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    std::fs::write(root.path().join("new.key"), new_key.serialize_pem()).unwrap();
+    let (_, jwks) = brygga::identity::es256_jwks(new_key.public_key_raw()).unwrap();
+    *body.lock().unwrap() = jwks.to_string();
+    let minter = TokenMinter::load(
+        &root.path().join("new.key"),
+        "https://idp.stockholm.example/",
+        "urn:se:brygga:kommun:v1",
+    )
+    .unwrap();
+    let before = fetches.load(Ordering::SeqCst);
+    let fresh = minter
+        .token(&s.sthlm.handlaggare, "0180", "EKB-BESLUT")
+        .unwrap();
+    crate::harness::status(&s.st.post_raw(Some(&fresh), xml.clone()).await.unwrap());
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        before + 1,
+        "the unknown kid fetched the set once"
+    );
+    // A token signed with the old key is still accepted during the grace period.
+    crate::harness::status(&s.st.post_raw(Some(&s.st_token()), xml).await.unwrap());
+    s.stop().await;
+}
