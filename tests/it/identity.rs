@@ -104,137 +104,218 @@ fn idp_key(kod: &str) -> Vec<u8> {
     std::fs::read(certs().join(format!("idp-{kod}.key"))).unwrap()
 }
 
-#[tokio::test]
-async fn bad_tokens_are_refused_each_with_its_own_code() {
+/// Sends a Stockholm request with the token `make` builds and expects the Fault, with no
+/// request reaching AF and the token never echoed.
+async fn refused_token(
+    make: impl FnOnce(&harness::Stack, TokenClaims) -> Option<String>,
+    http: u16,
+    felkod: &str,
+) {
     let s = harness::start().await;
-    let xml = s.st_xml(sim::REGISTRERAD);
     let base = s.st_idp.claims(
         &s.sthlm.handlaggare,
         "0180",
         "EKB-BESLUT",
         Duration::from_secs(300),
     );
-    let st_kid = {
-        let jwks: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(certs().join("idp-0180.jwks.json")).unwrap())
-                .unwrap();
-        jwks["keys"][0]["kid"].as_str().unwrap().to_owned()
-    };
-    let sign = |c: &TokenClaims| s.st_idp.sign(c).unwrap();
-    let with = |f: &dyn Fn(&mut TokenClaims)| {
-        let mut c = base.clone();
-        f(&mut c);
-        sign(&c)
-    };
+    let token = make(&s, base);
+    let a =
+        s.st.post_raw(token.as_deref(), s.st_xml(sim::REGISTRERAD))
+            .await
+            .unwrap();
+    let f = fault(&a, http, felkod);
+    if http == 401 {
+        assert!(a.headers.contains_key("www-authenticate"));
+    }
+    if let Some(t) = &token {
+        assert!(
+            !f.meddelande.contains(t.as_str()),
+            "the token is never echoed"
+        );
+    }
+    assert_eq!(s.af_data_requests(), 0, "no refused request reached AF");
+    s.stop().await;
+}
+
+fn st_kid() -> String {
+    let jwks: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(certs().join("idp-0180.jwks.json")).unwrap())
+            .unwrap();
+    jwks["keys"][0]["kid"].as_str().unwrap().to_owned()
+}
+
+fn signed(
+    s: &harness::Stack,
+    mut c: TokenClaims,
+    f: impl FnOnce(&mut TokenClaims),
+) -> Option<String> {
+    f(&mut c);
+    Some(s.st_idp.sign(&c).unwrap())
+}
+
+#[tokio::test]
+async fn no_token_is_refused() {
+    refused_token(|_, _| None, 401, "TOKEN_SAKNAS").await;
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused() {
+    refused_token(
+        |s, c| {
+            signed(s, c, |c| {
+                c.exp = c.iat - 3600;
+                c.iat -= 7200;
+                c.nbf = c.iat;
+            })
+        },
+        401,
+        "TOKEN_UTGANGET",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_with_nbf_in_the_future_is_refused() {
+    refused_token(
+        |s, c| signed(s, c, |c| c.nbf = c.iat + 3600),
+        401,
+        "TOKEN_EJ_GILTIGT_ANNU",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_for_another_audience_is_refused() {
+    refused_token(
+        |s, c| signed(s, c, |c| c.aud = "urn:some:other:service".into()),
+        401,
+        "TOKEN_FEL_MOTTAGARE",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_from_another_issuer_is_refused() {
+    refused_token(
+        |s, c| signed(s, c, |c| c.iss = "https://idp.evil.example/".into()),
+        401,
+        "TOKEN_FEL_UTFARDARE",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_signed_with_another_key_under_the_issuers_kid_is_refused() {
+    refused_token(
+        |_, c| Some(mint_token(&idp_key("1480"), Some(&st_kid()), &c).unwrap()),
+        401,
+        "TOKEN_FEL_SIGNATUR",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_with_an_unknown_kid_is_refused() {
+    refused_token(
+        |_, c| Some(mint_token(&idp_key("0180"), Some("no-such-key"), &c).unwrap()),
+        401,
+        "TOKEN_OKAND_NYCKEL",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_with_alg_none_is_refused() {
     use base64::Engine;
     let b64 = |v: &serde_json::Value| {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
     };
-    let claims_json = serde_json::to_value(&base).unwrap();
-    let alg_none = format!(
-        "{}.{}.",
-        b64(&serde_json::json!({"alg": "none", "typ": "JWT"})),
-        b64(&claims_json)
-    );
-    let hs256 = {
-        let key = jsonwebtoken::EncodingKey::from_secret(
-            &std::fs::read(certs().join("idp-0180.jwks.json")).unwrap(),
-        );
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-            &base,
-            &key,
-        )
-        .unwrap()
-    };
-    let cases: Vec<(&str, String, &str)> = vec![
-        (
-            "expired",
-            with(&|c| {
-                c.exp = c.iat - 3600;
-                c.nbf = c.iat - 7200;
-            }),
-            "TOKEN_UTGANGET",
-        ),
-        (
-            "not yet valid",
-            with(&|c| c.nbf = c.iat + 3600),
-            "TOKEN_EJ_GILTIGT_ANNU",
-        ),
-        (
-            "wrong audience",
-            with(&|c| c.aud = "urn:some:other:service".into()),
-            "TOKEN_FEL_MOTTAGARE",
-        ),
-        (
-            "wrong issuer",
-            with(&|c| c.iss = "https://idp.evil.example/".into()),
-            "TOKEN_FEL_UTFARDARE",
-        ),
-        (
-            "signed with another key under Stockholm's kid",
-            mint_token(&idp_key("1480"), Some(&st_kid), &base).unwrap(),
-            "TOKEN_FEL_SIGNATUR",
-        ),
-        (
-            "unknown kid",
-            mint_token(&idp_key("0180"), Some("no-such-key"), &base).unwrap(),
-            "TOKEN_OKAND_NYCKEL",
-        ),
-        ("alg none", alg_none, "TOKEN_OGILTIGT"),
-        (
-            "HS256 with the public JWKS as secret",
-            hs256,
-            "TOKEN_FEL_ALGORITM",
-        ),
-        (
-            "sub is not an HSA-id",
-            with(&|c| c.sub = "kalle".into()),
-            "TOKEN_SAKNAR_ANSPRAK",
-        ),
-        (
-            "kommunkod missing",
-            with(&|c| c.kommunkod = String::new()),
-            "TOKEN_SAKNAR_ANSPRAK",
-        ),
-        ("garbage", "abc.def.ghi".into(), "TOKEN_OGILTIGT"),
-    ];
-    for (name, token, code) in cases {
-        let a = s.st.post_raw(Some(&token), xml.clone()).await.unwrap();
-        let f = fault(&a, 401, code);
-        assert!(a.headers.contains_key("www-authenticate"), "{name}");
-        assert!(
-            !f.meddelande.contains(&token),
-            "{name}: the token is never echoed"
-        );
-    }
-    // A valid token for another municipality, signed by Stockholm's own IdP.
-    let foreign = s
-        .st_idp
-        .token(&s.sthlm.handlaggare, "1480", "EKB-BESLUT")
-        .unwrap();
-    fault(
-        &s.st.post_raw(Some(&foreign), xml.clone()).await.unwrap(),
+    refused_token(
+        |_, c| {
+            Some(format!(
+                "{}.{}.",
+                b64(&serde_json::json!({"alg": "none", "typ": "JWT"})),
+                b64(&serde_json::to_value(&c).unwrap())
+            ))
+        },
+        401,
+        "TOKEN_OGILTIGT",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_signed_hs256_with_the_issuers_public_key_is_refused() {
+    refused_token(
+        |_, c| {
+            // The issuer's public key as an HMAC secret: the classic algorithm confusion.
+            let public = std::fs::read(certs().join("idp-0180.jwks.json")).unwrap();
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+            header.kid = Some(st_kid());
+            Some(
+                jsonwebtoken::encode(
+                    &header,
+                    &c,
+                    &jsonwebtoken::EncodingKey::from_secret(&public),
+                )
+                .unwrap(),
+            )
+        },
+        401,
+        "TOKEN_FEL_ALGORITM",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_whose_sub_is_not_an_hsa_id_is_refused() {
+    refused_token(
+        |s, c| signed(s, c, |c| c.sub = "kalle".into()),
+        401,
+        "TOKEN_SAKNAR_ANSPRAK",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_without_kommunkod_is_refused() {
+    refused_token(
+        |s, c| signed(s, c, |c| c.kommunkod = String::new()),
+        401,
+        "TOKEN_SAKNAR_ANSPRAK",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_that_is_not_a_jwt_is_refused() {
+    refused_token(|_, _| Some("abc.def.ghi".into()), 401, "TOKEN_OGILTIGT").await;
+}
+
+#[tokio::test]
+async fn a_token_for_another_municipality_is_refused() {
+    refused_token(
+        |s, c| signed(s, c, |c| c.kommunkod = "1480".into()),
         403,
         "FEL_KOMMUN",
-    );
-    // Göteborg's valid token presented over Stockholm's certificate.
-    let gb = s
-        .gb_idp
-        .token(&s.gbg.handlaggare, "1480", "EKB-BESLUT")
-        .unwrap();
-    fault(
-        &s.st.post_raw(Some(&gb), xml.clone()).await.unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn another_municipalitys_token_on_this_certificate_is_refused() {
+    refused_token(
+        |s, _| {
+            Some(
+                s.gb_idp
+                    .token(&s.gbg.handlaggare, "1480", "EKB-BESLUT")
+                    .unwrap(),
+            )
+        },
         401,
         "TOKEN_OKAND_NYCKEL",
-    );
-    fault(
-        &s.st.post_raw(None, xml).await.unwrap(),
-        401,
-        "TOKEN_SAKNAS",
-    );
-    assert_eq!(s.af_data_requests(), 0, "no refused request reached AF");
-    s.stop().await;
+    )
+    .await;
 }
 
 /// A client certificate for Stockholm from the real kommun CA, shaped by `shape`.

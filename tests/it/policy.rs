@@ -146,3 +146,52 @@ fn check_config_names_unknown_categories_and_bad_narrowing() {
     );
     assert!(text.contains("clients[0].syften_per_operation.AnmalAktivitetsplan: 'EKB-OKAND' is not among this client's syften"), "{text}");
 }
+
+#[tokio::test]
+async fn a_handlaggare_other_than_the_tokens_sub_is_refused() {
+    let s = harness::start().await;
+    let other = s
+        .st_idp
+        .token("SE2120000142-HL02", "0180", "EKB-BESLUT")
+        .unwrap();
+    let f = fault(
+        &s.st
+            .post_raw(Some(&other), s.st_xml(sim::REGISTRERAD))
+            .await
+            .unwrap(),
+        403,
+        "HANDLAGGARE_MATCHAR_EJ",
+    );
+    assert_eq!(f.falt.as_deref(), Some("Fraga/Ingivare/Handlaggare"));
+    assert_eq!(s.af_data_requests(), 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_operation_the_client_may_not_call_is_refused() {
+    let s = harness::start().await;
+    // Göteborg may not call HamtaHandlingsplan.
+    let fraga = brygga::client::example_fraga(
+        &s.gbg.orgnr,
+        &s.gbg.namn,
+        &s.gbg.handlaggare,
+        sim::REGISTRERAD,
+        "EKB-BESLUT",
+    )
+    .unwrap();
+    let token = s
+        .gb_idp
+        .token(&s.gbg.handlaggare, "1480", "EKB-BESLUT")
+        .unwrap();
+    let f = fault(
+        &s.gb
+            .call(&token, &KommunRequest::HamtaHandlingsplan(fraga))
+            .await
+            .unwrap(),
+        403,
+        "OPERATION_EJ_TILLATEN",
+    );
+    assert!(f.meddelande.contains("HamtaHandlingsplan"));
+    assert_eq!(s.af_data_requests(), 0);
+    s.stop().await;
+}

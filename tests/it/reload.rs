@@ -352,3 +352,78 @@ async fn jwks_from_a_url_follow_a_key_rotation_and_keep_the_old_key_for_its_grac
     crate::harness::status(&s.st.post_raw(Some(&s.st_token()), xml).await.unwrap());
     s.stop().await;
 }
+
+/// SIGHUP alone reloads: the file watcher is set to an hour, so only the signal can have done it.
+#[cfg(unix)]
+#[test]
+fn sighup_reloads_the_server_certificate_of_brygga_serve() {
+    use std::io::{BufRead, BufReader};
+    let root = tempfile::tempdir().unwrap();
+    let defaults = DemoFiles::default();
+    copy_dir(&defaults.certs, &root.path().join("certs-example"));
+    std::fs::create_dir_all(root.path().join("config")).unwrap();
+    let text = std::fs::read_to_string(&defaults.config)
+        .unwrap()
+        .replace("0.0.0.0:8443", "127.0.0.1:0")
+        .replace("127.0.0.1:9090", "127.0.0.1:0")
+        .replace("reload_poll = \"2s\"", "reload_poll = \"1h\"");
+    std::fs::write(root.path().join("config/example.toml"), text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_brygga"))
+        .args(["serve", "--config"])
+        .arg(root.path().join("config/example.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let addr: std::net::SocketAddr = info["kommun_url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("https://")
+        .trim_end_matches("/kommun/v1")
+        .parse()
+        .unwrap();
+    let certs = root.path().join("certs-example");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let before = rt.block_on(served_certificate(addr, &certs));
+
+    let ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(certs.join("kommun-ca.key")).unwrap()).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(certs.join("kommun-ca.pem")).unwrap(),
+        &ca_key,
+    )
+    .unwrap();
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::default();
+    p.subject_alt_names = vec![SanType::DnsName("localhost".try_into().unwrap())];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = p.signed_by(&key, &issuer).unwrap();
+    replace(&certs.join("gateway-kommun.key"), &key.serialize_pem());
+    replace(&certs.join("gateway-kommun.pem"), &cert.pem());
+    assert_eq!(
+        rt.block_on(served_certificate(addr, &certs)),
+        before,
+        "not reloaded before the signal"
+    );
+
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rt.block_on(served_certificate(addr, &certs)) != cert.der().as_ref().to_vec() {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
