@@ -216,6 +216,37 @@ async fn a_new_key_in_the_jwks_is_accepted_once_the_file_changes() {
         "TOKEN_OKAND_NYCKEL",
     );
 
+    // Meanwhile a case worker keeps sending with a token of the key already published.
+    let old_token = TokenMinter::load(
+        &certs.join("idp-0180.key"),
+        "https://idp.stockholm.example/",
+        "urn:se:brygga:kommun:v1",
+    )
+    .unwrap()
+    .token("SE2120000142-HL01", "0180", "EKB-BESLUT")
+    .unwrap();
+    let (ok, failed, stop) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    let sender = {
+        let (client, body, ok, failed, stop) = (
+            client.clone(),
+            body.clone(),
+            ok.clone(),
+            failed.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match client.post_raw(Some(&old_token), body.clone()).await {
+                    Ok(a) if a.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
     let jwks_file = certs.join("idp-0180.jwks.json");
     let mut jwks: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&jwks_file).unwrap()).unwrap();
@@ -238,6 +269,14 @@ async fn a_new_key_in_the_jwks_is_accepted_once_the_file_changes() {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    stop.store(true, Ordering::Relaxed);
+    sender.await.unwrap();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no request failed while the JWKS was reloaded"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 0);
     stack.shutdown().await;
 }
 
