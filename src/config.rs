@@ -551,6 +551,11 @@ impl Config {
                 "must be longer than zero and at most 24h",
             );
         }
+        if f.jwt.jwks_refresh < Duration::from_secs(10)
+            || f.jwt.jwks_refresh > Duration::from_secs(24 * 3600)
+        {
+            c.fail("jwt.jwks_refresh", "must be from 10s to 24h");
+        }
 
         let mut syften = BTreeMap::new();
         for (i, s) in f.syften.iter().enumerate() {
@@ -671,6 +676,20 @@ impl Config {
                 }
                 (None, Some(url)) => {
                     c.https(&format!("{key}.idp.jwks_url"), url);
+                    if cf.idp.jwks_min_refresh < Duration::from_secs(1)
+                        || cf.idp.jwks_min_refresh > Duration::from_secs(3600)
+                    {
+                        c.fail(
+                            format!("{key}.idp.jwks_min_refresh"),
+                            "must be from 1s to 1h",
+                        );
+                    }
+                    if cf.idp.jwks_grace > f.jwt.max_lifetime + f.jwt.leeway {
+                        c.fail(
+                            format!("{key}.idp.jwks_grace"),
+                            "must be at most jwt.max_lifetime + jwt.leeway: no token outlives that",
+                        );
+                    }
                     let cas = match &cf.idp.jwks_ca {
                         Some(ca) => c.certs(&format!("{key}.idp.jwks_ca"), ca),
                         None => {
@@ -682,9 +701,12 @@ impl Config {
                         tls::client_config(&cas, None)
                             .map_err(|e| e.to_string())
                             .and_then(|cfg| {
+                                // No redirects: one from the trusted server could lead anywhere.
                                 reqwest::Client::builder()
                                     .tls_backend_preconfigured(cfg)
                                     .no_proxy()
+                                    .https_only(true)
+                                    .redirect(reqwest::redirect::Policy::none())
                                     .build()
                                     .map_err(|e| e.to_string())
                             })

@@ -145,14 +145,18 @@ async fn exchange(
     })?;
 
     // 5–8. Translate, call AF, validate and minimise its answer, encode.
-    let syfte = request
-        .fraga()
-        .and_then(|f| gw.config.syften.get(&f.syfte))
-        .map(|s| &s.kategorier);
+    let kategorier = request.fraga().map(|f| {
+        gw.config
+            .syften
+            .get(&f.syfte)
+            .map(|s| s.kategorier.clone())
+            .unwrap_or_default()
+    });
     let answer = call_af(gw, &client, &worker, request.clone()).await?;
-    // Only what the purpose may see leaves (Ping carries no personal data).
-    let answer = match syfte {
-        Some(kategorier) => policy::minimise(answer, kategorier),
+    // Only what the purpose may see leaves; a purpose without a list sees nothing optional
+    // (Ping carries no personal data).
+    let answer = match &kategorier {
+        Some(k) => policy::minimise(answer, k),
         None => answer,
     };
     Ok(soap::encode_answer(&answer))

@@ -194,7 +194,15 @@ async fn watch_for_reload(gw: Arc<Gateway>, mut shutdown: watch::Receiver<bool>)
                 "a file changed"
             }
         };
-        let problems = gw.reload();
+        let mut problems = gw.reload();
+        if reason == "SIGHUP" {
+            // An operator's SIGHUP also fetches remote JWKS now.
+            for client in gw.config.clients.iter().filter(|c| c.idp.is_remote()) {
+                if let Err(e) = client.idp.refresh().await {
+                    problems.push(format!("client {}: {e}", client.name));
+                }
+            }
+        }
         if problems.is_empty() {
             tracing::info!(reason, "certificates, keys, CRLs and JWKS reloaded");
         } else {

@@ -53,8 +53,12 @@ pub struct IdpKeys {
     /// Swapped whole on reload; a verification in flight keeps the set it started with.
     keys: std::sync::RwLock<std::sync::Arc<KeySet>>,
     /// Keys that left the published set, kept until their grace period ends.
-    stale: std::sync::Mutex<Vec<(Option<String>, DecodingKey, std::time::Instant)>>,
+    /// With the time (seconds since the epoch) each left the set: only tokens issued before
+    /// then are accepted with it, so a removed (perhaps compromised) key signs nothing new.
+    stale: std::sync::Mutex<Vec<(Option<String>, DecodingKey, u64)>>,
     last_fetch: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Counts key sets that removed a key: tokens verified under an older one are checked again.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Where an identity provider's keys come from.
@@ -130,6 +134,7 @@ impl IdpKeys {
             keys: std::sync::RwLock::new(std::sync::Arc::new(keys)),
             stale: std::sync::Mutex::new(Vec::new()),
             last_fetch: std::sync::Mutex::new(None),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -153,6 +158,8 @@ impl IdpKeys {
             JwksSource::File(path) => {
                 let keys = read_jwks(path, self.algorithm)?;
                 self.install(keys);
+                self.generation
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 Ok(())
             }
             JwksSource::Url(_) => Ok(()),
@@ -191,8 +198,11 @@ impl IdpKeys {
         let keys = tokio::time::timeout(std::time::Duration::from_secs(10), fetch)
             .await
             .map_err(|_| format!("{}: no answer within 10 s", src.url))??;
-        let now = std::time::Instant::now();
+        let now = now_secs();
         let old = self.keys.read().map(|k| k.clone()).unwrap_or_default();
+        let removed = old
+            .iter()
+            .any(|(kid, _)| !keys.iter().any(|(k, _)| k == kid));
         if let Ok(mut stale) = self.stale.lock() {
             for (kid, key) in old.iter() {
                 if !keys.iter().any(|(k, _)| k == kid) {
@@ -200,11 +210,21 @@ impl IdpKeys {
                 }
             }
             stale.retain(|(kid, _, since)| {
-                now.duration_since(*since) < src.grace && !keys.iter().any(|(k, _)| k == kid)
+                now.saturating_sub(*since) < src.grace.as_secs()
+                    && !keys.iter().any(|(k, _)| k == kid)
             });
         }
         self.install(keys);
+        if removed {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         Ok(())
+    }
+
+    /// The key-set generation: it changes whenever a key leaves the set.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// For a token whose `kid` is not known: fetch a remote set again, at most once per
@@ -216,10 +236,17 @@ impl IdpKeys {
         if self.key_for(kid).is_some() {
             return;
         }
+        // Check and claim the fetch under one lock, so concurrent requests fetch once.
         let due = self
             .last_fetch
             .lock()
-            .map(|last| last.is_none_or(|t| t.elapsed() >= src.min_refresh))
+            .map(|mut last| {
+                let due = last.is_none_or(|t| t.elapsed() >= src.min_refresh);
+                if due {
+                    *last = Some(std::time::Instant::now());
+                }
+                due
+            })
             .unwrap_or(false);
         if due && let Err(e) = self.refresh().await {
             tracing::warn!(issuer = %self.issuer, error = %e, "JWKS refresh failed; the keys in use stay");
@@ -232,7 +259,8 @@ impl IdpKeys {
         }
     }
 
-    fn key_for(&self, kid: Option<&str>) -> Option<DecodingKey> {
+    /// The key for `kid`, and — for a key that has left the set — when it left.
+    fn key_for(&self, kid: Option<&str>) -> Option<(DecodingKey, Option<u64>)> {
         let keys = self.keys.read().ok()?.clone();
         let current = match kid {
             Some(kid) => keys
@@ -242,18 +270,20 @@ impl IdpKeys {
             None if keys.len() == 1 => Some(keys[0].1.clone()),
             None => None,
         };
-        current.or_else(|| {
-            let kid = kid?;
-            let stale = self.stale.lock().ok()?;
-            let grace = match &self.source {
-                JwksSource::Url(src) => src.grace,
-                JwksSource::File(_) => std::time::Duration::ZERO,
-            };
-            stale
-                .iter()
-                .find(|(k, _, since)| k.as_deref() == Some(kid) && since.elapsed() < grace)
-                .map(|(_, key, _)| key.clone())
-        })
+        if let Some(key) = current {
+            return Some((key, None));
+        }
+        let kid = kid?;
+        let grace = match &self.source {
+            JwksSource::Url(src) => src.grace.as_secs(),
+            JwksSource::File(_) => 0,
+        };
+        let now = now_secs();
+        let stale = self.stale.lock().ok()?;
+        stale
+            .iter()
+            .find(|(k, _, since)| k.as_deref() == Some(kid) && now.saturating_sub(*since) < grace)
+            .map(|(_, key, since)| (key.clone(), Some(*since)))
     }
 }
 
@@ -285,15 +315,31 @@ fn read_jwks(jwks: &Path, algorithm: Algorithm) -> Result<KeySet, String> {
 fn parse_jwks(text: &str, algorithm: Algorithm) -> Result<KeySet, String> {
     let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
     let mut keys = Vec::new();
+    let mut skipped = Vec::new();
     for (i, jwk) in set.keys.iter().enumerate() {
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {i}: {e}"))?;
-        if key.family() != algorithm.family() {
-            return Err(format!("key {i} does not fit algorithm {algorithm:?}"));
+        // Identity providers publish encryption keys and keys of other algorithms beside the
+        // signing keys: those are skipped, not errors.
+        let for_signing = !matches!(
+            jwk.common.public_key_use,
+            Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+        );
+        let alg_fits = jwk
+            .common
+            .key_algorithm
+            .is_none_or(|a| format!("{a:?}") == format!("{algorithm:?}"));
+        match DecodingKey::from_jwk(jwk) {
+            Ok(key) if for_signing && alg_fits && key.family() == algorithm.family() => {
+                keys.push((jwk.common.key_id.clone(), key));
+            }
+            Ok(_) => skipped.push(format!("key {i} is not an {algorithm:?} signing key")),
+            Err(e) => skipped.push(format!("key {i}: {e}")),
         }
-        keys.push((jwk.common.key_id.clone(), key));
     }
     if keys.is_empty() {
-        return Err("holds no keys".into());
+        return Err(format!(
+            "holds no usable {algorithm:?} signing key ({})",
+            skipped.join("; ")
+        ));
     }
     Ok(keys)
 }
@@ -407,7 +453,7 @@ pub fn verify_token(
     if header.alg != idp.algorithm {
         return Err(TokenError::Algorithm(format!("{:?}", idp.algorithm)));
     }
-    let key = idp
+    let (key, removed_at) = idp
         .key_for(header.kid.as_deref())
         .ok_or(TokenError::UnknownKey)?;
     let mut v = Validation::new(idp.algorithm);
@@ -449,6 +495,10 @@ pub fn verify_token(
         .filter(|s| crate::codec::soap::is_code(s))
         .ok_or(TokenError::Claim("syfte"))?;
     let iat = c.iat.ok_or(TokenError::Claim("iat"))?;
+    // A key that has left the set only vouches for tokens issued while it was published.
+    if removed_at.is_some_and(|removed| iat > removed.saturating_add(leeway_secs)) {
+        return Err(TokenError::UnknownKey);
+    }
     if iat > now_secs().saturating_add(leeway_secs) {
         return Err(TokenError::NotYetValid);
     }
@@ -490,7 +540,7 @@ fn now_secs() -> u64 {
 /// Only successes are kept, keyed by the client (whose identity provider verified the token)
 /// and a SHA-256 of the token, so neither raw tokens nor their size stay in memory.
 pub struct VerifiedTokens {
-    entries: std::sync::Mutex<HashMap<(String, [u8; 32]), CaseWorker>>,
+    entries: std::sync::Mutex<HashMap<(String, [u8; 32]), (CaseWorker, u64)>>,
     /// With replay protection: each (issuer, jti) seen, until its token expires.
     used: std::sync::Mutex<HashMap<(String, String), u64>>,
     capacity: usize,
@@ -539,26 +589,28 @@ impl VerifiedTokens {
             at.client.to_owned(),
             <[u8; 32]>::from(sha2::Sha256::digest(token.as_bytes())),
         );
+        let generation = at.idp.generation();
         let cached = self
             .entries
             .lock()
             .ok()
             .and_then(|entries| entries.get(&key).cloned())
-            // The same rule jsonwebtoken applies: valid until exp + leeway.
-            .filter(|w| now <= w.expires.saturating_add(rules.leeway));
+            // Verified under the current key set, and valid until exp + leeway (as jsonwebtoken).
+            .filter(|(w, g)| *g == generation && now <= w.expires.saturating_add(rules.leeway))
+            .map(|(w, _)| w);
         let worker = match cached {
             Some(w) => w,
             None => {
                 let w = verify_token(at.idp, rules, token)?;
                 if let Ok(mut entries) = self.entries.lock() {
                     if entries.len() >= self.capacity {
-                        entries.retain(|_, w| now <= w.expires.saturating_add(rules.leeway));
+                        entries.retain(|_, (w, _)| now <= w.expires.saturating_add(rules.leeway));
                     }
                     // Still full of valid tokens: start over; the cache only saves work.
                     if entries.len() >= self.capacity {
                         entries.clear();
                     }
-                    entries.insert(key, w.clone());
+                    entries.insert(key, (w.clone(), generation));
                 }
                 w
             }

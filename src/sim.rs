@@ -806,7 +806,12 @@ pub fn handlingsplan_for(p: &Personnummer) -> HandlingsplanResponse {
             kontaktvag: Some("Via Arbetsförmedlingens kundtjänst".into()),
         }),
     };
-    crate::translate::handlingsplan_to_af(Some(&plan))
+    let mut answer = crate::translate::handlingsplan_to_af(Some(&plan));
+    // AF carries the person's protection flags here too.
+    answer.skyddsmarkeringar = status_for(p)
+        .map(|st| st.skyddsmarkeringar)
+        .unwrap_or_default();
+    answer
 }
 
 #[cfg(test)]

@@ -87,6 +87,8 @@ pub fn mtls_server_config(
     let verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_cas)?), provider.clone())
             .with_crls(crls.iter().cloned())
+            // A CRL past its nextUpdate no longer says who is revoked: refuse rather than trust it.
+            .enforce_revocation_expiration()
             .build()
             .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)

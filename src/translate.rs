@@ -82,19 +82,25 @@ fn text(path: &str, s: &str, max: usize) -> Result<String, AfContractError> {
 /// Protection flags AF may set on a person's registration.
 pub const SKYDDSMARKERINGAR: [&str; 2] = ["SEKRETESS_FBF", "SKYDDAD_FBF"];
 
-/// AF's status answer → the municipal model, checking every field against the contract.
-pub fn status_from_af(r: &af::StatusResponse) -> Result<Arbetssokandestatus, AfContractError> {
-    for (i, m) in r.skyddsmarkeringar.iter().enumerate() {
-        if !SKYDDSMARKERINGAR.contains(&m.as_str()) {
+/// Protection flags: known values, none repeated.
+fn check_skyddsmarkeringar(m: &[String]) -> Result<(), AfContractError> {
+    for (i, v) in m.iter().enumerate() {
+        if !SKYDDSMARKERINGAR.contains(&v.as_str()) {
             return Err(bad(
                 &format!("skyddsmarkeringar[{i}]"),
                 "must be SEKRETESS_FBF or SKYDDAD_FBF",
             ));
         }
-        if r.skyddsmarkeringar[..i].contains(m) {
+        if m[..i].contains(v) {
             return Err(bad(&format!("skyddsmarkeringar[{i}]"), "is repeated"));
         }
     }
+    Ok(())
+}
+
+/// AF's status answer → the municipal model, checking every field against the contract.
+pub fn status_from_af(r: &af::StatusResponse) -> Result<Arbetssokandestatus, AfContractError> {
+    check_skyddsmarkeringar(&r.skyddsmarkeringar)?;
     if !r.kand_av_af && r.inskriven {
         return Err(bad("inskriven", "cannot be true when kandAvAf is false"));
     }
@@ -314,6 +320,7 @@ pub fn ersattningar_to_af(e: &Ersattningar) -> af::ErsattningsbeslutResponse {
 pub fn handlingsplan_from_af(
     r: &af::HandlingsplanResponse,
 ) -> Result<Option<Handlingsplan>, AfContractError> {
+    check_skyddsmarkeringar(&r.skyddsmarkeringar)?;
     let Some(h) = &r.handlingsplan else {
         return Ok(None);
     };
@@ -349,7 +356,7 @@ pub fn handlingsplan_from_af(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(Handlingsplan {
+    let mut plan = Handlingsplan {
         upprattad: date("handlingsplan.upprattadDatum", &h.upprattad_datum)?,
         status: code(
             "handlingsplan.status",
@@ -382,12 +389,22 @@ pub fn handlingsplan_from_af(
                 })
             })
             .transpose()?,
-    }))
+    };
+    // Protected identity: nothing that places the person — the office, the activities'
+    // providers — leaves the translation.
+    if !r.skyddsmarkeringar.is_empty() {
+        plan.kontor = None;
+        for a in &mut plan.aktiviteter {
+            a.anordnare = None;
+        }
+    }
+    Ok(Some(plan))
 }
 
 /// The municipal model → AF's handlingsplan answer.
 pub fn handlingsplan_to_af(h: Option<&Handlingsplan>) -> af::HandlingsplanResponse {
     af::HandlingsplanResponse {
+        skyddsmarkeringar: vec![],
         handlingsplan: h.map(|h| af::HandlingsplanJson {
             upprattad_datum: format_date(h.upprattad),
             status: s(h.status.code()),

@@ -272,6 +272,9 @@ pub struct HandlingsplanResponse {
     /// Required, and `null` when there is no plan: a missing member is an error.
     #[serde(deserialize_with = "nullable")]
     pub handlingsplan: Option<HandlingsplanJson>,
+    /// Protection flags of the person, as in the status answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skyddsmarkeringar: Vec<String>,
 }
 
 /// A required member that may be `null` (serde alone would treat a missing one as `null`).

@@ -195,3 +195,36 @@ async fn an_operation_the_client_may_not_call_is_refused() {
     assert_eq!(s.af_data_requests(), 0);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_protected_persons_handlingsplan_has_no_office_or_providers() {
+    let s = harness::start().await;
+    let KommunAnswer::Handlingsplan(h) = answer(
+        &s.st
+            .call(
+                &s.st_token(),
+                &KommunRequest::HamtaHandlingsplan(s.st_fraga(sim::SKYDDAD)),
+            )
+            .await
+            .unwrap(),
+    ) else {
+        panic!()
+    };
+    let plan = h.handlingsplan.expect("plan");
+    assert!(plan.kontor.is_none(), "the office would place the person");
+    assert!(plan.aktiviteter.iter().all(|a| a.anordnare.is_none()));
+    // An unprotected person's plan keeps them for a purpose that may see them.
+    let KommunAnswer::Handlingsplan(h) = answer(
+        &s.st
+            .call(
+                &s.st_token(),
+                &KommunRequest::HamtaHandlingsplan(s.st_fraga("197010632391")),
+            )
+            .await
+            .unwrap(),
+    ) else {
+        panic!()
+    };
+    assert!(h.handlingsplan.expect("plan").kontor.is_some());
+    s.stop().await;
+}
