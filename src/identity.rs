@@ -539,8 +539,11 @@ fn now_secs() -> u64 {
 /// of microseconds; a case system sends the same token with every request while it is valid.
 /// Only successes are kept, keyed by the client (whose identity provider verified the token)
 /// and a SHA-256 of the token, so neither raw tokens nor their size stay in memory.
+/// A client's name and the SHA-256 of a token.
+type CacheKey = (String, [u8; 32]);
+
 pub struct VerifiedTokens {
-    entries: std::sync::Mutex<HashMap<(String, [u8; 32]), (CaseWorker, u64)>>,
+    entries: std::sync::Mutex<HashMap<CacheKey, (CaseWorker, u64)>>,
     /// With replay protection: each (issuer, jti) seen, until its token expires.
     used: std::sync::Mutex<HashMap<(String, String), u64>>,
     capacity: usize,
