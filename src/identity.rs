@@ -535,13 +535,13 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// A client's name and the SHA-256 of a token.
+type CacheKey = (String, [u8; 32]);
+
 /// Tokens already verified, per client, until they expire. An ES256 verification costs tens
 /// of microseconds; a case system sends the same token with every request while it is valid.
 /// Only successes are kept, keyed by the client (whose identity provider verified the token)
 /// and a SHA-256 of the token, so neither raw tokens nor their size stay in memory.
-/// A client's name and the SHA-256 of a token.
-type CacheKey = (String, [u8; 32]);
-
 pub struct VerifiedTokens {
     entries: std::sync::Mutex<HashMap<CacheKey, (CaseWorker, u64)>>,
     /// With replay protection: each (issuer, jti) seen, until its token expires.
