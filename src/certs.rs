@@ -211,6 +211,19 @@ pub fn generate(dir: &Path, days: i64) -> Result<Vec<String>, String> {
         let text = serde_json::to_string_pretty(&jwks).map_err(err)?;
         write(dir, &format!("idp-{kod}.jwks.json"), &(text + "\n"))?;
     }
+    // Example pseudonym keys: 32 random bytes each, as hex.
+    for domain in ["audit", "subscriptions"] {
+        let mut key = [0u8; 32];
+        crate::tls::provider()
+            .secure_random
+            .fill(&mut key)
+            .map_err(|_| "no random numbers from the crypto provider".to_owned())?;
+        write(
+            dir,
+            &format!("pseudonym-{domain}.key"),
+            &format!("{}\n", hex::encode(key)),
+        )?;
+    }
     for ca in ["kommun-ca", "af-ca"] {
         let pem = |ext: &str| dir.join(format!("{ca}.{ext}"));
         write_crl(&pem("pem"), &pem("key"), &[], &pem("crl.pem"), days)?;
@@ -248,6 +261,7 @@ Recreate them all (new keys, new certificates, valid for ten years) with:
 | `klient-1480.pem` / `.key` | Göteborgs stad's case system (organizationIdentifier NTRSE-2120001355, kommunkod 1480) |
 | `idp-0180.key`, `idp-0180.jwks.json` | ES256 signing key of Stockholm's identity provider and its public JWKS |
 | `idp-1480.key`, `idp-1480.jwks.json` | the same for Göteborg |
+| `pseudonym-audit.key`, `pseudonym-subscriptions.key` | example pseudonym keys (hex, 32 bytes) for the `audit` and `subscriptions` domains |
 | `kommun-ca.crl.pem`, `af-ca.crl.pem` | each CA's (empty) certificate revocation list; `brygga certs crl --revoke CERT` writes one that revokes certificates |
 
 The organisation number of a client is read from the certificate subject's

@@ -30,6 +30,23 @@ pub struct ConfigFile {
     pub jwt: JwtFile,
     pub syften: Vec<SyfteFile>,
     pub clients: Vec<ClientFile>,
+    /// Pseudonym keys, per domain; the last key of a domain writes.
+    pub pseudonyms: Vec<PseudonymKeyFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PseudonymKeyFile {
+    /// `audit`, `subscriptions`, or a follow-up recipient's domain.
+    pub domain: String,
+    /// Written into every pseudonym made with this key, e.g. `a1`.
+    pub id: String,
+    /// A file holding the key as hex (at least 32 bytes) …
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// … or an environment variable holding it.
+    #[serde(default)]
+    pub env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -287,6 +304,7 @@ pub struct Config {
     pub jwks_refresh: Duration,
     pub syften: BTreeMap<String, Syfte>,
     pub clients: Vec<Arc<Client>>,
+    pub pseudonyms: crate::pseudo::Pseudonymizer,
 }
 
 /// The files behind the `kommun` listener's TLS configuration.
@@ -592,6 +610,27 @@ impl Config {
             }
         }
 
+        let mut pseudonyms = crate::pseudo::Pseudonymizer::default();
+        for (i, k) in f.pseudonyms.iter().enumerate() {
+            let key = format!("pseudonyms[{i}]");
+            let file = k.file.as_ref().map(|p| c.path(p));
+            match crate::pseudo::read_key(file.as_deref(), k.env.as_deref()) {
+                Ok(bytes) => {
+                    if let Err(e) = pseudonyms.add_key(&k.domain, &k.id, &bytes) {
+                        c.fail(&key, e);
+                    }
+                }
+                Err(e) => c.fail(&key, e),
+            }
+        }
+        for domain in ["audit", "subscriptions"] {
+            if !pseudonyms.has_domain(domain) && !f.pseudonyms.iter().any(|k| k.domain == domain) {
+                c.fail(
+                    "pseudonyms",
+                    format!("a key for the domain '{domain}' is required"),
+                );
+            }
+        }
         if f.clients.is_empty() {
             c.fail("clients", "at least one client is needed");
         }
@@ -796,6 +835,7 @@ impl Config {
                     },
                     syften,
                     clients,
+                    pseudonyms,
                 })
             }
             _ => Err(c.problems),

@@ -16,6 +16,7 @@ pub mod identity;
 pub mod model;
 pub mod ops;
 pub mod policy;
+pub mod pseudo;
 pub mod server;
 pub mod sim;
 pub mod tls;

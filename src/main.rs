@@ -99,6 +99,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the pseudonym of a personal identity number in a domain (e.g. for a log extract
+    /// by hand). The number is read as 12 digits, or as YYYYMMDD-NNNN.
+    Pseudonymise {
+        #[arg(long, default_value = "audit")]
+        domain: String,
+        /// Every key's pseudonym, newest first, instead of the newest only.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, env = "BRYGGA_CONFIG")]
+        config: Option<PathBuf>,
+        number: String,
+    },
     /// Development PKI.
     Certs {
         #[command(subcommand)]
@@ -209,6 +221,7 @@ fn main() -> ExitCode {
             | Command::Certs { .. }
             | Command::Validate { .. }
             | Command::Bench { .. }
+            | Command::Pseudonymise { .. }
     );
     init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     // A panic's message may quote data; only where it happened goes to the log.
@@ -311,6 +324,37 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|e| anyhow!(e))?;
             println!("{result}");
+        }
+        Command::Pseudonymise {
+            domain,
+            all,
+            config,
+            number,
+        } => {
+            let config =
+                Config::load(&config.unwrap_or(defaults.config)).map_err(|e| anyhow!("{e}"))?;
+            let digits: String = number.chars().filter(|c| *c != '-').collect();
+            // The number is never echoed, not even in an error.
+            let person = brygga::model::Personnummer::parse(&digits).map_err(|e| {
+                anyhow!("the number is not a valid personnummer or samordningsnummer: {e}")
+            })?;
+            let found = if all {
+                config.pseudonyms.all(&domain, &person)
+            } else {
+                config
+                    .pseudonyms
+                    .pseudonym(&domain, &person)
+                    .into_iter()
+                    .collect()
+            };
+            if found.is_empty() {
+                return Err(anyhow!(
+                    "no key for the domain '{domain}' in the configuration"
+                ));
+            }
+            for p in found {
+                println!("{p}");
+            }
         }
         Command::Validate { files } => {
             let mut all_valid = true;

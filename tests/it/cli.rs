@@ -490,3 +490,83 @@ fn bench_runs_every_scenario_and_prints_the_json_line() {
         }
     }
 }
+
+#[test]
+fn pseudonymise_prints_the_keyed_pseudonym_and_never_the_number() {
+    let out = brygga()
+        .args(["pseudonymise", "--domain", "audit", "198507099805"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let audit = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(audit.starts_with("a1:") && audit.len() == 25, "{audit}");
+    let again = brygga()
+        .args(["pseudonymise", "19850709-9805"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(again.stdout).unwrap().trim(),
+        audit,
+        "the same person, the same pseudonym"
+    );
+    let subs = brygga()
+        .args(["pseudonymise", "--domain", "subscriptions", "198507099805"])
+        .output()
+        .unwrap();
+    let subs = String::from_utf8(subs.stdout).unwrap();
+    assert!(subs.starts_with("s1:") && subs.trim()[3..] != audit[3..]);
+    let bad = brygga()
+        .args(["pseudonymise", "198507099806"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("check digit") && !err.contains("198507099806"),
+        "{err}"
+    );
+    let unknown = brygga()
+        .args(["pseudonymise", "--domain", "nobody", "198507099805"])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+}
+
+#[test]
+fn missing_or_short_pseudonym_keys_stop_start_up() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let example = std::fs::read_to_string(DemoFiles::default().config).unwrap();
+    let short = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(short.path(), "abcd\n").unwrap();
+    let broken = example
+        .replace(
+            "file = \"../certs-example/pseudonym-audit.key\"",
+            &format!("file = \"{}\"", short.path().display()),
+        )
+        .replace("domain = \"subscriptions\"", "domain = \"uppfoljning\"");
+    let file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile_in(&dir)
+        .unwrap();
+    std::fs::write(file.path(), broken).unwrap();
+    let out = brygga()
+        .args(["check-config", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("pseudonyms[0]: the key is 2 bytes; at least 32 are needed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a key for the domain 'subscriptions' is required"),
+        "{text}"
+    );
+    let serve = brygga()
+        .args(["serve", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(!serve.status.success(), "serve refuses to start");
+}
