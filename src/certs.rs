@@ -224,6 +224,10 @@ pub fn generate(dir: &Path, days: i64) -> Result<Vec<String>, String> {
             &format!("{}\n", hex::encode(key)),
         )?;
     }
+    // The gateway's Ed25519 key for audit checkpoints, and its public half for verifiers.
+    let audit = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(err)?;
+    write(dir, "audit-signing.key", &audit.serialize_pem())?;
+    write(dir, "audit-signing.pub.pem", &audit.public_key_pem())?;
     for ca in ["kommun-ca", "af-ca"] {
         let pem = |ext: &str| dir.join(format!("{ca}.{ext}"));
         write_crl(&pem("pem"), &pem("key"), &[], &pem("crl.pem"), days)?;
@@ -261,6 +265,7 @@ Recreate them all (new keys, new certificates, valid for ten years) with:
 | `klient-1480.pem` / `.key` | Göteborgs stad's case system (organizationIdentifier NTRSE-2120001355, kommunkod 1480) |
 | `idp-0180.key`, `idp-0180.jwks.json` | ES256 signing key of Stockholm's identity provider and its public JWKS |
 | `idp-1480.key`, `idp-1480.jwks.json` | the same for Göteborg |
+| `audit-signing.key`, `audit-signing.pub.pem` | the gateway's Ed25519 key for signing audit checkpoints, and the public key a verifier needs |
 | `pseudonym-audit.key`, `pseudonym-subscriptions.key` | example pseudonym keys (hex, 32 bytes) for the `audit` and `subscriptions` domains |
 | `kommun-ca.crl.pem`, `af-ca.crl.pem` | each CA's (empty) certificate revocation list; `brygga certs crl --revoke CERT` writes one that revokes certificates |
 

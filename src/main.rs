@@ -111,6 +111,11 @@ enum Command {
         config: Option<PathBuf>,
         number: String,
     },
+    /// The audit chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Development PKI.
     Certs {
         #[command(subcommand)]
@@ -170,6 +175,20 @@ enum CertsCommand {
         /// Days until the next update.
         #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(i64).range(1..=36500))]
         days: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every record's hash and link and every checkpoint's signature; exit 1 naming the
+    /// first record that was changed, removed, reordered or inserted.
+    Verify {
+        /// The SQLite audit store.
+        #[arg(long)]
+        store: PathBuf,
+        /// The gateway's checkpoint public key (Ed25519, PEM).
+        #[arg(long)]
+        public_key: PathBuf,
     },
 }
 
@@ -354,6 +373,29 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             for p in found {
                 println!("{p}");
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { store, public_key },
+        } => {
+            if !store.is_file() {
+                return Err(anyhow!("{}: no such audit store", store.display()));
+            }
+            let public =
+                std::fs::read(&public_key).with_context(|| public_key.display().to_string())?;
+            let conn = brygga::audit::open(&store).map_err(|e| anyhow!("{e}"))?;
+            match brygga::audit::verify(&conn, &public) {
+                Ok(v) => println!(
+                    "{}: the chain verifies: {} record(s), {} signed checkpoint(s), head {}",
+                    store.display(),
+                    v.records,
+                    v.checkpoints,
+                    v.head
+                ),
+                Err(t) => {
+                    println!("{}: TAMPERED: {t}", store.display());
+                    return Ok(ExitCode::FAILURE);
+                }
             }
         }
         Command::Validate { files } => {

@@ -570,3 +570,74 @@ fn missing_or_short_pseudonym_keys_stop_start_up() {
         .unwrap();
     assert!(!serve.status.success(), "serve refuses to start");
 }
+
+/// A hand-edited record in the SQLite store is found by `brygga audit verify`.
+#[test]
+fn audit_verify_finds_a_hand_edited_record() {
+    use brygga::audit::{Action, AuditLog, CheckpointPolicy, Entry};
+    let certs = DemoFiles::default().certs;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("audit.db");
+    let key = std::fs::read(certs.join("audit-signing.key")).unwrap();
+    let log = AuditLog::start(
+        &store,
+        &key,
+        CheckpointPolicy {
+            every_records: 2,
+            every: std::time::Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for i in 0..5u64 {
+        rt.block_on(log.append(Entry {
+            time: "2026-11-25T10:00:00Z".into(),
+            korrelationsid: uuid::Uuid::new_v4().to_string(),
+            direction: "kommun-af".into(),
+            operation: "HamtaArbetssokandeStatus".into(),
+            action: Action::Disclose,
+            organisation: "212000-0142".into(),
+            handlaggare: Some("SE2120000142-HL01".into()),
+            arende: Some("EB-2026-004711".into()),
+            subject: Some("a1:iwKJo_Ja8C0fJvWvjcm_zg".into()),
+            syfte: Some("EKB-BESLUT".into()),
+            lagrum: None,
+            kategorier: vec!["REGISTRERING".into()],
+            outcome: "OK".into(),
+            af_status: Some(200),
+            duration_ms: i,
+        }))
+        .unwrap();
+    }
+    drop(log);
+    let verify = || {
+        brygga()
+            .args(["audit", "verify", "--store"])
+            .arg(&store)
+            .arg("--public-key")
+            .arg(certs.join("audit-signing.pub.pem"))
+            .output()
+            .unwrap()
+    };
+    let ok = verify();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("5 record(s), 2 signed checkpoint(s)"));
+    // Someone edits record 2 by hand: who was the case worker.
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    conn.execute(
+        "UPDATE records SET body = replace(body, 'HL01', 'HL99') WHERE seq = 2",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let bad = verify();
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert!(text.contains("TAMPERED: record 2 was changed"), "{text}");
+}
