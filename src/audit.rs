@@ -331,7 +331,11 @@ pub fn verify(conn: &Connection, public_key_pem: &[u8]) -> Result<Verified, Tamp
         if claims.seq != seq {
             return Err(Tamper::BadSignature(seq));
         }
-        match hashes.get(seq as usize - 1) {
+        let index = seq
+            .checked_sub(1)
+            .and_then(|i| usize::try_from(i).ok())
+            .ok_or(Tamper::BadSignature(seq))?;
+        match hashes.get(index) {
             None => return Err(Tamper::Truncated(seq, hashes.len() as u64)),
             Some(h) if *h != claims.head => return Err(Tamper::Changed(seq)),
             Some(_) => {}
@@ -498,6 +502,13 @@ mod tests {
             )
             .unwrap();
         assert_eq!(check(&c), Err(Tamper::BadSignature(4)));
+    }
+
+    #[test]
+    fn a_checkpoint_moved_to_record_zero_is_refused_not_a_panic() {
+        let c = chain(10);
+        sql(&c, "UPDATE checkpoints SET seq = 0 WHERE seq = 4");
+        assert_eq!(check(&c), Err(Tamper::BadSignature(0)));
     }
 
     #[test]
