@@ -7,7 +7,7 @@ use brygga::codec::soap::{self, KommunResponse};
 use brygga::config::Config;
 use brygga::demo::{DemoFiles, DemoStack, ExampleClient, example_clients};
 use brygga::model::*;
-use brygga::sim::SimSettings;
+use brygga::sim::{self, SimSettings};
 use http::StatusCode;
 
 pub struct Stack {
@@ -95,6 +95,14 @@ impl Stack {
         soap::encode_request(&KommunRequest::HamtaArbetssokandeStatus(
             self.st_fraga(personnummer),
         ))
+    }
+
+    /// Stockholm asks about the registered example person, with `token`.
+    pub async fn ask(&self, token: Option<&str>) -> RawAnswer {
+        self.st
+            .post_raw(token, self.st_xml(sim::REGISTRERAD))
+            .await
+            .unwrap()
     }
 
     pub fn af_data_requests(&self) -> u64 {

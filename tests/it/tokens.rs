@@ -4,19 +4,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use brygga::identity::{TokenClaims, certificate_thumbprint, mint_token};
+use brygga::identity::{TokenClaims, certificate_thumbprint};
 use brygga::sim;
 
 use crate::harness::{self, Stack, certs, fault, status};
 
-fn sign_json(s: &Stack, claims: serde_json::Value) -> String {
+/// Signs arbitrary claims (e.g. with one left out) with Stockholm's example IdP key.
+fn sign_json(claims: serde_json::Value) -> String {
     let key = std::fs::read(certs().join("idp-0180.key")).unwrap();
     let jwks: serde_json::Value =
         serde_json::from_slice(&std::fs::read(certs().join("idp-0180.jwks.json")).unwrap())
             .unwrap();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     header.kid = jwks["keys"][0]["kid"].as_str().map(str::to_owned);
-    let _ = s;
     jsonwebtoken::encode(
         &header,
         &claims,
@@ -46,14 +46,7 @@ async fn a_token_living_longer_than_allowed_is_refused() {
             Duration::from_secs(2 * 3600),
         ))
         .unwrap();
-    let f = fault(
-        &s.st
-            .post_raw(Some(&long), s.st_xml(sim::REGISTRERAD))
-            .await
-            .unwrap(),
-        401,
-        "TOKEN_FOR_LANG_LIVSTID",
-    );
+    let f = fault(&s.ask(Some(&long)).await, 401, "TOKEN_FOR_LANG_LIVSTID");
     assert!(f.meddelande.contains("3600"), "{}", f.meddelande);
     s.stop().await;
 }
@@ -65,10 +58,7 @@ async fn a_token_without_iat_or_issued_in_the_future_is_refused() {
     without_iat.as_object_mut().unwrap().remove("iat");
     fault(
         &s.st
-            .post_raw(
-                Some(&sign_json(&s, without_iat)),
-                s.st_xml(sim::REGISTRERAD),
-            )
+            .post_raw(Some(&sign_json(without_iat)), s.st_xml(sim::REGISTRERAD))
             .await
             .unwrap(),
         401,
@@ -95,20 +85,8 @@ async fn a_token_without_iat_or_issued_in_the_future_is_refused() {
 async fn with_replay_protection_each_token_is_used_once() {
     let s = harness::start_custom(|c, _| c.token_rules.replay_protection = true, true).await;
     let token = s.st_token();
-    status(
-        &s.st
-            .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
-            .await
-            .unwrap(),
-    );
-    fault(
-        &s.st
-            .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
-            .await
-            .unwrap(),
-        401,
-        "TOKEN_ATERANVANT",
-    );
+    status(&s.ask(Some(&token)).await);
+    fault(&s.ask(Some(&token)).await, 401, "TOKEN_ATERANVANT");
     // A fresh token (new jti) is accepted; a token without jti is not.
     status(
         &s.st
@@ -133,15 +111,12 @@ async fn with_replay_protection_each_token_is_used_once() {
     s.stop().await;
 }
 
+/// A Stockholm token bound (RFC 8705) to the certificate in `cert`.
 fn bound(s: &Stack, cert: &std::path::Path) -> String {
     let chain = brygga::tls::load_certs(cert).unwrap();
     let mut c = claims(s);
     c.cnf = Some(serde_json::json!({ "x5t#S256": certificate_thumbprint(&chain[0]) }));
-    let key = std::fs::read(certs().join("idp-0180.key")).unwrap();
-    let jwks: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(certs().join("idp-0180.jwks.json")).unwrap())
-            .unwrap();
-    mint_token(&key, jwks["keys"][0]["kid"].as_str(), &c).unwrap()
+    s.st_idp.sign(&c).unwrap()
 }
 
 #[tokio::test]
@@ -156,21 +131,9 @@ async fn a_bound_token_works_only_on_its_own_certificate() {
     )
     .await;
     let own = bound(&s, &s.sthlm.cert);
-    status(
-        &s.st
-            .post_raw(Some(&own), s.st_xml(sim::REGISTRERAD))
-            .await
-            .unwrap(),
-    );
+    status(&s.ask(Some(&own)).await);
     let other = bound(&s, &s.gbg.cert);
-    fault(
-        &s.st
-            .post_raw(Some(&other), s.st_xml(sim::REGISTRERAD))
-            .await
-            .unwrap(),
-        401,
-        "TOKEN_FEL_CERTIFIKAT",
-    );
+    fault(&s.ask(Some(&other)).await, 401, "TOKEN_FEL_CERTIFIKAT");
     // The client's policy requires binding: an unbound token is refused.
     fault(
         &s.st
@@ -188,14 +151,7 @@ async fn a_bound_token_works_only_on_its_own_certificate() {
 async fn a_token_bound_to_another_certificate_is_refused_even_without_the_policy() {
     let s = harness::start().await;
     let other = bound(&s, &s.gbg.cert);
-    fault(
-        &s.st
-            .post_raw(Some(&other), s.st_xml(sim::REGISTRERAD))
-            .await
-            .unwrap(),
-        401,
-        "TOKEN_FEL_CERTIFIKAT",
-    );
+    fault(&s.ask(Some(&other)).await, 401, "TOKEN_FEL_CERTIFIKAT");
     status(
         &s.st
             .post_raw(Some(&bound(&s, &s.sthlm.cert)), s.st_xml(sim::REGISTRERAD))
@@ -247,19 +203,7 @@ async fn a_token_refused_for_its_binding_is_not_used_up() {
     let a = s.gb.post_raw(Some(&own), gb_xml).await.unwrap();
     assert_eq!(a.status, 401);
     // ...and its rightful holder can still use it, once.
-    status(
-        &s.st
-            .post_raw(Some(&own), s.st_xml(sim::REGISTRERAD))
-            .await
-            .unwrap(),
-    );
-    fault(
-        &s.st
-            .post_raw(Some(&own), s.st_xml(sim::REGISTRERAD))
-            .await
-            .unwrap(),
-        401,
-        "TOKEN_ATERANVANT",
-    );
+    status(&s.ask(Some(&own)).await);
+    fault(&s.ask(Some(&own)).await, 401, "TOKEN_ATERANVANT");
     s.stop().await;
 }
