@@ -423,6 +423,10 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
     .replace("0.0.0.0:8443", "127.0.0.1:0")
     .replace("127.0.0.1:9090", "127.0.0.1:0")
     .replace(
+        "\"../data/audit.db\"",
+        &format!("{:?}", dir.join("audit.db").display().to_string()),
+    )
+    .replace(
         "https://localhost:9443",
         &format!("https://localhost:{sim_port}"),
     );

@@ -32,6 +32,30 @@ pub struct ConfigFile {
     pub clients: Vec<ClientFile>,
     /// Pseudonym keys, per domain; the last key of a domain writes.
     pub pseudonyms: Vec<PseudonymKeyFile>,
+    pub audit: AuditFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    /// The audit store: an SQLite file (created if missing, with its directory, mode 0700).
+    pub store: PathBuf,
+    /// The Ed25519 key (PKCS#8 PEM) that signs checkpoints.
+    pub signing_key: PathBuf,
+    /// A checkpoint after this many records …
+    #[serde(default = "default_checkpoint_records")]
+    pub checkpoint_every_records: u64,
+    /// … or this long after the last one, whichever comes first.
+    #[serde(with = "humantime_serde", default = "default_checkpoint_every")]
+    pub checkpoint_every: Duration,
+}
+
+fn default_checkpoint_records() -> u64 {
+    1000
+}
+
+fn default_checkpoint_every() -> Duration {
+    Duration::from_secs(60)
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,6 +329,35 @@ pub struct Config {
     pub syften: BTreeMap<String, Syfte>,
     pub clients: Vec<Arc<Client>>,
     pub pseudonyms: crate::pseudo::Pseudonymizer,
+    pub audit: AuditSettings,
+}
+
+/// Where the audit chain is kept and how it is signed.
+#[derive(Clone)]
+pub struct AuditSettings {
+    pub store: PathBuf,
+    /// The checkpoint key, PKCS#8 PEM.
+    pub signing_key: Vec<u8>,
+    pub policy: crate::audit::CheckpointPolicy,
+}
+
+impl fmt::Debug for AuditSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditSettings")
+            .field("store", &self.store)
+            .field("signing_key", &"…")
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl AuditSettings {
+    /// The public half of the checkpoint key (SubjectPublicKeyInfo PEM), for verification.
+    pub fn public_key_pem(&self) -> Result<String, String> {
+        let pem = std::str::from_utf8(&self.signing_key).map_err(|e| e.to_string())?;
+        let pair = rcgen::KeyPair::from_pem(pem).map_err(|e| e.to_string())?;
+        Ok(pair.public_key_pem())
+    }
 }
 
 /// The files behind the `kommun` listener's TLS configuration.
@@ -631,6 +684,47 @@ impl Config {
                 );
             }
         }
+        let signing_key = match std::fs::read(c.path(&f.audit.signing_key)) {
+            Ok(pem) => match jsonwebtoken::EncodingKey::from_ed_pem(&pem) {
+                Ok(_) => Some(pem),
+                Err(e) => {
+                    c.fail(
+                        "audit.signing_key",
+                        format!("not an Ed25519 private key in PKCS#8 PEM: {e}"),
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                c.fail(
+                    "audit.signing_key",
+                    format!("{}: {e}", f.audit.signing_key.display()),
+                );
+                None
+            }
+        };
+        let store = c.path(&f.audit.store);
+        // A missing directory is made at start; something else in its place is a mistake.
+        if store.is_dir() {
+            c.fail(
+                "audit.store",
+                format!(
+                    "{} is a directory; name the SQLite file in it",
+                    store.display()
+                ),
+            );
+        } else if let Some(dir) = store.ancestors().skip(1).find(|a| a.exists())
+            && !dir.is_dir()
+        {
+            c.fail(
+                "audit.store",
+                format!("{} is not a directory", dir.display()),
+            );
+        }
+        if f.audit.checkpoint_every_records == 0 {
+            c.fail("audit.checkpoint_every_records", "must be at least 1");
+        }
+        c.positive("audit.checkpoint_every", f.audit.checkpoint_every);
         if f.clients.is_empty() {
             c.fail("clients", "at least one client is needed");
         }
@@ -836,6 +930,14 @@ impl Config {
                     syften,
                     clients,
                     pseudonyms,
+                    audit: AuditSettings {
+                        store,
+                        signing_key: signing_key.unwrap_or_default(),
+                        policy: crate::audit::CheckpointPolicy {
+                            every_records: f.audit.checkpoint_every_records,
+                            every: f.audit.checkpoint_every,
+                        },
+                    },
                 })
             }
             _ => Err(c.problems),

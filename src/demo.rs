@@ -46,12 +46,19 @@ pub struct DemoStack {
     pub sim: RunningSim,
     pub gateway: RunningGateway,
     pub config: Config,
+    /// Where the audit store is: `--data-dir`, or a temporary directory removed at the end.
+    pub data_dir: PathBuf,
+    _temporary: Option<tempfile::TempDir>,
 }
 
 impl DemoStack {
     /// Starts the simulator, points the gateway at it and starts the gateway. With
     /// `ephemeral`, every listener takes a free loopback port.
-    pub async fn start(files: &DemoFiles, ephemeral: bool) -> Result<Self, String> {
+    pub async fn start(
+        files: &DemoFiles,
+        ephemeral: bool,
+        data_dir: Option<&Path>,
+    ) -> Result<Self, String> {
         let mut config = Config::load(&files.config).map_err(|e| e.to_string())?;
         let mut sim_settings = SimSettings::load(&files.sim_config)?;
         if ephemeral {
@@ -63,16 +70,32 @@ impl DemoStack {
             // The demo's keys are public: keep the gateway on loopback even on its usual port.
             config.kommun_bind.set_ip([127, 0, 0, 1].into());
         }
-        Self::start_with(config, sim_settings, true).await
+        Self::start_with(config, sim_settings, true, data_dir).await
     }
 
     /// Starts the simulator with `sim_settings` and the gateway with `config`; with
-    /// `point_at_sim`, the gateway's AF URLs are set to the simulator's address.
+    /// `point_at_sim`, the gateway's AF URLs are set to the simulator's address. The audit
+    /// store goes into `data_dir` (created if needed), or into a fresh temporary directory.
     pub async fn start_with(
         mut config: Config,
         sim_settings: SimSettings,
         point_at_sim: bool,
+        data_dir: Option<&Path>,
     ) -> Result<Self, String> {
+        let (data_dir, temporary) = match data_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+                (d.to_owned(), None)
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("brygga-demo-")
+                    .tempdir()
+                    .map_err(|e| format!("a temporary data directory: {e}"))?;
+                (t.path().to_owned(), Some(t))
+            }
+        };
+        config.audit.store = data_dir.join("audit.db");
         let sim = sim::start(sim_settings).await?;
         if point_at_sim {
             config.af.base_url = format!("https://localhost:{}", sim.addr.port());
@@ -83,6 +106,8 @@ impl DemoStack {
             sim,
             gateway,
             config,
+            data_dir,
+            _temporary: temporary,
         })
     }
 
@@ -227,8 +252,8 @@ fn status_is(a: &KommunAnswer, f: fn(&Arbetssokandestatus) -> bool) -> bool {
 }
 
 /// Runs the demo on free loopback ports; returns whether every step behaved as expected.
-pub async fn run(files: &DemoFiles) -> Result<bool, String> {
-    let stack = DemoStack::start(files, true).await?;
+pub async fn run(files: &DemoFiles, data_dir: Option<&Path>) -> Result<bool, String> {
+    let stack = DemoStack::start(files, true, data_dir).await?;
     let url = stack.kommun_url();
     let ca = files.certs.join("kommun-ca.pem");
     let clients = example_clients(&stack.config, &files.certs);
@@ -457,8 +482,56 @@ pub async fn run(files: &DemoFiles) -> Result<bool, String> {
     if !af_ok {
         println!("FAIL the requests that reached AF are not the expected ones");
     }
-    stack.shutdown().await;
-    Ok(failed == 0)
+    let DemoStack {
+        sim,
+        gateway,
+        config,
+        data_dir,
+        _temporary,
+    } = stack;
+    gateway.shutdown().await;
+    sim.shutdown().await;
+    let audited = audit_report(config, &data_dir, outcomes.len() as u64).await?;
+    Ok(failed == 0 && audited)
+}
+
+/// The demo's end: every request has its record, the chain verifies, and the DPO's extract
+/// for the registered example person.
+async fn audit_report(config: Config, data_dir: &Path, requests: u64) -> Result<bool, String> {
+    let store = data_dir.join("audit.db");
+    let records: i64 = crate::audit::open(&store)
+        .and_then(|c| {
+            c.query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+                .map_err(|e| crate::audit::AuditError::Store(e.to_string()))
+        })
+        .map_err(|e| e.to_string())?;
+    let one_each = records as u64 == requests;
+    println!(
+        "\n{} audit: {records} record(s) for {requests} request(s), in {}",
+        if one_each { "ok  " } else { "FAIL" },
+        store.display()
+    );
+    let dpo = crate::dpo::Store {
+        path: store,
+        config: Some(config),
+        operator: "demo".into(),
+    };
+    print!("\n$ brygga audit verify\n");
+    let verified = crate::dpo::verify(&dpo, None, false).await?;
+    println!("\n$ brygga audit query --personnummer <the registered example person>");
+    crate::dpo::query(
+        &dpo,
+        crate::dpo::Query {
+            personnummer: Some(sim::REGISTRERAD.into()),
+            arende: None,
+            from: None,
+            to: None,
+            json: false,
+            syfte: Some("demo".into()),
+        },
+    )
+    .await?;
+    Ok(one_each && verified)
 }
 
 fn abs(p: &Path) -> String {
@@ -470,8 +543,8 @@ fn abs(p: &Path) -> String {
 
 /// Starts the simulator and gateway on the configured ports, prints one JSON line describing
 /// them, and serves until SIGINT or SIGTERM.
-pub async fn serve(files: &DemoFiles) -> Result<(), String> {
-    let stack = DemoStack::start(files, false).await?;
+pub async fn serve(files: &DemoFiles, data_dir: Option<&Path>) -> Result<(), String> {
+    let stack = DemoStack::start(files, false, data_dir).await?;
     let clients: Vec<_> = example_clients(&stack.config, &files.certs)
         .iter()
         .map(|c| {
@@ -487,6 +560,7 @@ pub async fn serve(files: &DemoFiles) -> Result<(), String> {
         "admin_url": format!("http://{}", stack.gateway.admin_addr),
         "af_sim_url": format!("https://localhost:{}", stack.sim.addr.port()),
         "ca": abs(&files.certs.join("kommun-ca.pem")),
+        "audit_store": abs(&stack.config.audit.store),
         "clients": clients,
     });
     println!("{line}");

@@ -61,6 +61,7 @@ pub enum Felkod {
     AfAvvisadeFragan,
     AfOverbelastad,
     AfOgiltigtSvar,
+    LoggningMisslyckades,
     InterntFel,
 }
 
@@ -114,6 +115,7 @@ impl Felkod {
             AfAvvisadeFragan => "AF_AVVISADE_FRAGAN",
             AfOverbelastad => "AF_OVERBELASTAD",
             AfOgiltigtSvar => "AF_OGILTIGT_SVAR",
+            LoggningMisslyckades => "LOGGNING_MISSLYCKADES",
             InterntFel => "INTERNT_FEL",
         }
     }
@@ -136,7 +138,9 @@ impl Felkod {
             | TokenFelCertifikat => StatusCode::UNAUTHORIZED,
             KlientOkand | FelKommun | HandlaggareMatcharEj | IngivareMatcharEj | SyfteMatcharEj
             | OperationEjTillaten | SyfteEjTillatet | HandlaggareEjBehorig => StatusCode::FORBIDDEN,
-            AfEjNabar | AfOverbelastad | TokenkontrollFull => StatusCode::SERVICE_UNAVAILABLE,
+            AfEjNabar | AfOverbelastad | TokenkontrollFull | LoggningMisslyckades => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AfTidsgrans => StatusCode::GATEWAY_TIMEOUT,
             AfFel | AfAvvisade | AfAvvisadeFragan | AfOgiltigtSvar => StatusCode::BAD_GATEWAY,
             InterntFel => StatusCode::INTERNAL_SERVER_ERROR,
@@ -165,6 +169,7 @@ impl Felkod {
                 | AfOverbelastad
                 | InterntFel
                 | TokenkontrollFull
+                | LoggningMisslyckades
         )
     }
 

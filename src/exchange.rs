@@ -13,6 +13,7 @@ use hyper::Request;
 use hyper::body::Incoming;
 use uuid::Uuid;
 
+use crate::audit::{Action, Entry};
 use crate::codec::soap;
 use crate::config::Client;
 use crate::error::{Failure, Felkod};
@@ -27,18 +28,33 @@ use crate::{policy, translate};
 /// The path of the SOAP endpoint.
 pub const KOMMUN_PATH: &str = "/kommun/v1";
 
-/// What is known about a request so far, for the log line and the Fault.
-#[derive(Debug, Clone)]
+/// What is known about a request so far: for the log line, the Fault and the audit record.
+#[derive(Debug, Clone, Default)]
 struct Trace {
     korrelationsid: Uuid,
+    /// The request is for the SOAP endpoint: from here on it is an access or a refusal and
+    /// gets an audit record.
+    audited: bool,
     client: Option<String>,
+    /// From the client certificate, even when it names no configured client.
+    organisation: Option<String>,
     operation: Option<Operation>,
+    handlaggare: Option<String>,
+    arende: Option<String>,
+    /// The person's pseudonym in the `audit` domain.
+    subject: Option<String>,
+    syfte: Option<String>,
+    /// The legal basis configured for the purpose.
+    lagrum: Option<String>,
+    kategorier: Vec<Datakategori>,
+    af_status: Option<u16>,
 }
 
 /// Serves one request of the `kommun` listener.
 ///
 /// The exchange runs in its own task: if the caller goes away, the AF call still completes
-/// and the outcome is still logged; a panic becomes `INTERNT_FEL` instead of a dropped stream.
+/// and the outcome is still logged and audited; a panic becomes `INTERNT_FEL` instead of a
+/// dropped stream.
 pub async fn serve_kommun(
     gw: Arc<Gateway>,
     peer: Arc<Peer>,
@@ -51,10 +67,11 @@ pub async fn serve_kommun(
     let task = tokio::spawn(async move {
         let mut trace = Trace {
             korrelationsid: Uuid::new_v4(),
-            client: None,
-            operation: None,
+            ..Trace::default()
         };
         let result = exchange(&gw, &peer, req, &mut trace).await;
+        // Nothing leaves before its record is durable.
+        let result = record(&gw, &trace, result, started).await;
         let response = match &result {
             Ok(xml) => respond(StatusCode::OK, "text/xml; charset=utf-8", xml.clone()),
             Err(failure) => rescue(failure, trace.korrelationsid),
@@ -96,6 +113,76 @@ fn log_outcome(trace: &Trace, felkod: Option<Felkod>, status: StatusCode, starte
     );
 }
 
+/// Appends the audit record of an access or refusal and waits until it is durable. An answer
+/// whose record cannot be written becomes `LOGGNING_MISSLYCKADES`: nothing is disclosed
+/// unrecorded. A refusal is sent even when its record fails (it discloses nothing).
+async fn record(
+    gw: &Gateway,
+    trace: &Trace,
+    result: Result<String, Failure>,
+    started: Instant,
+) -> Result<String, Failure> {
+    if !trace.audited {
+        return result;
+    }
+    let felkod = result.as_ref().err().map(|f| f.felkod);
+    let carries_personal_data = trace.subject.is_some();
+    let action = match felkod {
+        None if carries_personal_data => Action::Disclose,
+        None => Action::Read,
+        Some(code) if code.is_client_fault() => Action::Deny,
+        // AF may have been asked, but nothing left the gateway.
+        Some(_) => Action::Read,
+    };
+    let direction = match trace.operation {
+        Some(Operation::AnmalAktivitetsplan) => "kommun-till-af",
+        _ => "af-till-kommun",
+    };
+    let entry = Entry {
+        time: crate::audit::now(),
+        korrelationsid: crate::audit::recorded_korrelationsid(&trace.korrelationsid),
+        direction: direction.to_owned(),
+        operation: trace
+            .operation
+            .map(Operation::name)
+            .unwrap_or("-")
+            .to_owned(),
+        action,
+        organisation: trace.organisation.clone().unwrap_or_else(|| "-".into()),
+        handlaggare: trace.handlaggare.clone(),
+        arende: trace.arende.clone(),
+        subject: trace.subject.clone(),
+        syfte: trace.syfte.clone(),
+        lagrum: trace.lagrum.clone(),
+        kategorier: if felkod.is_none() {
+            trace
+                .kategorier
+                .iter()
+                .map(|d| d.code().to_owned())
+                .collect()
+        } else {
+            Vec::new()
+        },
+        outcome: felkod.map(Felkod::as_str).unwrap_or("OK").to_owned(),
+        af_status: trace.af_status,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    match (gw.audit.append(entry).await, result) {
+        (Ok(_), result) => result,
+        (Err(e), Ok(_)) => {
+            tracing::error!(korrelationsid = %redact_digit_runs(&trace.korrelationsid.to_string()), error = %e, "the audit record could not be written; the answer is withheld");
+            Err(Failure::new(
+                Felkod::LoggningMisslyckades,
+                "the access could not be recorded in the audit log, so nothing was disclosed; try again later",
+            ))
+        }
+        (Err(e), Err(f)) => {
+            tracing::error!(korrelationsid = %redact_digit_runs(&trace.korrelationsid.to_string()), error = %e, "the audit record of a refusal could not be written");
+            Err(f)
+        }
+    }
+}
+
 async fn exchange(
     gw: &Gateway,
     peer: &Peer,
@@ -103,8 +190,10 @@ async fn exchange(
     trace: &mut Trace,
 ) -> Result<String, Failure> {
     route(&req)?;
+    trace.audited = true;
 
     // 1. Identify: the organisation from the certificate, the case worker from the token.
+    trace.organisation = peer.orgnr.as_ref().ok().map(ToString::to_string);
     let client = identify_client(gw, peer)?;
     trace.client = Some(client.name.clone());
     let thumbprint = peer
@@ -130,6 +219,7 @@ async fn exchange(
     let worker: CaseWorker = gw
         .tokens
         .verify(&presenter, &gw.config.token_rules, token)?;
+    trace.handlaggare = Some(worker.hsa_id.as_str().to_owned());
 
     // 2. Limit: body size and time.
     let body = read_body(gw, req).await?;
@@ -138,6 +228,13 @@ async fn exchange(
     let request = soap::decode_request(&body, &gw.xml_limits)?;
     trace.korrelationsid = request.korrelationsid();
     trace.operation = Some(request.operation());
+    let syfte = request.fraga().and_then(|f| gw.config.syften.get(&f.syfte));
+    if let Some(f) = request.fraga() {
+        trace.arende = Some(f.arendeidentitet.clone());
+        trace.subject = gw.config.pseudonyms.pseudonym("audit", &f.personidentitet);
+        trace.syfte = Some(f.syfte.clone());
+        trace.lagrum = syfte.map(|s| s.lagrum.clone());
+    }
 
     // 4. Authorise: client × operation × purpose, own municipality, the token's case worker.
     policy::authorise(&client, &worker, &request).map_err(Failure::from).inspect_err(|f| {
@@ -145,20 +242,15 @@ async fn exchange(
     })?;
 
     // 5–8. Translate, call AF, validate and minimise its answer, encode.
-    let kategorier = request.fraga().map(|f| {
-        gw.config
-            .syften
-            .get(&f.syfte)
-            .map(|s| s.kategorier.clone())
-            .unwrap_or_default()
-    });
-    let answer = call_af(gw, &client, &worker, request.clone()).await?;
+    let kategorier = syfte.map(|s| s.kategorier.clone());
+    let answer = call_af(gw, &client, &worker, request, &mut trace.af_status).await?;
     // Only what the purpose may see leaves; a purpose without a list sees nothing optional
     // (Ping carries no personal data).
     let answer = match &kategorier {
         Some(k) => policy::minimise(answer, k),
         None => answer,
     };
+    trace.kategorier = policy::disclosed(&answer);
     Ok(soap::encode_answer(&answer))
 }
 
@@ -169,10 +261,21 @@ async fn call_af(
     client: &Client,
     worker: &CaseWorker,
     request: KommunRequest,
+    af_status: &mut Option<u16>,
 ) -> Result<KommunAnswer, Failure> {
     let end_user = worker.hsa_id.as_str();
     let korrelationsid = request.korrelationsid();
+    // AF answered (when the call got that far); its contract is checked after.
+    if request.operation() != Operation::Ping {
+        *af_status = Some(200);
+    }
     let logged = |e: UpstreamError| {
+        *af_status = match &e {
+            UpstreamError::Status(n) | UpstreamError::Credentials(n) => Some(*n),
+            UpstreamError::Busy(_) => Some(429),
+            UpstreamError::Contract(_) => Some(200),
+            UpstreamError::Unreachable(_) | UpstreamError::Timeout(_) => None,
+        };
         tracing::warn!(korrelationsid = %redact_digit_runs(&korrelationsid.to_string()), error = %e, "AF call failed");
         Failure::from(e)
     };

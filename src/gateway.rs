@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::audit::AuditLog;
 use crate::codec::xml::XmlLimits;
 use crate::config::Config;
 use crate::identity::VerifiedTokens;
@@ -23,6 +24,8 @@ pub struct Gateway {
     pub xml_limits: XmlLimits,
     /// Case-worker tokens already verified, until they expire.
     pub tokens: VerifiedTokens,
+    /// The audit chain's writer: every answer waits for its record to be durable.
+    pub audit: AuditLog,
 }
 
 /// A started gateway: where it listens, and how to stop it.
@@ -54,6 +57,12 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
     let kommun_tls: SharedTls = Arc::new(std::sync::RwLock::new(Arc::new(tls_config)));
     let af = AfClient::new(config.af.clone(), &config.system_id, &config.environment)
         .map_err(|e| format!("AF client: {e}"))?;
+    let audit = AuditLog::start(
+        &config.audit.store,
+        Some(&config.audit.signing_key),
+        config.audit.policy,
+    )
+    .map_err(|e| format!("{}: {e}", config.audit.store.display()))?;
     let kommun = server::bind(config.kommun_bind, "kommun").await?;
     let admin = server::bind(config.admin_bind, "admin").await?;
     let kommun_addr = kommun.local_addr().map_err(|e| e.to_string())?;
@@ -69,6 +78,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         af,
         xml_limits: XmlLimits::default(),
         tokens: VerifiedTokens::new(10_000),
+        audit,
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();

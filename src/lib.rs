@@ -10,6 +10,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod demo;
+pub mod dpo;
 pub mod error;
 pub mod exchange;
 pub mod gateway;

@@ -64,6 +64,10 @@ enum Command {
         sim_config: Option<PathBuf>,
         #[arg(long)]
         certs: Option<PathBuf>,
+        /// Keep the demo's audit store in this directory (created if needed) instead of a
+        /// temporary one.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Check a configuration file and report every problem with its key.
     CheckConfig {
@@ -178,17 +182,66 @@ enum CertsCommand {
     },
 }
 
+/// Where the audit store is: `--store`, or the store of a gateway configuration.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// The audit store: the SQLite file.
+    #[arg(long)]
+    store: Option<String>,
+    /// A gateway configuration: its audit store, pseudonym keys and checkpoint key.
+    #[arg(long, env = "BRYGGA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Who runs the command, for its own record in the chain (default: $USER).
+    #[arg(long)]
+    operator: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check every record's hash and link and every checkpoint's signature; exit 1 naming the
     /// first record that was changed, removed, reordered or inserted.
     Verify {
-        /// The SQLite audit store.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The gateway's checkpoint public key (Ed25519, PEM); with --config, derived from
+        /// its signing key.
         #[arg(long)]
-        store: PathBuf,
-        /// The gateway's checkpoint public key (Ed25519, PEM).
+        public_key: Option<PathBuf>,
+        /// Show progress on stderr even when it is not a terminal.
         #[arg(long)]
-        public_key: PathBuf,
+        progress: bool,
+    },
+    /// The log extract for a person or a case: who, organisation, when, which operation,
+    /// which data categories, purpose and legal basis.
+    Query {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The person (12 digits or YYYYMMDD-NNNN); needs --config for the pseudonym keys.
+        #[arg(long, required_unless_present = "arende")]
+        personnummer: Option<String>,
+        /// The case id (Arendeidentitet).
+        #[arg(long)]
+        arende: Option<String>,
+        /// From this date (2026-11-01) or RFC 3339 time, inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// To this date or RFC 3339 time, inclusive.
+        #[arg(long)]
+        to: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Why the extract is made (recorded with it), e.g. a data subject's request.
+        #[arg(long)]
+        syfte: Option<String>,
+    },
+    /// Every record as JSON Lines (each record's canonical fields and its hash).
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -241,6 +294,7 @@ fn main() -> ExitCode {
             | Command::Validate { .. }
             | Command::Bench { .. }
             | Command::Pseudonymise { .. }
+            | Command::Audit { .. }
     );
     init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     // A panic's message may quote data; only where it happened goes to the log.
@@ -297,6 +351,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             config,
             sim_config,
             certs,
+            data_dir,
         } => {
             let files = DemoFiles {
                 config: config.unwrap_or(defaults.config),
@@ -304,8 +359,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 certs: certs.unwrap_or(defaults.certs),
             };
             if serve {
-                demo::serve(&files).await.map_err(|e| anyhow!(e))?;
-            } else if !demo::run(&files).await.map_err(|e| anyhow!(e))? {
+                demo::serve(&files, data_dir.as_deref())
+                    .await
+                    .map_err(|e| anyhow!(e))?;
+            } else if !demo::run(&files, data_dir.as_deref())
+                .await
+                .map_err(|e| anyhow!(e))?
+            {
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -375,26 +435,54 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 println!("{p}");
             }
         }
-        Command::Audit {
-            command: AuditCommand::Verify { store, public_key },
-        } => {
-            if !store.is_file() {
-                return Err(anyhow!("{}: no such audit store", store.display()));
-            }
-            let public =
-                std::fs::read(&public_key).with_context(|| public_key.display().to_string())?;
-            let conn = brygga::audit::open(&store).map_err(|e| anyhow!("{e}"))?;
-            match brygga::audit::verify(&conn, &public) {
-                Ok(v) => println!(
-                    "{}: the chain verifies: {} record(s), {} signed checkpoint(s), head {}",
-                    store.display(),
-                    v.records,
-                    v.checkpoints,
-                    v.head
-                ),
-                Err(t) => {
-                    println!("{}: TAMPERED: {t}", store.display());
-                    return Ok(ExitCode::FAILURE);
+        Command::Audit { command } => {
+            let resolve = |a: StoreArgs| {
+                brygga::dpo::Store::resolve(a.store.as_deref(), a.config.as_deref(), a.operator)
+                    .map_err(|e| anyhow!(e))
+            };
+            match command {
+                AuditCommand::Verify {
+                    store,
+                    public_key,
+                    progress,
+                } => {
+                    let store = resolve(store)?;
+                    let progress = progress || std::io::IsTerminal::is_terminal(&std::io::stderr());
+                    if !brygga::dpo::verify(&store, public_key.as_deref(), progress)
+                        .await
+                        .map_err(|e| anyhow!(e))?
+                    {
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+                AuditCommand::Query {
+                    store,
+                    personnummer,
+                    arende,
+                    from,
+                    to,
+                    json,
+                    syfte,
+                } => {
+                    let store = resolve(store)?;
+                    let q = brygga::dpo::Query {
+                        personnummer,
+                        arende,
+                        from,
+                        to,
+                        json,
+                        syfte,
+                    };
+                    brygga::dpo::query(&store, q)
+                        .await
+                        .map_err(|e| anyhow!(e))?;
+                }
+                AuditCommand::Export { store, output } => {
+                    let store = resolve(store)?;
+                    let n = brygga::dpo::export(&store, output.as_deref())
+                        .await
+                        .map_err(|e| anyhow!(e))?;
+                    eprintln!("{n} record(s) exported");
                 }
             }
         }

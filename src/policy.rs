@@ -124,3 +124,50 @@ pub fn minimise(answer: KommunAnswer, may_see: &HashSet<Datakategori>) -> Kommun
         other => other,
     }
 }
+
+/// The data categories an answer actually carries, for the audit record. Whether the person
+/// is known, registered and protected is registration data and is in every status answer.
+pub fn disclosed(answer: &KommunAnswer) -> Vec<Datakategori> {
+    let mut out = Vec::new();
+    let mut add = |present: bool, d: Datakategori| {
+        if present {
+            out.push(d);
+        }
+    };
+    match answer {
+        KommunAnswer::Status(svar) => {
+            let s = &svar.status;
+            add(true, Datakategori::Registrering);
+            add(s.kontor.is_some(), Datakategori::Kontor);
+            add(
+                s.sokandekategori.is_some() || s.omfattning_procent.is_some(),
+                Datakategori::Sokandekategori,
+            );
+            add(
+                s.senaste_aktivitetsrapport.is_some(),
+                Datakategori::Aktivitetsrapport,
+            );
+            add(s.a_kassa.is_some(), Datakategori::AKassa);
+        }
+        KommunAnswer::Ersattningsbeslut(svar) => {
+            let e = &svar.ersattningar;
+            add(
+                !e.beslut.is_empty()
+                    || e.aktivitetsstod_dagar.is_some()
+                    || e.senaste_utbetalning.is_some(),
+                Datakategori::Ersattningar,
+            );
+        }
+        KommunAnswer::Handlingsplan(svar) => {
+            if let Some(plan) = &svar.handlingsplan {
+                add(true, Datakategori::Handlingsplan);
+                add(!plan.aktiviteter.is_empty(), Datakategori::Aktiviteter);
+                add(plan.kontor.is_some(), Datakategori::Kontor);
+            }
+        }
+        // The municipality disclosed its plan to AF; AF's receipt holds no personal data.
+        KommunAnswer::Aktivitetsplan(_) => add(true, Datakategori::Aktiviteter),
+        KommunAnswer::Ping(_) => {}
+    }
+    out
+}

@@ -330,31 +330,80 @@ pub fn redact_digit_runs(s: &str) -> String {
             i += 1;
             continue;
         }
-        let mut j = i;
-        let mut digits = 0;
-        while j < chars.len() {
-            if digit(chars[j]) {
-                digits += 1;
-                j += 1;
-            } else if !chars[j].is_alphanumeric() && chars.get(j + 1).is_some_and(|c| digit(*c)) {
-                j += 1;
-            } else {
-                break;
-            }
-        }
-        // Only ASCII digits have a known value; a group of other digits is masked whole.
-        let group: Option<Vec<u8>> = chars[i..j]
-            .iter()
-            .filter(|c| digit(**c))
-            .map(|c| c.is_ascii_digit().then(|| *c as u8 - b'0'))
-            .collect();
-        let mask = digits >= 10 && group.is_none_or(|g| could_be_identity_number(&g));
+        let (j, group) = digit_group(&chars, i);
+        let mask = group.digits >= 10 && group.values.is_none_or(|g| could_be_identity_number(&g));
         for c in &chars[i..j] {
             out.push(if mask && digit(*c) { '*' } else { *c });
         }
         i = j;
     }
     out
+}
+
+/// A run of digits starting at `i`, where one character that is neither letter nor digit may
+/// join two groups (`850709-9805`, `19850709_9805`): where it ends, and its digits.
+fn digit_group(chars: &[char], i: usize) -> (usize, DigitGroup) {
+    let digit = |c: char| c.is_numeric();
+    let mut j = i;
+    let mut digits = 0;
+    while j < chars.len() {
+        if digit(chars[j]) {
+            digits += 1;
+            j += 1;
+        } else if !chars[j].is_alphanumeric() && chars.get(j + 1).is_some_and(|c| digit(*c)) {
+            j += 1;
+        } else {
+            break;
+        }
+    }
+    let values = chars[i..j]
+        .iter()
+        .filter(|c| digit(**c))
+        .map(|c| c.is_ascii_digit().then(|| *c as u8 - b'0'))
+        .collect();
+    (j, DigitGroup { digits, values })
+}
+
+struct DigitGroup {
+    digits: usize,
+    /// The digits' values; none when a digit of another script is among them.
+    values: Option<Vec<u8>>,
+}
+
+/// Whether `s` holds a valid personnummer or samordningsnummer (real date, right check digit)
+/// anywhere in its digit groups, in 12 or 10 digits: stricter than [`redact_digit_runs`]'s
+/// guess, for text that is kept whole unless it really spells one (a Korrelationsid in an
+/// audit record). Digits of other scripts count as a hit.
+pub fn embeds_identity_number(s: &str) -> bool {
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_numeric() {
+            i += 1;
+            continue;
+        }
+        let (j, group) = digit_group(&chars, i);
+        i = j;
+        if group.digits < 10 {
+            continue;
+        }
+        let Some(d) = group.values else {
+            return true;
+        };
+        let text: String = d.iter().map(|v| char::from(b'0' + v)).collect();
+        let valid = |w: &str| Personnummer::parse(w).is_ok();
+        let twelve = (0..=text.len().saturating_sub(12))
+            .any(|k| text.len() >= 12 && valid(&text[k..k + 12]));
+        let ten = (0..=text.len() - 10).any(|k| {
+            ["18", "19", "20"]
+                .iter()
+                .any(|c| valid(&format!("{c}{}", &text[k..k + 10])))
+        });
+        if twelve || ten {
+            return true;
+        }
+    }
+    false
 }
 
 /// Whether a digit group might hold a personnummer or samordningsnummer: any group other than
@@ -399,6 +448,27 @@ mod tests {
             redact_digit_runs("on 2026-11-25, line 3"),
             "on 2026-11-25, line 3"
         );
+    }
+
+    #[test]
+    fn only_valid_identity_numbers_count_as_embedded() {
+        // A UUID whose digits spell one, across a hyphen, in 12 or 10 digits.
+        assert!(embeds_identity_number(
+            "19850709-9805-4000-8000-00000000000a"
+        ));
+        assert!(embeds_identity_number(
+            "a0850709-9805-4000-8000-00000000000a"
+        ));
+        assert!(embeds_identity_number("x197010632391")); // samordningsnummer
+        // Long digit runs that hold none stay readable.
+        assert!(!embeds_identity_number(
+            "c12ee39e-e123-4567-8901-234567890b05"
+        ));
+        assert!(!embeds_identity_number(
+            "19850709-9806-4000-8000-00000000000a"
+        ));
+        assert!(!embeds_identity_number("orgnr 212000-0142, 2026-11-25"));
+        assert!(embeds_identity_number("１９８５０７０９９８０５"));
     }
 
     #[test]

@@ -248,7 +248,7 @@ async fn a_freshly_generated_pki_runs_the_whole_demo() {
         certs,
     };
     assert!(
-        demo::run(&files).await.unwrap(),
+        demo::run(&files, None).await.unwrap(),
         "every demo step passes with the new PKI"
     );
 }
@@ -581,7 +581,7 @@ fn audit_verify_finds_a_hand_edited_record() {
     let key = std::fs::read(certs.join("audit-signing.key")).unwrap();
     let log = AuditLog::start(
         &store,
-        &key,
+        Some(&key),
         CheckpointPolicy {
             every_records: 2,
             every: std::time::Duration::from_secs(3600),
@@ -627,7 +627,7 @@ fn audit_verify_finds_a_hand_edited_record() {
         "{}",
         String::from_utf8_lossy(&ok.stdout)
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("5 record(s), 2 signed checkpoint(s)"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("5 record(s), 3 signed checkpoint(s)"));
     // Someone edits record 2 by hand: who was the case worker.
     let conn = rusqlite::Connection::open(&store).unwrap();
     conn.execute(

@@ -21,6 +21,8 @@ pub struct Stack {
     pub gb: KommunClient,
     pub st_idp: TokenMinter,
     pub gb_idp: TokenMinter,
+    /// The audit store's directory; it outlives `stop` so tests can read the store.
+    pub data: tempfile::TempDir,
 }
 
 pub fn certs() -> PathBuf {
@@ -45,7 +47,8 @@ pub async fn start_custom(
     config.admin_bind = any;
     sim.bind = any;
     adjust(&mut config, &mut sim);
-    let inner = DemoStack::start_with(config, sim, point_at_sim)
+    let data = tempfile::tempdir().unwrap();
+    let inner = DemoStack::start_with(config, sim, point_at_sim, Some(data.path()))
         .await
         .expect("stack starts");
     let url = inner.kommun_url();
@@ -69,6 +72,7 @@ pub async fn start_custom(
         gb,
         st_idp,
         gb_idp,
+        data,
     }
 }
 
@@ -113,8 +117,15 @@ impl Stack {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    pub async fn stop(self) {
+    /// The audit store of this stack.
+    pub fn audit_store(&self) -> PathBuf {
+        self.inner.config.audit.store.clone()
+    }
+
+    /// Stops the stack; the audit store stays until the returned directory is dropped.
+    pub async fn stop(self) -> tempfile::TempDir {
         self.inner.shutdown().await;
+        self.data
     }
 }
 

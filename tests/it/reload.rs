@@ -38,7 +38,9 @@ async fn private_stack(root: &Path) -> (DemoStack, PathBuf) {
     let mut sim = SimSettings::load(&defaults.sim_config).unwrap();
     sim.bind = any;
     (
-        DemoStack::start_with(config, sim, true).await.unwrap(),
+        DemoStack::start_with(config, sim, true, None)
+            .await
+            .unwrap(),
         root.join("certs-example"),
     )
 }

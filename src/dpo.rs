@@ -1,0 +1,374 @@
+//! The data-protection officer's commands over the audit chain: verify it, extract what
+//! happened about a person or a case, export it all. Each command is itself recorded in the
+//! chain; a command that shows personal data is recorded before it shows anything.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::audit::{self, Action, Entry, Filter, Record};
+use crate::config::Config;
+use crate::model::Personnummer;
+
+/// Where the store is and what else the command knows: from `--store`, or from a gateway
+/// configuration (which also gives the pseudonym keys and the checkpoint key).
+pub struct Store {
+    pub path: PathBuf,
+    pub config: Option<Config>,
+    /// Who runs the command, for its own audit record.
+    pub operator: String,
+}
+
+impl Store {
+    /// `--store` wins over the configuration's store; one of them is needed.
+    pub fn resolve(
+        store: Option<&str>,
+        config: Option<&Path>,
+        operator: Option<String>,
+    ) -> Result<Self, String> {
+        let config = config
+            .map(|c| Config::load(c).map_err(|e| e.to_string()))
+            .transpose()?;
+        let path = match (store, &config) {
+            (Some(s), _) => {
+                audit::open_existing(s).map_err(|e| e.to_string())?;
+                PathBuf::from(s)
+            }
+            (None, Some(c)) => {
+                let p = c.audit.store.clone();
+                audit::open_existing(&p.to_string_lossy()).map_err(|e| e.to_string())?;
+                p
+            }
+            (None, None) => {
+                return Err("give the audit store: --store FILE or --config FILE".into());
+            }
+        };
+        let operator = operator
+            .or_else(|| std::env::var("USER").ok())
+            .or_else(|| std::env::var("LOGNAME").ok())
+            .unwrap_or_else(|| "okand".into());
+        Ok(Self {
+            path,
+            config,
+            operator,
+        })
+    }
+
+    /// Appends this command's own record and waits until it is durable.
+    async fn record(&self, entry: Entry) -> Result<u64, String> {
+        let key = self.config.as_ref().map(|c| c.audit.signing_key.as_slice());
+        let policy =
+            self.config
+                .as_ref()
+                .map(|c| c.audit.policy)
+                .unwrap_or(audit::CheckpointPolicy {
+                    every_records: u64::MAX,
+                    every: Duration::from_secs(3600),
+                });
+        let log = audit::AuditLog::start(&self.path, key, policy).map_err(|e| e.to_string())?;
+        let seq = log.append(entry).await.map_err(|e| e.to_string())?;
+        // Dropping the writer waits for it (and for its checkpoint, when it has a key).
+        tokio::task::spawn_blocking(move || drop(log))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(seq)
+    }
+
+    fn entry(&self, command: &str, started: Instant) -> Entry {
+        Entry {
+            time: audit::now(),
+            korrelationsid: uuid::Uuid::new_v4().to_string(),
+            direction: "dpo".into(),
+            operation: command.into(),
+            action: Action::Read,
+            organisation: self
+                .config
+                .as_ref()
+                .map(|c| c.system_id.clone())
+                .unwrap_or_else(|| "-".into()),
+            handlaggare: Some(self.operator.clone()),
+            arende: None,
+            subject: None,
+            syfte: None,
+            lagrum: None,
+            kategorier: Vec::new(),
+            outcome: "OK".into(),
+            af_status: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }
+    }
+}
+
+/// `brygga audit verify`. Returns whether the chain verified; prints the verdict.
+pub async fn verify(
+    store: &Store,
+    public_key: Option<&Path>,
+    progress: bool,
+) -> Result<bool, String> {
+    let started = Instant::now();
+    let public = match (public_key, &store.config) {
+        (Some(p), _) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        (None, Some(c)) => c.audit.public_key_pem()?.into_bytes(),
+        (None, None) => {
+            return Err("give the checkpoint public key: --public-key FILE (or --config)".into());
+        }
+    };
+    let conn = audit::open(&store.path).map_err(|e| e.to_string())?;
+    let mut last_shown = Instant::now();
+    let mut bar = |done: u64, total: u64| {
+        if progress && (last_shown.elapsed() >= Duration::from_millis(100) || done == total) {
+            last_shown = Instant::now();
+            let pct = (done * 100).checked_div(total).unwrap_or(100).min(100);
+            let filled = (pct / 5) as usize;
+            eprint!(
+                "\rverifying [{}{}] {done}/{total} records ({pct} %)",
+                "#".repeat(filled),
+                ".".repeat(20 - filled)
+            );
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    let verdict = audit::verify(&conn, &public, &mut bar);
+    drop(conn);
+    let shown = store.path.display();
+    let mut entry = store.entry("audit verify", started);
+    let ok = match &verdict {
+        Ok(v) => {
+            println!(
+                "{shown}: the chain verifies: {} record(s), {} signed checkpoint(s), head {}",
+                v.records, v.checkpoints, v.head
+            );
+            true
+        }
+        Err(t) => {
+            println!("{shown}: TAMPERED: {t}");
+            entry.outcome = "MANIPULERAD".into();
+            false
+        }
+    };
+    // The verdict stands whether or not it can be recorded (a read-only copy, say).
+    if let Err(e) = store.record(entry).await {
+        eprintln!("warning: this verification could not be recorded in the chain: {e}");
+    }
+    Ok(ok)
+}
+
+/// What `brygga audit query` selects.
+pub struct Query {
+    pub personnummer: Option<String>,
+    pub arende: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub json: bool,
+    /// Why the extract is made, for its own record (e.g. a data subject's request).
+    pub syfte: Option<String>,
+}
+
+/// `brygga audit query`: the log extract for a person or a case.
+pub async fn query(store: &Store, q: Query) -> Result<(), String> {
+    let started = Instant::now();
+    let mut filter = Filter {
+        from: q.from.as_deref().map(|s| bound(s, false)).transpose()?,
+        to: q.to.as_deref().map(|s| bound(s, true)).transpose()?,
+        arende: q.arende.clone(),
+        ..Filter::default()
+    };
+    let mut entry = store.entry("audit query", started);
+    if let Some(number) = &q.personnummer {
+        let digits: String = number.chars().filter(|c| *c != '-').collect();
+        // The number is never echoed, not even in an error.
+        let person = Personnummer::parse(&digits).map_err(|e| {
+            format!("--personnummer is not a valid personnummer or samordningsnummer: {e}")
+        })?;
+        let config = store.config.as_ref().ok_or(
+            "--personnummer needs the audit pseudonym keys: give --config (with or without --store)",
+        )?;
+        filter.subjects = config.pseudonyms.all("audit", &person);
+        if filter.subjects.is_empty() {
+            return Err("the configuration has no key for the domain 'audit'".into());
+        }
+        entry.subject = config.pseudonyms.pseudonym("audit", &person);
+    }
+    if filter.subjects.is_empty() && filter.arende.is_none() {
+        return Err("give --personnummer N or --arende ID".into());
+    }
+    entry.arende = q.arende.clone();
+    entry.syfte = q.syfte.clone();
+    // Recorded before anything is shown: the extract itself is an access.
+    store.record(entry).await?;
+    let conn = audit::open(&store.path).map_err(|e| e.to_string())?;
+    let records = audit::query(&conn, &filter).map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    let written = if q.json {
+        let rows: Vec<_> = records.iter().map(extract_row).collect();
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        )
+    } else {
+        write_table(&mut out, &records)
+    };
+    written.map_err(|e| e.to_string())
+}
+
+/// One line of an extract, as JSON.
+fn extract_row(r: &Record) -> serde_json::Value {
+    let e = &r.entry;
+    serde_json::json!({
+        "seq": r.seq,
+        "time": e.time,
+        "organisation": e.organisation,
+        "handlaggare": e.handlaggare,
+        "arende": e.arende,
+        "operation": e.operation,
+        "action": e.action,
+        "direction": e.direction,
+        "kategorier": e.kategorier,
+        "syfte": e.syfte,
+        "lagrum": e.lagrum,
+        "outcome": e.outcome,
+        "korrelationsid": e.korrelationsid,
+    })
+}
+
+fn write_table(out: &mut dyn Write, records: &[Record]) -> std::io::Result<()> {
+    let head = [
+        "seq",
+        "time (UTC)",
+        "organisation",
+        "handläggare",
+        "ärende",
+        "operation",
+        "action",
+        "outcome",
+        "syfte",
+        "kategorier",
+        "lagrum",
+    ];
+    let action = |a: Action| match a {
+        Action::Read => "read",
+        Action::Disclose => "disclose",
+        Action::Receive => "receive",
+        Action::Deny => "deny",
+    };
+    let rows: Vec<[String; 11]> = records
+        .iter()
+        .map(|r| {
+            let e = &r.entry;
+            let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+            [
+                r.seq.to_string(),
+                e.time.clone(),
+                e.organisation.clone(),
+                opt(&e.handlaggare),
+                opt(&e.arende),
+                e.operation.clone(),
+                action(e.action).to_owned(),
+                e.outcome.clone(),
+                opt(&e.syfte),
+                if e.kategorier.is_empty() {
+                    "-".into()
+                } else {
+                    e.kategorier.join(",")
+                },
+                opt(&e.lagrum),
+            ]
+        })
+        .collect();
+    let mut widths = head.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    writeln!(out, "{}", line(&head.map(String::from)))?;
+    for row in &rows {
+        writeln!(out, "{}", line(row))?;
+    }
+    writeln!(out, "{} record(s)", rows.len())
+}
+
+/// `brygga audit export`: every record as JSON Lines, to `output` or stdout.
+pub async fn export(store: &Store, output: Option<&Path>) -> Result<u64, String> {
+    let started = Instant::now();
+    store.record(store.entry("audit export", started)).await?;
+    let conn = audit::open(&store.path).map_err(|e| e.to_string())?;
+    match output {
+        Some(p) => {
+            let file = std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            let n = audit::export(&conn, &mut w).map_err(|e| e.to_string())?;
+            w.flush().map_err(|e| e.to_string())?;
+            Ok(n)
+        }
+        None => {
+            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+            let n = audit::export(&conn, &mut w).map_err(|e| e.to_string())?;
+            w.flush().map_err(|e| e.to_string())?;
+            Ok(n)
+        }
+    }
+}
+
+/// A `--from`/`--to` bound as record-time text: a date (`--to` includes the whole day) or an
+/// RFC 3339 time (`--to` includes that millisecond).
+fn bound(s: &str, upper: bool) -> Result<String, String> {
+    use time::format_description::well_known::Rfc3339;
+    let flag = if upper { "--to" } else { "--from" };
+    let at = if let Ok(d) =
+        time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+    {
+        let d = if upper {
+            d.next_day()
+                .ok_or_else(|| format!("{flag}: {s} is the last day there is"))?
+        } else {
+            d
+        };
+        d.midnight().assume_utc()
+    } else {
+        let t = time::OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+            format!("{flag}: '{s}' is neither a date (2026-11-25) nor an RFC 3339 time (2026-11-25T10:00:00Z)")
+        })?;
+        if upper {
+            t + time::Duration::milliseconds(1)
+        } else {
+            t
+        }
+    };
+    Ok(audit::format_time(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bound;
+
+    #[test]
+    fn bounds_are_record_time_text() {
+        assert_eq!(
+            bound("2026-11-25", false).unwrap(),
+            "2026-11-25T00:00:00.000Z"
+        );
+        assert_eq!(
+            bound("2026-11-25", true).unwrap(),
+            "2026-11-26T00:00:00.000Z"
+        );
+        assert_eq!(
+            bound("2026-11-25T10:00:00+01:00", true).unwrap(),
+            "2026-11-25T09:00:00.001Z"
+        );
+        assert!(bound("25/11/2026", false).unwrap_err().contains("--from"));
+    }
+}

@@ -1,0 +1,555 @@
+//! The audit chain as the data-protection officer relies on it: one record per access or
+//! refusal, written before the answer leaves, surviving a crash, and read back with the DPO's
+//! commands.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use brygga::audit::{Action, Record};
+use brygga::client::{KommunClient, TokenMinter};
+use brygga::codec::soap;
+use brygga::config::Config;
+use brygga::demo::{DemoFiles, example_clients};
+use brygga::model::*;
+use brygga::sim::{self, SimSettings};
+
+use crate::harness::{self, fault, status};
+
+fn brygga() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_brygga"))
+}
+
+/// Every record in a store, oldest first.
+fn records(store: &Path) -> Vec<Record> {
+    let conn = rusqlite::Connection::open(store).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT body FROM records ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|b| serde_json::from_str(&b.unwrap()).unwrap())
+        .collect()
+}
+
+fn public_key() -> Vec<u8> {
+    std::fs::read(harness::certs().join("audit-signing.pub.pem")).unwrap()
+}
+
+fn verify(store: &Path) -> Result<brygga::audit::Verified, brygga::audit::Tamper> {
+    let conn = rusqlite::Connection::open(store).unwrap();
+    brygga::audit::verify(&conn, &public_key(), &mut |_, _| {})
+}
+
+/// A copy of the example configuration beside it (so its relative paths hold) whose audit
+/// store is `store` and whose listeners take free ports; AF is at `af_port` when given.
+fn config_with_store(store: &Path, af_port: Option<u16>) -> tempfile::NamedTempFile {
+    let defaults = DemoFiles::default();
+    let mut text = std::fs::read_to_string(&defaults.config)
+        .unwrap()
+        .replace("0.0.0.0:8443", "127.0.0.1:0")
+        .replace("127.0.0.1:9090", "127.0.0.1:0")
+        .replace(
+            "\"../data/audit.db\"",
+            &format!("{:?}", store.display().to_string()),
+        );
+    if let Some(port) = af_port {
+        text = text.replace("localhost:9443", &format!("localhost:{port}"));
+    }
+    let file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile_in(defaults.config.parent().unwrap())
+        .unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
+#[tokio::test]
+async fn each_access_and_refusal_has_a_record_with_its_facts() {
+    let s = harness::start().await;
+    let store = s.audit_store();
+    let token = s.st_token();
+    let asked =
+        s.st.post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+            .await
+            .unwrap();
+    let answer = status(&asked);
+    fault(&s.ask(None).await, 401, "TOKEN_SAKNAS");
+    // Göteborg's case worker named in Stockholm's request: refused by policy after decoding.
+    let foreign = s
+        .st_idp
+        .token("SE2120000142-HL02", "0180", "EKB-BESLUT")
+        .unwrap();
+    fault(
+        &s.st
+            .post_raw(Some(&foreign), s.st_xml(sim::AVAKTUALISERAD))
+            .await
+            .unwrap(),
+        403,
+        "HANDLAGGARE_MATCHAR_EJ",
+    );
+    fault(
+        &s.st
+            .post_raw(Some(&token), s.st_xml(sim::AF_FEL))
+            .await
+            .unwrap(),
+        502,
+        "AF_FEL",
+    );
+    let ping = soap::encode_request(&KommunRequest::Ping(uuid::Uuid::new_v4()));
+    harness::answer(&s.st.post_raw(Some(&token), ping).await.unwrap());
+    // Not the SOAP endpoint: no access, no record.
+    let wrong =
+        s.st.post_with_type(Some(&token), s.st_xml(sim::REGISTRERAD), "application/json")
+            .await
+            .unwrap();
+    fault(&wrong, 415, "FEL_MEDIATYP");
+    let config = s.inner.config.clone();
+    let _data = s.stop().await;
+
+    let r = records(&store);
+    assert_eq!(r.len(), 5, "{r:#?}");
+    let pseudonym = |pnr: &str| {
+        config
+            .pseudonyms
+            .pseudonym("audit", &Personnummer::parse(pnr).unwrap())
+            .unwrap()
+    };
+    let lagrum = config.syften["EKB-BESLUT"].lagrum.clone();
+
+    let d = &r[0].entry;
+    assert_eq!(r[0].seq, 1);
+    assert_eq!(d.action, Action::Disclose);
+    assert_eq!(
+        d.korrelationsid,
+        brygga::audit::recorded_korrelationsid(&answer.korrelationsid)
+    );
+    assert_eq!(d.direction, "af-till-kommun");
+    assert_eq!(d.operation, "HamtaArbetssokandeStatus");
+    assert_eq!(d.organisation, "212000-0142");
+    assert_eq!(d.handlaggare.as_deref(), Some("SE2120000142-HL01"));
+    assert_eq!(d.arende.as_deref(), Some("EB-2026-004711"));
+    assert_eq!(d.subject, Some(pseudonym(sim::REGISTRERAD)));
+    assert_eq!(d.syfte.as_deref(), Some("EKB-BESLUT"));
+    assert_eq!(d.lagrum.as_deref(), Some(lagrum.as_str()));
+    assert_eq!(
+        d.kategorier,
+        [
+            "REGISTRERING",
+            "KONTOR",
+            "SOKANDEKATEGORI",
+            "AKTIVITETSRAPPORT",
+            "AKASSA"
+        ]
+    );
+    assert_eq!((d.outcome.as_str(), d.af_status), ("OK", Some(200)));
+    assert!(d.time.ends_with('Z') && d.time.len() == 24, "{}", d.time);
+
+    let no_token = &r[1].entry;
+    assert_eq!(no_token.action, Action::Deny);
+    assert_eq!(no_token.outcome, "TOKEN_SAKNAS");
+    assert_eq!(no_token.organisation, "212000-0142");
+    assert_eq!(
+        (no_token.subject.as_ref(), no_token.handlaggare.as_ref()),
+        (None, None)
+    );
+
+    let denied = &r[2].entry;
+    assert_eq!(denied.action, Action::Deny);
+    assert_eq!(denied.outcome, "HANDLAGGARE_MATCHAR_EJ");
+    assert_eq!(denied.handlaggare.as_deref(), Some("SE2120000142-HL02"));
+    assert_eq!(denied.subject, Some(pseudonym(sim::AVAKTUALISERAD)));
+    assert!(denied.kategorier.is_empty() && denied.af_status.is_none());
+
+    let af_failed = &r[3].entry;
+    assert_eq!(af_failed.action, Action::Read);
+    assert_eq!(
+        (af_failed.outcome.as_str(), af_failed.af_status),
+        ("AF_FEL", Some(500))
+    );
+    assert!(af_failed.kategorier.is_empty());
+
+    let ping = &r[4].entry;
+    assert_eq!(
+        (ping.action, ping.operation.as_str()),
+        (Action::Read, "Ping")
+    );
+    assert_eq!(ping.subject, None);
+
+    // Each links to the one before, and the writer signed the head when it stopped.
+    let v = verify(&store).unwrap();
+    assert_eq!((v.records, v.checkpoints), (5, 1));
+}
+
+#[tokio::test]
+async fn an_answer_is_withheld_when_its_record_cannot_be_written() {
+    let s = harness::start().await;
+    let store = s.audit_store();
+    status(&s.ask(Some(&s.st_token())).await);
+    // The store starts refusing writes, as a full disk or a broken volume would.
+    rusqlite::Connection::open(&store)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON records BEGIN SELECT RAISE(FAIL, 'no space left (test)'); END;",
+        )
+        .unwrap();
+    let before = s.af_data_requests();
+    let a = s.ask(Some(&s.st_token())).await;
+    let fel = fault(&a, 503, "LOGGNING_MISSLYCKADES");
+    assert!(fel.kan_forsokas_igen);
+    let body = String::from_utf8_lossy(&a.body);
+    assert!(
+        !body.contains("Inskriven") && !body.contains("Kontor"),
+        "nothing of AF's answer leaves: {body}"
+    );
+    assert_eq!(s.af_data_requests(), before + 1, "AF was asked");
+    // A refusal still gets its Fault.
+    fault(&s.ask(None).await, 401, "TOKEN_SAKNAS");
+    // Writable again: answers flow again.
+    rusqlite::Connection::open(&store)
+        .unwrap()
+        .execute_batch("DROP TRIGGER refuse;")
+        .unwrap();
+    status(&s.ask(Some(&s.st_token())).await);
+    let _data = s.stop().await;
+    let r = records(&store);
+    assert_eq!(r.len(), 2, "only what could be written: {r:#?}");
+    assert!(r.iter().all(|r| r.entry.outcome == "OK"));
+    verify(&store).unwrap();
+}
+
+/// Fills a store with a few accesses through a real gateway; returns its directory.
+async fn store_with_accesses() -> (tempfile::TempDir, PathBuf) {
+    let s = harness::start().await;
+    let token = s.st_token();
+    for pnr in [sim::REGISTRERAD, sim::AVAKTUALISERAD, sim::REGISTRERAD] {
+        status(&s.st.post_raw(Some(&token), s.st_xml(pnr)).await.unwrap());
+    }
+    let mut other_case = s.st_fraga(sim::REGISTRERAD);
+    other_case.arendeidentitet = "EB-2026-000099".into();
+    status(
+        &s.st
+            .call(&token, &KommunRequest::HamtaArbetssokandeStatus(other_case))
+            .await
+            .unwrap(),
+    );
+    let store = s.audit_store();
+    (s.stop().await, store)
+}
+
+#[tokio::test]
+async fn the_dpo_extract_names_who_when_what_why_for_a_person_or_a_case() {
+    let (_dir, store) = store_with_accesses().await;
+    let config = config_with_store(&store, None);
+    let run = |args: &[&str]| {
+        brygga()
+            .args(["audit", "query", "--operator", "dso-anna", "--config"])
+            .arg(config.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let table = run(&[
+        "--personnummer",
+        "19850709-9805",
+        "--syfte",
+        "registerutdrag",
+    ]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    assert!(text.starts_with("seq  time (UTC)"), "{text}");
+    // Three accesses to the person, and this extract itself.
+    assert!(text.contains("4 record(s)"), "{text}");
+    assert_eq!(
+        text.matches("HamtaArbetssokandeStatus").count(),
+        3,
+        "{text}"
+    );
+    assert!(text.contains("SE2120000142-HL01") && text.contains("212000-0142"));
+    assert!(text.contains("11 kap. 11 a § socialtjänstlagen"), "{text}");
+    assert!(text.contains("dso-anna") && text.contains("audit query"));
+    assert!(!text.contains("198507099805") && !text.contains("850709"));
+
+    let json = run(&["--personnummer", sim::REGISTRERAD, "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(rows.len(), 5, "and the first extract is now in it too");
+    assert_eq!(rows[0]["operation"], "HamtaArbetssokandeStatus");
+    assert_eq!(rows[0]["action"], "disclose");
+    assert_eq!(rows[0]["syfte"], "EKB-BESLUT");
+    assert_eq!(rows[0]["organisation"], "212000-0142");
+    assert_eq!(rows[0]["kategorier"][0], "REGISTRERING");
+    assert!(
+        rows[0]["lagrum"]
+            .as_str()
+            .unwrap()
+            .contains("socialtjänstlagen")
+    );
+    assert_eq!(rows[3]["handlaggare"], "dso-anna");
+
+    let case = run(&["--arende", "EB-2026-000099", "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&case.stdout).unwrap();
+    // The access in that case, and this extract about it.
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(rows[0]["operation"], "HamtaArbetssokandeStatus");
+    assert_eq!(rows[1]["operation"], "audit query");
+    let tomorrow = time::OffsetDateTime::now_utc().date().next_day().unwrap();
+    let later = run(&[
+        "--personnummer",
+        sim::REGISTRERAD,
+        "--from",
+        &tomorrow.to_string(),
+        "--json",
+    ]);
+    assert_eq!(
+        serde_json::from_slice::<Vec<serde_json::Value>>(&later.stdout)
+            .unwrap()
+            .len(),
+        0
+    );
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    let window = run(&[
+        "--personnummer",
+        sim::REGISTRERAD,
+        "--from",
+        &today,
+        "--to",
+        &today,
+        "--json",
+    ]);
+    assert!(
+        serde_json::from_slice::<Vec<serde_json::Value>>(&window.stdout)
+            .unwrap()
+            .len()
+            >= 3
+    );
+
+    // Bad input: specific, and the number never echoed.
+    let bad = run(&["--personnummer", "198507099806"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(err.contains("--personnummer is not a valid"), "{err}");
+    assert!(!err.contains("9806"), "{err}");
+    let bad = run(&["--arende", "x", "--from", "yesterday"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--from: 'yesterday'"));
+    let no_keys = brygga()
+        .args(["audit", "query", "--store"])
+        .arg(&store)
+        .args(["--personnummer", sim::REGISTRERAD])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&no_keys.stderr).contains("give --config"),
+        "{}",
+        String::from_utf8_lossy(&no_keys.stderr)
+    );
+    let missing = brygga()
+        .args(["audit", "verify", "--store", "/nonexistent/audit.db"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no such audit store"));
+
+    // Every extract made is itself in the chain (the five that ran; the refused ones showed
+    // nothing), and the chain still verifies.
+    let own: Vec<_> = records(&store)
+        .into_iter()
+        .filter(|r| r.entry.direction == "dpo")
+        .collect();
+    assert_eq!(own.len(), 5, "{own:#?}");
+    assert!(own.iter().all(|r| r.entry.operation == "audit query"));
+    assert!(
+        own[0]
+            .entry
+            .subject
+            .as_deref()
+            .is_some_and(|s| s.starts_with("a1:"))
+    );
+    assert_eq!(own[0].entry.syfte.as_deref(), Some("registerutdrag"));
+    verify(&store).unwrap();
+}
+
+#[tokio::test]
+async fn export_writes_json_lines_and_verify_shows_progress() {
+    let (dir, store) = store_with_accesses().await;
+    let out = dir.path().join("export.jsonl");
+    let export = brygga()
+        .args(["audit", "export", "--store"])
+        .arg(&store)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Four accesses and the export itself, recorded before it was written.
+    assert_eq!(lines.len(), 5);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["seq"], i as u64 + 1);
+        assert_eq!(l["hash"].as_str().unwrap().len(), 64);
+        assert_eq!(l["prev"].as_str().unwrap().len(), 64);
+        if i > 0 {
+            assert_eq!(l["prev"], lines[i - 1]["hash"]);
+        }
+    }
+    assert_eq!(lines[4]["entry"]["operation"], "audit export");
+    // A record's hash is the SHA-256 of its canonical encoding: the line without `hash`.
+    let mut first = lines[0].clone();
+    let hash = first.as_object_mut().unwrap().remove("hash").unwrap();
+    let canonical: Record = serde_json::from_value(first).unwrap();
+    assert_eq!(canonical.hash(), hash.as_str().unwrap());
+
+    let v = brygga()
+        .args(["audit", "verify", "--progress", "--store"])
+        .arg(&store)
+        .arg("--public-key")
+        .arg(harness::certs().join("audit-signing.pub.pem"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert!(v.status.success(), "{err}");
+    assert!(
+        err.contains("verifying [####################] 5/5 records (100 %)"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&v.stdout).contains("the chain verifies: 5 record(s)"));
+    // The verification is recorded after it ran.
+    assert_eq!(
+        records(&store).last().unwrap().entry.operation,
+        "audit verify"
+    );
+}
+
+/// A gateway process on a store, with its readiness line read.
+struct Process {
+    child: Child,
+    url: String,
+}
+
+fn spawn_gateway(config: &Path) -> Process {
+    let mut child = brygga()
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let url = info["kommun_url"]
+        .as_str()
+        .unwrap()
+        .replace("127.0.0.1", "localhost");
+    Process { child, url }
+}
+
+/// SIGKILL while a case system sends requests, five times: every request that got an answer
+/// with data has its record, and the chain verifies after each restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_request_survives_sigkill() {
+    let files = DemoFiles::default();
+    let mut sim_settings = SimSettings::load(&files.sim_config).unwrap();
+    sim_settings.bind = "127.0.0.1:0".parse().unwrap();
+    let af = sim::start(sim_settings).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("audit.db");
+    let config_file = config_with_store(&store, Some(af.addr.port()));
+    let config = Config::load(config_file.path()).unwrap();
+    let clients = example_clients(&config, &files.certs);
+    let sthlm = &clients[0];
+    let minter =
+        TokenMinter::load(&sthlm.idp_key, &sthlm.issuer, &config.token_rules.audience).unwrap();
+    let token = minter
+        .token(&sthlm.handlaggare, "0180", "EKB-BESLUT")
+        .unwrap();
+
+    let mut answered: Vec<String> = Vec::new();
+    for round in 0..5 {
+        let mut gw = spawn_gateway(config_file.path());
+        let client = KommunClient::new(
+            &gw.url,
+            &files.certs.join("kommun-ca.pem"),
+            Some((&sthlm.cert, &sthlm.key)),
+        )
+        .unwrap();
+        let stop_at = Instant::now() + Duration::from_millis(400);
+        let mut senders = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (client, token) = (client.clone(), token.clone());
+            let (orgnr, namn, hl) = (
+                sthlm.orgnr.clone(),
+                sthlm.namn.clone(),
+                sthlm.handlaggare.clone(),
+            );
+            senders.spawn(async move {
+                let mut ok = Vec::new();
+                // Until the gateway is gone (the kill), or a bound in time if it never is.
+                let give_up = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < give_up {
+                    let fraga = brygga::client::example_fraga(
+                        &orgnr,
+                        &namn,
+                        &hl,
+                        sim::REGISTRERAD,
+                        "EKB-BESLUT",
+                    )
+                    .unwrap();
+                    let req = KommunRequest::HamtaArbetssokandeStatus(fraga);
+                    match client.call(&token, &req).await {
+                        Ok(a) if a.status == http::StatusCode::OK => {
+                            if let Ok(soap::KommunResponse::Answer(KommunAnswer::Status(s))) =
+                                a.decode()
+                            {
+                                ok.push(brygga::audit::recorded_korrelationsid(&s.korrelationsid));
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+                ok
+            });
+        }
+        tokio::time::sleep_until(stop_at.into()).await;
+        gw.child.kill().unwrap(); // SIGKILL
+        gw.child.wait().unwrap();
+        let mut this_round = 0;
+        while let Some(r) = senders.join_next().await {
+            let ok = r.unwrap();
+            this_round += ok.len();
+            answered.extend(ok);
+        }
+        assert!(this_round > 0, "round {round}: some requests were answered");
+
+        // Restarted on the same store: the chain continues and holds every answered request.
+        let v = verify(&store).unwrap_or_else(|t| panic!("round {round}: {t}"));
+        let ids: std::collections::HashSet<String> = records(&store)
+            .into_iter()
+            .map(|r| r.entry.korrelationsid)
+            .collect();
+        let lost: Vec<_> = answered.iter().filter(|k| !ids.contains(*k)).collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: {} answered request(s) have no record: {lost:?}",
+            lost.len()
+        );
+        assert!(v.records as usize >= answered.len());
+    }
+    // One more start after the last kill: the store opens and serves.
+    let mut gw = spawn_gateway(config_file.path());
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+    verify(&store).unwrap();
+    af.shutdown().await;
+}
