@@ -47,9 +47,9 @@ pub struct Entry {
     pub duration_ms: u64,
 }
 
-/// A stored record. Its canonical encoding is its JSON with the fields in this order and no
-/// whitespace; its hash is the hex SHA-256 of that encoding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A stored record, as read back. Its canonical encoding is its JSON with the fields in this
+/// order and no whitespace (see [`canonical`]); its hash is the hex SHA-256 of that encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Record {
     pub seq: u64,
     pub entry: Entry,
@@ -58,12 +58,43 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn canonical(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    pub fn canonical(&self) -> String {
+        canonical(self.seq, &self.entry, &self.prev)
     }
     pub fn hash(&self) -> String {
-        hex::encode(sha2::Sha256::digest(self.canonical()))
+        sha256_hex(&self.canonical())
     }
+}
+
+/// The canonical encoding: `{"seq":…,"entry":{…},"prev":"…"}`, serde_json's compact form with
+/// the entry's fields in their declared order.
+pub fn canonical(seq: u64, entry: &Entry, prev: &str) -> String {
+    canonical_of_encoded(seq, &encode_entry(entry), prev)
+}
+
+/// An entry's part of the canonical encoding. Strings, numbers and enums only: serialisation
+/// cannot fail.
+fn encode_entry(entry: &Entry) -> String {
+    serde_json::to_string(entry).unwrap_or_default()
+}
+
+/// The canonical encoding around an entry already encoded (on the caller's thread, so the
+/// single writer only chains and stores). The same bytes serde_json writes for the whole
+/// record: `seq` is a number and `prev` is hex, which needs no escaping.
+fn canonical_of_encoded(seq: u64, entry_json: &str, prev: &str) -> String {
+    let mut out = String::with_capacity(entry_json.len() + prev.len() + 40);
+    out.push_str("{\"seq\":");
+    out.push_str(&seq.to_string());
+    out.push_str(",\"entry\":");
+    out.push_str(entry_json);
+    out.push_str(",\"prev\":\"");
+    out.push_str(prev);
+    out.push_str("\"}");
+    out
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -163,9 +194,18 @@ fn restrict(path: &Path) {
 
 type Reply = tokio::sync::oneshot::Sender<Result<u64, String>>;
 
+/// An entry on its way to the writer: encoded already, with the columns extracts search.
+struct Pending {
+    entry_json: String,
+    subject: Option<String>,
+    arende: Option<String>,
+    time: String,
+    reply: Reply,
+}
+
 /// The writer: appends in groups, one durable commit for every record waiting.
 pub struct AuditLog {
-    tx: Option<mpsc::Sender<(Entry, Reply)>>,
+    tx: Option<mpsc::Sender<Pending>>,
     writer: Option<std::thread::JoinHandle<()>>,
     pub stats: Arc<AuditStats>,
 }
@@ -216,7 +256,7 @@ impl AuditLog {
                     .map_err(|e| AuditError::Store(format!("checkpoint key: {e}")))
             })
             .transpose()?;
-        let (tx, rx) = mpsc::channel::<(Entry, Reply)>();
+        let (tx, rx) = mpsc::channel::<Pending>();
         let stats = Arc::new(AuditStats::default());
         let counted = stats.clone();
         let writer = std::thread::Builder::new()
@@ -260,8 +300,8 @@ impl AuditLog {
                             tracing::error!(error = %e, records = batch.len(), "audit append failed; the requests fail closed");
                         }
                     }
-                    for (i, (_, reply)) in batch.into_iter().enumerate() {
-                        let _ = reply.send(match &result {
+                    for (i, pending) in batch.into_iter().enumerate() {
+                        let _ = pending.reply.send(match &result {
                             Ok(first_seq) => Ok(first_seq + i as u64),
                             Err(e) => Err(e.clone()),
                         });
@@ -283,10 +323,17 @@ impl AuditLog {
     /// Appends one entry; returns its sequence number once it is durable (fsync'd).
     pub async fn append(&self, entry: Entry) -> Result<u64, AuditError> {
         let (reply, done) = tokio::sync::oneshot::channel();
+        let pending = Pending {
+            entry_json: encode_entry(&entry),
+            subject: entry.subject,
+            arende: entry.arende,
+            time: entry.time,
+            reply,
+        };
         self.tx
             .as_ref()
             .ok_or(AuditError::Stopped)?
-            .send((entry, reply))
+            .send(pending)
             .map_err(|_| AuditError::Stopped)?;
         done.await
             .map_err(|_| AuditError::Stopped)?
@@ -360,18 +407,15 @@ impl Signer {
 /// The last record's sequence number and hash (0 and zeros for an empty chain).
 fn read_head(conn: &Connection) -> Result<(u64, String), rusqlite::Error> {
     Ok(conn
-        .query_row(
-            "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
         .optional()?
         .unwrap_or((0, GENESIS.to_owned())))
 }
 
 fn write_batch(
     conn: &mut Connection,
-    batch: &[(Entry, Reply)],
+    batch: &[Pending],
     signer: &mut Signer,
 ) -> Result<u64, String> {
     // The write lock first, then the head: another process may have appended since.
@@ -380,27 +424,22 @@ fn write_batch(
         .map_err(|e| e.to_string())?;
     let mut head = read_head(&tx).map_err(|e| e.to_string())?;
     let first = head.0 + 1;
-    for (entry, _) in batch {
-        let record = Record {
-            seq: head.0 + 1,
-            entry: entry.clone(),
-            prev: head.1.clone(),
-        };
-        let body = String::from_utf8(record.canonical()).map_err(|e| e.to_string())?;
-        let hash = record.hash();
-        tx.execute(
-            "INSERT INTO records (seq, body, hash, subject, arende, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                record.seq as i64,
-                body,
-                hash,
-                entry.subject,
-                entry.arende,
-                entry.time
-            ],
-        )
-        .map_err(|e| e.to_string())?;
-        head = (record.seq, hash);
+    {
+        // Parsed once per connection, not once per record.
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO records (seq, body, hash, subject, arende, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(|e| e.to_string())?;
+        for p in batch {
+            let seq = head.0 + 1;
+            let body = canonical_of_encoded(seq, &p.entry_json, &head.1);
+            let hash = sha256_hex(&body);
+            insert
+                .execute(params![seq as i64, body, hash, p.subject, p.arende, p.time])
+                .map_err(|e| e.to_string())?;
+            head = (seq, hash);
+        }
     }
     signer.since += batch.len() as u64;
     signer.maybe_sign(&tx, &head, false)?;
@@ -495,9 +534,7 @@ pub fn verify(
         let Ok(record) = serde_json::from_str::<Record>(&body) else {
             return Err(Tamper::Changed(seq));
         };
-        if hex::encode(sha2::Sha256::digest(body.as_bytes())) != stored_hash
-            || record.hash() != stored_hash
-        {
+        if sha256_hex(&body) != stored_hash || record.canonical() != body {
             return Err(Tamper::Changed(seq));
         }
         if record.seq != seq {
@@ -734,6 +771,29 @@ mod tests {
             &c.public,
             &mut |_, _| {},
         )
+    }
+
+    #[test]
+    fn the_canonical_encoding_is_serde_jsons_compact_form() {
+        #[derive(Serialize)]
+        struct Whole<'a> {
+            seq: u64,
+            entry: &'a Entry,
+            prev: &'a str,
+        }
+        let mut e = entry(7);
+        e.lagrum = Some("\"quoted\" \\ and\ncontrol \u{1} åäö".into());
+        e.handlaggare = None;
+        let prev = "ab".repeat(32);
+        let whole = serde_json::to_string(&Whole {
+            seq: 42,
+            entry: &e,
+            prev: &prev,
+        })
+        .unwrap();
+        assert_eq!(canonical(42, &e, &prev), whole);
+        let back: Record = serde_json::from_str(&whole).unwrap();
+        assert_eq!(back.canonical(), whole);
     }
 
     #[test]

@@ -64,8 +64,11 @@ fn the_scanner_finds_numbers_in_every_shape() {
 
 #[test]
 fn the_demo_passes_and_logs_no_personnummer_even_at_trace() {
+    let data = tempfile::tempdir().unwrap();
     let out = brygga()
         .arg("demo")
+        .arg("--data-dir")
+        .arg(data.path())
         .env("RUST_LOG", "trace")
         .output()
         .unwrap();
@@ -74,6 +77,27 @@ fn the_demo_passes_and_logs_no_personnummer_even_at_trace() {
     assert!(out.status.success(), "demo failed:\n{stdout}");
     assert!(stdout.contains("0 failed"), "{stdout}");
     assert!(stderr.lines().count() > 100, "trace logging was on");
+    // The audit store it kept: every text it holds, and its files' raw bytes.
+    let store = data.path().join("audit.db");
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    let mut texts: Vec<String> = conn
+        .prepare(
+            "SELECT body || ' ' || hash || ' ' || ifnull(subject, '') || ' ' || ifnull(arende, '') || ' ' || time FROM records \
+             UNION ALL SELECT jws FROM checkpoints",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(texts.len() >= 17, "one record per demo request");
+    drop(conn);
+    for entry in std::fs::read_dir(data.path()).unwrap() {
+        texts.push(
+            String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap()).into_owned(),
+        );
+    }
+    let store_text = texts.join("\n");
     // The numbers the demo sends, in any form and anywhere in a line.
     let sent: Vec<&str> = brygga::sim::FIXED_PERSONS
         .iter()
@@ -90,6 +114,10 @@ fn the_demo_passes_and_logs_no_personnummer_even_at_trace() {
                 !stdout.contains(&form) && !stderr.contains(&form),
                 "{form} appears in the demo's output"
             );
+            assert!(
+                !store_text.contains(&form),
+                "{form} appears in the audit store"
+            );
         }
     }
     let hits: Vec<String> = personnummer_like(&stdout)
@@ -99,6 +127,11 @@ fn the_demo_passes_and_logs_no_personnummer_even_at_trace() {
     assert!(
         hits.is_empty(),
         "personnummer-shaped values in the demo's output: {hits:?}"
+    );
+    let hits = personnummer_like(&store_text);
+    assert!(
+        hits.is_empty(),
+        "personnummer-shaped values in the audit store: {hits:?}"
     );
 
     let json = brygga()
