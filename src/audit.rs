@@ -24,6 +24,17 @@ pub enum Action {
     Deny,
 }
 
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Disclose => "disclose",
+            Action::Receive => "receive",
+            Action::Deny => "deny",
+        }
+    }
+}
+
 /// One access or refusal, as the exchange reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -128,9 +139,8 @@ fn store_err(e: rusqlite::Error) -> AuditError {
 
 /// Opens (creating if needed) an audit store.
 ///
-/// `body` is the record's canonical encoding and is all that verification reads; `subject`,
-/// `arende` and `time` repeat three of its fields only so extracts can use an index (an
-/// extract re-checks them against the body).
+/// `body` is the record's canonical encoding; `subject` and `arende` repeat two of its fields
+/// so extracts can use an index, and verification checks that they still agree with the body.
 pub fn open(path: &Path) -> Result<Connection, AuditError> {
     let conn = Connection::open(path).map_err(store_err)?;
     restrict(path);
@@ -142,7 +152,7 @@ pub fn open(path: &Path) -> Result<Connection, AuditError> {
          PRAGMA synchronous=FULL;
          CREATE TABLE IF NOT EXISTS records (
              seq INTEGER PRIMARY KEY, body TEXT NOT NULL, hash TEXT NOT NULL,
-             subject TEXT, arende TEXT, time TEXT NOT NULL);
+             subject TEXT, arende TEXT);
          CREATE INDEX IF NOT EXISTS records_subject ON records (subject);
          CREATE INDEX IF NOT EXISTS records_arende ON records (arende);
          CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY, jws TEXT NOT NULL);",
@@ -164,6 +174,22 @@ pub fn open_existing(store: &str) -> Result<Connection, AuditError> {
         return Err(AuditError::Store(format!("{store}: no such audit store")));
     }
     open(path)
+}
+
+/// Appending to a chain that ends before its last checkpoint would fill the gap with new
+/// records and hide that the old ones were removed: fail closed instead.
+fn refuse_truncated(conn: &Connection) -> Result<(), AuditError> {
+    let signed: Option<i64> = conn
+        .query_row("SELECT max(seq) FROM checkpoints", [], |r| r.get(0))
+        .map_err(store_err)?;
+    let (head, _) = read_head(conn).map_err(store_err)?;
+    match signed {
+        Some(signed) if signed > head as i64 => Err(AuditError::Store(format!(
+            "the chain ends at record {head} but checkpoint {signed} was signed: records were removed; \
+             run `brygga audit verify` and restore the store from a copy before writing to it"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The store's directory, readable by the gateway's user only: the records are pseudonymous,
@@ -199,7 +225,6 @@ struct Pending {
     entry_json: String,
     subject: Option<String>,
     arende: Option<String>,
-    time: String,
     reply: Reply,
 }
 
@@ -250,6 +275,7 @@ impl AuditLog {
             make_private_dir(dir)?;
         }
         let mut conn = open(path)?;
+        refuse_truncated(&conn)?;
         let key = signing_key
             .map(|k| {
                 jsonwebtoken::EncodingKey::from_ed_pem(k)
@@ -269,7 +295,13 @@ impl AuditLog {
                     last: Instant::now(),
                 };
                 loop {
-                    let first = match rx.recv_timeout(policy.every) {
+                    // Unsigned records wait at most `every` after the last checkpoint.
+                    let wait = if signer.since == 0 {
+                        policy.every
+                    } else {
+                        (signer.last + policy.every).saturating_duration_since(Instant::now())
+                    };
+                    let first = match rx.recv_timeout(wait) {
                         Ok(first) => first,
                         Err(mpsc::RecvTimeoutError::Timeout) => {
                             // Quiet for a while: sign what is not signed yet.
@@ -327,7 +359,6 @@ impl AuditLog {
             entry_json: encode_entry(&entry),
             subject: entry.subject,
             arende: entry.arende,
-            time: entry.time,
             reply,
         };
         self.tx
@@ -380,8 +411,10 @@ impl Signer {
             key,
         )
         .map_err(|e| e.to_string())?;
+        // A checkpoint never replaces another: one already at this number signed another head
+        // (the chain was cut and refilled), and verification must still see it.
         tx.execute(
-            "INSERT OR REPLACE INTO checkpoints (seq, jws) VALUES (?1, ?2)",
+            "INSERT OR IGNORE INTO checkpoints (seq, jws) VALUES (?1, ?2)",
             params![head.0 as i64, jws],
         )
         .map_err(|e| e.to_string())?;
@@ -428,7 +461,7 @@ fn write_batch(
         // Parsed once per connection, not once per record.
         let mut insert = tx
             .prepare_cached(
-                "INSERT INTO records (seq, body, hash, subject, arende, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO records (seq, body, hash, subject, arende) VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .map_err(|e| e.to_string())?;
         for p in batch {
@@ -436,7 +469,7 @@ fn write_batch(
             let body = canonical_of_encoded(seq, &p.entry_json, &head.1);
             let hash = sha256_hex(&body);
             insert
-                .execute(params![seq as i64, body, hash, p.subject, p.arende, p.time])
+                .execute(params![seq as i64, body, hash, p.subject, p.arende])
                 .map_err(|e| e.to_string())?;
             head = (seq, hash);
         }
@@ -451,20 +484,28 @@ fn write_batch(
 /// The first thing wrong in a chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Tamper {
-    #[error("record {0} was changed: its hash does not match its content")]
+    #[error("record {0} was changed: its content does not match its hash")]
     Changed(u64),
+    #[error(
+        "record {0} was changed: its search columns (subject, case) do not match its content, which hides it from extracts or adds it to others"
+    )]
+    IndexChanged(u64),
     #[error("record {0} is missing")]
     Removed(u64),
     #[error("record {0} is out of order")]
     Reordered(u64),
-    #[error("record {0} was inserted: it does not follow the record before it")]
+    #[error(
+        "record {0} does not link to the record before it: that one was changed and its hash recomputed, or this one was inserted"
+    )]
     Inserted(u64),
     #[error("checkpoint at record {0} has a bad signature")]
     BadSignature(u64),
+    #[error(
+        "the chain up to record {0} is not the one its checkpoint signed: a record up to {0} was changed and the chain re-hashed"
+    )]
+    CheckpointMismatch(u64),
     #[error("records after checkpoint {0} were removed: the chain ends at {1}")]
     Truncated(u64, u64),
-    #[error("the store cannot be read: {0}")]
-    Unreadable(String),
 }
 
 /// The outcome of a verification that found nothing wrong.
@@ -472,73 +513,79 @@ pub enum Tamper {
 pub struct Verified {
     pub records: u64,
     pub checkpoints: u64,
+    /// The last record a checkpoint signs (0: none yet); the records after it are linked but
+    /// not yet signed.
+    pub signed_through: u64,
     pub head: String,
 }
 
 /// Verifies every record and every checkpoint signature (public key: Ed25519
-/// SubjectPublicKeyInfo PEM). Records are read as a stream, so memory stays flat on long
-/// chains; `progress` hears (records checked, records in all) every few thousand records.
+/// SubjectPublicKeyInfo PEM). The outer error means the chain could not be checked at all (a
+/// bad key file, an unreadable store); the inner one is the first thing wrong with the chain.
+/// Records are read as a stream, so memory stays flat on long chains; `progress` hears
+/// (records checked, records in all) every few thousand records.
 pub fn verify(
     conn: &Connection,
     public_key_pem: &[u8],
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Verified, Tamper> {
-    let unreadable = |e: rusqlite::Error| Tamper::Unreadable(e.to_string());
+) -> Result<Result<Verified, Tamper>, AuditError> {
+    let key = jsonwebtoken::DecodingKey::from_ed_pem(public_key_pem).map_err(|e| {
+        AuditError::Store(format!("the public key is not an Ed25519 key in PEM: {e}"))
+    })?;
     // One snapshot: a gateway may append while this runs.
-    let conn = conn.unchecked_transaction().map_err(unreadable)?;
-    // The checkpoints first: each signature, and the head it vouches for.
-    let key = jsonwebtoken::DecodingKey::from_ed_pem(public_key_pem)
-        .map_err(|e| Tamper::Unreadable(format!("public key: {e}")))?;
+    let conn = conn.unchecked_transaction().map_err(store_err)?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
-    let mut cps = conn
+    // The checkpoints first: each signature, and the head it vouches for.
+    let stored: Vec<(i64, String)> = conn
         .prepare("SELECT seq, jws FROM checkpoints ORDER BY seq")
-        .map_err(unreadable)?;
-    let stored: Vec<(i64, String)> = cps
+        .map_err(store_err)?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(unreadable)?
+        .map_err(store_err)?
         .collect::<Result<_, _>>()
-        .map_err(unreadable)?;
+        .map_err(store_err)?;
     let mut checkpoints = std::collections::BTreeMap::new();
     for (seq, jws) in &stored {
         let seq = u64::try_from(*seq).unwrap_or(0);
-        let claims = jsonwebtoken::decode::<CheckpointClaims>(jws, &key, &validation)
-            .map_err(|_| Tamper::BadSignature(seq))?
-            .claims;
-        if claims.seq != seq || seq == 0 {
-            return Err(Tamper::BadSignature(seq));
+        let Ok(signed) = jsonwebtoken::decode::<CheckpointClaims>(jws, &key, &validation) else {
+            return Ok(Err(Tamper::BadSignature(seq)));
+        };
+        if signed.claims.seq != seq || seq == 0 {
+            return Ok(Err(Tamper::BadSignature(seq)));
         }
-        checkpoints.insert(seq, claims.head);
+        checkpoints.insert(seq, signed.claims.head);
     }
 
     let total: i64 = conn
         .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
-        .map_err(unreadable)?;
-    let total = total as u64;
+        .map_err(store_err)?;
+    let total = u64::try_from(total).unwrap_or(0);
     let mut stmt = conn
-        .prepare("SELECT seq, body, hash FROM records ORDER BY seq")
-        .map_err(unreadable)?;
-    let mut rows = stmt.query([]).map_err(unreadable)?;
+        .prepare("SELECT seq, body, hash, subject, arende FROM records ORDER BY seq")
+        .map_err(store_err)?;
+    let mut rows = stmt.query([]).map_err(store_err)?;
     let mut prev = GENESIS.to_owned();
     let mut checked = 0u64;
-    while let Some(row) = rows.next().map_err(unreadable)? {
-        let seq: i64 = row.get(0).map_err(unreadable)?;
-        let body: String = row.get(1).map_err(unreadable)?;
-        let stored_hash: String = row.get(2).map_err(unreadable)?;
+    while let Some(row) = rows.next().map_err(store_err)? {
+        let seq: i64 = row.get(0).map_err(store_err)?;
+        let body: String = row.get(1).map_err(store_err)?;
+        let stored_hash: String = row.get(2).map_err(store_err)?;
+        let subject: Option<String> = row.get(3).map_err(store_err)?;
+        let arende: Option<String> = row.get(4).map_err(store_err)?;
         let expected = checked + 1;
         let seq = u64::try_from(seq).unwrap_or(0);
         if seq != expected {
-            return Err(Tamper::Removed(expected));
+            return Ok(Err(Tamper::Removed(expected)));
         }
         let Ok(record) = serde_json::from_str::<Record>(&body) else {
-            return Err(Tamper::Changed(seq));
+            return Ok(Err(Tamper::Changed(seq)));
         };
         if sha256_hex(&body) != stored_hash || record.canonical() != body {
-            return Err(Tamper::Changed(seq));
+            return Ok(Err(Tamper::Changed(seq)));
         }
         if record.seq != seq {
-            return Err(Tamper::Reordered(seq));
+            return Ok(Err(Tamper::Reordered(seq)));
         }
         if record.prev != prev {
             // Its predecessor exists elsewhere in the chain: moved; nowhere: inserted.
@@ -548,15 +595,18 @@ pub fn verify(
                     params![record.prev],
                     |r| r.get(0),
                 )
-                .map_err(unreadable)?;
-            return Err(if moved {
+                .map_err(store_err)?;
+            return Ok(Err(if moved {
                 Tamper::Reordered(seq)
             } else {
                 Tamper::Inserted(seq)
-            });
+            }));
+        }
+        if subject != record.entry.subject || arende != record.entry.arende {
+            return Ok(Err(Tamper::IndexChanged(seq)));
         }
         if checkpoints.get(&seq).is_some_and(|h| *h != stored_hash) {
-            return Err(Tamper::Changed(seq));
+            return Ok(Err(Tamper::CheckpointMismatch(seq)));
         }
         prev = stored_hash;
         checked += 1;
@@ -566,13 +616,14 @@ pub fn verify(
     }
     progress(checked, total);
     if let Some((&last, _)) = checkpoints.range(checked + 1..).next() {
-        return Err(Tamper::Truncated(last, checked));
+        return Ok(Err(Tamper::Truncated(last, checked)));
     }
-    Ok(Verified {
+    Ok(Ok(Verified {
         records: checked,
         checkpoints: checkpoints.len() as u64,
+        signed_through: checkpoints.keys().next_back().copied().unwrap_or(0),
         head: prev,
-    })
+    }))
 }
 
 /// What an extract selects. Every condition given must hold.
@@ -639,25 +690,39 @@ pub fn query(conn: &Connection, filter: &Filter) -> Result<Vec<Record>, AuditErr
     Ok(out)
 }
 
-/// Writes every record, oldest first, as JSON Lines (each line the record's canonical
-/// encoding plus its hash); returns how many.
+/// Writes every record, oldest first, as JSON Lines: each line the record's canonical
+/// encoding with `"hash":"…"` added as its last member (drop it to get the hashed bytes back),
+/// and after a record that a checkpoint signs, a line `{"checkpoint":{"jws":"…","seq":N}}`, so
+/// the export can be checked without the store. Returns how many records.
 pub fn export(conn: &Connection, out: &mut dyn std::io::Write) -> Result<u64, AuditError> {
+    let conn = conn.unchecked_transaction().map_err(store_err)?;
+    let checkpoints: std::collections::BTreeMap<i64, String> = conn
+        .prepare("SELECT seq, jws FROM checkpoints")
+        .map_err(store_err)?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(store_err)?
+        .collect::<Result<_, _>>()
+        .map_err(store_err)?;
     let mut stmt = conn
-        .prepare("SELECT body, hash FROM records ORDER BY seq")
+        .prepare("SELECT seq, body, hash FROM records ORDER BY seq")
         .map_err(store_err)?;
     let mut rows = stmt.query([]).map_err(store_err)?;
     let mut n = 0;
     let io = |e: std::io::Error| AuditError::Store(format!("writing the export: {e}"));
     while let Some(row) = rows.next().map_err(store_err)? {
-        let body: String = row.get(0).map_err(store_err)?;
-        let hash: String = row.get(1).map_err(store_err)?;
-        let mut value: serde_json::Value = serde_json::from_str(&body)
-            .map_err(|e| AuditError::Store(format!("a record cannot be read: {e}")))?;
-        if let Some(map) = value.as_object_mut() {
-            map.insert("hash".into(), serde_json::Value::String(hash));
+        let seq: i64 = row.get(0).map_err(store_err)?;
+        let body: String = row.get(1).map_err(store_err)?;
+        let hash: String = row.get(2).map_err(store_err)?;
+        let open = body.strip_suffix('}').ok_or_else(|| {
+            AuditError::Store(format!(
+                "record {seq} is not a JSON object; verify the store"
+            ))
+        })?;
+        writeln!(out, "{open},\"hash\":{}}}", serde_json::Value::String(hash)).map_err(io)?;
+        if let Some(jws) = checkpoints.get(&seq) {
+            let line = serde_json::json!({"checkpoint": {"seq": seq, "jws": jws}});
+            writeln!(out, "{line}").map_err(io)?;
         }
-        serde_json::to_writer(&mut *out, &value).map_err(|e| io(e.into()))?;
-        out.write_all(b"\n").map_err(io)?;
         n += 1;
     }
     Ok(n)
@@ -666,12 +731,7 @@ pub fn export(conn: &Connection, out: &mut dyn std::io::Write) -> Result<u64, Au
 /// A Korrelationsid as a record keeps it: whole, so a DPO can match it with the case system's
 /// own log, unless a caller made its digits spell an identity number (then those are masked).
 pub fn recorded_korrelationsid(id: &uuid::Uuid) -> String {
-    let text = id.to_string();
-    if crate::model::ident::embeds_identity_number(&text) {
-        crate::model::ident::redact_digit_runs(&text)
-    } else {
-        text
-    }
+    crate::model::ident::mask_identity_numbers(&id.to_string())
 }
 
 /// The time of a record: UTC, RFC 3339 with milliseconds, so text order is time order.
@@ -681,7 +741,8 @@ pub fn now() -> String {
 
 /// A time as records write it (UTC, milliseconds).
 pub fn format_time(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
+    // Out of range only at the edges of year 9999: callers bring UTC times already.
+    let t = t.checked_to_offset(time::UtcOffset::UTC).unwrap_or(t);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         t.year(),
@@ -722,6 +783,7 @@ mod tests {
         _dir: tempfile::TempDir,
         path: std::path::PathBuf,
         public: Vec<u8>,
+        private: String,
     }
 
     /// A chain of `n` records with a checkpoint every 4.
@@ -757,6 +819,7 @@ mod tests {
         Chain {
             path,
             public: key.public_key_pem().into_bytes(),
+            private: key.serialize_pem(),
             _dir: dir,
         }
     }
@@ -771,6 +834,98 @@ mod tests {
             &c.public,
             &mut |_, _| {},
         )
+        .unwrap()
+    }
+
+    /// Another writer on a chain's store, with its key.
+    fn writer(c: &Chain) -> Result<AuditLog, AuditError> {
+        AuditLog::start(
+            &c.path,
+            Some(c.private.as_bytes()),
+            CheckpointPolicy {
+                every_records: 1000,
+                every: Duration::from_secs(3600),
+            },
+        )
+    }
+
+    #[test]
+    fn a_changed_search_column_is_found() {
+        // Hiding a record from a person's extract without touching its body.
+        let c = chain(10);
+        sql(
+            &c,
+            "UPDATE records SET subject = 'a1:someone-else' WHERE seq = 5",
+        );
+        assert_eq!(check(&c), Err(Tamper::IndexChanged(5)));
+        let c = chain(10);
+        sql(&c, "UPDATE records SET arende = NULL WHERE seq = 2");
+        assert_eq!(check(&c), Err(Tamper::IndexChanged(2)));
+    }
+
+    #[test]
+    fn a_cut_chain_is_not_refilled_and_stays_found() {
+        let c = chain(10);
+        sql(&c, "DELETE FROM records WHERE seq > 6");
+        assert_eq!(check(&c), Err(Tamper::Truncated(8, 6)));
+        // No writer appends to it: new records would fill the gap below checkpoint 8.
+        let refused = writer(&c).err().unwrap().to_string();
+        assert!(
+            refused.contains("ends at record 6 but checkpoint 10"),
+            "{refused}"
+        );
+        // Someone refills it by hand up to 8 and beyond: the old checkpoint still stands.
+        sql(&c, "DELETE FROM checkpoints WHERE seq = 10");
+        let conn = Connection::open(&c.path).unwrap();
+        let mut prev: String = conn
+            .query_row("SELECT hash FROM records WHERE seq = 6", [], |r| r.get(0))
+            .unwrap();
+        for seq in 7..=9 {
+            let body = canonical(seq, &entry(seq + 100), &prev);
+            let hash = sha256_hex(&body);
+            conn.execute(
+                "INSERT INTO records (seq, body, hash, subject, arende) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![seq as i64, body, hash, entry(0).subject, entry(0).arende],
+            )
+            .unwrap();
+            prev = hash;
+        }
+        assert_eq!(check(&c), Err(Tamper::CheckpointMismatch(8)));
+        // A writer that is allowed to continue never replaces the checkpoint that says so.
+        let log = writer(&c).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(log.append(entry(1))).unwrap();
+        drop(log);
+        assert_eq!(check(&c), Err(Tamper::CheckpointMismatch(8)));
+    }
+
+    #[test]
+    fn the_export_is_the_hashed_bytes_plus_the_hash_and_the_checkpoints() {
+        let c = chain(5);
+        let mut out = Vec::new();
+        let conn = Connection::open(&c.path).unwrap();
+        assert_eq!(export(&conn, &mut out).unwrap(), 5);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // Five records, a checkpoint after record 4 and one after 5 (the writer's last).
+        assert_eq!(lines.len(), 7, "{text}");
+        let mut prev = GENESIS.to_owned();
+        for line in lines.iter().filter(|l| !l.starts_with("{\"checkpoint\"")) {
+            let (hashed, hash) = line.rsplit_once(",\"hash\":\"").unwrap();
+            let hash = hash.strip_suffix("\"}").unwrap();
+            let hashed = format!("{hashed}}}");
+            assert_eq!(sha256_hex(&hashed), hash);
+            let record: Record = serde_json::from_str(&hashed).unwrap();
+            assert_eq!(record.prev, prev);
+            prev = hash.to_owned();
+        }
+        assert!(
+            lines[4].starts_with("{\"checkpoint\":{\"jws\":"),
+            "{}",
+            lines[4]
+        );
     }
 
     #[test]

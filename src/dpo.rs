@@ -54,20 +54,17 @@ impl Store {
         })
     }
 
-    /// Appends this command's own record and waits until it is durable.
+    /// Appends this command's own record and waits until it is durable. The command signs no
+    /// checkpoint (it may have just found the chain tampered with, and a DPO's tool should not
+    /// vouch for a head): the gateway's next checkpoint covers the record.
     async fn record(&self, entry: Entry) -> Result<u64, String> {
-        let key = self.config.as_ref().map(|c| c.audit.signing_key.as_slice());
-        let policy =
-            self.config
-                .as_ref()
-                .map(|c| c.audit.policy)
-                .unwrap_or(audit::CheckpointPolicy {
-                    every_records: u64::MAX,
-                    every: Duration::from_secs(3600),
-                });
-        let log = audit::AuditLog::start(&self.path, key, policy).map_err(|e| e.to_string())?;
+        let policy = audit::CheckpointPolicy {
+            every_records: u64::MAX,
+            every: Duration::from_secs(3600),
+        };
+        let log = audit::AuditLog::start(&self.path, None, policy).map_err(|e| e.to_string())?;
         let seq = log.append(entry).await.map_err(|e| e.to_string())?;
-        // Dropping the writer waits for it (and for its checkpoint, when it has a key).
+        // Dropping the writer waits for its thread.
         tokio::task::spawn_blocking(move || drop(log))
             .await
             .map_err(|e| e.to_string())?;
@@ -130,14 +127,23 @@ pub async fn verify(
             }
         }
     };
-    let verdict = audit::verify(&conn, &public, &mut bar);
+    // An unreadable store or a bad key file is an error, not a verdict on the chain.
+    let verdict = audit::verify(&conn, &public, &mut bar).map_err(|e| e.to_string())?;
     drop(conn);
     let shown = store.path.display();
     let mut entry = store.entry("audit verify", started);
     let ok = match &verdict {
         Ok(v) => {
+            let signed = match v.signed_through {
+                0 => "no checkpoint signs them yet".to_owned(),
+                n if n == v.records => format!("signed through record {n}"),
+                n => format!(
+                    "signed through record {n}, the {} after it linked but not yet signed",
+                    v.records - n
+                ),
+            };
             println!(
-                "{shown}: the chain verifies: {} record(s), {} signed checkpoint(s), head {}",
+                "{shown}: the chain verifies: {} record(s), {} signed checkpoint(s), {signed}; head {}",
                 v.records, v.checkpoints, v.head
             );
             true
@@ -177,9 +183,17 @@ pub async fn query(store: &Store, q: Query) -> Result<(), String> {
     };
     let mut entry = store.entry("audit query", started);
     if let Some(number) = &q.personnummer {
-        let digits: String = number.chars().filter(|c| *c != '-').collect();
+        let typed;
+        let number = if number == "-" {
+            // From standard input: kept out of the process list and the shell's history.
+            typed = std::io::read_to_string(std::io::Read::take(std::io::stdin(), 64))
+                .map_err(|e| format!("--personnummer -: reading standard input: {e}"))?;
+            typed.trim()
+        } else {
+            number.as_str()
+        };
         // The number is never echoed, not even in an error.
-        let person = Personnummer::parse(&digits).map_err(|e| {
+        let person = Personnummer::parse_written(number).map_err(|e| {
             format!("--personnummer is not a valid personnummer or samordningsnummer: {e}")
         })?;
         let config = store.config.as_ref().ok_or(
@@ -248,12 +262,6 @@ fn write_table(out: &mut dyn Write, records: &[Record]) -> std::io::Result<()> {
         "kategorier",
         "lagrum",
     ];
-    let action = |a: Action| match a {
-        Action::Read => "read",
-        Action::Disclose => "disclose",
-        Action::Receive => "receive",
-        Action::Deny => "deny",
-    };
     let rows: Vec<[String; 11]> = records
         .iter()
         .map(|r| {
@@ -266,7 +274,7 @@ fn write_table(out: &mut dyn Write, records: &[Record]) -> std::io::Result<()> {
                 opt(&e.handlaggare),
                 opt(&e.arende),
                 e.operation.clone(),
-                action(e.action).to_owned(),
+                e.action.as_str().to_owned(),
                 e.outcome.clone(),
                 opt(&e.syfte),
                 if e.kategorier.is_empty() {
@@ -328,22 +336,28 @@ pub async fn export(store: &Store, output: Option<&Path>) -> Result<u64, String>
 fn bound(s: &str, upper: bool) -> Result<String, String> {
     use time::format_description::well_known::Rfc3339;
     let flag = if upper { "--to" } else { "--from" };
+    // A number pasted into the wrong flag is not echoed.
+    let shown = crate::model::ident::redact_digit_runs(s);
+    let out_of_range = || format!("{flag}: {shown} is outside the years a record can have");
     let at = if let Ok(d) =
         time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
     {
         let d = if upper {
-            d.next_day()
-                .ok_or_else(|| format!("{flag}: {s} is the last day there is"))?
+            d.next_day().ok_or_else(out_of_range)?
         } else {
             d
         };
         d.midnight().assume_utc()
     } else {
         let t = time::OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
-            format!("{flag}: '{s}' is neither a date (2026-11-25) nor an RFC 3339 time (2026-11-25T10:00:00Z)")
+            format!("{flag}: '{shown}' is neither a date (2026-11-25) nor an RFC 3339 time (2026-11-25T10:00:00Z)")
         })?;
+        let t = t
+            .checked_to_offset(time::UtcOffset::UTC)
+            .ok_or_else(out_of_range)?;
         if upper {
-            t + time::Duration::milliseconds(1)
+            t.checked_add(time::Duration::milliseconds(1))
+                .ok_or_else(out_of_range)?
         } else {
             t
         }
@@ -370,5 +384,19 @@ mod tests {
             "2026-11-25T09:00:00.001Z"
         );
         assert!(bound("25/11/2026", false).unwrap_err().contains("--from"));
+        // The edges of time are errors, not panics.
+        assert!(bound("9999-12-31", true).unwrap_err().contains("outside"));
+        assert!(
+            bound("9999-12-31T23:59:59.999Z", true)
+                .unwrap_err()
+                .contains("outside")
+        );
+        assert!(
+            bound("9999-12-31T23:30:00-01:00", false)
+                .unwrap_err()
+                .contains("outside")
+        );
+        let err = bound("198507099805", false).unwrap_err();
+        assert!(!err.contains("9805"), "{err}");
     }
 }

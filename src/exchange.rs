@@ -64,6 +64,11 @@ pub async fn serve_kommun(
         return contract(req.uri().query());
     }
     let started = Instant::now();
+    // Kept outside the task, so that even a panic inside it leaves a record.
+    let (gw_outside, organisation) = (
+        gw.clone(),
+        peer.orgnr.as_ref().ok().map(ToString::to_string),
+    );
     let task = tokio::spawn(async move {
         let mut trace = Trace {
             korrelationsid: Uuid::new_v4(),
@@ -87,15 +92,20 @@ pub async fn serve_kommun(
     match task.await {
         Ok(response) => response,
         Err(e) => {
-            let id = Uuid::new_v4();
-            tracing::error!(korrelationsid = %id, panicked = e.is_panic(), "the exchange task failed");
-            rescue(
-                &Failure::new(
-                    Felkod::InterntFel,
-                    "an internal error occurred; the request was not completed",
-                ),
-                id,
-            )
+            let trace = Trace {
+                korrelationsid: Uuid::new_v4(),
+                audited: true,
+                organisation,
+                ..Trace::default()
+            };
+            tracing::error!(korrelationsid = %trace.korrelationsid, panicked = e.is_panic(), "the exchange task failed");
+            let failure = Failure::new(
+                Felkod::InterntFel,
+                "an internal error occurred; the request was not completed",
+            );
+            // What it was about is lost with the task; that it happened is not.
+            let _ = record(&gw_outside, &trace, Err(failure.clone()), started).await;
+            rescue(&failure, trace.korrelationsid)
         }
     }
 }
@@ -130,9 +140,10 @@ async fn record(
     let action = match felkod {
         None if carries_personal_data => Action::Disclose,
         None => Action::Read,
-        Some(code) if code.is_client_fault() => Action::Deny,
-        // AF may have been asked, but nothing left the gateway.
-        Some(_) => Action::Read,
+        // AF was asked, but nothing left the gateway.
+        Some(code) if code.kalla() == Kalla::Af => Action::Read,
+        // Refused or failed in the gateway.
+        Some(_) => Action::Deny,
     };
     let direction = match trace.operation {
         Some(Operation::AnmalAktivitetsplan) => "kommun-till-af",

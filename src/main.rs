@@ -412,9 +412,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let config =
                 Config::load(&config.unwrap_or(defaults.config)).map_err(|e| anyhow!("{e}"))?;
-            let digits: String = number.chars().filter(|c| *c != '-').collect();
             // The number is never echoed, not even in an error.
-            let person = brygga::model::Personnummer::parse(&digits).map_err(|e| {
+            let person = brygga::model::Personnummer::parse_written(&number).map_err(|e| {
                 anyhow!("the number is not a valid personnummer or samordningsnummer: {e}")
             })?;
             let found = if all {

@@ -96,6 +96,16 @@ impl Personnummer {
         Ok(Self { digits })
     }
 
+    /// Parses what a person types: the 12 digits, with or without a `-` before the last four
+    /// (`19850709-9805`).
+    pub fn parse_written(s: &str) -> Result<Self, IdentError> {
+        let s = s.trim();
+        match s.len() {
+            13 if s.as_bytes()[8] == b'-' => Self::parse(&format!("{}{}", &s[..8], &s[9..])),
+            _ => Self::parse(s),
+        }
+    }
+
     pub fn kind(&self) -> IdentityKind {
         if num(&self.digits[6..8]) > 60 {
             IdentityKind::Samordningsnummer
@@ -314,12 +324,32 @@ pub fn parse_uuid(s: &str) -> Result<uuid::Uuid, IdentError> {
 
 /// Masks every group of digits that could be a personal identity number: ten or more digits
 /// in a row, or joined by single `-`, `+` or spaces (`850709-9805`), unless the group is 10 or
-/// 12 digits whose date part cannot be a birth date (organisation numbers, whose "month" is 20
-/// or more, stay readable). Dates and small numbers stay. For messages built from hostile
-/// input (an element name, a parser excerpt, a serde error quoting a value).
+/// 12 digits whose date part cannot be a birth date and that holds no valid number
+/// (organisation numbers, whose "month" is 20 or more, stay readable). Dates and small numbers
+/// stay. For messages built from hostile input (an element name, a parser excerpt, a serde
+/// error quoting a value).
 pub fn redact_digit_runs(s: &str) -> String {
-    // Digits of any script count; one character that is neither letter nor digit may join
-    // two groups (`850709-9805`, `19850709_9805`, `19850709.9805`).
+    mask_groups(s, |d| {
+        could_be_identity_number(d) || holds_valid_identity_number(d)
+    })
+}
+
+/// Masks only the digit groups that hold a valid personnummer or samordningsnummer (real date,
+/// right check digit) in 12 or 10 digits: stricter than [`redact_digit_runs`]'s guess, for
+/// text that is kept whole unless it really spells one (a Korrelationsid in an audit record).
+/// A group with digits of another script is masked.
+pub fn mask_identity_numbers(s: &str) -> String {
+    mask_groups(s, holds_valid_identity_number)
+}
+
+/// Whether [`mask_identity_numbers`] would mask anything in `s`.
+pub fn embeds_identity_number(s: &str) -> bool {
+    mask_identity_numbers(s) != s
+}
+
+/// Masks every digit of each group of ten or more digits for which `mask` holds (a group with
+/// a digit of another script is masked whole: only ASCII digits have a known value).
+fn mask_groups(s: &str, mask: impl Fn(&[u8]) -> bool) -> String {
     let digit = |c: char| c.is_numeric();
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
@@ -331,9 +361,9 @@ pub fn redact_digit_runs(s: &str) -> String {
             continue;
         }
         let (j, group) = digit_group(&chars, i);
-        let mask = group.digits >= 10 && group.values.is_none_or(|g| could_be_identity_number(&g));
+        let masked = group.digits >= 10 && group.values.as_deref().is_none_or(&mask);
         for c in &chars[i..j] {
-            out.push(if mask && digit(*c) { '*' } else { *c });
+            out.push(if masked && digit(*c) { '*' } else { *c });
         }
         i = j;
     }
@@ -341,7 +371,8 @@ pub fn redact_digit_runs(s: &str) -> String {
 }
 
 /// A run of digits starting at `i`, where one character that is neither letter nor digit may
-/// join two groups (`850709-9805`, `19850709_9805`): where it ends, and its digits.
+/// join two groups (`850709-9805`, `19850709_9805`, `19850709.9805`): where it ends, and its
+/// digits.
 fn digit_group(chars: &[char], i: usize) -> (usize, DigitGroup) {
     let digit = |c: char| c.is_numeric();
     let mut j = i;
@@ -370,40 +401,19 @@ struct DigitGroup {
     values: Option<Vec<u8>>,
 }
 
-/// Whether `s` holds a valid personnummer or samordningsnummer (real date, right check digit)
-/// anywhere in its digit groups, in 12 or 10 digits: stricter than [`redact_digit_runs`]'s
-/// guess, for text that is kept whole unless it really spells one (a Korrelationsid in an
-/// audit record). Digits of other scripts count as a hit.
-pub fn embeds_identity_number(s: &str) -> bool {
-    let chars: Vec<char> = s.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        if !chars[i].is_numeric() {
-            i += 1;
-            continue;
-        }
-        let (j, group) = digit_group(&chars, i);
-        i = j;
-        if group.digits < 10 {
-            continue;
-        }
-        let Some(d) = group.values else {
-            return true;
-        };
-        let text: String = d.iter().map(|v| char::from(b'0' + v)).collect();
-        let valid = |w: &str| Personnummer::parse(w).is_ok();
-        let twelve = (0..=text.len().saturating_sub(12))
-            .any(|k| text.len() >= 12 && valid(&text[k..k + 12]));
-        let ten = (0..=text.len() - 10).any(|k| {
+/// Whether some 12 or 10 consecutive digits of a group are a valid personnummer or
+/// samordningsnummer (ten digits with any century).
+fn holds_valid_identity_number(d: &[u8]) -> bool {
+    let text: String = d.iter().map(|v| char::from(b'0' + v)).collect();
+    let valid = |w: &str| Personnummer::parse(w).is_ok();
+    let twelve = text.len() >= 12 && (0..=text.len() - 12).any(|k| valid(&text[k..k + 12]));
+    let ten = text.len() >= 10
+        && (0..=text.len() - 10).any(|k| {
             ["18", "19", "20"]
                 .iter()
                 .any(|c| valid(&format!("{c}{}", &text[k..k + 10])))
         });
-        if twelve || ten {
-            return true;
-        }
-    }
-    false
+    twelve || ten
 }
 
 /// Whether a digit group might hold a personnummer or samordningsnummer: any group other than
@@ -448,6 +458,29 @@ mod tests {
             redact_digit_runs("on 2026-11-25, line 3"),
             "on 2026-11-25, line 3"
         );
+    }
+
+    #[test]
+    fn a_masked_text_embeds_no_identity_number() {
+        // The ten digits 8507099805 at the start of a 12-digit group whose own date is not
+        // one (month 09, day 98).
+        let tricky = "a8507099-8051-2a00-8000-000000000000";
+        assert!(embeds_identity_number(tricky));
+        assert_eq!(
+            mask_identity_numbers(tricky),
+            "a*******-****-*a00-8000-000000000000"
+        );
+        assert!(!redact_digit_runs(tricky).contains("8507099"));
+        // Many UUIDs: what is kept never holds a valid number, and most are kept whole.
+        let mut whole = 0;
+        for _ in 0..20_000 {
+            let id = uuid::Uuid::new_v4().to_string();
+            let kept = mask_identity_numbers(&id);
+            assert!(!embeds_identity_number(&kept), "{kept}");
+            assert!(!embeds_identity_number(&redact_digit_runs(&id)));
+            whole += usize::from(kept == id);
+        }
+        assert!(whole > 19_900, "{whole} of 20 000 kept whole");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use brygga::config::Config;
 use brygga::demo::{DemoFiles, example_clients};
 use brygga::model::*;
 use brygga::sim::{self, SimSettings};
+use sha2::{Digest, Sha256};
 
 use crate::harness::{self, fault, status};
 
@@ -39,7 +40,7 @@ fn public_key() -> Vec<u8> {
 
 fn verify(store: &Path) -> Result<brygga::audit::Verified, brygga::audit::Tamper> {
     let conn = rusqlite::Connection::open(store).unwrap();
-    brygga::audit::verify(&conn, &public_key(), &mut |_, _| {})
+    brygga::audit::verify(&conn, &public_key(), &mut |_, _| {}).unwrap()
 }
 
 /// A copy of the example configuration beside it (so its relative paths hold) whose audit
@@ -385,26 +386,30 @@ async fn export_writes_json_lines_and_verify_shows_progress() {
         .unwrap();
     assert!(export.status.success());
     let text = std::fs::read_to_string(&out).unwrap();
-    let lines: Vec<serde_json::Value> = text
+    let (lines, checkpoints): (Vec<&str>, Vec<&str>) = text
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    // Four accesses and the export itself, recorded before it was written.
-    assert_eq!(lines.len(), 5);
-    for (i, l) in lines.iter().enumerate() {
+        .partition(|l| !l.starts_with("{\"checkpoint\""));
+    // Four accesses and the export itself, recorded before it was written; the gateway signed
+    // the head (record 4) when it stopped.
+    assert_eq!(lines.len(), 5, "{text}");
+    assert_eq!(checkpoints.len(), 1, "{text}");
+    let cp: serde_json::Value = serde_json::from_str(checkpoints[0]).unwrap();
+    assert_eq!(cp["checkpoint"]["seq"], 4);
+    let mut prev = "0".repeat(64);
+    for (i, line) in lines.iter().enumerate() {
+        let l: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(l["seq"], i as u64 + 1);
-        assert_eq!(l["hash"].as_str().unwrap().len(), 64);
-        assert_eq!(l["prev"].as_str().unwrap().len(), 64);
-        if i > 0 {
-            assert_eq!(l["prev"], lines[i - 1]["hash"]);
-        }
+        assert_eq!(l["prev"], prev.as_str());
+        // The line less its last member `hash` is the canonical encoding that was hashed.
+        let hash = l["hash"].as_str().unwrap();
+        let hashed = line.replace(&format!(",\"hash\":\"{hash}\""), "");
+        assert_eq!(hex::encode(Sha256::digest(hashed.as_bytes())), hash);
+        let canonical: Record = serde_json::from_str(&hashed).unwrap();
+        assert_eq!(canonical.canonical(), hashed);
+        prev = hash.to_owned();
     }
-    assert_eq!(lines[4]["entry"]["operation"], "audit export");
-    // A record's hash is the SHA-256 of its canonical encoding: the line without `hash`.
-    let mut first = lines[0].clone();
-    let hash = first.as_object_mut().unwrap().remove("hash").unwrap();
-    let canonical: Record = serde_json::from_value(first).unwrap();
-    assert_eq!(canonical.hash(), hash.as_str().unwrap());
+    let last: serde_json::Value = serde_json::from_str(lines[4]).unwrap();
+    assert_eq!(last["entry"]["operation"], "audit export");
 
     let v = brygga()
         .args(["audit", "verify", "--progress", "--store"])
