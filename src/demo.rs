@@ -201,6 +201,17 @@ fn summary(a: &KommunAnswer) -> String {
             .map(|t| format!("{} {}", t.namn, t.status.code()))
             .collect::<Vec<_>>()
             .join(", "),
+        KommunAnswer::RegistreraPrenumeration(p) | KommunAnswer::AvslutaPrenumeration(p) => {
+            let p = &p.prenumeration;
+            format!(
+                "subscription {} until {}",
+                p.status.code(),
+                crate::model::ident::format_date(p.period.tom())
+            )
+        }
+        KommunAnswer::ListaPrenumerationer(l) => {
+            format!("{} subscription(s)", l.prenumerationer.len())
+        }
     }
 }
 
@@ -325,7 +336,20 @@ pub async fn run(files: &DemoFiles, data_dir: Option<&Path>) -> Result<bool, Str
             .await,
         );
     }
-    let others: [(&str, KommunRequest, &str, Check); 4] = [
+    // A subscription for the coming three months.
+    let following = |f: Fraga| -> Result<Fraga, String> {
+        let today = time::OffsetDateTime::now_utc().date();
+        let tidsperiod = Tidsperiod::new(today, today + time::Duration::days(90))
+            .ok_or("a period of three months")?;
+        Ok(Fraga { tidsperiod, ..f })
+    };
+    let case = |f: Fraga| PrenumerationsFraga {
+        korrelationsid: uuid::Uuid::new_v4(),
+        ingivare: f.ingivare,
+        arendeidentitet: f.arendeidentitet,
+        syfte: f.syfte,
+    };
+    let others: [(&str, KommunRequest, &str, Check); 7] = [
         (
             "HamtaErsattningsbeslut: registered jobseeker",
             KommunRequest::HamtaErsattningsbeslut(fraga(sthlm, sim::REGISTRERAD, "EKB-BESLUT")?),
@@ -352,6 +376,32 @@ pub async fn run(files: &DemoFiles, data_dir: Option<&Path>) -> Result<bool, Str
             KommunRequest::Ping(uuid::Uuid::new_v4()),
             &st_token,
             |a| matches!(a, KommunAnswer::Ping(p) if p.tjanster.iter().all(|t| t.status == TjanstStatus::Ok)),
+        ),
+        (
+            "RegistreraPrenumeration: follow AF's events in the case",
+            KommunRequest::RegistreraPrenumeration(following(fraga(
+                sthlm,
+                sim::REGISTRERAD,
+                "EKB-BESLUT",
+            )?)?),
+            &st_token,
+            |a| matches!(a, KommunAnswer::RegistreraPrenumeration(p) if p.prenumeration.status == PrenumerationStatus::Aktiv),
+        ),
+        (
+            "ListaPrenumerationer: the case's subscriptions",
+            KommunRequest::ListaPrenumerationer(case(fraga(
+                sthlm,
+                sim::REGISTRERAD,
+                "EKB-BESLUT",
+            )?)),
+            &st_token,
+            |a| matches!(a, KommunAnswer::ListaPrenumerationer(l) if l.prenumerationer.len() == 1),
+        ),
+        (
+            "AvslutaPrenumeration: the case is closed",
+            KommunRequest::AvslutaPrenumeration(fraga(sthlm, sim::REGISTRERAD, "EKB-BESLUT")?),
+            &st_token,
+            |a| matches!(a, KommunAnswer::AvslutaPrenumeration(p) if p.prenumeration.status == PrenumerationStatus::Avslutad),
         ),
     ];
     for (label, req, token, check) in others {

@@ -62,6 +62,8 @@ pub enum Felkod {
     AfOverbelastad,
     AfOgiltigtSvar,
     LoggningMisslyckades,
+    PrenumerationSaknas,
+    LagringMisslyckades,
     InterntFel,
 }
 
@@ -116,6 +118,8 @@ impl Felkod {
             AfOverbelastad => "AF_OVERBELASTAD",
             AfOgiltigtSvar => "AF_OGILTIGT_SVAR",
             LoggningMisslyckades => "LOGGNING_MISSLYCKADES",
+            PrenumerationSaknas => "PRENUMERATION_SAKNAS",
+            LagringMisslyckades => "LAGRING_MISSLYCKADES",
             InterntFel => "INTERNT_FEL",
         }
     }
@@ -124,7 +128,7 @@ impl Felkod {
     pub fn status(self) -> StatusCode {
         use Felkod::*;
         match self {
-            OkandResurs => StatusCode::NOT_FOUND,
+            OkandResurs | PrenumerationSaknas => StatusCode::NOT_FOUND,
             MetodEjTillaten => StatusCode::METHOD_NOT_ALLOWED,
             FelMediatyp => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ForStorBegaran => StatusCode::PAYLOAD_TOO_LARGE,
@@ -138,9 +142,8 @@ impl Felkod {
             | TokenFelCertifikat => StatusCode::UNAUTHORIZED,
             KlientOkand | FelKommun | HandlaggareMatcharEj | IngivareMatcharEj | SyfteMatcharEj
             | OperationEjTillaten | SyfteEjTillatet | HandlaggareEjBehorig => StatusCode::FORBIDDEN,
-            AfEjNabar | AfOverbelastad | TokenkontrollFull | LoggningMisslyckades => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AfEjNabar | AfOverbelastad | TokenkontrollFull | LoggningMisslyckades
+            | LagringMisslyckades => StatusCode::SERVICE_UNAVAILABLE,
             AfTidsgrans => StatusCode::GATEWAY_TIMEOUT,
             AfFel | AfAvvisade | AfAvvisadeFragan | AfOgiltigtSvar => StatusCode::BAD_GATEWAY,
             InterntFel => StatusCode::INTERNAL_SERVER_ERROR,
@@ -170,6 +173,7 @@ impl Felkod {
                 | InterntFel
                 | TokenkontrollFull
                 | LoggningMisslyckades
+                | LagringMisslyckades
         )
     }
 

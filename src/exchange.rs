@@ -136,7 +136,9 @@ async fn record(
         return result;
     }
     let felkod = result.as_ref().err().map(|f| f.felkod);
-    let carries_personal_data = trace.subject.is_some();
+    // A subscription names the person to brygga but discloses nothing about them.
+    let carries_personal_data =
+        trace.subject.is_some() && !trace.operation.is_some_and(Operation::is_local);
     let action = match felkod {
         None if carries_personal_data => Action::Disclose,
         None => Action::Read,
@@ -147,6 +149,7 @@ async fn record(
     };
     let direction = match trace.operation {
         Some(Operation::AnmalAktivitetsplan) => "kommun-till-af",
+        Some(op) if op.is_local() => "kommun-till-brygga",
         _ => "af-till-kommun",
     };
     let entry = Entry {
@@ -239,18 +242,33 @@ async fn exchange(
     let request = soap::decode_request(&body, &gw.xml_limits)?;
     trace.korrelationsid = request.korrelationsid();
     trace.operation = Some(request.operation());
-    let syfte = request.fraga().and_then(|f| gw.config.syften.get(&f.syfte));
-    if let Some(f) = request.fraga() {
-        trace.arende = Some(f.arendeidentitet.clone());
-        trace.subject = gw.config.pseudonyms.pseudonym("audit", &f.personidentitet);
-        trace.syfte = Some(f.syfte.clone());
+    let syfte = request.caller().and_then(|c| gw.config.syften.get(c.syfte));
+    if let Some(c) = request.caller() {
+        trace.arende = Some(c.arendeidentitet.to_owned());
+        trace.syfte = Some(c.syfte.to_owned());
         trace.lagrum = syfte.map(|s| s.lagrum.clone());
+    }
+    if let Some(f) = request.fraga() {
+        trace.subject = gw.config.pseudonyms.pseudonym("audit", &f.personidentitet);
     }
 
     // 4. Authorise: client × operation × purpose, own municipality, the token's case worker.
-    policy::authorise(&client, &worker, &request).map_err(Failure::from).inspect_err(|f| {
+    policy::authorise(&client, &worker, &request).map_err(|d| {
+        let mut f = Failure::from(d);
+        // ListaPrenumerationer carries the caller's fields at the top, not in a Fraga.
+        if request.fraga().is_none() {
+            f.field = f.field.map(|p| p.trim_start_matches("Fraga/").to_owned());
+        }
+        f
+    }).inspect_err(|f| {
         tracing::warn!(korrelationsid = %redact_digit_runs(&trace.korrelationsid.to_string()), client = %client.name, felkod = f.felkod.as_str(), "request denied");
     })?;
+
+    // Subscriptions are brygga's own: no AF call, and nothing about the person is answered.
+    if request.operation().is_local() {
+        let answer = subscribe(gw, &client, request).await?;
+        return Ok(soap::encode_answer(&answer));
+    }
 
     // 5–8. Translate, call AF, validate and minimise its answer, encode.
     let kategorier = syfte.map(|s| s.kategorier.clone());
@@ -263,6 +281,98 @@ async fn exchange(
     };
     trace.kategorier = policy::disclosed(&answer);
     Ok(soap::encode_answer(&answer))
+}
+
+/// Registers, ends or lists the client's subscriptions to AF's events. The person is stored as
+/// a pseudonym of the `subscriptions` domain, found under every key of it.
+async fn subscribe(
+    gw: &Gateway,
+    client: &Client,
+    request: KommunRequest,
+) -> Result<KommunAnswer, Failure> {
+    let store = gw.subscriptions.clone();
+    let client_name = client.name.clone();
+    let subjects = request
+        .fraga()
+        .map(|f| {
+            gw.config
+                .pseudonyms
+                .all("subscriptions", &f.personidentitet)
+        })
+        .unwrap_or_default();
+    let now = time::OffsetDateTime::now_utc();
+    if let KommunRequest::RegistreraPrenumeration(f) = &request
+        && f.tidsperiod.tom() < now.date()
+    {
+        return Err(Failure::new(
+            Felkod::OgiltigtFalt,
+            "a subscription must end today or later: Tom is the last day events are delivered",
+        )
+        .field("Fraga/Tidsperiod/Tom"));
+    }
+    let failed = |e: String| {
+        tracing::error!(error = %e, "the subscription store failed");
+        Failure::new(
+            Felkod::LagringMisslyckades,
+            "the subscription could not be stored; nothing was changed, try again later",
+        )
+    };
+    let answer = tokio::task::spawn_blocking(move || -> Result<KommunAnswer, Failure> {
+        let stored = |e: crate::subscriptions::StoreError| failed(e.to_string());
+        Ok(match request {
+            KommunRequest::RegistreraPrenumeration(f) => {
+                let r = store
+                    .register(
+                        &client_name,
+                        &f.arendeidentitet,
+                        &f.syfte,
+                        &subjects,
+                        f.tidsperiod,
+                        now,
+                    )
+                    .map_err(stored)?;
+                KommunAnswer::RegistreraPrenumeration(PrenumerationSvar {
+                    korrelationsid: f.korrelationsid,
+                    prenumeration: r.prenumeration,
+                })
+            }
+            KommunRequest::AvslutaPrenumeration(f) => {
+                let ended = store
+                    .end(&client_name, &f.arendeidentitet, &subjects, now)
+                    .map_err(stored)?
+                    .ok_or_else(|| {
+                        Failure::new(
+                            Felkod::PrenumerationSaknas,
+                            "this client has no active subscription for this case and person",
+                        )
+                    })?;
+                KommunAnswer::AvslutaPrenumeration(PrenumerationSvar {
+                    korrelationsid: f.korrelationsid,
+                    prenumeration: ended,
+                })
+            }
+            KommunRequest::ListaPrenumerationer(l) => {
+                KommunAnswer::ListaPrenumerationer(ListaPrenumerationerSvar {
+                    korrelationsid: l.korrelationsid,
+                    prenumerationer: store
+                        .list(&client_name, &l.arendeidentitet)
+                        .map_err(stored)?,
+                })
+            }
+            other => {
+                return Err(Failure::new(
+                    Felkod::InterntFel,
+                    format!(
+                        "{} is not a subscription operation",
+                        other.operation().name()
+                    ),
+                ));
+            }
+        })
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))??;
+    Ok(answer)
 }
 
 /// Steps 5–8 for each operation: the AF request, AF's answer checked against its contract,
@@ -374,6 +484,14 @@ async fn call_af(
                     svarstid_ms: Some(ms),
                 }],
             })
+        }
+        local @ (KommunRequest::RegistreraPrenumeration(_)
+        | KommunRequest::AvslutaPrenumeration(_)
+        | KommunRequest::ListaPrenumerationer(_)) => {
+            return Err(Failure::new(
+                Felkod::InterntFel,
+                format!("{} does not call AF", local.operation().name()),
+            ));
         }
     })
 }

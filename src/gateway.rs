@@ -12,6 +12,7 @@ use crate::codec::xml::XmlLimits;
 use crate::config::Config;
 use crate::identity::VerifiedTokens;
 use crate::server::{self, ConnLimits, SharedTls};
+use crate::subscriptions::Subscriptions;
 use crate::upstream::AfClient;
 use crate::{exchange, ops, tls};
 
@@ -26,6 +27,8 @@ pub struct Gateway {
     pub tokens: VerifiedTokens,
     /// The audit chain's writer: every answer waits for its record to be durable.
     pub audit: AuditLog,
+    /// Who follows which person's events, in the same store.
+    pub subscriptions: Arc<Subscriptions>,
 }
 
 /// A started gateway: where it listens, and how to stop it.
@@ -63,6 +66,10 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         config.audit.policy,
     )
     .map_err(|e| format!("{}: {e}", config.audit.store.display()))?;
+    let subscriptions = Arc::new(
+        Subscriptions::open(&config.audit.store)
+            .map_err(|e| format!("{}: {e}", config.audit.store.display()))?,
+    );
     let kommun = server::bind(config.kommun_bind, "kommun").await?;
     let admin = server::bind(config.admin_bind, "admin").await?;
     let kommun_addr = kommun.local_addr().map_err(|e| e.to_string())?;
@@ -79,6 +86,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         xml_limits: XmlLimits::default(),
         tokens: VerifiedTokens::new(10_000),
         audit,
+        subscriptions,
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod pseudo;
 pub mod server;
 pub mod sim;
+pub mod subscriptions;
 pub mod tls;
 pub mod translate;
 pub mod upstream;

@@ -37,27 +37,27 @@ pub fn authorise(client: &Client, worker: &CaseWorker, req: &KommunRequest) -> R
         return Err(Denial::Operation(req.operation()));
     }
     // Ping carries no personal data, so there is no case worker or purpose to match.
-    let Some(fraga) = req.fraga() else {
+    let Some(caller) = req.caller() else {
         return Ok(());
     };
-    if fraga.ingivare.organisationsnummer != client.orgnr {
+    if caller.ingivare.organisationsnummer != client.orgnr {
         return Err(Denial::Ingivare);
     }
-    if fraga.ingivare.handlaggare != worker.hsa_id {
+    if caller.ingivare.handlaggare != worker.hsa_id {
         return Err(Denial::Handlaggare);
     }
-    if fraga.syfte != worker.syfte {
+    if caller.syfte != worker.syfte {
         return Err(Denial::SyfteMismatch);
     }
-    if !client.syften.contains(&fraga.syfte) {
-        return Err(Denial::Syfte(fraga.syfte.clone()));
+    if !client.syften.iter().any(|s| s == caller.syfte) {
+        return Err(Denial::Syfte(caller.syfte.to_owned()));
     }
     if let Some(allowed) = client.syften_per_operation.get(&req.operation())
-        && !allowed.contains(&fraga.syfte)
+        && !allowed.iter().any(|s| s == caller.syfte)
     {
         return Err(Denial::SyfteForOperation(
             req.operation(),
-            fraga.syfte.clone(),
+            caller.syfte.to_owned(),
         ));
     }
     if !client.handlaggare_prefix.is_empty()
@@ -167,7 +167,11 @@ pub fn disclosed(answer: &KommunAnswer) -> Vec<Datakategori> {
         }
         // The municipality disclosed its plan to AF; AF's receipt holds no personal data.
         KommunAnswer::Aktivitetsplan(_) => add(true, Datakategori::Aktiviteter),
-        KommunAnswer::Ping(_) => {}
+        // A subscription's answer names no person and carries nothing from AF.
+        KommunAnswer::Ping(_)
+        | KommunAnswer::RegistreraPrenumeration(_)
+        | KommunAnswer::AvslutaPrenumeration(_)
+        | KommunAnswer::ListaPrenumerationer(_) => {}
     }
     out
 }

@@ -400,28 +400,63 @@ fn decode_tidsperiod(s: &mut Seq<'_>) -> Result<Tidsperiod, DecodeError> {
 
 fn decode_fraga(s: &mut Seq<'_>) -> Result<Fraga, DecodeError> {
     let korrelationsid = s.leaf("Korrelationsid", uuid)?;
-    let ingivare = s.node("Ingivare", |s| {
-        Ok(Ingivare {
-            organisationsnummer: s.leaf("Organisationsnummer", orgnr12)?,
-            namn: s.leaf("Namn", text(1, 200))?,
-            handlaggare: s.leaf("Handlaggare", with(HsaId::parse))?,
-        })
-    })?;
+    let ingivare = s.node("Ingivare", decode_ingivare)?;
     Ok(Fraga {
         korrelationsid,
         ingivare,
         arendeidentitet: s.leaf("Arendeidentitet", text(1, 64))?,
         personidentitet: s.leaf("Personidentitet", with(Personnummer::parse))?,
         tidsperiod: s.node("Tidsperiod", decode_tidsperiod)?,
-        syfte: s.leaf(
-            "Syfte",
-            pattern(
-                is_code,
-                "must be a purpose code such as EKB-BESLUT (A-Z, 0-9, '-', 2 to 32 characters)",
-            ),
-        )?,
+        syfte: s.leaf("Syfte", syfte)?,
         lagrum: s.leaf("Lagrum", text(1, 500))?,
         personuppgiftsbitrade: s.opt_leaf("Personuppgiftsbitrade", text(1, 200))?,
+    })
+}
+
+fn decode_ingivare(s: &mut Seq<'_>) -> Result<Ingivare, DecodeError> {
+    Ok(Ingivare {
+        organisationsnummer: s.leaf("Organisationsnummer", orgnr12)?,
+        namn: s.leaf("Namn", text(1, 200))?,
+        handlaggare: s.leaf("Handlaggare", with(HsaId::parse))?,
+    })
+}
+
+fn syfte(t: &str, p: &str) -> Result<String, DecodeError> {
+    pattern(
+        is_code,
+        "must be a purpose code such as EKB-BESLUT (A-Z, 0-9, '-', 2 to 32 characters)",
+    )(t, p)
+}
+
+fn decode_prenumerations_fraga(s: &mut Seq<'_>) -> Result<PrenumerationsFraga, DecodeError> {
+    Ok(PrenumerationsFraga {
+        korrelationsid: s.leaf("Korrelationsid", uuid)?,
+        ingivare: s.node("Ingivare", decode_ingivare)?,
+        arendeidentitet: s.leaf("Arendeidentitet", text(1, 64))?,
+        syfte: s.leaf("Syfte", syfte)?,
+    })
+}
+
+fn decode_prenumeration(s: &mut Seq<'_>) -> Result<Prenumeration, DecodeError> {
+    let path = s.path.clone();
+    let id = s.leaf("PrenumerationsId", uuid)?;
+    let arendeidentitet = s.leaf("Arendeidentitet", text(1, 64))?;
+    let syfte = s.leaf("Syfte", syfte)?;
+    let from = s.leaf("From", date)?;
+    let tom = s.leaf("Tom", date)?;
+    let period =
+        Tidsperiod::new(from, tom).ok_or_else(|| invalid(&path, "From must not be after Tom"))?;
+    Ok(Prenumeration {
+        id,
+        arendeidentitet,
+        syfte,
+        period,
+        status: s.leaf(
+            "Status",
+            code(PrenumerationStatus::from_code, PrenumerationStatus::codes),
+        )?,
+        registrerad: s.leaf("Registrerad", tidpunkt)?,
+        avslutad: s.opt_leaf("Avslutad", tidpunkt)?,
     })
 }
 
@@ -564,6 +599,15 @@ pub fn decode_request(bytes: &[u8], limits: &XmlLimits) -> Result<KommunRequest,
                 KommunRequest::AnmalAktivitetsplan(fraga, plan)
             }
             Operation::Ping => KommunRequest::Ping(s.leaf("Korrelationsid", uuid)?),
+            Operation::RegistreraPrenumeration => {
+                KommunRequest::RegistreraPrenumeration(s.node("Fraga", decode_fraga)?)
+            }
+            Operation::AvslutaPrenumeration => {
+                KommunRequest::AvslutaPrenumeration(s.node("Fraga", decode_fraga)?)
+            }
+            Operation::ListaPrenumerationer => {
+                KommunRequest::ListaPrenumerationer(decode_prenumerations_fraga(s)?)
+            }
         })
     })
 }
@@ -616,17 +660,33 @@ impl Out {
     }
 }
 
+fn encode_ingivare(o: &mut Out, i: &Ingivare) {
+    o.node("Ingivare", |o| {
+        o.leaf("Organisationsnummer", &i.organisationsnummer.to_ssbtek());
+        o.leaf("Namn", &i.namn);
+        o.leaf("Handlaggare", i.handlaggare.as_str());
+    });
+}
+
+fn encode_prenumeration(o: &mut Out, p: &Prenumeration) {
+    o.node("Prenumeration", |o| {
+        o.leaf("PrenumerationsId", &p.id.to_string());
+        o.leaf("Arendeidentitet", &p.arendeidentitet);
+        o.leaf("Syfte", &p.syfte);
+        o.date("From", p.period.from());
+        o.date("Tom", p.period.tom());
+        o.leaf("Status", p.status.code());
+        o.leaf("Registrerad", &lexical::format_tidpunkt(p.registrerad));
+        if let Some(t) = p.avslutad {
+            o.leaf("Avslutad", &lexical::format_tidpunkt(t));
+        }
+    });
+}
+
 fn encode_fraga(o: &mut Out, f: &Fraga) {
     o.node("Fraga", |o| {
         o.leaf("Korrelationsid", &f.korrelationsid.to_string());
-        o.node("Ingivare", |o| {
-            o.leaf(
-                "Organisationsnummer",
-                &f.ingivare.organisationsnummer.to_ssbtek(),
-            );
-            o.leaf("Namn", &f.ingivare.namn);
-            o.leaf("Handlaggare", f.ingivare.handlaggare.as_str());
-        });
+        encode_ingivare(o, &f.ingivare);
         o.leaf("Arendeidentitet", &f.arendeidentitet);
         o.leaf("Personidentitet", &f.personidentitet.expose());
         o.node("Tidsperiod", |o| {
@@ -645,7 +705,15 @@ pub fn encode_request(req: &KommunRequest) -> String {
     o.node(req.operation().name(), |o| match req {
         KommunRequest::HamtaArbetssokandeStatus(f)
         | KommunRequest::HamtaErsattningsbeslut(f)
-        | KommunRequest::HamtaHandlingsplan(f) => encode_fraga(o, f),
+        | KommunRequest::HamtaHandlingsplan(f)
+        | KommunRequest::RegistreraPrenumeration(f)
+        | KommunRequest::AvslutaPrenumeration(f) => encode_fraga(o, f),
+        KommunRequest::ListaPrenumerationer(l) => {
+            o.leaf("Korrelationsid", &l.korrelationsid.to_string());
+            encode_ingivare(o, &l.ingivare);
+            o.leaf("Arendeidentitet", &l.arendeidentitet);
+            o.leaf("Syfte", &l.syfte);
+        }
         KommunRequest::AnmalAktivitetsplan(f, plan) => {
             encode_fraga(o, f);
             o.node("Aktivitetsplan", |o| {
@@ -806,6 +874,20 @@ pub fn encode_answer(answer: &KommunAnswer) -> String {
                         t.svarstid_ms.map(|m| m.to_string()).as_deref(),
                     );
                 });
+            }
+        }),
+        KommunAnswer::RegistreraPrenumeration(svar) => o.node("RegistreraPrenumerationSvar", |o| {
+            o.leaf("Korrelationsid", &svar.korrelationsid.to_string());
+            encode_prenumeration(o, &svar.prenumeration);
+        }),
+        KommunAnswer::AvslutaPrenumeration(svar) => o.node("AvslutaPrenumerationSvar", |o| {
+            o.leaf("Korrelationsid", &svar.korrelationsid.to_string());
+            encode_prenumeration(o, &svar.prenumeration);
+        }),
+        KommunAnswer::ListaPrenumerationer(svar) => o.node("ListaPrenumerationerSvar", |o| {
+            o.leaf("Korrelationsid", &svar.korrelationsid.to_string());
+            for p in &svar.prenumerationer {
+                encode_prenumeration(o, p);
             }
         }),
     }
@@ -1100,6 +1182,26 @@ pub fn decode_response(bytes: &[u8], limits: &XmlLimits) -> Result<KommunRespons
                     })
                 })?,
             }))
+        })?,
+        "RegistreraPrenumerationSvar" => decode_root(el, |s| {
+            Ok(KommunAnswer::RegistreraPrenumeration(PrenumerationSvar {
+                korrelationsid: s.leaf("Korrelationsid", uuid)?,
+                prenumeration: s.node("Prenumeration", decode_prenumeration)?,
+            }))
+        })?,
+        "AvslutaPrenumerationSvar" => decode_root(el, |s| {
+            Ok(KommunAnswer::AvslutaPrenumeration(PrenumerationSvar {
+                korrelationsid: s.leaf("Korrelationsid", uuid)?,
+                prenumeration: s.node("Prenumeration", decode_prenumeration)?,
+            }))
+        })?,
+        "ListaPrenumerationerSvar" => decode_root(el, |s| {
+            Ok(KommunAnswer::ListaPrenumerationer(
+                ListaPrenumerationerSvar {
+                    korrelationsid: s.leaf("Korrelationsid", uuid)?,
+                    prenumerationer: s.many("Prenumeration", 0, 100, decode_prenumeration)?,
+                },
+            ))
         })?,
         other => {
             return Err(DecodeError::doc(

@@ -57,15 +57,21 @@ pub enum Operation {
     HamtaHandlingsplan,
     AnmalAktivitetsplan,
     Ping,
+    RegistreraPrenumeration,
+    AvslutaPrenumeration,
+    ListaPrenumerationer,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 5] = [
+    pub const ALL: [Operation; 8] = [
         Operation::HamtaArbetssokandeStatus,
         Operation::HamtaErsattningsbeslut,
         Operation::HamtaHandlingsplan,
         Operation::AnmalAktivitetsplan,
         Operation::Ping,
+        Operation::RegistreraPrenumeration,
+        Operation::AvslutaPrenumeration,
+        Operation::ListaPrenumerationer,
     ];
 
     /// The request element's local name, which is also the operation's name.
@@ -76,7 +82,20 @@ impl Operation {
             Operation::HamtaHandlingsplan => "HamtaHandlingsplan",
             Operation::AnmalAktivitetsplan => "AnmalAktivitetsplan",
             Operation::Ping => "Ping",
+            Operation::RegistreraPrenumeration => "RegistreraPrenumeration",
+            Operation::AvslutaPrenumeration => "AvslutaPrenumeration",
+            Operation::ListaPrenumerationer => "ListaPrenumerationer",
         }
+    }
+
+    /// Whether brygga answers it itself, without asking AF.
+    pub fn is_local(self) -> bool {
+        matches!(
+            self,
+            Operation::RegistreraPrenumeration
+                | Operation::AvslutaPrenumeration
+                | Operation::ListaPrenumerationer
+        )
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
@@ -93,6 +112,21 @@ pub enum KommunRequest {
     AnmalAktivitetsplan(Fraga, Aktivitetsplan),
     /// A health check: carries no personal data, only a correlation id.
     Ping(Uuid),
+    /// Start (or extend) a subscription to AF's events about the person in the case.
+    RegistreraPrenumeration(Fraga),
+    /// End the client's active subscription for the case and person.
+    AvslutaPrenumeration(Fraga),
+    /// The client's own subscriptions in a case; names no person.
+    ListaPrenumerationer(PrenumerationsFraga),
+}
+
+/// The header of `ListaPrenumerationer`: who asks, about which case, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrenumerationsFraga {
+    pub korrelationsid: Uuid,
+    pub ingivare: Ingivare,
+    pub arendeidentitet: String,
+    pub syfte: String,
 }
 
 impl KommunRequest {
@@ -103,26 +137,57 @@ impl KommunRequest {
             KommunRequest::HamtaHandlingsplan(_) => Operation::HamtaHandlingsplan,
             KommunRequest::AnmalAktivitetsplan(..) => Operation::AnmalAktivitetsplan,
             KommunRequest::Ping(_) => Operation::Ping,
+            KommunRequest::RegistreraPrenumeration(_) => Operation::RegistreraPrenumeration,
+            KommunRequest::AvslutaPrenumeration(_) => Operation::AvslutaPrenumeration,
+            KommunRequest::ListaPrenumerationer(_) => Operation::ListaPrenumerationer,
         }
     }
 
-    /// The common header; every operation but `Ping` has one.
+    /// The common header, for the operations about one person.
     pub fn fraga(&self) -> Option<&Fraga> {
         match self {
             KommunRequest::HamtaArbetssokandeStatus(f)
             | KommunRequest::HamtaErsattningsbeslut(f)
             | KommunRequest::HamtaHandlingsplan(f)
-            | KommunRequest::AnmalAktivitetsplan(f, _) => Some(f),
-            KommunRequest::Ping(_) => None,
+            | KommunRequest::AnmalAktivitetsplan(f, _)
+            | KommunRequest::RegistreraPrenumeration(f)
+            | KommunRequest::AvslutaPrenumeration(f) => Some(f),
+            KommunRequest::Ping(_) | KommunRequest::ListaPrenumerationer(_) => None,
+        }
+    }
+
+    /// Who asks and why: the submitter (organisation, case worker), the case and the purpose.
+    /// Every operation but `Ping` names them.
+    pub fn caller(&self) -> Option<Caller<'_>> {
+        match self {
+            KommunRequest::ListaPrenumerationer(l) => Some(Caller {
+                ingivare: &l.ingivare,
+                arendeidentitet: &l.arendeidentitet,
+                syfte: &l.syfte,
+            }),
+            other => other.fraga().map(|f| Caller {
+                ingivare: &f.ingivare,
+                arendeidentitet: &f.arendeidentitet,
+                syfte: &f.syfte,
+            }),
         }
     }
 
     pub fn korrelationsid(&self) -> Uuid {
         match self {
             KommunRequest::Ping(id) => *id,
+            KommunRequest::ListaPrenumerationer(l) => l.korrelationsid,
             other => other.fraga().map(|f| f.korrelationsid).unwrap_or_default(),
         }
     }
+}
+
+/// The parts of a request that say who asks and why (see [`KommunRequest::caller`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub ingivare: &'a Ingivare,
+    pub arendeidentitet: &'a str,
+    pub syfte: &'a str,
 }
 
 /// Defines a closed code list: an enum whose variants map one to one to the contract's codes.
@@ -468,6 +533,44 @@ pub enum KommunAnswer {
     Handlingsplan(HamtaHandlingsplanSvar),
     Aktivitetsplan(AnmalAktivitetsplanSvar),
     Ping(PingSvar),
+    RegistreraPrenumeration(PrenumerationSvar),
+    AvslutaPrenumeration(PrenumerationSvar),
+    ListaPrenumerationer(ListaPrenumerationerSvar),
+}
+
+code_list!(
+    /// Whether a subscription still delivers.
+    PrenumerationStatus {
+        Aktiv = "AKTIV",
+        Avslutad = "AVSLUTAD",
+    }
+);
+
+/// A subscription to AF's events about one person in one case; the person is not named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prenumeration {
+    pub id: Uuid,
+    pub arendeidentitet: String,
+    pub syfte: String,
+    /// Events in this period are delivered, both days included.
+    pub period: Tidsperiod,
+    pub status: PrenumerationStatus,
+    pub registrerad: OffsetDateTime,
+    pub avslutad: Option<OffsetDateTime>,
+}
+
+/// The answer to `RegistreraPrenumeration` and to `AvslutaPrenumeration`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrenumerationSvar {
+    pub korrelationsid: Uuid,
+    pub prenumeration: Prenumeration,
+}
+
+/// The answer to `ListaPrenumerationer`, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListaPrenumerationerSvar {
+    pub korrelationsid: Uuid,
+    pub prenumerationer: Vec<Prenumeration>,
 }
 
 /// AF's office responsible for the jobseeker.

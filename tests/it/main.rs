@@ -14,5 +14,6 @@ mod operations;
 mod policy;
 mod properties;
 mod reload;
+mod subscriptions;
 mod tokens;
 mod upstream;
