@@ -422,6 +422,7 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
     )
     .replace("0.0.0.0:8443", "127.0.0.1:0")
     .replace("127.0.0.1:9090", "127.0.0.1:0")
+    .replace("0.0.0.0:8444", "127.0.0.1:0")
     .replace(
         "\"../data/audit.db\"",
         &format!("{:?}", dir.join("audit.db").display().to_string()),

@@ -23,6 +23,7 @@ use crate::tls;
 pub struct ConfigFile {
     pub gateway: GatewayFile,
     pub kommun: KommunListenerFile,
+    pub events: EventsListenerFile,
     pub admin: AdminListenerFile,
     #[serde(default)]
     pub limits: LimitsFile,
@@ -103,6 +104,27 @@ pub struct KommunListenerFile {
     /// and so is one whose CA has no CRL here.
     #[serde(default)]
     pub client_crls: Vec<PathBuf>,
+}
+
+/// The `af` listener, where AF pushes its events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsListenerFile {
+    pub bind: String,
+    /// Server certificate chain (PEM) presented to AF.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA bundle (PEM) that AF's client certificate must chain to: AF's CA only.
+    pub client_ca: PathBuf,
+    /// The organisation number in AF's client certificate; no other sender is accepted.
+    pub sender_orgnr: String,
+    /// The largest batch body accepted.
+    #[serde(default = "default_events_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_events_body() -> usize {
+    1024 * 1024
 }
 
 #[derive(Debug, Deserialize)]
@@ -321,6 +343,7 @@ pub struct Config {
     pub reload_poll: Duration,
     pub kommun_client_ca: Vec<CertificateDer<'static>>,
     pub kommun_client_crls: Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
+    pub events: EventsSettings,
     pub admin_bind: SocketAddr,
     pub limits: LimitsFile,
     pub af: AfSettings,
@@ -330,6 +353,25 @@ pub struct Config {
     pub clients: Vec<Arc<Client>>,
     pub pseudonyms: crate::pseudo::Pseudonymizer,
     pub audit: AuditSettings,
+}
+
+/// The `af` listener: where, its TLS (AF's CA only), and who may send.
+#[derive(Clone)]
+pub struct EventsSettings {
+    pub bind: SocketAddr,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub sender: Organisationsnummer,
+    pub max_body_bytes: usize,
+}
+
+impl fmt::Debug for EventsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventsSettings")
+            .field("bind", &self.bind)
+            .field("sender", &self.sender)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
 }
 
 /// Where the audit chain is kept and how it is signed.
@@ -563,6 +605,37 @@ impl Config {
             c.fail("kommun.cert", e);
         }
         let admin_bind = c.addr("admin.bind", &f.admin.bind);
+        let events_bind = c.addr("events.bind", &f.events.bind);
+        let events_chain = c.certs("events.cert", &f.events.cert);
+        let events_key = c.key("events.key", &f.events.key);
+        let events_ca = c.certs("events.client_ca", &f.events.client_ca);
+        let events_tls = match (&events_chain, &events_key, &events_ca) {
+            (Some(chain), Some(key), Some(ca)) => {
+                match tls::mtls_server_config(chain.clone(), key.clone_key(), ca, &[]) {
+                    Ok(t) => Some(Arc::new(t)),
+                    Err(e) => {
+                        c.fail("events.cert", e);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let events_sender = Organisationsnummer::parse(&f.events.sender_orgnr)
+            .map_err(|e| c.fail("events.sender_orgnr", e))
+            .ok();
+        if !(1024..=64 * 1024 * 1024).contains(&f.events.max_body_bytes) {
+            c.fail("events.max_body_bytes", "must be from 1024 to 67108864");
+        }
+        let events = match (events_bind, events_tls, events_sender) {
+            (Some(bind), Some(tls), Some(sender)) => Some(EventsSettings {
+                bind,
+                tls,
+                sender,
+                max_body_bytes: f.events.max_body_bytes,
+            }),
+            _ => None,
+        };
 
         let l = &f.limits;
         if !(1024..=16 * 1024 * 1024).contains(&l.max_body_bytes) {
@@ -892,7 +965,8 @@ impl Config {
             af_key,
         ) {
             (Some(kb), Some(kc), Some(kk), Some(kca), Some(ab), Some(aca), Some(ac), Some(ak))
-                if c.problems.is_empty() =>
+                if c.problems.is_empty()
+                    && let Some(events) = events =>
             {
                 Ok(Config {
                     system_id: f.gateway.system_id,
@@ -908,6 +982,7 @@ impl Config {
                     reload_poll: f.gateway.reload_poll,
                     kommun_client_ca: kca,
                     kommun_client_crls,
+                    events,
                     admin_bind: ab,
                     limits: f.limits,
                     af: AfSettings {

@@ -66,9 +66,11 @@ impl DemoStack {
             sim_settings.bind = any;
             config.kommun_bind = any;
             config.admin_bind = any;
+            config.events.bind = any;
         } else {
-            // The demo's keys are public: keep the gateway on loopback even on its usual port.
+            // The demo's keys are public: keep the gateway on loopback even on its usual ports.
             config.kommun_bind.set_ip([127, 0, 0, 1].into());
+            config.events.bind.set_ip([127, 0, 0, 1].into());
         }
         Self::start_with(config, sim_settings, true, data_dir).await
     }
@@ -109,6 +111,15 @@ impl DemoStack {
             data_dir,
             _temporary: temporary,
         })
+    }
+
+    /// Where AF posts its events (the `af` listener).
+    pub fn af_url(&self) -> String {
+        format!(
+            "https://localhost:{}{}",
+            self.gateway.af_addr.port(),
+            crate::events::EVENTS_PATH
+        )
     }
 
     pub fn kommun_url(&self) -> String {
@@ -609,6 +620,12 @@ pub async fn serve(files: &DemoFiles, data_dir: Option<&Path>) -> Result<(), Str
         "kommun_url": stack.kommun_url(),
         "admin_url": format!("http://{}", stack.gateway.admin_addr),
         "af_sim_url": format!("https://localhost:{}", stack.sim.addr.port()),
+        "af_url": stack.af_url(),
+        "af_client": {
+            "ca": abs(&files.certs.join("af-ca.pem")),
+            "cert": abs(&files.certs.join("af-client.pem")),
+            "key": abs(&files.certs.join("af-client.key")),
+        },
         "ca": abs(&files.certs.join("kommun-ca.pem")),
         "audit_store": abs(&stack.config.audit.store),
         "clients": clients,

@@ -590,7 +590,20 @@ fn bearer(req: &Request<Incoming>) -> Result<&str, Failure> {
 }
 
 async fn read_body(gw: &Gateway, req: Request<Incoming>) -> Result<bytes::Bytes, Failure> {
-    let max = gw.config.limits.max_body_bytes;
+    read_bounded_body(
+        req,
+        gw.config.limits.max_body_bytes,
+        gw.config.limits.body_read_timeout,
+    )
+    .await
+}
+
+/// Reads a request body of at most `max` bytes that arrives within `limit`.
+pub(crate) async fn read_bounded_body(
+    req: Request<Incoming>,
+    max: usize,
+    limit: std::time::Duration,
+) -> Result<bytes::Bytes, Failure> {
     let too_large = || {
         Failure::new(
             Felkod::ForStorBegaran,
@@ -605,7 +618,6 @@ async fn read_body(gw: &Gateway, req: Request<Incoming>) -> Result<bytes::Bytes,
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    let limit = gw.config.limits.body_read_timeout;
     match tokio::time::timeout(limit, Limited::new(req.into_body(), max).collect()).await {
         Err(_) => Err(Failure::new(
             Felkod::LangsamKlient,

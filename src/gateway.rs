@@ -11,10 +11,11 @@ use crate::audit::AuditLog;
 use crate::codec::xml::XmlLimits;
 use crate::config::Config;
 use crate::identity::VerifiedTokens;
+use crate::outbox::Outbox;
 use crate::server::{self, ConnLimits, SharedTls};
 use crate::subscriptions::Subscriptions;
 use crate::upstream::AfClient;
-use crate::{exchange, ops, tls};
+use crate::{events, exchange, ops, tls};
 
 /// State shared by every request.
 pub struct Gateway {
@@ -29,11 +30,15 @@ pub struct Gateway {
     pub audit: AuditLog,
     /// Who follows which person's events, in the same store.
     pub subscriptions: Arc<Subscriptions>,
+    /// AF's events and their deliveries, in the same store.
+    pub outbox: Arc<Outbox>,
 }
 
 /// A started gateway: where it listens, and how to stop it.
 pub struct RunningGateway {
     pub kommun_addr: SocketAddr,
+    /// The `af` listener, where AF pushes its events.
+    pub af_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -70,7 +75,14 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         Subscriptions::open(&config.audit.store)
             .map_err(|e| format!("{}: {e}", config.audit.store.display()))?,
     );
+    let outbox = Arc::new(
+        Outbox::open(&config.audit.store)
+            .map_err(|e| format!("{}: {e}", config.audit.store.display()))?,
+    );
     let kommun = server::bind(config.kommun_bind, "kommun").await?;
+    let af_listener = server::bind(config.events.bind, "af").await?;
+    let af_addr = af_listener.local_addr().map_err(|e| e.to_string())?;
+    let af_tls: SharedTls = Arc::new(std::sync::RwLock::new(config.events.tls.clone()));
     let admin = server::bind(config.admin_bind, "admin").await?;
     let kommun_addr = kommun.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
@@ -87,6 +99,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         tokens: VerifiedTokens::new(10_000),
         audit,
         subscriptions,
+        outbox,
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -97,6 +110,14 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         limits,
         rx.clone(),
         move |peer, req| exchange::serve_kommun(g.clone(), peer, req),
+    ));
+    let g = gw.clone();
+    tasks.spawn(server::serve_tls(
+        af_listener,
+        af_tls,
+        limits,
+        rx.clone(),
+        move |peer, req| events::serve_af(g.clone(), peer, req),
     ));
     tasks.spawn(watch_for_reload(gw.clone(), rx.clone()));
     // Remote JWKS: fetched once now, then kept fresh.
@@ -125,9 +146,10 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
     tasks.spawn(server::serve_plain(admin, limits, rx, move |req| {
         ops::serve_admin(g.clone(), req)
     }));
-    tracing::info!(%kommun_addr, %admin_addr, "brygga is serving");
+    tracing::info!(%kommun_addr, %af_addr, %admin_addr, "brygga is serving");
     Ok(RunningGateway {
         kommun_addr,
+        af_addr,
         admin_addr,
         shutdown,
         tasks,

@@ -339,6 +339,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "{}",
                 serde_json::json!({
                     "kommun_url": format!("https://{}/kommun/v1", gw.kommun_addr),
+                    "af_url": format!("https://{}{}", gw.af_addr, brygga::events::EVENTS_PATH),
                     "admin_url": format!("http://{}", gw.admin_addr),
                 })
             );

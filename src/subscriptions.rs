@@ -17,12 +17,85 @@ use crate::model::{Prenumeration, PrenumerationStatus, Tidsperiod};
 /// The most subscriptions `ListaPrenumerationer` answers with (the newest, oldest first).
 pub const LIST_LIMIT: usize = 100;
 
+/// The store (subscriptions, outbox) could not be read or written.
 #[derive(Debug, thiserror::Error)]
-#[error("subscription store: {0}")]
+#[error("store: {0}")]
 pub struct StoreError(String);
+
+impl StoreError {
+    pub fn new(why: impl Into<String>) -> Self {
+        Self(why.into())
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self(e.to_string())
+    }
+}
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
+}
+
+/// Creates the subscriptions table and its indexes if they are missing.
+pub fn create_schema(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS subscriptions (
+             id TEXT PRIMARY KEY, client TEXT NOT NULL, arende TEXT NOT NULL,
+             syfte TEXT NOT NULL, subject TEXT NOT NULL,
+             from_date TEXT NOT NULL, tom_date TEXT NOT NULL,
+             registered TEXT NOT NULL, ended TEXT);
+         CREATE INDEX IF NOT EXISTS subscriptions_subject ON subscriptions (subject);
+         CREATE INDEX IF NOT EXISTS subscriptions_case ON subscriptions (client, arende);
+         CREATE UNIQUE INDEX IF NOT EXISTS subscriptions_one_active
+             ON subscriptions (client, arende, subject) WHERE ended IS NULL;",
+    )
+    .map_err(err)
+}
+
+/// A subscription that an event is to be delivered under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscriber {
+    pub id: String,
+    pub client: String,
+    pub arende: String,
+    /// The pseudonym it was registered with.
+    pub subject: String,
+}
+
+/// The active subscriptions, of any client, to the person (`subjects`: their pseudonyms under
+/// every key) whose period holds `day`, oldest first.
+pub fn active_on(
+    conn: &Connection,
+    subjects: &[String],
+    day: time::Date,
+) -> Result<Vec<Subscriber>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, client, arende, subject FROM subscriptions
+             WHERE subject = ?1 AND ended IS NULL AND from_date <= ?2 AND tom_date >= ?2
+             ORDER BY registered, id",
+        )
+        .map_err(err)?;
+    let day = format_date(day);
+    let mut out = Vec::new();
+    for subject in subjects {
+        let rows = stmt
+            .query_map(params![subject, day], |r| {
+                Ok(Subscriber {
+                    id: r.get(0)?,
+                    client: r.get(1)?,
+                    arende: r.get(2)?,
+                    subject: r.get(3)?,
+                })
+            })
+            .map_err(err)?;
+        for row in rows {
+            out.push(row.map_err(err)?);
+        }
+    }
+    Ok(out)
 }
 
 /// The subscriptions table of a store. Calls block on SQLite: run them off the async workers.
@@ -42,18 +115,7 @@ impl Subscriptions {
     /// Opens (creating if needed) the subscriptions table in the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = crate::audit::open(path).map_err(err)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS subscriptions (
-                 id TEXT PRIMARY KEY, client TEXT NOT NULL, arende TEXT NOT NULL,
-                 syfte TEXT NOT NULL, subject TEXT NOT NULL,
-                 from_date TEXT NOT NULL, tom_date TEXT NOT NULL,
-                 registered TEXT NOT NULL, ended TEXT);
-             CREATE INDEX IF NOT EXISTS subscriptions_subject ON subscriptions (subject);
-             CREATE INDEX IF NOT EXISTS subscriptions_case ON subscriptions (client, arende);
-             CREATE UNIQUE INDEX IF NOT EXISTS subscriptions_one_active
-                 ON subscriptions (client, arende, subject) WHERE ended IS NULL;",
-        )
-        .map_err(err)?;
+        create_schema(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })

@@ -85,6 +85,17 @@ fn validate_xml(bytes: &[u8]) -> Verdict {
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    parse_json(bytes).map_err(|(path, reason)| {
+        format!(
+            "{}: {reason}",
+            if path.is_empty() { "(document)" } else { &path }
+        )
+    })
+}
+
+/// Decodes AF JSON into `T`; an error names where (a path such as `handelser[1].typ`, empty
+/// for the document) and why, without quoting the offending value.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, (String, String)> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -102,10 +113,7 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
                 inner.column()
             ),
         };
-        format!(
-            "{}: {reason}",
-            if path == "." { "(document)" } else { &path }
-        )
+        (if path == "." { String::new() } else { path }, reason)
     })
 }
 

@@ -51,6 +51,7 @@ fn config_with_store(store: &Path, af_port: Option<u16>) -> tempfile::NamedTempF
         .unwrap()
         .replace("0.0.0.0:8443", "127.0.0.1:0")
         .replace("127.0.0.1:9090", "127.0.0.1:0")
+        .replace("0.0.0.0:8444", "127.0.0.1:0")
         .replace(
             "\"../data/audit.db\"",
             &format!("{:?}", store.display().to_string()),

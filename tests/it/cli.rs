@@ -299,6 +299,7 @@ fn curl_gets_an_answer_from_demo_serve() {
     let any = |text: String| {
         text.replace("0.0.0.0:8443", "127.0.0.1:0")
             .replace("127.0.0.1:9090", "127.0.0.1:0")
+            .replace("0.0.0.0:8444", "127.0.0.1:0")
             .replace("127.0.0.1:9443", "127.0.0.1:0")
     };
     let config = tempfile::Builder::new()

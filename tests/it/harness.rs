@@ -45,6 +45,7 @@ pub async fn start_custom(
     let any = "127.0.0.1:0".parse().unwrap();
     config.kommun_bind = any;
     config.admin_bind = any;
+    config.events.bind = any;
     sim.bind = any;
     adjust(&mut config, &mut sim);
     let data = tempfile::tempdir().unwrap();

@@ -34,6 +34,7 @@ async fn private_stack(root: &Path) -> (DemoStack, PathBuf) {
     let any = "127.0.0.1:0".parse().unwrap();
     config.kommun_bind = any;
     config.admin_bind = any;
+    config.events.bind = any;
     config.reload_poll = Duration::from_millis(50);
     let mut sim = SimSettings::load(&defaults.sim_config).unwrap();
     sim.bind = any;
@@ -407,6 +408,7 @@ fn sighup_reloads_the_server_certificate_of_brygga_serve() {
         .unwrap()
         .replace("0.0.0.0:8443", "127.0.0.1:0")
         .replace("127.0.0.1:9090", "127.0.0.1:0")
+        .replace("0.0.0.0:8444", "127.0.0.1:0")
         .replace("reload_poll = \"2s\"", "reload_poll = \"1h\"");
     std::fs::write(root.path().join("config/example.toml"), text).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_brygga"))

@@ -1,0 +1,260 @@
+//! The `af` listener: AF pushes its events (`POST /af/v1/handelser`, a JSON batch) over mutual
+//! TLS with AF's certificate. Each event is validated against AF's contract, stored once with
+//! one delivery per subscribing case system (none when nobody follows the person), and
+//! recorded in the audit chain as `receive`; AF hears `202` only when all of that is durable.
+//! Errors are RFC 9457 `application/problem+json`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, StatusCode, header};
+use hyper::Request;
+use hyper::body::Incoming;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::audit::{Action, Entry};
+use crate::codec::af_json::HandelserRequest;
+use crate::error::{Failure, Felkod};
+use crate::gateway::Gateway;
+use crate::model::{Datakategori, HandelseTyp};
+use crate::outbox::Incoming as Event;
+use crate::server::{HttpResponse, Peer, respond};
+use crate::translate;
+
+/// The path AF posts its events to.
+pub const EVENTS_PATH: &str = "/af/v1/handelser";
+
+/// The most events one batch may carry.
+pub const MAX_BATCH: usize = 1000;
+
+/// What AF hears back: how many events arrived, how many were new, how many deliveries wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    pub mottagna: usize,
+    pub nya: usize,
+    pub dubbletter: usize,
+    pub leveranser: usize,
+}
+
+/// Serves one request of the `af` listener, in a task of its own (a sender that hangs up does
+/// not cut the store or the audit short).
+pub async fn serve_af(gw: Arc<Gateway>, peer: Arc<Peer>, req: Request<Incoming>) -> HttpResponse {
+    let started = Instant::now();
+    let tracking = req
+        .headers()
+        .get("AF-TrackingId")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::try_parse(v).ok())
+        .unwrap_or_else(Uuid::new_v4);
+    let task = tokio::spawn(async move {
+        let result = receive(&gw, &peer, req, tracking, started).await;
+        let response = match &result {
+            Ok(receipt) => respond(
+                StatusCode::ACCEPTED,
+                "application/json",
+                serde_json::to_string(receipt).unwrap_or_default(),
+            ),
+            Err(f) => problem(f, tracking),
+        };
+        tracing::info!(
+            tracking = %crate::audit::recorded_korrelationsid(&tracking),
+            outcome = result.as_ref().err().map(|f| f.felkod.as_str()).unwrap_or("OK"),
+            events = result.as_ref().map(|r| r.mottagna).unwrap_or(0),
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "af events"
+        );
+        response
+    });
+    match task.await {
+        Ok(r) => r,
+        Err(_) => problem(
+            &Failure::new(
+                Felkod::InterntFel,
+                "an internal error occurred; send the batch again",
+            ),
+            tracking,
+        ),
+    }
+}
+
+async fn receive(
+    gw: &Gateway,
+    peer: &Peer,
+    req: Request<Incoming>,
+    tracking: Uuid,
+    started: Instant,
+) -> Result<Receipt, Failure> {
+    if req.uri().path() != EVENTS_PATH {
+        return Err(Failure::new(
+            Felkod::OkandResurs,
+            format!("no such resource; events are posted to {EVENTS_PATH}"),
+        ));
+    }
+    if req.method() != Method::POST {
+        return Err(Failure::new(
+            Felkod::MetodEjTillaten,
+            "events are sent with POST",
+        ));
+    }
+    // Only AF: the CA already kept every other issuer out; this keeps out the CA's other
+    // certificates (the gateway's own towards AF among them).
+    let sender = gw.config.events.sender;
+    match &peer.orgnr {
+        Ok(o) if *o == sender => {}
+        Ok(o) => {
+            return Err(Failure::new(
+                Felkod::KlientOkand,
+                format!("organisation {o} may not send events; only {sender} may"),
+            ));
+        }
+        Err(why) => return Err(Failure::new(Felkod::KlientOkand, why.clone())),
+    }
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return Err(Failure::new(
+            Felkod::FelMediatyp,
+            "the batch must be sent as application/json",
+        ));
+    }
+    let body = crate::exchange::read_bounded_body(
+        req,
+        gw.config.events.max_body_bytes,
+        gw.config.limits.body_read_timeout,
+    )
+    .await?;
+
+    // Validate the whole batch before storing any of it.
+    let batch: HandelserRequest = crate::validate::parse_json(&body).map_err(|(path, why)| {
+        let f = Failure::new(Felkod::OgiltigtFalt, why);
+        if path.is_empty() { f } else { f.field(path) }
+    })?;
+    if batch.handelser.is_empty() || batch.handelser.len() > MAX_BATCH {
+        return Err(Failure::new(
+            Felkod::OgiltigtFalt,
+            format!("a batch carries 1 to {MAX_BATCH} events"),
+        )
+        .field("handelser"));
+    }
+    let mut events = Vec::with_capacity(batch.handelser.len());
+    let mut audit_subjects = Vec::with_capacity(batch.handelser.len());
+    for (i, h) in batch.handelser.iter().enumerate() {
+        let e = translate::handelse_from_af(h).map_err(|e| {
+            Failure::new(Felkod::OgiltigtFalt, e.rule.clone())
+                .field(format!("handelser[{i}].{}", e.path))
+        })?;
+        let typ = e.handelse.typ();
+        audit_subjects.push((
+            gw.config.pseudonyms.pseudonym("audit", &e.personidentitet),
+            typ,
+            e.handelse_id,
+        ));
+        events.push(Event {
+            handelse_id: e.handelse_id,
+            typ: typ.code(),
+            tidpunkt: e.tidpunkt,
+            subjects: gw
+                .config
+                .pseudonyms
+                .all("subscriptions", &e.personidentitet),
+            payload: serde_json::to_string(&translate::handelse_to_af(&e)).unwrap_or_default(),
+        });
+    }
+
+    // Store: every event once, a delivery per subscriber, in one durable transaction.
+    let outbox = gw.outbox.clone();
+    let now = time::OffsetDateTime::now_utc();
+    let stored = tokio::task::spawn_blocking(move || outbox.accept(&events, now))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| {
+            tracing::error!(error = %e, "the event store failed");
+            Failure::new(
+                Felkod::LagringMisslyckades,
+                "the events could not be stored; none was accepted, send the batch again",
+            )
+        })?;
+
+    // Record each receipt before AF hears of it: a repeat is recorded too, as such.
+    let organisation = sender.to_string();
+    let mut receipt = Receipt {
+        mottagna: stored.len(),
+        nya: 0,
+        dubbletter: 0,
+        leveranser: 0,
+    };
+    for (accepted, (subject, typ, id)) in stored.iter().zip(audit_subjects) {
+        if accepted.new {
+            receipt.nya += 1;
+        } else {
+            receipt.dubbletter += 1;
+        }
+        receipt.leveranser += accepted.recipients.len();
+        let entry = Entry {
+            time: crate::audit::now(),
+            korrelationsid: crate::audit::recorded_korrelationsid(&tracking),
+            direction: "af-till-brygga".into(),
+            operation: format!("ArbetssokandeHandelse {id}"),
+            action: Action::Receive,
+            organisation: organisation.clone(),
+            handlaggare: None,
+            arende: None,
+            subject,
+            syfte: None,
+            lagrum: None,
+            kategorier: vec![category(typ).code().to_owned()],
+            outcome: if accepted.new { "OK" } else { "DUBBLETT" }.into(),
+            af_status: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        gw.audit.append(entry).await.map_err(|e| {
+            tracing::error!(error = %e, "the audit record of an event could not be written");
+            Failure::new(
+                Felkod::LoggningMisslyckades,
+                "the events could not be recorded in the audit log; send the batch again (events already stored are not stored twice)",
+            )
+        })?;
+    }
+    Ok(receipt)
+}
+
+/// The data category an event of this kind carries.
+fn category(typ: HandelseTyp) -> Datakategori {
+    match typ {
+        HandelseTyp::Inskriven | HandelseTyp::Avaktualiserad => Datakategori::Registrering,
+        HandelseTyp::SokandekategoriAndrad => Datakategori::Sokandekategori,
+        HandelseTyp::ProgramStartat | HandelseTyp::ProgramAvslutat => Datakategori::Aktiviteter,
+        HandelseTyp::UteblivenAktivitet => Datakategori::Aktivitetsrapport,
+    }
+}
+
+/// A failure as RFC 9457 problem details, with brygga's Felkod and the field as extension
+/// members. The text is stripped of anything shaped like an identity number.
+pub fn problem(f: &Failure, tracking: Uuid) -> HttpResponse {
+    let status = f.felkod.status();
+    let clean = |s: &str| crate::model::ident::redact_digit_runs(s);
+    let mut body = serde_json::json!({
+        "type": format!("urn:se:brygga:fel:{}", f.felkod.as_str()),
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": clean(&f.message),
+        "felkod": f.felkod.as_str(),
+        "kanForsokasIgen": f.felkod.retry_can_help(),
+        "trackingId": crate::audit::recorded_korrelationsid(&tracking),
+    });
+    if let (Some(field), Some(map)) = (&f.field, body.as_object_mut()) {
+        map.insert("falt".into(), serde_json::Value::String(clean(field)));
+    }
+    respond(status, "application/problem+json", body.to_string())
+}

@@ -1,0 +1,287 @@
+//! AF pushing its events to the `af` listener, as AF would: over mutual TLS with AF's
+//! certificate, a JSON batch; stored once per subscriber, durably, before `202`.
+
+use brygga::audit::{Action, Record};
+use brygga::client::{KommunClient, RawAnswer};
+use brygga::events::Receipt;
+use brygga::model::*;
+use brygga::sim;
+use serde_json::{Value, json};
+
+use crate::harness::{self, Stack, answer};
+
+/// AF's side of the `af` listener: its client certificate, trusting AF's CA.
+fn af_sender(s: &Stack) -> KommunClient {
+    let certs = harness::certs();
+    KommunClient::new(
+        &s.inner.af_url(),
+        &certs.join("af-ca.pem"),
+        Some((&certs.join("af-client.pem"), &certs.join("af-client.key"))),
+    )
+    .unwrap()
+}
+
+async fn post(client: &KommunClient, body: &Value) -> RawAnswer {
+    client
+        .post_with_type(None, body.to_string(), "application/json")
+        .await
+        .unwrap()
+}
+
+fn receipt(a: &RawAnswer) -> Receipt {
+    assert_eq!(
+        a.status.as_u16(),
+        202,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    serde_json::from_slice(&a.body).unwrap()
+}
+
+/// An RFC 9457 problem: its status, Felkod and field.
+fn problem(a: &RawAnswer, status: u16, felkod: &str) -> Value {
+    let body = String::from_utf8_lossy(&a.body);
+    assert_eq!(a.status.as_u16(), status, "{body}");
+    assert_eq!(
+        a.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let p: Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(p["felkod"], felkod, "{body}");
+    assert_eq!(p["status"], status);
+    p
+}
+
+fn deregistered(id: &str, pnr: &str) -> Value {
+    let today = time::OffsetDateTime::now_utc().date();
+    json!({
+        "handelseId": id,
+        "typ": "AVAKTUALISERAD",
+        "personnummer": pnr,
+        "tidpunkt": format!("{today}T11:20:09Z"),
+        "avaktualisering": {"datum": today.to_string(), "orsakKod": "ARB", "orsakText": "Fått arbete"}
+    })
+}
+
+async fn subscribe(s: &Stack, pnr: &str, arende: &str) {
+    let today = time::OffsetDateTime::now_utc().date();
+    let f = Fraga {
+        arendeidentitet: arende.into(),
+        tidsperiod: Tidsperiod::new(today, today + time::Duration::days(30)).unwrap(),
+        ..s.st_fraga(pnr)
+    };
+    answer(
+        &s.st
+            .call(&s.st_token(), &KommunRequest::RegistreraPrenumeration(f))
+            .await
+            .unwrap(),
+    );
+}
+
+/// The outbox's deliveries: (event id, client, case, state).
+fn deliveries(store: &std::path::Path) -> Vec<(String, String, String, String)> {
+    let conn = rusqlite::Connection::open(store).unwrap();
+    conn.prepare("SELECT event_id, client, arende, state FROM outbox ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn records(store: &std::path::Path) -> Vec<Record> {
+    let conn = rusqlite::Connection::open(store).unwrap();
+    conn.prepare("SELECT body FROM records ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|b| serde_json::from_str(&b.unwrap()).unwrap())
+        .collect()
+}
+
+const E1: &str = "0701d5c8-464f-4b64-b37c-fbe36ac4f6cf";
+const E2: &str = "5311c8c0-1323-4dac-9e1d-7369312db5c8";
+
+#[tokio::test]
+async fn an_event_is_stored_for_its_subscribers_only_and_once() {
+    let s = harness::start().await;
+    subscribe(&s, sim::REGISTRERAD, "EB-1").await;
+    let af = af_sender(&s);
+    // One about the followed person, one about a person nobody follows.
+    let batch = json!({"handelser": [deregistered(E1, sim::REGISTRERAD), deregistered(E2, sim::AVAKTUALISERAD)]});
+    let r = receipt(&post(&af, &batch).await);
+    assert_eq!(
+        r,
+        Receipt {
+            mottagna: 2,
+            nya: 2,
+            dubbletter: 0,
+            leveranser: 1
+        }
+    );
+    // The same batch again (AF retries): acknowledged, nothing stored twice.
+    let again = receipt(&post(&af, &batch).await);
+    assert_eq!((again.nya, again.dubbletter, again.leveranser), (0, 2, 0));
+
+    let store = s.audit_store();
+    let _data = s.stop().await;
+    assert_eq!(
+        deliveries(&store),
+        [(
+            E1.into(),
+            "stockholm".into(),
+            "EB-1".into(),
+            "pending".into()
+        )]
+    );
+    // Each arrival is a `receive` record naming the person by pseudonym; the unfollowed
+    // person's event is recorded and stored nowhere else.
+    let received: Vec<_> = records(&store)
+        .into_iter()
+        .filter(|r| r.entry.action == Action::Receive)
+        .collect();
+    assert_eq!(received.len(), 4);
+    let first = &received[0].entry;
+    assert_eq!(first.operation, format!("ArbetssokandeHandelse {E1}"));
+    assert_eq!(
+        (first.direction.as_str(), first.organisation.as_str()),
+        ("af-till-brygga", "202100-2114")
+    );
+    assert!(
+        first
+            .subject
+            .as_deref()
+            .is_some_and(|p| p.starts_with("a1:"))
+    );
+    assert_eq!(first.kategorier, ["REGISTRERING"]);
+    assert_eq!(received[1].entry.outcome, "OK");
+    assert_eq!(received[2].entry.outcome, "DUBBLETT");
+}
+
+#[tokio::test]
+async fn an_ended_subscription_gets_nothing() {
+    let s = harness::start().await;
+    subscribe(&s, sim::REGISTRERAD, "EB-1").await;
+    let today = time::OffsetDateTime::now_utc().date();
+    let end = Fraga {
+        arendeidentitet: "EB-1".into(),
+        tidsperiod: Tidsperiod::new(today, today).unwrap(),
+        ..s.st_fraga(sim::REGISTRERAD)
+    };
+    answer(
+        &s.st
+            .call(&s.st_token(), &KommunRequest::AvslutaPrenumeration(end))
+            .await
+            .unwrap(),
+    );
+    let r = receipt(
+        &post(
+            &af_sender(&s),
+            &json!({"handelser": [deregistered(E1, sim::REGISTRERAD)]}),
+        )
+        .await,
+    );
+    assert_eq!((r.nya, r.leveranser), (1, 0));
+    let store = s.audit_store();
+    let _data = s.stop().await;
+    assert!(deliveries(&store).is_empty());
+}
+
+#[tokio::test]
+async fn bad_batches_are_refused_with_a_problem_naming_the_field() {
+    let s = harness::start().await;
+    let af = af_sender(&s);
+    let mut wrong_type = deregistered(E1, sim::REGISTRERAD);
+    wrong_type["typ"] = json!("FLYTTAD");
+    let p = problem(
+        &post(
+            &af,
+            &json!({"handelser": [deregistered(E2, sim::REGISTRERAD), wrong_type]}),
+        )
+        .await,
+        400,
+        "OGILTIGT_FALT",
+    );
+    assert_eq!(p["falt"], "handelser[1].typ", "{p}");
+    // A bad check digit: named, and the number not echoed.
+    let p = problem(
+        &post(
+            &af,
+            &json!({"handelser": [deregistered(E1, "198507099806")]}),
+        )
+        .await,
+        400,
+        "OGILTIGT_FALT",
+    );
+    assert!(
+        p["falt"]
+            .as_str()
+            .unwrap()
+            .starts_with("handelser[0].personnummer"),
+        "{p}"
+    );
+    assert!(!p.to_string().contains("9806"), "{p}");
+    problem(
+        &post(&af, &json!({"handelser": []})).await,
+        400,
+        "OGILTIGT_FALT",
+    );
+    let p = problem(
+        &post(&af, &json!({"events": []})).await,
+        400,
+        "OGILTIGT_FALT",
+    );
+    assert!(p["detail"].as_str().unwrap().contains("handelser"), "{p}");
+    let not_json = af
+        .post_with_type(None, "{\"handelser\": [", "application/json")
+        .await
+        .unwrap();
+    problem(&not_json, 400, "OGILTIGT_FALT");
+    let xml = af
+        .post_with_type(None, "<handelser/>", "text/xml")
+        .await
+        .unwrap();
+    problem(&xml, 415, "FEL_MEDIATYP");
+    // Nothing of a refused batch was stored: the first, valid event is not a repeat later.
+    let r = receipt(
+        &post(
+            &af,
+            &json!({"handelser": [deregistered(E2, sim::REGISTRERAD)]}),
+        )
+        .await,
+    );
+    assert_eq!(r.nya, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn only_afs_certificate_may_send_events() {
+    let s = harness::start().await;
+    let certs = harness::certs();
+    // The gateway's own certificate towards AF comes from AF's CA too, but is not AF.
+    let impostor = KommunClient::new(
+        &s.inner.af_url(),
+        &certs.join("af-ca.pem"),
+        Some((
+            &certs.join("gateway-to-af.pem"),
+            &certs.join("gateway-to-af.key"),
+        )),
+    )
+    .unwrap();
+    let batch = json!({"handelser": [deregistered(E1, sim::REGISTRERAD)]});
+    problem(&post(&impostor, &batch).await, 403, "KLIENT_OKAND");
+    // A municipality's certificate is not even let through the handshake.
+    let kommun = KommunClient::new(
+        &s.inner.af_url(),
+        &certs.join("af-ca.pem"),
+        Some((&s.sthlm.cert, &s.sthlm.key)),
+    )
+    .unwrap();
+    assert!(
+        kommun
+            .post_with_type(None, batch.to_string(), "application/json")
+            .await
+            .is_err()
+    );
+    s.stop().await;
+}
