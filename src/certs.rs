@@ -178,6 +178,22 @@ pub fn generate(dir: &Path, days: i64) -> Result<Vec<String>, String> {
         brygga("brygga klient mot AF"),
         days,
     )?;
+    leaf(
+        dir,
+        "gateway-to-kommun",
+        &kommun_ca,
+        Role::Client,
+        brygga("brygga leverans till ärendesystem"),
+        days,
+    )?;
+    leaf(
+        dir,
+        "kommun-sim",
+        &kommun_ca,
+        Role::Server,
+        dn("Ärendesystem-simulator", "brygga (exempel)", None),
+        days,
+    )?;
     let af = |cn: &str| dn(cn, "Arbetsförmedlingen (exempel)", Some(AF_ORGNR));
     leaf(
         dir,
@@ -260,6 +276,8 @@ Recreate them all (new keys, new certificates, valid for ten years) with:
 | `gateway-af.pem` / `.key` | server certificate of the `af` listener |
 | `gateway-to-af.pem` / `.key` | the gateway's client certificate towards AF |
 | `af-sim.pem` / `.key` | server certificate of the AF simulator |
+| `gateway-to-kommun.pem` / `.key` | the gateway's client certificate when it delivers AF's events to a case system |
+| `kommun-sim.pem` / `.key` | server certificate of the case-system simulator (`brygga sim kommun`) |
 | `af-client.pem` / `.key` | AF's client certificate for pushing events (organizationIdentifier NTRSE-2021002114) |
 | `klient-0180.pem` / `.key` | Stockholms stad's case system (organizationIdentifier NTRSE-2120000142, kommunkod 0180) |
 | `klient-1480.pem` / `.key` | Göteborgs stad's case system (organizationIdentifier NTRSE-2120001355, kommunkod 1480) |

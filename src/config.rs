@@ -24,6 +24,7 @@ pub struct ConfigFile {
     pub gateway: GatewayFile,
     pub kommun: KommunListenerFile,
     pub events: EventsListenerFile,
+    pub delivery: DeliveryFile,
     pub admin: AdminListenerFile,
     #[serde(default)]
     pub limits: LimitsFile,
@@ -125,6 +126,50 @@ pub struct EventsListenerFile {
 
 fn default_events_body() -> usize {
     1024 * 1024
+}
+
+/// How AF's events are delivered to the case systems.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryFile {
+    /// The gateway's client certificate (PEM) towards the case systems' endpoints.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// One delivery attempt, connect to receipt.
+    #[serde(with = "humantime_serde", default = "default_delivery_timeout")]
+    pub timeout: Duration,
+    /// The wait before the first retry; it doubles each time, with jitter …
+    #[serde(with = "humantime_serde", default = "default_first_retry")]
+    pub first_retry: Duration,
+    /// … up to this.
+    #[serde(with = "humantime_serde", default = "default_max_retry")]
+    pub max_retry: Duration,
+    /// An event not delivered this long after it arrived is given up (dead-lettered).
+    #[serde(with = "humantime_serde", default = "default_max_age")]
+    pub max_age: Duration,
+}
+
+fn default_delivery_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_first_retry() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_retry() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_age() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// Where a client's case system receives AF's events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientDeliveryFile {
+    /// An https URL, e.g. `https://arende.stockholm.example/brygga/handelser`.
+    pub url: String,
+    /// The CA (PEM) the endpoint's server certificate must chain to.
+    pub ca: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,6 +306,10 @@ pub struct ClientFile {
     #[serde(default)]
     pub bind_tokens_to_certificate: bool,
     pub idp: IdpFile,
+    /// Where this client's case system receives AF's events; without it, its subscriptions'
+    /// events wait in the outbox until it is configured (or they are given up).
+    #[serde(default)]
+    pub delivery: Option<ClientDeliveryFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -344,6 +393,10 @@ pub struct Config {
     pub kommun_client_ca: Vec<CertificateDer<'static>>,
     pub kommun_client_crls: Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
     pub events: EventsSettings,
+    pub delivery: DeliverySettings,
+    /// Each client's event endpoint, by client name; a client without one has its events
+    /// wait in the outbox.
+    pub endpoints: BTreeMap<String, ClientDelivery>,
     pub admin_bind: SocketAddr,
     pub limits: LimitsFile,
     pub af: AfSettings,
@@ -479,6 +532,31 @@ pub struct Client {
     pub handlaggare_prefix: Vec<String>,
     pub bind_tokens_to_certificate: bool,
     pub idp: IdpKeys,
+}
+
+/// A client's event endpoint, ready to connect to.
+#[derive(Clone)]
+pub struct ClientDelivery {
+    pub url: String,
+    pub ca: Vec<CertificateDer<'static>>,
+}
+
+impl fmt::Debug for ClientDelivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientDelivery")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+/// The gateway's side of delivery: its client certificate and the retry rules.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub identity: CertAndKey,
+    pub timeout: Duration,
+    pub first_retry: Duration,
+    pub max_retry: Duration,
+    pub max_age: Duration,
 }
 
 /// The values of `AF-Environment`.
@@ -627,6 +705,33 @@ impl Config {
         if !(1024..=64 * 1024 * 1024).contains(&f.events.max_body_bytes) {
             c.fail("events.max_body_bytes", "must be from 1024 to 67108864");
         }
+        let delivery_chain = c.certs("delivery.client_cert", &f.delivery.client_cert);
+        let delivery_key = c.key("delivery.client_key", &f.delivery.client_key);
+        let d = &f.delivery;
+        for (k, v) in [
+            ("delivery.timeout", d.timeout),
+            ("delivery.first_retry", d.first_retry),
+            ("delivery.max_retry", d.max_retry),
+            ("delivery.max_age", d.max_age),
+        ] {
+            c.positive(k, v);
+        }
+        if d.first_retry > d.max_retry {
+            c.fail(
+                "delivery.first_retry",
+                "must not be longer than delivery.max_retry",
+            );
+        }
+        let delivery = match (delivery_chain, delivery_key) {
+            (Some(chain), Some(key)) => Some(DeliverySettings {
+                identity: CertAndKey { chain, key },
+                timeout: d.timeout,
+                first_retry: d.first_retry,
+                max_retry: d.max_retry,
+                max_age: d.max_age,
+            }),
+            _ => None,
+        };
         let events = match (events_bind, events_tls, events_sender) {
             (Some(bind), Some(tls), Some(sender)) => Some(EventsSettings {
                 bind,
@@ -803,6 +908,7 @@ impl Config {
         }
         let mut clients = Vec::new();
         let mut seen = HashSet::new();
+        let mut endpoints = BTreeMap::new();
         for (i, cf) in f.clients.iter().enumerate() {
             let key = format!("clients[{i}]");
             if !valid_id(&cf.name) {
@@ -871,6 +977,20 @@ impl Config {
                     c.fail(
                         format!("{key}.handlaggare_prefix[{j}]"),
                         "must be the start of an HSA-id, such as SE2120000142-",
+                    );
+                }
+            }
+            if let Some(d) = &cf.delivery {
+                if !d.url.starts_with("https://") || d.url.parse::<http::Uri>().is_err() {
+                    c.fail(format!("{key}.delivery.url"), "must be an https URL");
+                }
+                if let Some(ca) = c.certs(&format!("{key}.delivery.ca"), &d.ca) {
+                    endpoints.insert(
+                        cf.name.clone(),
+                        ClientDelivery {
+                            url: d.url.clone(),
+                            ca,
+                        },
                     );
                 }
             }
@@ -949,6 +1069,7 @@ impl Config {
                     syften_per_operation,
                     handlaggare_prefix: cf.handlaggare_prefix.clone(),
                     bind_tokens_to_certificate: cf.bind_tokens_to_certificate,
+
                     idp,
                 }));
             }
@@ -966,7 +1087,8 @@ impl Config {
         ) {
             (Some(kb), Some(kc), Some(kk), Some(kca), Some(ab), Some(aca), Some(ac), Some(ak))
                 if c.problems.is_empty()
-                    && let Some(events) = events =>
+                    && let Some(events) = events
+                    && let Some(delivery) = delivery =>
             {
                 Ok(Config {
                     system_id: f.gateway.system_id,
@@ -983,6 +1105,8 @@ impl Config {
                     kommun_client_ca: kca,
                     kommun_client_crls,
                     events,
+                    delivery,
+                    endpoints,
                     admin_bind: ab,
                     limits: f.limits,
                     af: AfSettings {

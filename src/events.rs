@@ -172,6 +172,7 @@ async fn receive(
     }
 
     // Store: every event once, a delivery per subscriber, in one durable transaction.
+    let new_deliveries = gw.delivery_wake.clone();
     let outbox = gw.outbox.clone();
     let now = time::OffsetDateTime::now_utc();
     let stored = tokio::task::spawn_blocking(move || outbox.accept(&events, now))
@@ -205,7 +206,7 @@ async fn receive(
             time: crate::audit::now(),
             korrelationsid: crate::audit::recorded_korrelationsid(&tracking),
             direction: "af-till-brygga".into(),
-            operation: format!("ArbetssokandeHandelse {id}"),
+            operation: operation_name(&id.to_string()),
             action: Action::Receive,
             organisation: organisation.clone(),
             handlaggare: None,
@@ -226,11 +227,23 @@ async fn receive(
             )
         })?;
     }
+    if receipt.leveranser > 0 {
+        new_deliveries.notify_one();
+    }
     Ok(receipt)
 }
 
+/// How an event is named in the audit chain: the operation and AF's event id (its digits
+/// masked should AF's id ever spell an identity number).
+pub fn operation_name(event_id: &str) -> String {
+    format!(
+        "ArbetssokandeHandelse {}",
+        crate::model::ident::mask_identity_numbers(event_id)
+    )
+}
+
 /// The data category an event of this kind carries.
-fn category(typ: HandelseTyp) -> Datakategori {
+pub fn category(typ: HandelseTyp) -> Datakategori {
     match typ {
         HandelseTyp::Inskriven | HandelseTyp::Avaktualiserad => Datakategori::Registrering,
         HandelseTyp::SokandekategoriAndrad => Datakategori::Sokandekategori,

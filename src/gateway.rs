@@ -15,7 +15,7 @@ use crate::outbox::Outbox;
 use crate::server::{self, ConnLimits, SharedTls};
 use crate::subscriptions::Subscriptions;
 use crate::upstream::AfClient;
-use crate::{events, exchange, ops, tls};
+use crate::{delivery, events, exchange, ops, tls};
 
 /// State shared by every request.
 pub struct Gateway {
@@ -32,6 +32,8 @@ pub struct Gateway {
     pub subscriptions: Arc<Subscriptions>,
     /// AF's events and their deliveries, in the same store.
     pub outbox: Arc<Outbox>,
+    /// Wakes the delivery worker when new deliveries are stored.
+    pub delivery_wake: Arc<tokio::sync::Notify>,
 }
 
 /// A started gateway: where it listens, and how to stop it.
@@ -100,6 +102,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         audit,
         subscriptions,
         outbox,
+        delivery_wake: Arc::new(tokio::sync::Notify::new()),
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -119,6 +122,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         rx.clone(),
         move |peer, req| events::serve_af(g.clone(), peer, req),
     ));
+    tasks.spawn(delivery::run(gw.clone(), rx.clone()));
     tasks.spawn(watch_for_reload(gw.clone(), rx.clone()));
     // Remote JWKS: fetched once now, then kept fresh.
     for client in gw.config.clients.iter().filter(|c| c.idp.is_remote()) {

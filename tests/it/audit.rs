@@ -45,7 +45,7 @@ fn verify(store: &Path) -> Result<brygga::audit::Verified, brygga::audit::Tamper
 
 /// A copy of the example configuration beside it (so its relative paths hold) whose audit
 /// store is `store` and whose listeners take free ports; AF is at `af_port` when given.
-fn config_with_store(store: &Path, af_port: Option<u16>) -> tempfile::NamedTempFile {
+pub fn config_with_store(store: &Path, af_port: Option<u16>) -> tempfile::NamedTempFile {
     let defaults = DemoFiles::default();
     let mut text = std::fs::read_to_string(&defaults.config)
         .unwrap()
@@ -434,12 +434,13 @@ async fn export_writes_json_lines_and_verify_shows_progress() {
 }
 
 /// A gateway process on a store, with its readiness line read.
-struct Process {
-    child: Child,
-    url: String,
+pub struct Process {
+    pub child: Child,
+    pub url: String,
+    pub af_url: String,
 }
 
-fn spawn_gateway(config: &Path) -> Process {
+pub fn spawn_gateway(config: &Path) -> Process {
     let mut child = brygga()
         .args(["serve", "--config"])
         .arg(config)
@@ -453,11 +454,12 @@ fn spawn_gateway(config: &Path) -> Process {
         .unwrap();
     let info: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-    let url = info["kommun_url"]
-        .as_str()
-        .unwrap()
-        .replace("127.0.0.1", "localhost");
-    Process { child, url }
+    let local = |k: &str| info[k].as_str().unwrap().replace("127.0.0.1", "localhost");
+    Process {
+        child,
+        url: local("kommun_url"),
+        af_url: local("af_url"),
+    }
 }
 
 /// SIGKILL while a case system sends requests, five times: every request that got an answer

@@ -167,9 +167,14 @@ fn check_config_reports_every_problem_with_its_key() {
         .replace("orgnr = \"212000-0142\"", "orgnr = \"212000-0143\"")
         .replace("kommunkod = \"1480\"", "kommunkod = \"2680\"")
         .replace(
-            "operations = [\"HamtaArbetssokandeStatus\", \"HamtaErsattningsbeslut\", \"Ping\"]\nsyften = [\"EKB-BESLUT\"]",
+            "operations = [\"HamtaArbetssokandeStatus\", \"HamtaErsattningsbeslut\", \"Ping\",\n              \"RegistreraPrenumeration\", \"AvslutaPrenumeration\", \"ListaPrenumerationer\"]\nsyften = [\"EKB-BESLUT\"]",
             "operations = [\"HamtaAllt\"]\nsyften = [\"OKANT\"]",
         )
+        .replace(
+            "url = \"https://localhost:9445/handelser\"",
+            "url = \"http://localhost:9445/handelser\"",
+        )
+        .replace("max_retry = \"5m\"", "max_retry = \"100ms\"")
         .replace("environment = \"U1\"", "environment = \"X9\"")
         .replace("gateway-kommun.key", "no-such-file.key")
         .replace(
@@ -197,13 +202,15 @@ fn check_config_reports_every_problem_with_its_key() {
         "clients[1].kommunkod",
         "clients[1].operations[0]",
         "clients[1].syften[0]",
+        "clients[0].delivery.url",
+        "delivery.first_retry",
     ] {
         assert!(
             text.contains(&format!("  {key}: ")),
             "{key} missing in:\n{text}"
         );
     }
-    assert!(text.contains("7 problem(s)"), "{text}");
+    assert!(text.contains("9 problem(s)"), "{text}");
 
     let unknown = std::fs::read_to_string(DemoFiles::default().config)
         .unwrap()

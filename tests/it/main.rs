@@ -7,6 +7,7 @@ mod cli;
 mod conformance;
 mod connections;
 mod contracts;
+mod delivery;
 mod events;
 mod exchange;
 mod harness;

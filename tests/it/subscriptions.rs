@@ -155,24 +155,24 @@ async fn a_case_system_registers_lists_and_ends_a_subscription() {
 #[tokio::test]
 async fn subscriptions_follow_the_policy_and_the_contract() {
     let s = harness::start().await;
-    // Göteborg's client is not configured for subscriptions.
+    // Göteborg's client may not use the follow-up purpose, for subscriptions or anything else.
     let gb = s
         .gb_idp
-        .token(&s.gbg.handlaggare, "1480", "EKB-BESLUT")
+        .token(&s.gbg.handlaggare, "1480", "AKT-UPPFOLJNING")
         .unwrap();
     let f = brygga::client::example_fraga(
         &s.gbg.orgnr,
         &s.gbg.namn,
         &s.gbg.handlaggare,
         sim::REGISTRERAD,
-        "EKB-BESLUT",
+        "AKT-UPPFOLJNING",
     )
     .unwrap();
     let refused =
         s.gb.call(&gb, &KommunRequest::RegistreraPrenumeration(f))
             .await
             .unwrap();
-    fault(&refused, 403, "OPERATION_EJ_TILLATEN");
+    fault(&refused, 403, "SYFTE_EJ_TILLATET");
 
     // A subscription that would already have ended.
     let past = KommunRequest::RegistreraPrenumeration(s.st_fraga(sim::REGISTRERAD));

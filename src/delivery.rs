@@ -1,0 +1,283 @@
+//! Delivery of AF's events to the case systems that subscribed: each pending delivery in the
+//! outbox is posted as SOAP `ArbetssokandeHandelse` over mutual TLS to the client's endpoint,
+//! which answers with `ArbetssokandeHandelseKvittens`. One person's events reach a case
+//! system in order (the outbox hands out only the oldest pending one per client and person);
+//! a failure waits `first_retry`, doubling with jitter up to `max_retry`; an event not
+//! delivered `max_age` after it arrived is given up. Every attempt that reached the case
+//! system, and every give-up, is a `disclose` record in the audit chain.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::audit::{Action, Entry};
+use crate::codec::soap;
+use crate::codec::xml::XmlLimits;
+use crate::config::{Client, Config};
+use crate::gateway::Gateway;
+use crate::model::{AfHandelse, ArbetssokandeHandelse};
+use crate::outbox::Due;
+use crate::translate;
+
+/// How often the outbox is looked at when nothing wakes the worker.
+const POLL: Duration = Duration::from_millis(250);
+
+/// At most this many deliveries are under way at once.
+const BATCH: usize = 64;
+
+/// One mTLS HTTP client per case system that has an endpoint.
+fn http_clients(config: &Config) -> HashMap<String, reqwest::Client> {
+    let mut out = HashMap::new();
+    for (name, endpoint) in &config.endpoints {
+        let identity = config.delivery.identity.clone();
+        let built = crate::tls::client_config(&endpoint.ca, Some((identity.chain, identity.key)))
+            .map_err(|e| e.to_string())
+            .and_then(|tls| {
+                reqwest::Client::builder()
+                    .tls_backend_preconfigured(tls)
+                    .no_proxy()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(config.delivery.timeout)
+                    .build()
+                    .map_err(|e| e.to_string())
+            });
+        match built {
+            Ok(http) => {
+                out.insert(name.clone(), http);
+            }
+            Err(e) => {
+                tracing::error!(client = %name, error = %e, "no delivery client; its events wait")
+            }
+        }
+    }
+    out
+}
+
+/// Runs until `stop` turns true, finishing the deliveries under way first.
+pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    let clients = Arc::new(http_clients(&gw.config));
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let outbox = gw.outbox.clone();
+        let now = OffsetDateTime::now_utc();
+        let due = match tokio::task::spawn_blocking(move || outbox.due(now, BATCH)).await {
+            Ok(Ok(due)) => due,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the outbox cannot be read");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the outbox reader failed");
+                Vec::new()
+            }
+        };
+        let full = due.len() == BATCH;
+        let mut under_way = tokio::task::JoinSet::new();
+        for item in due {
+            under_way.spawn(deliver(gw.clone(), clients.clone(), item));
+        }
+        while under_way.join_next().await.is_some() {}
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = gw.delivery_wake.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// How one attempt went.
+enum Attempt {
+    /// Receipted.
+    Delivered,
+    /// The case system answered, but not with the receipt: it has seen the event.
+    Refused(String),
+    /// It was not reached: nothing left the gateway.
+    NotReached(String),
+}
+
+async fn deliver(gw: Arc<Gateway>, clients: Arc<HashMap<String, reqwest::Client>>, item: Due) {
+    let now = OffsetDateTime::now_utc();
+    let client = gw.config.clients.iter().find(|c| c.name == item.client);
+    let event = item
+        .payload
+        .as_deref()
+        .ok_or_else(|| "the stored event is missing".to_owned())
+        .and_then(|p| {
+            serde_json::from_str(p)
+                .map_err(|e| e.to_string())
+                .and_then(|j| translate::handelse_from_af(&j).map_err(|e| e.to_string()))
+        });
+    let event = match event {
+        Ok(e) => e,
+        // Cannot happen for what the af listener stored; never retried forever either.
+        Err(why) => return give_up(&gw, &item, client, None, &why).await,
+    };
+    let attempt = match (client, clients.get(&item.client)) {
+        (Some(_), Some(http)) => match gw.config.endpoints.get(&item.client) {
+            Some(endpoint) => attempt(http, &endpoint.url, &item, &event).await,
+            None => Attempt::NotReached("the client has no delivery endpoint".into()),
+        },
+        (None, _) => Attempt::NotReached("the client is no longer configured".into()),
+        (Some(_), None) => Attempt::NotReached("the client has no delivery endpoint".into()),
+    };
+    let reached = !matches!(attempt, Attempt::NotReached(_));
+    let outcome = match &attempt {
+        Attempt::Delivered => "OK",
+        Attempt::Refused(_) => "MOTTAGARE_FEL",
+        Attempt::NotReached(_) => "EJ_NADD",
+    };
+    // What reached a case system is recorded, whatever it answered.
+    let recorded = if reached {
+        record(&gw, &item, client, Some(&event), outcome).await
+    } else {
+        true
+    };
+    let outbox = gw.outbox.clone();
+    let seq = item.seq;
+    let result = match attempt {
+        Attempt::Delivered if recorded => {
+            tokio::task::spawn_blocking(move || outbox.delivered(seq, now)).await
+        }
+        Attempt::Delivered => {
+            // Receipted but not recorded: deliver again later (the id lets it drop the copy).
+            let next = now + backoff(&gw, item.attempts);
+            tokio::task::spawn_blocking(move || {
+                outbox.retry(seq, next, "the delivery could not be recorded")
+            })
+            .await
+        }
+        Attempt::Refused(why) | Attempt::NotReached(why) => {
+            let age = now - item.received;
+            if age >= gw.config.delivery.max_age {
+                return give_up(&gw, &item, client, Some(&event), &why).await;
+            }
+            tracing::info!(client = %item.client, event = %item.event_id, attempts = item.attempts + 1, error = %why, "delivery failed; it is retried");
+            let next = now + backoff(&gw, item.attempts);
+            tokio::task::spawn_blocking(move || outbox.retry(seq, next, &why)).await
+        }
+    };
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "the outbox could not be updated; the delivery is tried again")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the outbox could not be updated; the delivery is tried again")
+        }
+    }
+}
+
+async fn attempt(http: &reqwest::Client, url: &str, item: &Due, event: &AfHandelse) -> Attempt {
+    let body = soap::encode_handelse(&ArbetssokandeHandelse {
+        af: event.clone(),
+        arendeidentitet: item.arende.clone(),
+    });
+    let sent = http
+        .post(url)
+        .header("content-type", "text/xml; charset=utf-8")
+        .header(
+            "SOAPAction",
+            "\"urn:se:brygga:kommun:v1#ArbetssokandeHandelse\"",
+        )
+        .body(body)
+        .send()
+        .await;
+    let response = match sent {
+        Ok(r) => r,
+        // Refused, reset or timed out before an answer: the case system may have read it, but
+        // has not said so; a timeout after the request was written is counted as reached.
+        Err(e) if e.is_timeout() => {
+            return Attempt::Refused("no receipt within the timeout".into());
+        }
+        Err(e) => return Attempt::NotReached(format!("cannot reach the endpoint: {e}")),
+    };
+    let status = response.status();
+    let bytes = match response.bytes().await {
+        Ok(b) => b,
+        Err(e) => return Attempt::Refused(format!("the answer broke off: {e}")),
+    };
+    if status != http::StatusCode::OK {
+        return Attempt::Refused(format!("HTTP {}", status.as_u16()));
+    }
+    match soap::decode_handelse_kvittens(&bytes, &XmlLimits::default()) {
+        Ok(k) if k.handelse_id == event.handelse_id => Attempt::Delivered,
+        Ok(_) => Attempt::Refused("the receipt names another event".into()),
+        Err(e) => Attempt::Refused(format!("not a receipt: {e}")),
+    }
+}
+
+/// The wait before the next attempt: `first_retry` doubling per attempt, capped at
+/// `max_retry`, and a random half of it taken off so case systems coming back are not hit all
+/// at once.
+fn backoff(gw: &Gateway, attempts: u32) -> Duration {
+    let d = &gw.config.delivery;
+    let full = d
+        .first_retry
+        .saturating_mul(1u32 << attempts.min(20))
+        .min(d.max_retry);
+    let r = (uuid::Uuid::new_v4().as_u128() % 1000) as u32;
+    full.mul_f64(0.5 + f64::from(r) / 2000.0)
+}
+
+async fn give_up(
+    gw: &Gateway,
+    item: &Due,
+    client: Option<&Arc<Client>>,
+    event: Option<&AfHandelse>,
+    why: &str,
+) {
+    tracing::warn!(client = %item.client, event = %item.event_id, error = %why, "delivery given up");
+    let _ = record(gw, item, client, event, "GAV_UPP").await;
+    let (outbox, seq, why) = (gw.outbox.clone(), item.seq, why.to_owned());
+    let now = OffsetDateTime::now_utc();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || outbox.dead(seq, now, &why)).await {
+        tracing::error!(error = %e, "the given-up delivery could not be marked");
+    }
+}
+
+/// A `disclose` record of an attempt or a give-up; false when it could not be written.
+async fn record(
+    gw: &Gateway,
+    item: &Due,
+    client: Option<&Arc<Client>>,
+    event: Option<&AfHandelse>,
+    outcome: &str,
+) -> bool {
+    let syfte = item.syfte.as_ref().and_then(|s| gw.config.syften.get(s));
+    let entry = Entry {
+        time: crate::audit::now(),
+        korrelationsid: crate::model::ident::mask_identity_numbers(&item.event_id),
+        direction: "af-till-kommun".into(),
+        operation: crate::events::operation_name(&item.event_id),
+        action: Action::Disclose,
+        organisation: client
+            .map(|c| c.orgnr.to_string())
+            .unwrap_or_else(|| item.client.clone()),
+        handlaggare: None,
+        arende: Some(item.arende.clone()),
+        subject: event.and_then(|e| gw.config.pseudonyms.pseudonym("audit", &e.personidentitet)),
+        syfte: item.syfte.clone(),
+        lagrum: syfte.map(|s| s.lagrum.clone()),
+        kategorier: event
+            .map(|e| vec![crate::events::category(e.handelse.typ()).code().to_owned()])
+            .unwrap_or_default(),
+        outcome: outcome.into(),
+        af_status: None,
+        duration_ms: 0,
+    };
+    match gw.audit.append(entry).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "the audit record of a delivery could not be written");
+            false
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! AF's events reaching the case systems: delivered to the subscriber only, in order, after the
+//! receiver comes back, once after the gateway is killed, and given up after the maximum age.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use brygga::audit::{Action, Record};
+use brygga::client::{KommunClient, TokenMinter};
+use brygga::config::Config;
+use brygga::demo::{DemoFiles, example_clients};
+use brygga::kommun_sim::{self, KommunSimSettings, Lage, RunningKommunSim, SimState};
+use brygga::model::*;
+use brygga::sim::{self, SimSettings};
+use serde_json::{Value, json};
+
+use crate::audit::{config_with_store, spawn_gateway};
+use crate::harness::{self, Stack, answer};
+
+fn sim_settings(port: u16) -> KommunSimSettings {
+    let mut s = KommunSimSettings::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kommun-sim.example.toml"),
+    )
+    .unwrap();
+    s.bind = ([127, 0, 0, 1], port).into();
+    s
+}
+
+async fn kommun_sim(port: u16, state: Option<Arc<SimState>>) -> RunningKommunSim {
+    kommun_sim::start(&sim_settings(port), state).await.unwrap()
+}
+
+/// A stack whose Stockholm and Göteborg deliver to `st` and `gb`, retrying fast.
+async fn stack(st: &RunningKommunSim, gb: &RunningKommunSim, max_age: Duration) -> Stack {
+    let (st_url, gb_url) = (st.url(), gb.url());
+    harness::start_custom(
+        move |c, _| {
+            c.endpoints.get_mut("stockholm").unwrap().url = st_url;
+            c.endpoints.get_mut("goteborg").unwrap().url = gb_url;
+            c.delivery.first_retry = Duration::from_millis(50);
+            c.delivery.max_retry = Duration::from_millis(200);
+            c.delivery.max_age = max_age;
+        },
+        true,
+    )
+    .await
+}
+
+fn event(id: &str, pnr: &str, minute: u32) -> Value {
+    let today = time::OffsetDateTime::now_utc().date();
+    json!({
+        "handelseId": id,
+        "typ": "UTEBLIVEN_AKTIVITET",
+        "personnummer": pnr,
+        "tidpunkt": format!("{today}T10:{minute:02}:00Z"),
+        "uteblivenAktivitet": {"datum": today.to_string(), "aktivitet": "Rusta och matcha", "meddelande": "Deltog inte."}
+    })
+}
+
+fn following(f: Fraga, arende: &str) -> KommunRequest {
+    let today = time::OffsetDateTime::now_utc().date();
+    KommunRequest::RegistreraPrenumeration(Fraga {
+        arendeidentitet: arende.into(),
+        tidsperiod: Tidsperiod::new(today, today + time::Duration::days(30)).unwrap(),
+        ..f
+    })
+}
+
+fn af_sender(url: &str) -> KommunClient {
+    let certs = harness::certs();
+    KommunClient::new(
+        url,
+        &certs.join("af-ca.pem"),
+        Some((&certs.join("af-client.pem"), &certs.join("af-client.key"))),
+    )
+    .unwrap()
+}
+
+async fn push(url: &str, events: Vec<Value>) {
+    let a = af_sender(url)
+        .post_with_type(
+            None,
+            json!({ "handelser": events }).to_string(),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        a.status.as_u16(),
+        202,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+}
+
+/// Waits (bounded) until `done` holds.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn outbox_states(store: &Path) -> Vec<(String, Option<String>)> {
+    let conn = rusqlite::Connection::open(store).unwrap();
+    conn.prepare("SELECT state, payload FROM outbox ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn disclosures(store: &Path) -> Vec<Record> {
+    let conn = rusqlite::Connection::open(store).unwrap();
+    conn.prepare("SELECT body FROM records ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|b| serde_json::from_str::<Record>(&b.unwrap()).unwrap())
+        .filter(|r| r.entry.action == Action::Disclose && r.entry.direction == "af-till-kommun")
+        .collect()
+}
+
+const E1: &str = "11111111-aaaa-4bbb-8ccc-000000000001";
+const E2: &str = "11111111-aaaa-4bbb-8ccc-000000000002";
+const E3: &str = "11111111-aaaa-4bbb-8ccc-000000000003";
+
+#[tokio::test]
+async fn the_subscriber_gets_the_event_and_the_other_municipality_does_not() {
+    let (st_sim, gb_sim) = (kommun_sim(0, None).await, kommun_sim(0, None).await);
+    let s = stack(&st_sim, &gb_sim, Duration::from_secs(3600)).await;
+    answer(
+        &s.st
+            .call(
+                &s.st_token(),
+                &following(s.st_fraga(sim::REGISTRERAD), "EB-1"),
+            )
+            .await
+            .unwrap(),
+    );
+    // Göteborg follows someone else.
+    let gb_token = s
+        .gb_idp
+        .token(&s.gbg.handlaggare, "1480", "EKB-BESLUT")
+        .unwrap();
+    let gb_fraga = brygga::client::example_fraga(
+        &s.gbg.orgnr,
+        &s.gbg.namn,
+        &s.gbg.handlaggare,
+        sim::AVAKTUALISERAD,
+        "EKB-BESLUT",
+    )
+    .unwrap();
+    answer(
+        &s.gb
+            .call(&gb_token, &following(gb_fraga, "GB-7"))
+            .await
+            .unwrap(),
+    );
+    push(&s.inner.af_url(), vec![event(E1, sim::REGISTRERAD, 1)]).await;
+    let store = s.audit_store();
+    until("the outbox has delivered it", || {
+        outbox_states(&store)
+            .first()
+            .is_some_and(|(st, _)| st == "delivered")
+    })
+    .await;
+    let got = st_sim.state.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (
+            got[0].handelse_id.to_string().as_str(),
+            got[0].arendeidentitet.as_str()
+        ),
+        (E1, "EB-1")
+    );
+    assert_eq!(got[0].typ, "UTEBLIVEN_AKTIVITET");
+    assert!(
+        gb_sim.state.received().is_empty(),
+        "Göteborg follows someone else"
+    );
+    // Delivered: the payload with the number is gone; the disclosure is recorded.
+    assert_eq!(outbox_states(&store), [("delivered".into(), None)]);
+    let _data = s.stop().await;
+    let d = disclosures(&store);
+    assert_eq!(d.len(), 1);
+    let e = &d[0].entry;
+    assert_eq!(e.operation, format!("ArbetssokandeHandelse {E1}"));
+    assert_eq!(
+        (e.organisation.as_str(), e.arende.as_deref()),
+        ("212000-0142", Some("EB-1"))
+    );
+    assert_eq!(
+        (e.outcome.as_str(), e.syfte.as_deref()),
+        ("OK", Some("EKB-BESLUT"))
+    );
+    assert_eq!(e.kategorier, ["AKTIVITETSRAPPORT"]);
+    assert!(e.subject.as_deref().is_some_and(|p| p.starts_with("a1:")));
+    st_sim.shutdown().await;
+    gb_sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_receiver_that_was_away_gets_everything_in_order_when_it_returns() {
+    let (st_sim, gb_sim) = (kommun_sim(0, None).await, kommun_sim(0, None).await);
+    let s = stack(&st_sim, &gb_sim, Duration::from_secs(3600)).await;
+    answer(
+        &s.st
+            .call(
+                &s.st_token(),
+                &following(s.st_fraga(sim::REGISTRERAD), "EB-1"),
+            )
+            .await
+            .unwrap(),
+    );
+    // The case system goes away.
+    let (port, remembered) = (st_sim.addr.port(), st_sim.state.clone());
+    st_sim.shutdown().await;
+    push(&s.inner.af_url(), vec![event(E1, sim::REGISTRERAD, 1)]).await;
+    push(
+        &s.inner.af_url(),
+        vec![
+            event(E2, sim::REGISTRERAD, 2),
+            event(E3, sim::REGISTRERAD, 3),
+        ],
+    )
+    .await;
+    let store = s.audit_store();
+    // A few attempts fail while it is away; the later events wait behind the first.
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    until("a few attempts have failed", || {
+        conn.query_row(
+            "SELECT attempts FROM outbox ORDER BY seq LIMIT 1",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .is_ok_and(|n| n >= 2)
+    })
+    .await;
+    let later: i64 = conn
+        .query_row(
+            "SELECT max(attempts) FROM outbox WHERE event_id <> ?1",
+            [E1],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(later, 0, "the later events were not tried before the first");
+    // It comes back on the same address.
+    let back = kommun_sim(port, Some(remembered)).await;
+    until("all three are delivered", || {
+        back.state.received().len() == 3
+    })
+    .await;
+    let got: Vec<String> = back
+        .state
+        .received()
+        .iter()
+        .map(|m| m.handelse_id.to_string())
+        .collect();
+    assert_eq!(got, [E1, E2, E3]);
+    assert!(back.state.received().iter().all(|m| m.dubbletter == 0));
+    let _data = s.stop().await;
+    back.shutdown().await;
+    gb_sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_delivery_is_given_up_after_its_maximum_age() {
+    let (st_sim, gb_sim) = (kommun_sim(0, None).await, kommun_sim(0, None).await);
+    st_sim.state.set(Lage::Fel);
+    let s = stack(&st_sim, &gb_sim, Duration::from_millis(400)).await;
+    answer(
+        &s.st
+            .call(
+                &s.st_token(),
+                &following(s.st_fraga(sim::REGISTRERAD), "EB-1"),
+            )
+            .await
+            .unwrap(),
+    );
+    push(&s.inner.af_url(), vec![event(E1, sim::REGISTRERAD, 1)]).await;
+    let store = s.audit_store();
+    until("it is given up", || {
+        outbox_states(&store)
+            .first()
+            .is_some_and(|(st, _)| st == "dead")
+    })
+    .await;
+    assert_eq!(outbox_states(&store), [("dead".into(), None)]);
+    let _data = s.stop().await;
+    let d = disclosures(&store);
+    // Each attempt reached the case system (which answered 503), and the give-up.
+    assert!(d.len() >= 2, "{d:#?}");
+    assert!(
+        d[..d.len() - 1]
+            .iter()
+            .all(|r| r.entry.outcome == "MOTTAGARE_FEL")
+    );
+    assert_eq!(d.last().unwrap().entry.outcome, "GAV_UPP");
+    assert!(st_sim.state.received().is_empty());
+    st_sim.shutdown().await;
+    gb_sim.shutdown().await;
+}
+
+/// The config of `audit::config_with_store`, with Stockholm's endpoint at `port`.
+fn config_delivering_to(store: &Path, af_port: u16, port: u16) -> tempfile::NamedTempFile {
+    let file = config_with_store(store, Some(af_port));
+    let text = std::fs::read_to_string(file.path())
+        .unwrap()
+        .replace("localhost:9445", &format!("localhost:{port}"))
+        .replace("first_retry = \"1s\"", "first_retry = \"50ms\"")
+        .replace("max_retry = \"5m\"", "max_retry = \"200ms\"");
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_accepted_before_a_sigkill_is_delivered_once_after_the_restart() {
+    let files = DemoFiles::default();
+    let mut af_settings = SimSettings::load(&files.sim_config).unwrap();
+    af_settings.bind = "127.0.0.1:0".parse().unwrap();
+    let af = sim::start(af_settings).await.unwrap();
+    let st_sim = kommun_sim(0, None).await;
+    // Refuses for now, so the event is still in the outbox when the gateway dies.
+    st_sim.state.set(Lage::Fel);
+    let dir = tempfile::tempdir().unwrap();
+    let store: PathBuf = dir.path().join("audit.db");
+    let config_file = config_delivering_to(&store, af.addr.port(), st_sim.addr.port());
+    let config = Config::load(config_file.path()).unwrap();
+    let sthlm = &example_clients(&config, &files.certs)[0];
+    let token = TokenMinter::load(&sthlm.idp_key, &sthlm.issuer, &config.token_rules.audience)
+        .unwrap()
+        .token(&sthlm.handlaggare, "0180", "EKB-BESLUT")
+        .unwrap();
+
+    let mut gw = spawn_gateway(config_file.path());
+    let case_system = KommunClient::new(
+        &gw.url,
+        &files.certs.join("kommun-ca.pem"),
+        Some((&sthlm.cert, &sthlm.key)),
+    )
+    .unwrap();
+    let f = brygga::client::example_fraga(
+        &sthlm.orgnr,
+        &sthlm.namn,
+        &sthlm.handlaggare,
+        sim::REGISTRERAD,
+        "EKB-BESLUT",
+    )
+    .unwrap();
+    answer(
+        &case_system
+            .call(&token, &following(f, "EB-1"))
+            .await
+            .unwrap(),
+    );
+    push(&gw.af_url, vec![event(E1, sim::REGISTRERAD, 1)]).await;
+    gw.child.kill().unwrap(); // SIGKILL, right after the 202
+    gw.child.wait().unwrap();
+    assert!(st_sim.state.received().is_empty());
+
+    st_sim.state.set(Lage::Ok);
+    let mut again = spawn_gateway(config_file.path());
+    until("it is delivered after the restart", || {
+        st_sim.state.received().len() == 1
+    })
+    .await;
+    until("the outbox has it delivered", || {
+        outbox_states(&store)
+            .first()
+            .is_some_and(|(st, _)| st == "delivered")
+    })
+    .await;
+    // Once: no second delivery follows.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = st_sim.state.received();
+    assert_eq!((got.len(), got[0].dubbletter), (1, 0));
+    again.child.kill().unwrap();
+    again.child.wait().unwrap();
+    st_sim.shutdown().await;
+    af.shutdown().await;
+}
