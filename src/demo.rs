@@ -48,6 +48,8 @@ pub struct DemoStack {
     pub config: Config,
     /// Where the audit store is: `--data-dir`, or a temporary directory removed at the end.
     pub data_dir: PathBuf,
+    /// The case-system simulators that receive AF's events, by client name (`start` only).
+    pub case_systems: Vec<(String, crate::kommun_sim::RunningKommunSim)>,
     _temporary: Option<tempfile::TempDir>,
 }
 
@@ -72,7 +74,46 @@ impl DemoStack {
             config.kommun_bind.set_ip([127, 0, 0, 1].into());
             config.events.bind.set_ip([127, 0, 0, 1].into());
         }
-        Self::start_with(config, sim_settings, true, data_dir).await
+        // A case-system simulator for every client with an event endpoint: on a free port, or
+        // on the endpoint's own.
+        let mut case_systems = Vec::new();
+        for (name, endpoint) in config.endpoints.iter_mut() {
+            let port = if ephemeral {
+                0
+            } else {
+                endpoint
+                    .url
+                    .parse::<http::Uri>()
+                    .ok()
+                    .and_then(|u| u.port_u16())
+                    .unwrap_or(0)
+            };
+            let settings = crate::kommun_sim::KommunSimSettings {
+                bind: ([127, 0, 0, 1], port).into(),
+                cert: files.certs.join("kommun-sim.pem"),
+                key: files.certs.join("kommun-sim.key"),
+                client_ca: files.certs.join("kommun-ca.pem"),
+            };
+            let sim = crate::kommun_sim::start(&settings, None).await?;
+            endpoint.url = sim.url();
+            case_systems.push((name.clone(), sim));
+        }
+        let mut stack = Self::start_with(config, sim_settings, true, data_dir).await?;
+        stack.case_systems = case_systems;
+        Ok(stack)
+    }
+
+    /// The outbox's depth now (none when it cannot be read).
+    pub fn gateway_depth(&self) -> Option<crate::outbox::Depth> {
+        self.gateway.outbox.depth().ok()
+    }
+
+    /// The case-system simulator of a client.
+    pub fn case_system(&self, client: &str) -> Option<&crate::kommun_sim::RunningKommunSim> {
+        self.case_systems
+            .iter()
+            .find(|(n, _)| n == client)
+            .map(|(_, s)| s)
     }
 
     /// Starts the simulator with `sim_settings` and the gateway with `config`; with
@@ -109,6 +150,7 @@ impl DemoStack {
             gateway,
             config,
             data_dir,
+            case_systems: Vec::new(),
             _temporary: temporary,
         })
     }
@@ -132,6 +174,9 @@ impl DemoStack {
     pub async fn shutdown(self) {
         self.gateway.shutdown().await;
         self.sim.shutdown().await;
+        for (_, s) in self.case_systems {
+            s.shutdown().await;
+        }
     }
 }
 
@@ -360,7 +405,7 @@ pub async fn run(files: &DemoFiles, data_dir: Option<&Path>) -> Result<bool, Str
         arendeidentitet: f.arendeidentitet,
         syfte: f.syfte,
     };
-    let others: [(&str, KommunRequest, &str, Check); 7] = [
+    let others: [(&str, KommunRequest, &str, Check); 6] = [
         (
             "HamtaErsattningsbeslut: registered jobseeker",
             KommunRequest::HamtaErsattningsbeslut(fraga(sthlm, sim::REGISTRERAD, "EKB-BESLUT")?),
@@ -408,16 +453,23 @@ pub async fn run(files: &DemoFiles, data_dir: Option<&Path>) -> Result<bool, Str
             &st_token,
             |a| matches!(a, KommunAnswer::ListaPrenumerationer(l) if l.prenumerationer.len() == 1),
         ),
-        (
-            "AvslutaPrenumeration: the case is closed",
-            KommunRequest::AvslutaPrenumeration(fraga(sthlm, sim::REGISTRERAD, "EKB-BESLUT")?),
-            &st_token,
-            |a| matches!(a, KommunAnswer::AvslutaPrenumeration(p) if p.prenumeration.status == PrenumerationStatus::Avslutad),
-        ),
     ];
     for (label, req, token, check) in others {
         outcomes.push(step(label, Expect::Answer(check), st_client.call(token, &req)).await);
     }
+    // AF reports a missed activity for the person Stockholm follows: Stockholm's case system
+    // gets it, Göteborg's does not.
+    outcomes.push(event_flow(&stack, &files.certs).await);
+    let extra_records = 2; // its receipt from AF and its delivery to Stockholm
+    let req = KommunRequest::AvslutaPrenumeration(fraga(sthlm, sim::REGISTRERAD, "EKB-BESLUT")?);
+    outcomes.push(
+        step(
+            "AvslutaPrenumeration: the case is closed",
+            Expect::Answer(|a| matches!(a, KommunAnswer::AvslutaPrenumeration(p) if p.prenumeration.status == PrenumerationStatus::Avslutad)),
+            st_client.call(&st_token, &req),
+        )
+        .await,
+    );
     let req = KommunRequest::HamtaArbetssokandeStatus(fraga(gbg, "197010632391", "EKB-BESLUT")?);
     outcomes.push(
         step(
@@ -548,12 +600,89 @@ pub async fn run(files: &DemoFiles, data_dir: Option<&Path>) -> Result<bool, Str
         gateway,
         config,
         data_dir,
+        case_systems,
         _temporary,
     } = stack;
     gateway.shutdown().await;
     sim.shutdown().await;
-    let audited = audit_report(config, &data_dir, outcomes.len() as u64).await?;
+    for (_, s) in case_systems {
+        s.shutdown().await;
+    }
+    // One record per request the case systems made (the event flow is one step but three
+    // records: the subscription aside, AF's event received, and its delivery).
+    let requests = outcomes.len() as u64 - 1;
+    let audited = audit_report(config, &data_dir, requests + extra_records).await?;
     Ok(failed == 0 && audited)
+}
+
+/// AF pushes an event about the person Stockholm follows, as AF does (its client certificate,
+/// a JSON batch to the `af` listener); the step passes when Stockholm's case system has
+/// receipted it and Göteborg's has nothing.
+async fn event_flow(stack: &DemoStack, certs: &Path) -> Outcome {
+    let name = "AF event: missed activity, to the subscriber only";
+    let t = Instant::now();
+    let today = time::OffsetDateTime::now_utc().date();
+    let id = uuid::Uuid::new_v4();
+    let batch = serde_json::json!({"handelser": [{
+        "handelseId": id.to_string(),
+        "typ": "UTEBLIVEN_AKTIVITET",
+        "personnummer": sim::REGISTRERAD,
+        "tidpunkt": crate::model::lexical::format_tidpunkt(time::OffsetDateTime::now_utc()),
+        "uteblivenAktivitet": {"datum": today.to_string(), "aktivitet": "Rusta och matcha",
+            "meddelande": "Deltog inte i planerat möte hos leverantören."}
+    }]});
+    let result = async {
+        let af = KommunClient::new(
+            &stack.af_url(),
+            &certs.join("af-ca.pem"),
+            Some((&certs.join("af-client.pem"), &certs.join("af-client.key"))),
+        )?;
+        let a = af
+            .post_with_type(None, batch.to_string(), "application/json")
+            .await?;
+        if a.status != StatusCode::ACCEPTED {
+            return Err(format!("AF's batch got HTTP {}", a.status.as_u16()));
+        }
+        let (st, gb) = (
+            stack
+                .case_system("stockholm")
+                .ok_or("no Stockholm case system")?,
+            stack
+                .case_system("goteborg")
+                .ok_or("no Göteborg case system")?,
+        );
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while !st.state.received().iter().any(|m| m.handelse_id == id) {
+            if Instant::now() > deadline {
+                return Err("Stockholm's case system did not get it within 10 s".into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // Its delivery is recorded after the receipt arrives: wait for the outbox to say so.
+        while stack.gateway_depth().is_some_and(|d| d.pending > 0) {
+            if Instant::now() > deadline {
+                return Err("the delivery was not marked done within 10 s".into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Ok(gb.state.received().len())
+    }
+    .await;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    let (passed, got) = match result {
+        Ok(0) => (
+            true,
+            "202, delivered to Stockholm (receipted), not to Göteborg".to_owned(),
+        ),
+        Ok(n) => (false, format!("Göteborg received {n} event(s)")),
+        Err(e) => (false, e),
+    };
+    Outcome {
+        name: name.to_owned(),
+        passed,
+        got,
+        ms,
+    }
 }
 
 /// The demo's end: every request has its record, the chain verifies, and the DPO's extract

@@ -42,6 +42,8 @@ pub struct RunningGateway {
     /// The `af` listener, where AF pushes its events.
     pub af_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The event outbox, for operators' tools and tests.
+    pub outbox: Arc<Outbox>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -155,6 +157,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         kommun_addr,
         af_addr,
         admin_addr,
+        outbox: gw.outbox.clone(),
         shutdown,
         tasks,
     })

@@ -252,6 +252,12 @@ enum SimCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run the case-system simulator: receives AF's events as the gateway delivers them,
+    /// lists them at GET /mottaget, and can be told to fail or be slow at POST /styr.
+    Kommun {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 fn parse_bench_duration(s: &str) -> Result<Duration, String> {
@@ -550,6 +556,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "{}",
                 serde_json::json!({ "af_sim_url": format!("https://localhost:{}", sim.addr.port()) })
             );
+            demo::wait_for_signal().await;
+            sim.shutdown().await;
+        }
+        Command::Sim {
+            command: SimCommand::Kommun { config },
+        } => {
+            let settings =
+                brygga::kommun_sim::KommunSimSettings::load(&config).map_err(|e| anyhow!(e))?;
+            let sim = brygga::kommun_sim::start(&settings, None)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            println!("{}", serde_json::json!({ "kommun_sim_url": sim.url() }));
             demo::wait_for_signal().await;
             sim.shutdown().await;
         }
