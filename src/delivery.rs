@@ -155,7 +155,7 @@ async fn deliver(gw: Arc<Gateway>, clients: Arc<HashMap<String, reqwest::Client>
             .await
         }
         Attempt::Refused(why) | Attempt::NotReached(why) => {
-            let age = now - item.received;
+            let age = now - item.since;
             if age >= gw.config.delivery.max_age {
                 return give_up(&gw, &item, client, Some(&event), &why).await;
             }

@@ -738,10 +738,18 @@ pub async fn serve(files: &DemoFiles, data_dir: Option<&Path>) -> Result<(), Str
     let clients: Vec<_> = example_clients(&stack.config, &files.certs)
         .iter()
         .map(|c| {
+            let case_system = stack
+                .config
+                .clients
+                .iter()
+                .find(|k| k.kommunkod.to_string() == c.kommunkod)
+                .and_then(|k| stack.case_system(&k.name))
+                .map(|s| s.url());
             serde_json::json!({
                 "orgnr": c.orgnr, "kommunkod": c.kommunkod, "handlaggare": c.handlaggare,
                 "cert": abs(&c.cert), "key": abs(&c.key), "idp_key": abs(&c.idp_key),
                 "idp_alg": "ES256", "iss": c.issuer, "aud": stack.config.token_rules.audience,
+                "kommun_sim_url": case_system,
             })
         })
         .collect();
@@ -750,6 +758,7 @@ pub async fn serve(files: &DemoFiles, data_dir: Option<&Path>) -> Result<(), Str
         "admin_url": format!("http://{}", stack.gateway.admin_addr),
         "af_sim_url": format!("https://localhost:{}", stack.sim.addr.port()),
         "af_url": stack.af_url(),
+        "kommun_sim_url": stack.case_system("stockholm").map(|s| s.url()),
         "af_client": {
             "ca": abs(&files.certs.join("af-ca.pem")),
             "cert": abs(&files.certs.join("af-client.pem")),

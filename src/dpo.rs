@@ -57,7 +57,7 @@ impl Store {
     /// Appends this command's own record and waits until it is durable. The command signs no
     /// checkpoint (it may have just found the chain tampered with, and a DPO's tool should not
     /// vouch for a head): the gateway's next checkpoint covers the record.
-    async fn record(&self, entry: Entry) -> Result<u64, String> {
+    pub(crate) async fn record(&self, entry: Entry) -> Result<u64, String> {
         let policy = audit::CheckpointPolicy {
             every_records: u64::MAX,
             every: Duration::from_secs(3600),
@@ -71,7 +71,7 @@ impl Store {
         Ok(seq)
     }
 
-    fn entry(&self, command: &str, started: Instant) -> Entry {
+    pub(crate) fn entry(&self, command: &str, started: Instant) -> Entry {
         Entry {
             time: audit::now(),
             korrelationsid: uuid::Uuid::new_v4().to_string(),

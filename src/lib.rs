@@ -19,6 +19,7 @@ pub mod gateway;
 pub mod identity;
 pub mod kommun_sim;
 pub mod model;
+pub mod operator;
 pub mod ops;
 pub mod outbox;
 pub mod policy;

@@ -120,6 +120,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The outbox of AF's events waiting for delivery to the case systems.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
     /// Development PKI.
     Certs {
         #[command(subcommand)]
@@ -194,6 +199,33 @@ struct StoreArgs {
     /// Who runs the command, for its own record in the chain (default: $USER).
     #[arg(long)]
     operator: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// The deliveries waiting (pending) and given up (dead), or those in --state.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// pending, dead, delivered or dropped; repeat for several.
+        #[arg(long)]
+        state: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try a pending delivery now, or a dead one again (its maximum age counted from now).
+    Retry {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The delivery's number (`seq` in the list).
+        seq: i64,
+    },
+    /// Do not deliver it; its stored event is erased.
+    Drop {
+        #[command(flatten)]
+        store: StoreArgs,
+        seq: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -301,6 +333,7 @@ fn main() -> ExitCode {
             | Command::Bench { .. }
             | Command::Pseudonymise { .. }
             | Command::Audit { .. }
+            | Command::Outbox { .. }
     );
     init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     // A panic's message may quote data; only where it happened goes to the log.
@@ -439,6 +472,52 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             for p in found {
                 println!("{p}");
+            }
+        }
+        Command::Outbox { command } => {
+            let resolve = |a: StoreArgs| {
+                brygga::dpo::Store::resolve(a.store.as_deref(), a.config.as_deref(), a.operator)
+                    .map_err(|e| anyhow!(e))
+            };
+            match command {
+                OutboxCommand::List { store, state, json } => {
+                    for s in &state {
+                        if !["pending", "dead", "delivered", "dropped"].contains(&s.as_str()) {
+                            return Err(anyhow!(
+                                "--state {s}: must be pending, dead, delivered or dropped"
+                            ));
+                        }
+                    }
+                    brygga::operator::list(&resolve(store)?, &state, json)
+                        .await
+                        .map_err(|e| anyhow!(e))?;
+                }
+                OutboxCommand::Retry { store, seq } => {
+                    let d = brygga::operator::act(
+                        &resolve(store)?,
+                        seq,
+                        brygga::operator::Action::Retry,
+                    )
+                    .await
+                    .map_err(|e| anyhow!(e))?;
+                    println!(
+                        "delivery {seq} of event {} to {} is pending again",
+                        d.event_id, d.client
+                    );
+                }
+                OutboxCommand::Drop { store, seq } => {
+                    let d = brygga::operator::act(
+                        &resolve(store)?,
+                        seq,
+                        brygga::operator::Action::Drop,
+                    )
+                    .await
+                    .map_err(|e| anyhow!(e))?;
+                    println!(
+                        "delivery {seq} of event {} to {} is dropped",
+                        d.event_id, d.client
+                    );
+                }
             }
         }
         Command::Audit { command } => {

@@ -52,7 +52,7 @@ impl Outbox {
                  client TEXT NOT NULL, arende TEXT NOT NULL, subject TEXT NOT NULL,
                  payload TEXT, state TEXT NOT NULL,
                  attempts INTEGER NOT NULL DEFAULT 0, next_attempt TEXT NOT NULL,
-                 last_error TEXT, done TEXT,
+                 since TEXT NOT NULL, last_error TEXT, done TEXT,
                  UNIQUE (event_id, subscription_id));
              CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt);",
         )
@@ -104,8 +104,8 @@ impl Outbox {
             .map_err(StoreError::from)?;
             for s in &subscribers {
                 tx.execute(
-                    "INSERT INTO outbox (event_id, subscription_id, client, arende, subject, payload, state, next_attempt)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
+                    "INSERT INTO outbox (event_id, subscription_id, client, arende, subject, payload, state, next_attempt, since)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
                     params![id, s.id, s.client, s.arende, s.subject, e.payload, received],
                 )
                 .map_err(StoreError::from)?;
@@ -134,8 +134,8 @@ pub struct Due {
     pub syfte: Option<String>,
     pub payload: Option<String>,
     pub attempts: u32,
-    /// When the event arrived, for the maximum age.
-    pub received: OffsetDateTime,
+    /// Since when it has waited (its arrival, or an operator's retry), for the maximum age.
+    pub since: OffsetDateTime,
 }
 
 /// How many deliveries wait, and since when the oldest.
@@ -159,9 +159,8 @@ impl Outbox {
         let conn = self.lock()?;
         let mut stmt = conn
             .prepare_cached(
-                "SELECT o.seq, o.event_id, o.client, o.arende, s.syfte, o.payload, o.attempts, e.received
+                "SELECT o.seq, o.event_id, o.client, o.arende, s.syfte, o.payload, o.attempts, o.since
                  FROM outbox o
-                 JOIN events e ON e.id = o.event_id
                  LEFT JOIN subscriptions s ON s.id = o.subscription_id
                  WHERE o.state = 'pending' AND o.next_attempt <= ?1
                    AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending'
@@ -185,10 +184,10 @@ impl Outbox {
             .map_err(StoreError::from)?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, event_id, client, arende, syfte, payload, attempts, received) =
+            let (seq, event_id, client, arende, syfte, payload, attempts, since) =
                 row.map_err(StoreError::from)?;
-            let received = crate::model::lexical::parse_tidpunkt(&received)
-                .map_err(|_| StoreError::new(format!("outbox {seq}: arrival time unreadable")))?;
+            let since = crate::model::lexical::parse_tidpunkt(&since)
+                .map_err(|_| StoreError::new(format!("outbox {seq}: its time is unreadable")))?;
             out.push(Due {
                 seq,
                 event_id,
@@ -197,7 +196,7 @@ impl Outbox {
                 syfte,
                 payload,
                 attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                received,
+                since,
             });
         }
         Ok(out)
@@ -205,27 +204,25 @@ impl Outbox {
 
     /// The case system has it: erase the payload, keep the fact.
     pub fn delivered(&self, seq: i64, now: OffsetDateTime) -> Result<(), StoreError> {
-        self.finish(seq, "delivered", now, None)
-    }
-
-    /// Given up: erase the payload, keep why.
-    pub fn dead(&self, seq: i64, now: OffsetDateTime, why: &str) -> Result<(), StoreError> {
-        self.finish(seq, "dead", now, Some(why))
-    }
-
-    fn finish(
-        &self,
-        seq: i64,
-        state: &str,
-        now: OffsetDateTime,
-        why: Option<&str>,
-    ) -> Result<(), StoreError> {
         self.lock()?
             .execute(
-                "UPDATE outbox SET state = ?2, payload = NULL, done = ?3,
-                     last_error = coalesce(?4, last_error), attempts = attempts + 1
+                "UPDATE outbox SET state = 'delivered', payload = NULL, done = ?2,
+                     attempts = attempts + 1
                  WHERE seq = ?1",
-                params![seq, state, format_tidpunkt(now), why],
+                params![seq, format_tidpunkt(now)],
+            )
+            .map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// Given up: a dead letter, kept (with its payload) until an operator retries or drops it.
+    pub fn dead(&self, seq: i64, now: OffsetDateTime, why: &str) -> Result<(), StoreError> {
+        self.lock()?
+            .execute(
+                "UPDATE outbox SET state = 'dead', done = ?2, last_error = ?3,
+                     attempts = attempts + 1
+                 WHERE seq = ?1",
+                params![seq, format_tidpunkt(now), why],
             )
             .map_err(StoreError::from)?;
         Ok(())
@@ -250,8 +247,7 @@ impl Outbox {
             .query_row(
                 "SELECT (SELECT count(*) FROM outbox WHERE state = 'pending'),
                         (SELECT count(*) FROM outbox WHERE state = 'dead'),
-                        (SELECT min(e.received) FROM outbox o JOIN events e ON e.id = o.event_id
-                         WHERE o.state = 'pending')",
+                        (SELECT min(since) FROM outbox WHERE state = 'pending')",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
@@ -261,5 +257,111 @@ impl Outbox {
             dead: dead.max(0) as u64,
             oldest_pending: oldest.and_then(|t| crate::model::lexical::parse_tidpunkt(&t).ok()),
         })
+    }
+}
+
+/// One delivery as an operator sees it (no payload, no person).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Listed {
+    pub seq: i64,
+    pub event_id: String,
+    pub typ: String,
+    pub client: String,
+    pub arende: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt: String,
+    pub since: String,
+    pub last_error: Option<String>,
+}
+
+const LISTED: &str = "SELECT o.seq, o.event_id, e.typ, o.client, o.arende, o.state, o.attempts,
+        o.next_attempt, o.since, o.last_error
+     FROM outbox o JOIN events e ON e.id = o.event_id";
+
+fn listed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Listed> {
+    Ok(Listed {
+        seq: r.get(0)?,
+        event_id: r.get(1)?,
+        typ: r.get(2)?,
+        client: r.get(3)?,
+        arende: r.get(4)?,
+        state: r.get(5)?,
+        attempts: r.get(6)?,
+        next_attempt: r.get(7)?,
+        since: r.get(8)?,
+        last_error: r.get(9)?,
+    })
+}
+
+impl Outbox {
+    /// The deliveries in `states` (all when empty), oldest first, at most `limit`.
+    pub fn list(&self, states: &[&str], limit: usize) -> Result<Vec<Listed>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(&format!("{LISTED} ORDER BY o.seq"))
+            .map_err(StoreError::from)?;
+        let rows = stmt.query_map([], listed).map_err(StoreError::from)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row.map_err(StoreError::from)?;
+            if states.is_empty() || states.contains(&row.state.as_str()) {
+                out.push(row);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One delivery by its number.
+    pub fn get(&self, seq: i64) -> Result<Option<Listed>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.lock()?
+            .query_row(&format!("{LISTED} WHERE o.seq = ?1"), params![seq], listed)
+            .optional()
+            .map_err(StoreError::from)
+    }
+
+    /// An operator's retry: a pending delivery is tried now, a dead letter is pending again
+    /// with its maximum age counted from now. Returns the delivery, or `None` when there is no
+    /// such pending or dead one.
+    pub fn retry_now(&self, seq: i64, now: OffsetDateTime) -> Result<Option<Listed>, StoreError> {
+        let t = format_tidpunkt(now);
+        let changed = self
+            .lock()?
+            .execute(
+                "UPDATE outbox SET state = 'pending', next_attempt = ?2,
+                     since = CASE WHEN state = 'dead' THEN ?2 ELSE since END
+                 WHERE seq = ?1 AND state IN ('pending', 'dead') AND payload IS NOT NULL",
+                params![seq, t],
+            )
+            .map_err(StoreError::from)?;
+        self.found(seq, changed)
+    }
+
+    /// An operator's drop: the delivery will not be made; its payload is erased.
+    pub fn drop_delivery(
+        &self,
+        seq: i64,
+        now: OffsetDateTime,
+    ) -> Result<Option<Listed>, StoreError> {
+        let changed = self
+            .lock()?
+            .execute(
+                "UPDATE outbox SET state = 'dropped', payload = NULL, done = ?2
+                 WHERE seq = ?1 AND state IN ('pending', 'dead')",
+                params![seq, format_tidpunkt(now)],
+            )
+            .map_err(StoreError::from)?;
+        self.found(seq, changed)
+    }
+
+    fn found(&self, seq: i64, changed: usize) -> Result<Option<Listed>, StoreError> {
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.get(seq)
     }
 }

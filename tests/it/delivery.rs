@@ -288,18 +288,103 @@ async fn a_delivery_is_given_up_after_its_maximum_age() {
             .is_some_and(|(st, _)| st == "dead")
     })
     .await;
-    assert_eq!(outbox_states(&store), [("dead".into(), None)]);
+    // A dead letter keeps its event until an operator retries or drops it.
+    let states = outbox_states(&store);
+    assert_eq!(states.len(), 1);
+    assert!(states[0].1.is_some());
+
+    // The operator looks, and retries it once the case system is back.
+    let brygga = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_brygga"))
+            .args(args)
+            .arg("--store")
+            .arg(&store)
+            .args(["--operator", "drift-olle"])
+            .output()
+            .unwrap()
+    };
+    let listed = brygga(&["outbox", "list", "--json"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!((rows.len(), rows[0]["state"].as_str()), (1, Some("dead")));
+    assert_eq!(
+        rows[0]["eventId"].as_str().or(rows[0]["event_id"].as_str()),
+        Some(E1)
+    );
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains(&sim::REGISTRERAD[2..]));
+    let seq = rows[0]["seq"].as_i64().unwrap().to_string();
+    st_sim.state.set(Lage::Ok);
+    let retried = brygga(&["outbox", "retry", &seq]);
+    assert!(
+        retried.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+    until("the retried one is delivered", || {
+        st_sim.state.received().len() == 1
+    })
+    .await;
+    until("and marked so", || {
+        outbox_states(&store)
+            .first()
+            .is_some_and(|(st, p)| st == "delivered" && p.is_none())
+    })
+    .await;
+    // A delivered one cannot be dropped; a missing one is named.
+    let refused = brygga(&["outbox", "drop", &seq]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is delivered"));
+    let missing = brygga(&["outbox", "retry", "999"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no delivery 999"));
+
     let _data = s.stop().await;
     let d = disclosures(&store);
-    // Each attempt reached the case system (which answered 503), and the give-up.
-    assert!(d.len() >= 2, "{d:#?}");
+    // Each attempt reached the case system (which answered 503), the give-up, the delivery.
+    assert!(d.len() >= 3, "{d:#?}");
     assert!(
-        d[..d.len() - 1]
+        d[..d.len() - 2]
             .iter()
             .all(|r| r.entry.outcome == "MOTTAGARE_FEL")
     );
-    assert_eq!(d.last().unwrap().entry.outcome, "GAV_UPP");
-    assert!(st_sim.state.received().is_empty());
+    assert_eq!(d[d.len() - 2].entry.outcome, "GAV_UPP");
+    assert_eq!(d[d.len() - 1].entry.outcome, "OK");
+    // The operator's commands are in the chain too.
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    let ops: Vec<(String, String, String)> = conn
+        .prepare("SELECT body FROM records ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|b| serde_json::from_str::<Record>(&b.unwrap()).unwrap())
+        .filter(|r| r.entry.direction == "drift")
+        .map(|r| {
+            (
+                r.entry.operation,
+                r.entry.outcome,
+                r.entry.handlaggare.unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("outbox list".into(), "OK".into(), "drift-olle".into()),
+            (
+                format!("outbox retry {seq}"),
+                "OK".into(),
+                "drift-olle".into()
+            ),
+            (
+                format!("outbox drop {seq}"),
+                "EJ_MOJLIG".into(),
+                "drift-olle".into()
+            ),
+        ]
+    );
     st_sim.shutdown().await;
     gb_sim.shutdown().await;
 }
