@@ -22,6 +22,21 @@ use crate::model::{AfHandelse, ArbetssokandeHandelse};
 use crate::outbox::Due;
 use crate::translate;
 
+/// What the worker has done since start, for metrics.
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    /// Receipted deliveries.
+    pub delivered: std::sync::atomic::AtomicU64,
+    /// Attempts that failed (reached or not); each is retried or given up.
+    pub failed: std::sync::atomic::AtomicU64,
+    /// Deliveries given up (dead-lettered).
+    pub given_up: std::sync::atomic::AtomicU64,
+}
+
+fn count(c: &std::sync::atomic::AtomicU64) {
+    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// How often the outbox is looked at when nothing wakes the worker.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -142,6 +157,10 @@ async fn deliver(gw: Arc<Gateway>, clients: Arc<HashMap<String, reqwest::Client>
     };
     let outbox = gw.outbox.clone();
     let seq = item.seq;
+    match &attempt {
+        Attempt::Delivered if recorded => count(&gw.delivery_stats.delivered),
+        _ => count(&gw.delivery_stats.failed),
+    }
     let result = match attempt {
         Attempt::Delivered if recorded => {
             tokio::task::spawn_blocking(move || outbox.delivered(seq, now)).await
@@ -235,6 +254,7 @@ async fn give_up(
     why: &str,
 ) {
     tracing::warn!(client = %item.client, event = %item.event_id, error = %why, "delivery given up");
+    count(&gw.delivery_stats.given_up);
     let _ = record(gw, item, client, event, "GAV_UPP").await;
     let (outbox, seq, why) = (gw.outbox.clone(), item.seq, why.to_owned());
     let now = OffsetDateTime::now_utc();

@@ -34,6 +34,7 @@ pub struct Gateway {
     pub outbox: Arc<Outbox>,
     /// Wakes the delivery worker when new deliveries are stored.
     pub delivery_wake: Arc<tokio::sync::Notify>,
+    pub delivery_stats: Arc<delivery::DeliveryStats>,
 }
 
 /// A started gateway: where it listens, and how to stop it.
@@ -44,6 +45,7 @@ pub struct RunningGateway {
     pub admin_addr: SocketAddr,
     /// The event outbox, for operators' tools and tests.
     pub outbox: Arc<Outbox>,
+    pub delivery_stats: Arc<delivery::DeliveryStats>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -105,6 +107,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         subscriptions,
         outbox,
         delivery_wake: Arc::new(tokio::sync::Notify::new()),
+        delivery_stats: Arc::default(),
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -158,6 +161,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         af_addr,
         admin_addr,
         outbox: gw.outbox.clone(),
+        delivery_stats: gw.delivery_stats.clone(),
         shutdown,
         tasks,
     })

@@ -183,6 +183,14 @@ async fn the_subscriber_gets_the_event_and_the_other_municipality_does_not() {
     );
     // Delivered: the payload with the number is gone; the disclosure is recorded.
     assert_eq!(outbox_states(&store), [("delivered".into(), None)]);
+    let stats = &s.inner.gateway.delivery_stats;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!((load(&stats.delivered), load(&stats.failed)), (1, 0));
+    let depth = s.inner.gateway_depth().unwrap();
+    assert_eq!(
+        (depth.pending, depth.dead, depth.oldest_pending),
+        (0, 0, None)
+    );
     let _data = s.stop().await;
     let d = disclosures(&store);
     assert_eq!(d.len(), 1);
