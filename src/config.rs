@@ -722,6 +722,15 @@ impl Config {
                 "must not be longer than delivery.max_retry",
             );
         }
+        for (k, v, most, said) in [
+            ("delivery.timeout", d.timeout, 300, "5m"),
+            ("delivery.max_retry", d.max_retry, 24 * 3600, "24h"),
+            ("delivery.max_age", d.max_age, 30 * 24 * 3600, "30 days"),
+        ] {
+            if v > Duration::from_secs(most) {
+                c.fail(k, format!("must be at most {said}"));
+            }
+        }
         let delivery = match (delivery_chain, delivery_key) {
             (Some(chain), Some(key)) => Some(DeliverySettings {
                 identity: CertAndKey { chain, key },

@@ -96,8 +96,11 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
         for item in due {
             under_way.spawn(deliver(gw.clone(), clients.clone(), item));
         }
-        while under_way.join_next().await.is_some() {}
-        if full {
+        let mut store_ok = true;
+        while let Some(done) = under_way.join_next().await {
+            store_ok &= done.unwrap_or(false);
+        }
+        if full && store_ok {
             continue;
         }
         tokio::select! {
@@ -118,7 +121,13 @@ enum Attempt {
     NotReached(String),
 }
 
-async fn deliver(gw: Arc<Gateway>, clients: Arc<HashMap<String, reqwest::Client>>, item: Due) {
+/// Delivers one; false when the outbox could not be updated (the caller then pauses, so a
+/// broken store is not hammered).
+async fn deliver(
+    gw: Arc<Gateway>,
+    clients: Arc<HashMap<String, reqwest::Client>>,
+    item: Due,
+) -> bool {
     let now = OffsetDateTime::now_utc();
     let client = gw.config.clients.iter().find(|c| c.name == item.client);
     let event = item
@@ -135,13 +144,14 @@ async fn deliver(gw: Arc<Gateway>, clients: Arc<HashMap<String, reqwest::Client>
         // Cannot happen for what the af listener stored; never retried forever either.
         Err(why) => return give_up(&gw, &item, client, None, &why).await,
     };
-    let attempt = match (client, clients.get(&item.client)) {
-        (Some(_), Some(http)) => match gw.config.endpoints.get(&item.client) {
-            Some(endpoint) => attempt(http, &endpoint.url, &item, &event).await,
-            None => Attempt::NotReached("the client has no delivery endpoint".into()),
-        },
-        (None, _) => Attempt::NotReached("the client is no longer configured".into()),
-        (Some(_), None) => Attempt::NotReached("the client has no delivery endpoint".into()),
+    let attempt = match (
+        client,
+        clients.get(&item.client),
+        gw.config.endpoints.get(&item.client),
+    ) {
+        (Some(_), Some(http), Some(endpoint)) => attempt(http, &endpoint.url, &item, &event).await,
+        (None, _, _) => Attempt::NotReached("the client is no longer configured".into()),
+        _ => Attempt::NotReached("the client has no delivery endpoint".into()),
     };
     let reached = !matches!(attempt, Attempt::NotReached(_));
     let outcome = match &attempt {
@@ -150,55 +160,75 @@ async fn deliver(gw: Arc<Gateway>, clients: Arc<HashMap<String, reqwest::Client>
         Attempt::NotReached(_) => "EJ_NADD",
     };
     // What reached a case system is recorded, whatever it answered.
-    let recorded = if reached {
-        record(&gw, &item, client, Some(&event), outcome).await
-    } else {
-        true
-    };
-    let outbox = gw.outbox.clone();
-    let seq = item.seq;
+    let recorded = !reached || record(&gw, &item, client, Some(&event), outcome).await;
     match &attempt {
         Attempt::Delivered if recorded => count(&gw.delivery_stats.delivered),
         _ => count(&gw.delivery_stats.failed),
     }
-    let result = match attempt {
+    let retry_at = |attempts| {
+        now.checked_add(
+            time::Duration::try_from(backoff(&gw, attempts)).unwrap_or(time::Duration::HOUR),
+        )
+        .unwrap_or(now)
+    };
+    let outbox = gw.outbox.clone();
+    let seq = item.seq;
+    let update = match attempt {
         Attempt::Delivered if recorded => {
             tokio::task::spawn_blocking(move || outbox.delivered(seq, now)).await
         }
         Attempt::Delivered => {
             // Receipted but not recorded: deliver again later (the id lets it drop the copy).
-            let next = now + backoff(&gw, item.attempts);
+            let next = retry_at(item.attempts);
             tokio::task::spawn_blocking(move || {
                 outbox.retry(seq, next, "the delivery could not be recorded")
             })
             .await
         }
         Attempt::Refused(why) | Attempt::NotReached(why) => {
-            let age = now - item.since;
-            if age >= gw.config.delivery.max_age {
+            if now - item.since >= gw.config.delivery.max_age {
                 return give_up(&gw, &item, client, Some(&event), &why).await;
             }
             tracing::info!(client = %item.client, event = %item.event_id, attempts = item.attempts + 1, error = %why, "delivery failed; it is retried");
-            let next = now + backoff(&gw, item.attempts);
+            let next = retry_at(item.attempts);
             tokio::task::spawn_blocking(move || outbox.retry(seq, next, &why)).await
         }
     };
-    match result {
-        Ok(Ok(())) => {}
+    updated(update, &item)
+}
+
+/// Whether the outbox took the change; an operator's change meanwhile wins and is said.
+fn updated(
+    update: Result<Result<bool, crate::subscriptions::StoreError>, tokio::task::JoinError>,
+    item: &Due,
+) -> bool {
+    match update {
+        Ok(Ok(true)) => true,
+        Ok(Ok(false)) => {
+            tracing::info!(event = %item.event_id, client = %item.client, "the delivery was changed by an operator meanwhile; their change stands");
+            true
+        }
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "the outbox could not be updated; the delivery is tried again")
+            tracing::error!(error = %e, "the outbox could not be updated; the delivery is tried again");
+            false
         }
         Err(e) => {
-            tracing::error!(error = %e, "the outbox could not be updated; the delivery is tried again")
+            tracing::error!(error = %e, "the outbox could not be updated; the delivery is tried again");
+            false
         }
     }
 }
+
+/// The most of a case system's answer that is read: a receipt is a few hundred bytes.
+const MAX_ANSWER: usize = 64 * 1024;
 
 async fn attempt(http: &reqwest::Client, url: &str, item: &Due, event: &AfHandelse) -> Attempt {
     let body = soap::encode_handelse(&ArbetssokandeHandelse {
         af: event.clone(),
         arendeidentitet: item.arende.clone(),
     });
+    // The case system's words are hostile input: what is kept of them names no number.
+    let clean = |s: String| crate::model::ident::redact_digit_runs(&s);
     let sent = http
         .post(url)
         .header("content-type", "text/xml; charset=utf-8")
@@ -209,27 +239,37 @@ async fn attempt(http: &reqwest::Client, url: &str, item: &Due, event: &AfHandel
         .body(body)
         .send()
         .await;
-    let response = match sent {
+    let mut response = match sent {
         Ok(r) => r,
-        // Refused, reset or timed out before an answer: the case system may have read it, but
-        // has not said so; a timeout after the request was written is counted as reached.
-        Err(e) if e.is_timeout() => {
-            return Attempt::Refused("no receipt within the timeout".into());
+        // No connection: nothing left the gateway.
+        Err(e) if e.is_connect() => {
+            return Attempt::NotReached(clean(format!("cannot connect to the endpoint: {e}")));
         }
-        Err(e) => return Attempt::NotReached(format!("cannot reach the endpoint: {e}")),
+        // Connected: the request may have been read, even without an answer.
+        Err(e) if e.is_timeout() => return Attempt::Refused("no answer within the timeout".into()),
+        Err(e) => return Attempt::Refused(clean(format!("the exchange broke off: {e}"))),
     };
     let status = response.status();
-    let bytes = match response.bytes().await {
-        Ok(b) => b,
-        Err(e) => return Attempt::Refused(format!("the answer broke off: {e}")),
-    };
+    let mut bytes = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) if bytes.len() + chunk.len() <= MAX_ANSWER => {
+                bytes.extend_from_slice(&chunk)
+            }
+            Ok(Some(_)) => {
+                return Attempt::Refused(format!("the answer is longer than {MAX_ANSWER} bytes"));
+            }
+            Ok(None) => break,
+            Err(e) => return Attempt::Refused(clean(format!("the answer broke off: {e}"))),
+        }
+    }
     if status != http::StatusCode::OK {
         return Attempt::Refused(format!("HTTP {}", status.as_u16()));
     }
     match soap::decode_handelse_kvittens(&bytes, &XmlLimits::default()) {
         Ok(k) if k.handelse_id == event.handelse_id => Attempt::Delivered,
         Ok(_) => Attempt::Refused("the receipt names another event".into()),
-        Err(e) => Attempt::Refused(format!("not a receipt: {e}")),
+        Err(e) => Attempt::Refused(clean(format!("not a receipt: {e}"))),
     }
 }
 
@@ -252,15 +292,16 @@ async fn give_up(
     client: Option<&Arc<Client>>,
     event: Option<&AfHandelse>,
     why: &str,
-) {
+) -> bool {
     tracing::warn!(client = %item.client, event = %item.event_id, error = %why, "delivery given up");
     count(&gw.delivery_stats.given_up);
     let _ = record(gw, item, client, event, "GAV_UPP").await;
     let (outbox, seq, why) = (gw.outbox.clone(), item.seq, why.to_owned());
     let now = OffsetDateTime::now_utc();
-    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || outbox.dead(seq, now, &why)).await {
-        tracing::error!(error = %e, "the given-up delivery could not be marked");
-    }
+    updated(
+        tokio::task::spawn_blocking(move || outbox.dead(seq, now, &why)).await,
+        item,
+    )
 }
 
 /// A `disclose` record of an attempt or a give-up; false when it could not be written.

@@ -610,7 +610,7 @@ pub async fn run(files: &DemoFiles, data_dir: Option<&Path>) -> Result<bool, Str
     }
     // One record per request the case systems made (the event flow is one step but three
     // records: the subscription aside, AF's event received, and its delivery).
-    let requests = outcomes.len() as u64 - 1;
+    let requests = (outcomes.len() as u64).saturating_sub(1);
     let audited = audit_report(config, &data_dir, requests + extra_records).await?;
     Ok(failed == 0 && audited)
 }

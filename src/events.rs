@@ -25,8 +25,8 @@ use crate::translate;
 /// The path AF posts its events to.
 pub const EVENTS_PATH: &str = "/af/v1/handelser";
 
-/// The most events one batch may carry.
-pub const MAX_BATCH: usize = 1000;
+/// The most events one batch may carry (`handelser-request.schema.json`: maxItems).
+pub const MAX_BATCH: usize = 100;
 
 /// What AF hears back: how many events arrived, how many were new, how many deliveries wait.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -50,6 +50,9 @@ pub async fn serve_af(gw: Arc<Gateway>, peer: Arc<Peer>, req: Request<Incoming>)
         .unwrap_or_else(Uuid::new_v4);
     let task = tokio::spawn(async move {
         let result = receive(&gw, &peer, req, tracking, started).await;
+        if let Err(f) = &result {
+            refused(&gw, &peer, f, tracking, started).await;
+        }
         let response = match &result {
             Ok(receipt) => respond(
                 StatusCode::ACCEPTED,
@@ -171,6 +174,51 @@ async fn receive(
         });
     }
 
+    // Record each arrival before it is stored (a repeat as such): the chain says what
+    // brygga received, before anything is done with it.
+    let ids: Vec<Uuid> = events.iter().map(|e| e.handelse_id).collect();
+    let outbox = gw.outbox.clone();
+    let seen = tokio::task::spawn_blocking(move || outbox.seen(&ids))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| {
+            tracing::error!(error = %e, "the event store cannot be read");
+            Failure::new(
+                Felkod::LagringMisslyckades,
+                "the events could not be checked against those stored; send the batch again",
+            )
+        })?;
+    let organisation = sender.to_string();
+    let mut in_batch = std::collections::HashSet::new();
+    for ((subject, typ, id), seen) in audit_subjects.into_iter().zip(seen) {
+        let repeat = seen || !in_batch.insert(id);
+        let entry = Entry {
+            time: crate::audit::now(),
+            korrelationsid: crate::audit::recorded_korrelationsid(&tracking),
+            direction: "af-till-brygga".into(),
+            operation: operation_name(&id.to_string()),
+            action: Action::Receive,
+            organisation: organisation.clone(),
+            handlaggare: None,
+            arende: None,
+            subject,
+            syfte: None,
+            lagrum: None,
+            kategorier: vec![category(typ).code().to_owned()],
+            outcome: if repeat { "DUBBLETT" } else { "OK" }.into(),
+            af_status: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        gw.audit.append(entry).await.map_err(|e| {
+            tracing::error!(error = %e, "the audit record of an event could not be written");
+            Failure::new(
+                Felkod::LoggningMisslyckades,
+                "the events could not be recorded in the audit log; none was stored, send the batch again",
+            )
+        })?;
+    }
+
     // Store: every event once, a delivery per subscriber, in one durable transaction.
     let new_deliveries = gw.delivery_wake.clone();
     let outbox = gw.outbox.clone();
@@ -187,50 +235,51 @@ async fn receive(
             )
         })?;
 
-    // Record each receipt before AF hears of it: a repeat is recorded too, as such.
-    let organisation = sender.to_string();
-    let mut receipt = Receipt {
+    let receipt = Receipt {
         mottagna: stored.len(),
-        nya: 0,
-        dubbletter: 0,
-        leveranser: 0,
+        nya: stored.iter().filter(|a| a.new).count(),
+        dubbletter: stored.iter().filter(|a| !a.new).count(),
+        leveranser: stored.iter().map(|a| a.recipients.len()).sum(),
     };
-    for (accepted, (subject, typ, id)) in stored.iter().zip(audit_subjects) {
-        if accepted.new {
-            receipt.nya += 1;
-        } else {
-            receipt.dubbletter += 1;
-        }
-        receipt.leveranser += accepted.recipients.len();
-        let entry = Entry {
-            time: crate::audit::now(),
-            korrelationsid: crate::audit::recorded_korrelationsid(&tracking),
-            direction: "af-till-brygga".into(),
-            operation: operation_name(&id.to_string()),
-            action: Action::Receive,
-            organisation: organisation.clone(),
-            handlaggare: None,
-            arende: None,
-            subject,
-            syfte: None,
-            lagrum: None,
-            kategorier: vec![category(typ).code().to_owned()],
-            outcome: if accepted.new { "OK" } else { "DUBBLETT" }.into(),
-            af_status: None,
-            duration_ms: started.elapsed().as_millis() as u64,
-        };
-        gw.audit.append(entry).await.map_err(|e| {
-            tracing::error!(error = %e, "the audit record of an event could not be written");
-            Failure::new(
-                Felkod::LoggningMisslyckades,
-                "the events could not be recorded in the audit log; send the batch again (events already stored are not stored twice)",
-            )
-        })?;
-    }
     if receipt.leveranser > 0 {
         new_deliveries.notify_one();
     }
     Ok(receipt)
+}
+
+/// A refused batch is a `deny` record: who tried, and why (not when the audit itself failed,
+/// and not a request for another resource).
+async fn refused(gw: &Gateway, peer: &Peer, f: &Failure, tracking: Uuid, started: Instant) {
+    if matches!(
+        f.felkod,
+        Felkod::LoggningMisslyckades | Felkod::OkandResurs | Felkod::MetodEjTillaten
+    ) {
+        return;
+    }
+    let entry = Entry {
+        time: crate::audit::now(),
+        korrelationsid: crate::audit::recorded_korrelationsid(&tracking),
+        direction: "af-till-brygga".into(),
+        operation: "ArbetssokandeHandelse".into(),
+        action: Action::Deny,
+        organisation: peer
+            .orgnr
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_else(|_| "-".into()),
+        handlaggare: None,
+        arende: None,
+        subject: None,
+        syfte: None,
+        lagrum: None,
+        kategorier: Vec::new(),
+        outcome: f.felkod.as_str().into(),
+        af_status: None,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    if let Err(e) = gw.audit.append(entry).await {
+        tracing::error!(error = %e, "the audit record of a refused batch could not be written");
+    }
 }
 
 /// How an event is named in the audit chain: the operation and AF's event id (its digits

@@ -35,6 +35,9 @@ pub struct Gateway {
     /// Wakes the delivery worker when new deliveries are stored.
     pub delivery_wake: Arc<tokio::sync::Notify>,
     pub delivery_stats: Arc<delivery::DeliveryStats>,
+    /// Held while the gateway runs: one gateway per store (its writer and its delivery worker
+    /// assume they are alone).
+    _store_lock: std::fs::File,
 }
 
 /// A started gateway: where it listens, and how to stop it.
@@ -77,6 +80,8 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         config.audit.policy,
     )
     .map_err(|e| format!("{}: {e}", config.audit.store.display()))?;
+    // After the audit log made the store's directory (0700).
+    let store_lock = lock_store(&config.audit.store)?;
     let subscriptions = Arc::new(
         Subscriptions::open(&config.audit.store)
             .map_err(|e| format!("{}: {e}", config.audit.store.display()))?,
@@ -108,6 +113,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         outbox,
         delivery_wake: Arc::new(tokio::sync::Notify::new()),
         delivery_stats: Arc::default(),
+        _store_lock: store_lock,
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -165,6 +171,27 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         shutdown,
         tasks,
     })
+}
+
+/// Takes the store's lock file (`<store>.lock`), or says which store another gateway holds.
+fn lock_store(store: &std::path::Path) -> Result<std::fs::File, String> {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "{}: another brygga gateway is using this store; one gateway per store",
+            store.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", path.display())),
+    }
 }
 
 impl Gateway {

@@ -1,5 +1,6 @@
 //! The operator's commands over the event outbox: `brygga outbox list|retry|drop`. Each is
-//! recorded in the audit chain (direction `drift`) before it shows or changes anything.
+//! recorded in the audit chain (direction `drift`): a listing before it is shown, a change
+//! with its outcome right after it is made (neither discloses personal data).
 
 use std::time::Instant;
 

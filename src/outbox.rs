@@ -9,8 +9,12 @@ use std::sync::Mutex;
 use rusqlite::{Connection, params};
 use time::OffsetDateTime;
 
-use crate::model::lexical::format_tidpunkt;
 use crate::subscriptions::{self, StoreError};
+
+/// Times in the outbox: UTC with milliseconds always, so text order is time order.
+fn stamp(t: OffsetDateTime) -> String {
+    crate::audit::format_time(t)
+}
 
 /// One event as the `af` listener validated it, ready to store.
 pub struct Incoming {
@@ -41,8 +45,17 @@ impl Outbox {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = crate::audit::open(path).map_err(|e| StoreError::new(e.to_string()))?;
         subscriptions::create_schema(&conn)?;
-        conn.execute_batch(
-            "PRAGMA secure_delete = ON;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+}
+
+/// Creates the events and outbox tables if they are missing (part of the subscriptions'
+/// schema, since ending a subscription drops its pending deliveries).
+pub fn create_schema(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "PRAGMA secure_delete = ON;
              CREATE TABLE IF NOT EXISTS events (
                  id TEXT PRIMARY KEY, typ TEXT NOT NULL, tidpunkt TEXT NOT NULL,
                  received TEXT NOT NULL, recipients INTEGER NOT NULL);
@@ -54,14 +67,29 @@ impl Outbox {
                  attempts INTEGER NOT NULL DEFAULT 0, next_attempt TEXT NOT NULL,
                  since TEXT NOT NULL, last_error TEXT, done TEXT,
                  UNIQUE (event_id, subscription_id));
-             CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt);",
-        )
-        .map_err(StoreError::from)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
-    }
+             CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt);
+             CREATE INDEX IF NOT EXISTS outbox_order ON outbox (subscription_id, state, seq);",
+    )
+    .map_err(StoreError::from)
+}
 
+/// Drops the undelivered deliveries of a subscription that ended (within the caller's
+/// transaction); returns how many.
+pub fn drop_for_subscription(
+    conn: &Connection,
+    subscription_id: &str,
+    now: OffsetDateTime,
+) -> Result<usize, StoreError> {
+    conn.execute(
+        "UPDATE outbox SET state = 'dropped', payload = NULL, done = ?2,
+             last_error = 'the subscription ended'
+         WHERE subscription_id = ?1 AND state IN ('pending', 'dead')",
+        params![subscription_id, stamp(now)],
+    )
+    .map_err(StoreError::from)
+}
+
+impl Outbox {
     /// Stores a batch in one durable transaction: each event not seen before, with one
     /// pending delivery per active subscription whose period holds the event's day. Blocks on
     /// SQLite: run it off the async workers.
@@ -77,7 +105,7 @@ impl Outbox {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
-        let received = format_tidpunkt(now);
+        let received = stamp(now);
         let mut out = Vec::with_capacity(batch.len());
         for e in batch {
             let id = e.handelse_id.to_string();
@@ -99,7 +127,7 @@ impl Outbox {
             let subscribers = subscriptions::active_on(&tx, &e.subjects, day)?;
             tx.execute(
                 "INSERT INTO events (id, typ, tidpunkt, received, recipients) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, e.typ, format_tidpunkt(e.tidpunkt), received, subscribers.len() as i64],
+                params![id, e.typ, stamp(e.tidpunkt), received, subscribers.len() as i64],
             )
             .map_err(StoreError::from)?;
             for s in &subscribers {
@@ -153,8 +181,10 @@ impl Outbox {
             .map_err(|_| StoreError::new("a writer panicked"))
     }
 
-    /// Up to `limit` deliveries due at `now`, oldest first; per client and person only the
-    /// oldest pending one, so a case system gets one person's events in order.
+    /// Up to `limit` deliveries due at `now`, oldest first; per subscription (one client, case
+    /// and person) only the oldest undelivered one, so a case system gets one person's events
+    /// in order: a dead letter holds the later ones back until an operator retries or drops
+    /// it.
     pub fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<Due>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn
@@ -163,13 +193,13 @@ impl Outbox {
                  FROM outbox o
                  LEFT JOIN subscriptions s ON s.id = o.subscription_id
                  WHERE o.state = 'pending' AND o.next_attempt <= ?1
-                   AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending'
-                                   AND p.client = o.client AND p.subject = o.subject AND p.seq < o.seq)
+                   AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.subscription_id = o.subscription_id
+                                   AND p.state IN ('pending', 'dead') AND p.seq < o.seq)
                  ORDER BY o.seq LIMIT ?2",
             )
             .map_err(StoreError::from)?;
         let rows = stmt
-            .query_map(params![format_tidpunkt(now), limit as i64], |r| {
+            .query_map(params![stamp(now), limit as i64], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
@@ -202,42 +232,61 @@ impl Outbox {
         Ok(out)
     }
 
-    /// The case system has it: erase the payload, keep the fact.
-    pub fn delivered(&self, seq: i64, now: OffsetDateTime) -> Result<(), StoreError> {
-        self.lock()?
+    /// The case system has it: erase the payload, keep the fact. False when the delivery
+    /// was no longer pending (an operator dropped it meanwhile).
+    pub fn delivered(&self, seq: i64, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let n = self
+            .lock()?
             .execute(
                 "UPDATE outbox SET state = 'delivered', payload = NULL, done = ?2,
                      attempts = attempts + 1
-                 WHERE seq = ?1",
-                params![seq, format_tidpunkt(now)],
+                 WHERE seq = ?1 AND state = 'pending'",
+                params![seq, stamp(now)],
             )
             .map_err(StoreError::from)?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Given up: a dead letter, kept (with its payload) until an operator retries or drops it.
-    pub fn dead(&self, seq: i64, now: OffsetDateTime, why: &str) -> Result<(), StoreError> {
-        self.lock()?
+    /// False when it was no longer pending.
+    pub fn dead(&self, seq: i64, now: OffsetDateTime, why: &str) -> Result<bool, StoreError> {
+        let n = self
+            .lock()?
             .execute(
                 "UPDATE outbox SET state = 'dead', done = ?2, last_error = ?3,
                      attempts = attempts + 1
-                 WHERE seq = ?1",
-                params![seq, format_tidpunkt(now), why],
+                 WHERE seq = ?1 AND state = 'pending'",
+                params![seq, stamp(now), why],
             )
             .map_err(StoreError::from)?;
-        Ok(())
+        Ok(n == 1)
     }
 
-    /// Not yet: try again at `next`.
-    pub fn retry(&self, seq: i64, next: OffsetDateTime, why: &str) -> Result<(), StoreError> {
-        self.lock()?
+    /// Not yet: try again at `next`. False when it was no longer pending.
+    pub fn retry(&self, seq: i64, next: OffsetDateTime, why: &str) -> Result<bool, StoreError> {
+        let n = self
+            .lock()?
             .execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3
-                 WHERE seq = ?1",
-                params![seq, format_tidpunkt(next), why],
+                 WHERE seq = ?1 AND state = 'pending'",
+                params![seq, stamp(next), why],
             )
             .map_err(StoreError::from)?;
-        Ok(())
+        Ok(n == 1)
+    }
+
+    /// Which of these event ids were stored before (for the audit record of a batch).
+    pub fn seen(&self, ids: &[uuid::Uuid]) -> Result<Vec<bool>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE id = ?1)")
+            .map_err(StoreError::from)?;
+        ids.iter()
+            .map(|id| {
+                stmt.query_row(params![id.to_string()], |r| r.get(0))
+                    .map_err(StoreError::from)
+            })
+            .collect()
     }
 
     /// The outbox's depth, for metrics and the operator.
@@ -328,7 +377,7 @@ impl Outbox {
     /// with its maximum age counted from now. Returns the delivery, or `None` when there is no
     /// such pending or dead one.
     pub fn retry_now(&self, seq: i64, now: OffsetDateTime) -> Result<Option<Listed>, StoreError> {
-        let t = format_tidpunkt(now);
+        let t = stamp(now);
         let changed = self
             .lock()?
             .execute(
@@ -352,7 +401,7 @@ impl Outbox {
             .execute(
                 "UPDATE outbox SET state = 'dropped', payload = NULL, done = ?2
                  WHERE seq = ?1 AND state IN ('pending', 'dead')",
-                params![seq, format_tidpunkt(now)],
+                params![seq, stamp(now)],
             )
             .map_err(StoreError::from)?;
         self.found(seq, changed)

@@ -10,8 +10,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::audit::format_time;
 use crate::model::ident::{format_date, parse_date};
-use crate::model::lexical::{format_tidpunkt, parse_tidpunkt};
+use crate::model::lexical::parse_tidpunkt;
 use crate::model::{Prenumeration, PrenumerationStatus, Tidsperiod};
 
 /// The most subscriptions `ListaPrenumerationer` answers with (the newest, oldest first).
@@ -51,7 +52,8 @@ pub fn create_schema(conn: &Connection) -> Result<(), StoreError> {
          CREATE UNIQUE INDEX IF NOT EXISTS subscriptions_one_active
              ON subscriptions (client, arende, subject) WHERE ended IS NULL;",
     )
-    .map_err(err)
+    .map_err(err)?;
+    crate::outbox::create_schema(conn)
 }
 
 /// A subscription that an event is to be delivered under.
@@ -187,7 +189,7 @@ impl Subscriptions {
                         subject,
                         format_date(period.from()),
                         format_date(period.tom()),
-                        format_tidpunkt(now)
+                        format_time(now)
                     ],
                 )
                 .map_err(err)?;
@@ -219,9 +221,11 @@ impl Subscriptions {
         };
         tx.execute(
             "UPDATE subscriptions SET ended = ?2 WHERE id = ?1",
-            params![p.id.to_string(), format_tidpunkt(now)],
+            params![p.id.to_string(), format_time(now)],
         )
         .map_err(err)?;
+        // Events not yet delivered under it are not delivered any more.
+        crate::outbox::drop_for_subscription(&tx, &p.id.to_string(), now)?;
         tx.commit().map_err(err)?;
         p.status = PrenumerationStatus::Avslutad;
         p.avslutad = Some(now);

@@ -319,10 +319,7 @@ async fn a_delivery_is_given_up_after_its_maximum_age() {
     );
     let rows: Vec<Value> = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!((rows.len(), rows[0]["state"].as_str()), (1, Some("dead")));
-    assert_eq!(
-        rows[0]["eventId"].as_str().or(rows[0]["event_id"].as_str()),
-        Some(E1)
-    );
+    assert_eq!(rows[0]["event_id"].as_str(), Some(E1));
     assert!(!String::from_utf8_lossy(&listed.stdout).contains(&sim::REGISTRERAD[2..]));
     let seq = rows[0]["seq"].as_i64().unwrap().to_string();
     st_sim.state.set(Lage::Ok);

@@ -285,3 +285,101 @@ async fn only_afs_certificate_may_send_events() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_the_contract_allows_is_refused_and_recorded() {
+    let s = harness::start().await;
+    let af = af_sender(&s);
+    let many: Vec<Value> = (0..101)
+        .map(|i| {
+            deregistered(
+                &format!("00000000-0000-4000-8000-{i:012}"),
+                sim::REGISTRERAD,
+            )
+        })
+        .collect();
+    let p = problem(
+        &post(&af, &json!({ "handelser": many })).await,
+        400,
+        "OGILTIGT_FALT",
+    );
+    assert_eq!(p["falt"], "handelser");
+    assert!(p["detail"].as_str().unwrap().contains("1 to 100"), "{p}");
+    // The same id twice in one batch: the second is a repeat.
+    let r = receipt(&post(&af, &json!({"handelser": [deregistered(E1, sim::REGISTRERAD), deregistered(E1, sim::REGISTRERAD)]})).await);
+    assert_eq!((r.mottagna, r.nya, r.dubbletter), (2, 1, 1));
+    let store = s.audit_store();
+    let _data = s.stop().await;
+    let r = records(&store);
+    let denied: Vec<_> = r
+        .iter()
+        .filter(|r| r.entry.action == Action::Deny)
+        .collect();
+    assert_eq!(denied.len(), 1);
+    assert_eq!(
+        (
+            denied[0].entry.outcome.as_str(),
+            denied[0].entry.organisation.as_str()
+        ),
+        ("OGILTIGT_FALT", "202100-2114")
+    );
+    let outcomes: Vec<&str> = r
+        .iter()
+        .filter(|r| r.entry.action == Action::Receive)
+        .map(|r| r.entry.outcome.as_str())
+        .collect();
+    assert_eq!(outcomes, ["OK", "DUBBLETT"]);
+}
+
+#[tokio::test]
+async fn ending_a_subscription_drops_what_was_not_yet_delivered() {
+    let s = harness::start().await;
+    // The harness's endpoints lead nowhere: the delivery stays pending.
+    subscribe(&s, sim::REGISTRERAD, "EB-1").await;
+    receipt(
+        &post(
+            &af_sender(&s),
+            &json!({"handelser": [deregistered(E1, sim::REGISTRERAD)]}),
+        )
+        .await,
+    );
+    let store = s.audit_store();
+    let pending = |store: &std::path::Path| -> Vec<(String, bool)> {
+        let conn = rusqlite::Connection::open(store).unwrap();
+        conn.prepare("SELECT state, payload IS NOT NULL FROM outbox")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(pending(&store), [("pending".to_owned(), true)]);
+    let today = time::OffsetDateTime::now_utc().date();
+    let end = Fraga {
+        arendeidentitet: "EB-1".into(),
+        tidsperiod: Tidsperiod::new(today, today).unwrap(),
+        ..s.st_fraga(sim::REGISTRERAD)
+    };
+    answer(
+        &s.st
+            .call(&s.st_token(), &KommunRequest::AvslutaPrenumeration(end))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(pending(&store), [("dropped".to_owned(), false)]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn one_gateway_per_store() {
+    let s = harness::start().await;
+    let mut second = s.inner.config.clone();
+    let any = "127.0.0.1:0".parse().unwrap();
+    (second.kommun_bind, second.admin_bind, second.events.bind) = (any, any, any);
+    let refused = brygga::gateway::start(second).await.err().unwrap();
+    assert!(
+        refused.contains("another brygga gateway is using this store"),
+        "{refused}"
+    );
+    s.stop().await;
+}

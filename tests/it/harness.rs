@@ -46,6 +46,11 @@ pub async fn start_custom(
     config.kommun_bind = any;
     config.admin_bind = any;
     config.events.bind = any;
+    // No case system unless a test starts one: a developer's running simulator on the
+    // example ports must not receive the tests' deliveries.
+    for endpoint in config.endpoints.values_mut() {
+        endpoint.url = "https://localhost:1/handelser".into();
+    }
     sim.bind = any;
     adjust(&mut config, &mut sim);
     let data = tempfile::tempdir().unwrap();
