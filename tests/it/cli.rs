@@ -308,6 +308,8 @@ fn curl_gets_an_answer_from_demo_serve() {
             .replace("127.0.0.1:9090", "127.0.0.1:0")
             .replace("0.0.0.0:8444", "127.0.0.1:0")
             .replace("127.0.0.1:9443", "127.0.0.1:0")
+            .replace("localhost:9445", "localhost:0")
+            .replace("localhost:9446", "localhost:0")
     };
     let config = tempfile::Builder::new()
         .suffix(".toml")
@@ -344,6 +346,24 @@ fn curl_gets_an_answer_from_demo_serve() {
     let info: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     let client = &info["clients"][0];
+    // What AF's side and a case system's side need, too.
+    for key in ["af_url", "kommun_sim_url"] {
+        assert!(
+            info[key]
+                .as_str()
+                .is_some_and(|u| u.starts_with("https://localhost:")),
+            "{key} in {line}"
+        );
+    }
+    for key in ["ca", "cert", "key"] {
+        assert!(
+            info["af_client"][key]
+                .as_str()
+                .is_some_and(|p| Path::new(p).is_file()),
+            "af_client.{key} in {line}"
+        );
+    }
+    assert!(client["kommun_sim_url"].as_str().is_some(), "{line}");
     let token = brygga()
         .args([
             "token",
