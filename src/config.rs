@@ -128,6 +128,17 @@ fn default_events_body() -> usize {
     1024 * 1024
 }
 
+fn default_rate() -> crate::limit::Rate {
+    crate::limit::Rate {
+        per_second: 50,
+        burst: 100,
+    }
+}
+
+fn default_max_concurrent() -> usize {
+    64
+}
+
 /// How AF's events are delivered to the case systems.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,6 +202,9 @@ pub struct LimitsFile {
     /// Time allowed to receive a request body.
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// Calls towards AF per second, shared by all clients (AF's own quota); none: unlimited.
+    #[serde(default)]
+    pub af_rate: Option<crate::limit::Rate>,
 }
 
 impl Default for LimitsFile {
@@ -200,6 +214,7 @@ impl Default for LimitsFile {
             tls_handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
+            af_rate: None,
         }
     }
 }
@@ -310,6 +325,15 @@ pub struct ClientFile {
     /// events wait in the outbox until it is configured (or they are given up).
     #[serde(default)]
     pub delivery: Option<ClientDeliveryFile>,
+    /// Requests per second and burst, all operations together (default 50 and 100).
+    #[serde(default = "default_rate")]
+    pub rate: crate::limit::Rate,
+    /// Narrower rates for single operations.
+    #[serde(default)]
+    pub rate_per_operation: BTreeMap<String, crate::limit::Rate>,
+    /// Requests under way at once (default 64).
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -394,6 +418,8 @@ pub struct Config {
     pub kommun_client_crls: Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
     pub events: EventsSettings,
     pub delivery: DeliverySettings,
+    /// The quota towards AF shared by all clients.
+    pub af_rate: Option<crate::limit::Configured>,
     /// Each client's event endpoint, by client name; a client without one has its events
     /// wait in the outbox.
     pub endpoints: BTreeMap<String, ClientDelivery>,
@@ -532,6 +558,9 @@ pub struct Client {
     pub handlaggare_prefix: Vec<String>,
     pub bind_tokens_to_certificate: bool,
     pub idp: IdpKeys,
+    pub rate: crate::limit::Configured,
+    pub rate_per_operation: HashMap<Operation, crate::limit::Configured>,
+    pub max_concurrent: usize,
 }
 
 /// A client's event endpoint, ready to connect to.
@@ -568,6 +597,17 @@ struct Checker {
 }
 
 impl Checker {
+    /// A configured rate with its quota, or the problem with it.
+    fn rate(&mut self, key: String, r: crate::limit::Rate) -> Option<crate::limit::Configured> {
+        match r.quota() {
+            Ok(quota) => Some(crate::limit::Configured { rate: r, quota }),
+            Err(e) => {
+                self.fail(key, e);
+                None
+            }
+        }
+    }
+
     fn fail(&mut self, key: impl Into<String>, reason: impl fmt::Display) {
         self.problems.push(Problem {
             key: key.into(),
@@ -705,6 +745,10 @@ impl Config {
         if !(1024..=64 * 1024 * 1024).contains(&f.events.max_body_bytes) {
             c.fail("events.max_body_bytes", "must be from 1024 to 67108864");
         }
+        let af_rate = f
+            .limits
+            .af_rate
+            .and_then(|r| c.rate("limits.af_rate".into(), r));
         let delivery_chain = c.certs("delivery.client_cert", &f.delivery.client_cert);
         let delivery_key = c.key("delivery.client_key", &f.delivery.client_key);
         let d = &f.delivery;
@@ -981,6 +1025,22 @@ impl Config {
                 }
                 syften_per_operation.insert(op, allowed.iter().cloned().collect::<HashSet<_>>());
             }
+            let client_rate = c.rate(format!("{key}.rate"), cf.rate);
+            let mut rate_per_operation = HashMap::new();
+            for (name, r) in &cf.rate_per_operation {
+                let op_key = format!("{key}.rate_per_operation.{name}");
+                match Operation::from_name(name) {
+                    Some(op) => {
+                        if let Some(q) = c.rate(op_key, *r) {
+                            rate_per_operation.insert(op, q);
+                        }
+                    }
+                    None => c.fail(op_key, format!("unknown operation '{name}'")),
+                }
+            }
+            if !(1..=100_000).contains(&cf.max_concurrent) {
+                c.fail(format!("{key}.max_concurrent"), "must be from 1 to 100000");
+            }
             for (j, p) in cf.handlaggare_prefix.iter().enumerate() {
                 if !p.starts_with("SE") || p.len() < 3 || p.len() > 31 {
                     c.fail(
@@ -1068,7 +1128,9 @@ impl Config {
                     None
                 }
             };
-            if let (Some(orgnr), Some(kommunkod), Some(idp)) = (orgnr, kommunkod, idp) {
+            if let (Some(orgnr), Some(kommunkod), Some(idp), Some(client_rate)) =
+                (orgnr, kommunkod, idp, client_rate)
+            {
                 clients.push(Arc::new(Client {
                     name: cf.name.clone(),
                     orgnr,
@@ -1078,8 +1140,10 @@ impl Config {
                     syften_per_operation,
                     handlaggare_prefix: cf.handlaggare_prefix.clone(),
                     bind_tokens_to_certificate: cf.bind_tokens_to_certificate,
-
                     idp,
+                    rate: client_rate,
+                    rate_per_operation,
+                    max_concurrent: cf.max_concurrent,
                 }));
             }
         }
@@ -1115,6 +1179,7 @@ impl Config {
                     kommun_client_crls,
                     events,
                     delivery,
+                    af_rate,
                     endpoints,
                     admin_bind: ab,
                     limits: f.limits,

@@ -64,6 +64,9 @@ pub enum Felkod {
     LoggningMisslyckades,
     PrenumerationSaknas,
     LagringMisslyckades,
+    ForMangaForfragningar,
+    ForMangaSamtidiga,
+    AfKvotSlut,
     InterntFel,
 }
 
@@ -120,6 +123,9 @@ impl Felkod {
             LoggningMisslyckades => "LOGGNING_MISSLYCKADES",
             PrenumerationSaknas => "PRENUMERATION_SAKNAS",
             LagringMisslyckades => "LAGRING_MISSLYCKADES",
+            ForMangaForfragningar => "FOR_MANGA_FORFRAGNINGAR",
+            ForMangaSamtidiga => "FOR_MANGA_SAMTIDIGA",
+            AfKvotSlut => "AF_KVOT_SLUT",
             InterntFel => "INTERNT_FEL",
         }
     }
@@ -129,6 +135,7 @@ impl Felkod {
         use Felkod::*;
         match self {
             OkandResurs | PrenumerationSaknas => StatusCode::NOT_FOUND,
+            ForMangaForfragningar | ForMangaSamtidiga | AfKvotSlut => StatusCode::TOO_MANY_REQUESTS,
             MetodEjTillaten => StatusCode::METHOD_NOT_ALLOWED,
             FelMediatyp => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ForStorBegaran => StatusCode::PAYLOAD_TOO_LARGE,
@@ -174,6 +181,9 @@ impl Felkod {
                 | TokenkontrollFull
                 | LoggningMisslyckades
                 | LagringMisslyckades
+                | ForMangaForfragningar
+                | ForMangaSamtidiga
+                | AfKvotSlut
         )
     }
 
@@ -281,6 +291,21 @@ impl From<Denial> for Failure {
             message: d.to_string(),
             field: field.map(str::to_owned),
             retry_after: None,
+        }
+    }
+}
+
+impl From<crate::limit::Limited> for Failure {
+    fn from(l: crate::limit::Limited) -> Self {
+        use crate::limit::Limited;
+        let felkod = match l {
+            Limited::Client(..) | Limited::Operation(..) => Felkod::ForMangaForfragningar,
+            Limited::Concurrent(_) => Felkod::ForMangaSamtidiga,
+            Limited::Af(_) => Felkod::AfKvotSlut,
+        };
+        Failure {
+            retry_after: Some(l.retry_after()),
+            ..Failure::new(felkod, l.to_string())
         }
     }
 }

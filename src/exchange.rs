@@ -210,6 +210,8 @@ async fn exchange(
     trace.organisation = peer.orgnr.as_ref().ok().map(ToString::to_string);
     let client = identify_client(gw, peer)?;
     trace.client = Some(client.name.clone());
+    // 2. Limit: this client's rate and requests under way (the place is held to the end).
+    let _place = gw.limiter.admit(&client.name).map_err(Failure::from)?;
     let thumbprint = peer
         .certificate
         .as_ref()
@@ -235,7 +237,7 @@ async fn exchange(
         .verify(&presenter, &gw.config.token_rules, token)?;
     trace.handlaggare = Some(worker.hsa_id.as_str().to_owned());
 
-    // 2. Limit: body size and time.
+    // Body size and time.
     let body = read_body(gw, req).await?;
 
     // 3. Decode and validate against the contract.
@@ -251,6 +253,11 @@ async fn exchange(
     if let Some(f) = request.fraga() {
         trace.subject = gw.config.pseudonyms.pseudonym("audit", &f.personidentitet);
     }
+
+    // The operation's own rate for this client.
+    gw.limiter
+        .admit_operation(&client.name, request.operation())
+        .map_err(Failure::from)?;
 
     // 4. Authorise: client × operation × purpose, own municipality, the token's case worker.
     policy::authorise(&client, &worker, &request).map_err(|d| {
@@ -268,6 +275,11 @@ async fn exchange(
     if request.operation().is_local() {
         let answer = subscribe(gw, &client, request).await?;
         return Ok(soap::encode_answer(&answer));
+    }
+
+    // The quota towards AF, shared by all clients (Ping's health check is outside it).
+    if request.operation() != Operation::Ping {
+        gw.limiter.admit_af().map_err(Failure::from)?;
     }
 
     // 5–8. Translate, call AF, validate and minimise its answer, encode.

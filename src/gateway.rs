@@ -35,6 +35,8 @@ pub struct Gateway {
     /// Wakes the delivery worker when new deliveries are stored.
     pub delivery_wake: Arc<tokio::sync::Notify>,
     pub delivery_stats: Arc<delivery::DeliveryStats>,
+    /// Rates per client and operation, requests under way, the quota towards AF.
+    pub limiter: crate::limit::Limiter,
     /// Held while the gateway runs: one gateway per store (its writer and its delivery worker
     /// assume they are alone).
     _store_lock: std::fs::File,
@@ -102,6 +104,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         header_read_timeout: config.limits.header_read_timeout,
         ..ConnLimits::default()
     };
+    let limiter = crate::limit::Limiter::new(&config);
     let gw = Arc::new(Gateway {
         kommun_tls: kommun_tls.clone(),
         config,
@@ -113,6 +116,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         outbox,
         delivery_wake: Arc::new(tokio::sync::Notify::new()),
         delivery_stats: Arc::default(),
+        limiter,
         _store_lock: store_lock,
     });
     let (shutdown, rx) = watch::channel(false);

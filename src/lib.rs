@@ -18,6 +18,7 @@ pub mod exchange;
 pub mod gateway;
 pub mod identity;
 pub mod kommun_sim;
+pub mod limit;
 pub mod model;
 pub mod operator;
 pub mod ops;

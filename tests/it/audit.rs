@@ -53,6 +53,15 @@ pub fn config_with_store(store: &Path, af_port: Option<u16>) -> tempfile::NamedT
         .replace("127.0.0.1:9090", "127.0.0.1:0")
         .replace("0.0.0.0:8444", "127.0.0.1:0")
         .replace(
+            "rate = { per_second = 20, burst = 40 }",
+            "rate = { per_second = 1000000, burst = 1000000 }",
+        )
+        .replace("max_concurrent = 16", "max_concurrent = 100000")
+        .replace(
+            "af_rate = { per_second = 100, burst = 200 }",
+            "af_rate = { per_second = 1000000, burst = 1000000 }",
+        )
+        .replace(
             "\"../data/audit.db\"",
             &format!("{:?}", store.display().to_string()),
         );

@@ -25,6 +25,18 @@ pub struct Stack {
     pub data: tempfile::TempDir,
 }
 
+/// A rate no test reaches.
+pub fn unlimited() -> brygga::limit::Configured {
+    let rate = brygga::limit::Rate {
+        per_second: 1_000_000,
+        burst: 1_000_000,
+    };
+    brygga::limit::Configured {
+        rate,
+        quota: rate.quota().unwrap(),
+    }
+}
+
 pub fn certs() -> PathBuf {
     DemoFiles::default().certs
 }
@@ -46,6 +58,15 @@ pub async fn start_custom(
     config.kommun_bind = any;
     config.admin_bind = any;
     config.events.bind = any;
+    // No limits unless a test sets them: tests send faster than a case worker.
+    for c in config.clients.iter_mut() {
+        if let Some(c) = std::sync::Arc::get_mut(c) {
+            c.rate = unlimited();
+            c.rate_per_operation.clear();
+            c.max_concurrent = 100_000;
+        }
+    }
+    config.af_rate = None;
     // No case system unless a test starts one: a developer's running simulator on the
     // example ports must not receive the tests' deliveries.
     for endpoint in config.endpoints.values_mut() {

@@ -36,6 +36,14 @@ async fn private_stack(root: &Path) -> (DemoStack, PathBuf) {
     config.admin_bind = any;
     config.events.bind = any;
     config.reload_poll = Duration::from_millis(50);
+    // Under load on purpose: the rate limits are not what these tests are about.
+    for c in config.clients.iter_mut() {
+        if let Some(c) = std::sync::Arc::get_mut(c) {
+            c.rate = crate::harness::unlimited();
+            c.max_concurrent = 100_000;
+        }
+    }
+    config.af_rate = None;
     let mut sim = SimSettings::load(&defaults.sim_config).unwrap();
     sim.bind = any;
     (
@@ -409,6 +417,15 @@ fn sighup_reloads_the_server_certificate_of_brygga_serve() {
         .replace("0.0.0.0:8443", "127.0.0.1:0")
         .replace("127.0.0.1:9090", "127.0.0.1:0")
         .replace("0.0.0.0:8444", "127.0.0.1:0")
+        .replace(
+            "rate = { per_second = 20, burst = 40 }",
+            "rate = { per_second = 1000000, burst = 1000000 }",
+        )
+        .replace("max_concurrent = 16", "max_concurrent = 100000")
+        .replace(
+            "af_rate = { per_second = 100, burst = 200 }",
+            "af_rate = { per_second = 1000000, burst = 1000000 }",
+        )
         .replace("reload_poll = \"2s\"", "reload_poll = \"1h\"");
     std::fs::write(root.path().join("config/example.toml"), text).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_brygga"))
