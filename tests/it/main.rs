@@ -12,6 +12,7 @@ mod events;
 mod exchange;
 mod harness;
 mod identity;
+mod limits;
 mod operations;
 mod policy;
 mod properties;
