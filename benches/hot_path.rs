@@ -132,9 +132,54 @@ fn jwt(c: &mut Criterion) {
     });
 }
 
+/// What the limits add to a request: the client's rate and place, the operation's rate and
+/// the quota towards AF, each under its limit (the common case), and a refusal.
+fn limits(c: &mut Criterion) {
+    use brygga::limit::{ClientRule, Configured, Limiter, Rate};
+    let rate = |per_second, burst| {
+        let rate = Rate { per_second, burst };
+        Configured {
+            rate,
+            quota: rate.quota().unwrap(),
+        }
+    };
+    let rule = |name: &str, r| ClientRule {
+        name: name.into(),
+        rate: r,
+        per_operation: std::collections::HashMap::from([(
+            Operation::HamtaArbetssokandeStatus,
+            rate(1_000_000_000, 1_000_000_000),
+        )]),
+        max_concurrent: 64,
+    };
+    let open = Limiter::from_rules(
+        vec![rule("stockholm", rate(1_000_000_000, 1_000_000_000))],
+        Some(rate(1_000_000_000, 1_000_000_000)),
+        governor::clock::DefaultClock::default(),
+    );
+    c.bench_function("limits: client, operation and AF quota, admitted", |b| {
+        b.iter(|| {
+            let place = open.admit(black_box("stockholm")).unwrap();
+            open.admit_operation("stockholm", Operation::HamtaArbetssokandeStatus)
+                .unwrap();
+            open.admit_af().unwrap();
+            drop(place);
+        })
+    });
+    let closed = Limiter::from_rules(
+        vec![rule("stockholm", rate(1, 1))],
+        None,
+        governor::clock::DefaultClock::default(),
+    );
+    drop(closed.admit("stockholm").unwrap());
+    c.bench_function("limits: client refused", |b| {
+        b.iter(|| closed.admit(black_box("stockholm")).unwrap_err())
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
-    targets = identifiers, soap_codec, json_and_translation, jwt
+    targets = identifiers, soap_codec, json_and_translation, jwt, limits
 }
 criterion_main!(benches);

@@ -241,11 +241,26 @@ pub struct AfFile {
     pub timeout: Duration,
     #[serde(with = "humantime_serde", default = "default_connect_timeout")]
     pub connect_timeout: Duration,
+    /// Calls in a row that show AF down (unreachable, timed out, 5xx) before the breaker
+    /// opens and calls fail at once …
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// … for this long; then one call probes.
+    #[serde(with = "humantime_serde", default = "default_breaker_open")]
+    pub breaker_open: Duration,
 }
 
 fn default_af_timeout() -> Duration {
     Duration::from_secs(5)
 }
+fn default_breaker_failures() -> u32 {
+    5
+}
+
+fn default_breaker_open() -> Duration {
+    Duration::from_millis(500)
+}
+
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(2)
 }
@@ -524,6 +539,8 @@ pub struct AfSettings {
     pub client_secret: Option<Secret>,
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    pub breaker_failures: u32,
+    pub breaker_open: Duration,
 }
 
 /// A secret whose `Debug` never shows it.
@@ -840,6 +857,10 @@ impl Config {
         };
         c.positive("af.timeout", f.af.timeout);
         c.positive("af.connect_timeout", f.af.connect_timeout);
+        c.positive("af.breaker_open", f.af.breaker_open);
+        if !(1..=1000).contains(&f.af.breaker_failures) {
+            c.fail("af.breaker_failures", "must be from 1 to 1000");
+        }
 
         if f.jwt.audience.trim().is_empty() {
             c.fail("jwt.audience", "must not be empty");
@@ -1192,6 +1213,8 @@ impl Config {
                         client_secret,
                         timeout: f.af.timeout,
                         connect_timeout: f.af.connect_timeout,
+                        breaker_failures: f.af.breaker_failures,
+                        breaker_open: f.af.breaker_open,
                     },
                     jwks_refresh: f.jwt.jwks_refresh,
                     token_rules: crate::identity::TokenRules {

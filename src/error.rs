@@ -313,6 +313,13 @@ impl From<crate::limit::Limited> for Failure {
 impl From<UpstreamError> for Failure {
     fn from(e: UpstreamError) -> Self {
         match e {
+            UpstreamError::BreakerOpen(d) => Failure {
+                retry_after: Some(d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+                ..Failure::new(
+                    Felkod::AfEjNabar,
+                    "Arbetsförmedlingen har inte svarat på de senaste anropen; brygga väntar en stund innan nästa försök",
+                )
+            },
             UpstreamError::Unreachable(_) => Failure::new(
                 Felkod::AfEjNabar,
                 "Arbetsförmedlingen kan inte nås just nu; försök igen om en stund",

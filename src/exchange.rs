@@ -407,7 +407,9 @@ async fn call_af(
             UpstreamError::Status(n) | UpstreamError::Credentials(n) => Some(*n),
             UpstreamError::Busy(_) => Some(429),
             UpstreamError::Contract(_) => Some(200),
-            UpstreamError::Unreachable(_) | UpstreamError::Timeout(_) => None,
+            UpstreamError::Unreachable(_)
+            | UpstreamError::Timeout(_)
+            | UpstreamError::BreakerOpen(_) => None,
         };
         tracing::warn!(korrelationsid = %redact_digit_runs(&korrelationsid.to_string()), error = %e, "AF call failed");
         Failure::from(e)

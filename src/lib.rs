@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod breaker;
 pub mod certs;
 pub mod client;
 pub mod codec;

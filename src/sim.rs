@@ -121,6 +121,8 @@ pub struct SimStats {
     pub data_requests: AtomicU64,
     /// `AF-TrackingId` and `AF-EndUserId` of the latest accepted data request.
     pub last_caller: Mutex<Option<(String, String)>>,
+    /// While true, every data request and health check is answered 503 (AF is down).
+    pub down: std::sync::atomic::AtomicBool,
 }
 
 struct Sim {
@@ -228,6 +230,11 @@ async fn serve(sim: Arc<Sim>, _peer: Arc<Peer>, req: Request<Incoming>) -> HttpR
         | (Method::POST, upstream::ERSATTNINGSBESLUT_PATH)
         | (Method::POST, upstream::HANDLINGSPLAN_PATH)
         | (Method::POST, upstream::AKTIVITETSPLAN_PATH) => data(&sim, req).await,
+        (Method::GET, upstream::HEALTH_PATH) if sim.stats.down.load(Ordering::SeqCst) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Down",
+            "the simulator was told it is down",
+        ),
         (Method::GET, upstream::HEALTH_PATH) => json(&HealthResponse {
             status: "UP".into(),
         }),
@@ -377,6 +384,13 @@ async fn data(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
         Err(r) => return r,
     };
     let f = sim.settings.faults;
+    if sim.stats.down.load(Ordering::SeqCst) {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Down",
+            "the simulator was told it is down",
+        );
+    }
     if !f.latency.is_zero() {
         tokio::time::sleep(f.latency).await;
     }

@@ -37,6 +37,8 @@ pub enum UpstreamError {
     Credentials(u16),
     #[error("AF's answer breaks the contract: {0}")]
     Contract(String),
+    #[error("AF has failed repeatedly; nothing is sent to it for another {0:?}")]
+    BreakerOpen(Duration),
 }
 
 impl UpstreamError {
@@ -66,6 +68,8 @@ pub struct AfClient {
     system_id: String,
     environment: String,
     token: Mutex<Option<CachedToken>>,
+    /// Opens after AF fails repeatedly, so calls fail at once instead of piling up.
+    pub breaker: crate::breaker::Breaker,
 }
 
 /// Refresh this long before the token expires, so one in flight never expires at AF.
@@ -116,7 +120,13 @@ impl AfClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
+        let breaker = crate::breaker::Breaker::new(
+            settings.breaker_failures,
+            settings.breaker_open,
+            settings.timeout + Duration::from_secs(1),
+        );
         Ok(Self {
+            breaker,
             pool,
             http,
             settings,
@@ -196,6 +206,28 @@ impl AfClient {
         tracking_id: Uuid,
         end_user: &str,
     ) -> Result<Resp, UpstreamError> {
+        self.breaker
+            .admit()
+            .map_err(|crate::breaker::Open(d)| UpstreamError::BreakerOpen(d))?;
+        let result = self.call_json(path, body, tracking_id, end_user).await;
+        match &result {
+            Err(UpstreamError::Unreachable(_) | UpstreamError::Timeout(_)) => {
+                self.breaker.failure()
+            }
+            Err(UpstreamError::Status(s)) if *s >= 500 => self.breaker.failure(),
+            // Any other answer shows AF up, refusals and broken answers included.
+            _ => self.breaker.success(),
+        }
+        result
+    }
+
+    async fn call_json<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Req,
+        tracking_id: Uuid,
+        end_user: &str,
+    ) -> Result<Resp, UpstreamError> {
         let deadline = self.settings.timeout;
         let body = Bytes::from(
             serde_json::to_vec(body)
@@ -253,6 +285,10 @@ impl AfClient {
     /// AF's health, as `Ping` and readiness report it: up, failing, or not reachable, and how
     /// long the check took.
     pub async fn health(&self) -> (TjanstStatus, u32) {
+        // An open breaker is the answer: AF failed repeatedly just now.
+        if self.breaker.is_open() {
+            return (TjanstStatus::EjNabar, 0);
+        }
         let started = Instant::now();
         let result = tokio::time::timeout(self.settings.timeout, async {
             let uri: http::Uri = format!("{}{HEALTH_PATH}", self.settings.base_url)

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use brygga::model::Kalla;
+use brygga::model::{Kalla, KommunAnswer, KommunRequest, TjanstStatus};
 use brygga::sim;
 
 use crate::harness::{self, fault};
@@ -195,5 +195,63 @@ async fn af_refusing_the_question_is_not_retryable_and_af_overload_says_when_to_
         Some("7"),
         "AF's Retry-After is passed on"
     );
+    s.stop().await;
+}
+
+/// AF failing: after five failures in a row the breaker opens and requests fail at once
+/// without reaching AF; readiness and Ping say so; within a second of AF coming back,
+/// requests are answered again.
+#[tokio::test]
+async fn a_failing_af_opens_the_breaker_and_it_closes_when_af_returns() {
+    let s = harness::start().await;
+    let down = |d: bool| {
+        s.inner
+            .sim
+            .stats
+            .down
+            .store(d, std::sync::atomic::Ordering::SeqCst)
+    };
+    down(true);
+    for _ in 0..5 {
+        fault(&s.ask(Some(&s.st_token())).await, 502, "AF_FEL");
+    }
+    let reached = s.af_data_requests();
+    let fast = s.ask(Some(&s.st_token())).await;
+    let fel = fault(&fast, 503, "AF_EJ_NABAR");
+    assert!(fel.kan_forsokas_igen);
+    assert_eq!(fast.headers["retry-after"], "1");
+    assert_eq!(
+        s.af_data_requests(),
+        reached,
+        "the open breaker sent nothing to AF"
+    );
+    let admin = format!("http://{}/readyz", s.inner.gateway.admin_addr);
+    let ready = reqwest::get(&admin).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let ping =
+        s.st.call(&s.st_token(), &KommunRequest::Ping(uuid::Uuid::new_v4()))
+            .await
+            .unwrap();
+    match harness::answer(&ping) {
+        KommunAnswer::Ping(p) => assert_eq!(p.tjanster[0].status, TjanstStatus::EjNabar),
+        other => panic!("{other:?}"),
+    }
+    // AF is back.
+    down(false);
+    let back = Instant::now();
+    loop {
+        let a = s.ask(Some(&s.st_token())).await;
+        if a.status == 200 {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(3), "still failing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = back.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "answered again after {took:?}"
+    );
+    assert_eq!(reqwest::get(&admin).await.unwrap().status(), 200);
     s.stop().await;
 }
