@@ -724,6 +724,25 @@ async fn audit_report(config: Config, data_dir: &Path, requests: u64) -> Result<
     Ok(one_each && verified)
 }
 
+/// The example configuration's text made to run beside anything else on loopback: every
+/// listener on a free port and the rate limits out of reach (for the bench, and for tests
+/// that start `brygga serve` on a copy of it).
+pub fn on_free_ports_unlimited(example: &str) -> String {
+    example
+        .replace("0.0.0.0:8443", "127.0.0.1:0")
+        .replace("127.0.0.1:9090", "127.0.0.1:0")
+        .replace("0.0.0.0:8444", "127.0.0.1:0")
+        .replace(
+            "rate = { per_second = 20, burst = 40 }",
+            "rate = { per_second = 1000000, burst = 1000000 }",
+        )
+        .replace("max_concurrent = 16", "max_concurrent = 100000")
+        .replace(
+            "af_rate = { per_second = 100, burst = 200 }",
+            "af_rate = { per_second = 1000000, burst = 1000000 }",
+        )
+}
+
 fn abs(p: &Path) -> String {
     std::fs::canonicalize(p)
         .unwrap_or_else(|_| p.to_owned())

@@ -22,16 +22,8 @@ fn brygga() -> Command {
     Command::new(env!("CARGO_BIN_EXE_brygga"))
 }
 
-/// Every record in a store, oldest first.
-fn records(store: &Path) -> Vec<Record> {
-    let conn = rusqlite::Connection::open(store).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT body FROM records ORDER BY seq")
-        .unwrap();
-    stmt.query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|b| serde_json::from_str(&b.unwrap()).unwrap())
-        .collect()
+fn records(store: &std::path::Path) -> Vec<Record> {
+    harness::audit_records(store)
 }
 
 fn public_key() -> Vec<u8> {
@@ -47,24 +39,12 @@ fn verify(store: &Path) -> Result<brygga::audit::Verified, brygga::audit::Tamper
 /// store is `store` and whose listeners take free ports; AF is at `af_port` when given.
 pub fn config_with_store(store: &Path, af_port: Option<u16>) -> tempfile::NamedTempFile {
     let defaults = DemoFiles::default();
-    let mut text = std::fs::read_to_string(&defaults.config)
-        .unwrap()
-        .replace("0.0.0.0:8443", "127.0.0.1:0")
-        .replace("127.0.0.1:9090", "127.0.0.1:0")
-        .replace("0.0.0.0:8444", "127.0.0.1:0")
-        .replace(
-            "rate = { per_second = 20, burst = 40 }",
-            "rate = { per_second = 1000000, burst = 1000000 }",
-        )
-        .replace("max_concurrent = 16", "max_concurrent = 100000")
-        .replace(
-            "af_rate = { per_second = 100, burst = 200 }",
-            "af_rate = { per_second = 1000000, burst = 1000000 }",
-        )
-        .replace(
-            "\"../data/audit.db\"",
-            &format!("{:?}", store.display().to_string()),
-        );
+    let mut text =
+        brygga::demo::on_free_ports_unlimited(&std::fs::read_to_string(&defaults.config).unwrap())
+            .replace(
+                "\"../data/audit.db\"",
+                &format!("{:?}", store.display().to_string()),
+            );
     if let Some(port) = af_port {
         text = text.replace("localhost:9443", &format!("localhost:{port}"));
     }

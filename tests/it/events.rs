@@ -90,13 +90,7 @@ fn deliveries(store: &std::path::Path) -> Vec<(String, String, String, String)> 
 }
 
 fn records(store: &std::path::Path) -> Vec<Record> {
-    let conn = rusqlite::Connection::open(store).unwrap();
-    conn.prepare("SELECT body FROM records ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|b| serde_json::from_str(&b.unwrap()).unwrap())
-        .collect()
+    harness::audit_records(store)
 }
 
 const E1: &str = "0701d5c8-464f-4b64-b37c-fbe36ac4f6cf";

@@ -25,6 +25,18 @@ pub struct Stack {
     pub data: tempfile::TempDir,
 }
 
+/// Every record in an audit store, oldest first.
+pub fn audit_records(store: &std::path::Path) -> Vec<brygga::audit::Record> {
+    let conn = rusqlite::Connection::open(store).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT body FROM records ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|b| serde_json::from_str(&b.unwrap()).unwrap())
+        .collect()
+}
+
 /// A rate no test reaches.
 pub fn unlimited() -> brygga::limit::Configured {
     let rate = brygga::limit::Rate {

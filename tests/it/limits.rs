@@ -44,13 +44,7 @@ async fn stack(
 }
 
 fn records(store: &std::path::Path) -> Vec<Record> {
-    let conn = rusqlite::Connection::open(store).unwrap();
-    conn.prepare("SELECT body FROM records ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|b| serde_json::from_str(&b.unwrap()).unwrap())
-        .collect()
+    harness::audit_records(store)
 }
 
 #[tokio::test]

@@ -412,21 +412,9 @@ fn sighup_reloads_the_server_certificate_of_brygga_serve() {
     let defaults = DemoFiles::default();
     copy_dir(&defaults.certs, &root.path().join("certs-example"));
     std::fs::create_dir_all(root.path().join("config")).unwrap();
-    let text = std::fs::read_to_string(&defaults.config)
-        .unwrap()
-        .replace("0.0.0.0:8443", "127.0.0.1:0")
-        .replace("127.0.0.1:9090", "127.0.0.1:0")
-        .replace("0.0.0.0:8444", "127.0.0.1:0")
-        .replace(
-            "rate = { per_second = 20, burst = 40 }",
-            "rate = { per_second = 1000000, burst = 1000000 }",
-        )
-        .replace("max_concurrent = 16", "max_concurrent = 100000")
-        .replace(
-            "af_rate = { per_second = 100, burst = 200 }",
-            "af_rate = { per_second = 1000000, burst = 1000000 }",
-        )
-        .replace("reload_poll = \"2s\"", "reload_poll = \"1h\"");
+    let text =
+        brygga::demo::on_free_ports_unlimited(&std::fs::read_to_string(&defaults.config).unwrap())
+            .replace("reload_poll = \"2s\"", "reload_poll = \"1h\"");
     std::fs::write(root.path().join("config/example.toml"), text).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_brygga"))
         .args(["serve", "--config"])
