@@ -172,8 +172,9 @@ fn limits(c: &mut Criterion) {
         governor::clock::DefaultClock::default(),
     );
     drop(closed.admit("stockholm").unwrap());
+    // At one a second, nearly every check in the run is a refusal.
     c.bench_function("limits: client refused", |b| {
-        b.iter(|| closed.admit(black_box("stockholm")).unwrap_err())
+        b.iter(|| black_box(closed.admit(black_box("stockholm")).is_err()))
     });
 }
 

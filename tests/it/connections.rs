@@ -65,3 +65,64 @@ async fn an_idle_connection_is_closed_at_the_header_deadline() {
     }
     s.stop().await;
 }
+
+/// A slowloris client trickles its request head a byte at a time: it is cut off at the head
+/// deadline, while a case system beside it is served.
+#[tokio::test]
+async fn a_head_trickled_in_is_cut_off_at_the_deadline_while_others_are_served() {
+    use tokio::io::AsyncWriteExt;
+    let s = harness::start_custom(
+        |c, _| c.limits.header_read_timeout = Duration::from_millis(500),
+        true,
+    )
+    .await;
+    let certs = harness::certs();
+    let mut cfg = brygga::tls::client_config(
+        &brygga::tls::load_certs(&certs.join("kommun-ca.pem")).unwrap(),
+        Some((
+            brygga::tls::load_certs(&s.sthlm.cert).unwrap(),
+            brygga::tls::load_key(&s.sthlm.key).unwrap(),
+        )),
+    )
+    .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(s.inner.gateway.kommun_addr)
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let head = b"POST /kommun/v1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    let trickle = async {
+        for b in head.iter() {
+            if tls.write_all(&[*b]).await.is_err() || tls.flush().await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The whole head went out without being cut off: the deadline did not hold.
+        false
+    };
+    let served = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        harness::status(&s.ask(Some(&s.st_token())).await);
+    };
+    let (cut, ()) = tokio::join!(trickle, served);
+    let mut buf = [0u8; 64];
+    // Cut off while writing, or closed when read.
+    let closed = cut
+        || matches!(
+            tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        );
+    assert!(closed, "the trickling connection was not closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    s.stop().await;
+}
