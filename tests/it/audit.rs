@@ -550,3 +550,88 @@ async fn every_answered_request_survives_sigkill() {
     verify(&store).unwrap();
     af.shutdown().await;
 }
+
+/// SIGTERM while a case system sends: the gateway stops accepting, lets the requests under way
+/// finish, and exits 0; every answered request has its record and the chain verifies, with the
+/// last checkpoint written at the stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_no_answered_record() {
+    let files = DemoFiles::default();
+    let mut sim_settings = SimSettings::load(&files.sim_config).unwrap();
+    sim_settings.bind = "127.0.0.1:0".parse().unwrap();
+    // AF takes a little while, so requests are under way when the signal comes.
+    sim_settings.faults.latency = Duration::from_millis(50);
+    let af = sim::start(sim_settings).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("audit.db");
+    let config_file = config_with_store(&store, Some(af.addr.port()));
+    let config = Config::load(config_file.path()).unwrap();
+    let sthlm = &example_clients(&config, &files.certs)[0];
+    let token = TokenMinter::load(&sthlm.idp_key, &sthlm.issuer, &config.token_rules.audience)
+        .unwrap()
+        .token(&sthlm.handlaggare, "0180", "EKB-BESLUT")
+        .unwrap();
+    let mut gw = spawn_gateway(config_file.path());
+    let client = KommunClient::new(
+        &gw.url,
+        &files.certs.join("kommun-ca.pem"),
+        Some((&sthlm.cert, &sthlm.key)),
+    )
+    .unwrap();
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (client, token) = (client.clone(), token.clone());
+        let s = (
+            sthlm.orgnr.clone(),
+            sthlm.namn.clone(),
+            sthlm.handlaggare.clone(),
+        );
+        senders.spawn(async move {
+            let mut answered = Vec::new();
+            let give_up = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < give_up {
+                let fraga =
+                    brygga::client::example_fraga(&s.0, &s.1, &s.2, sim::REGISTRERAD, "EKB-BESLUT")
+                        .unwrap();
+                match client
+                    .call(&token, &KommunRequest::HamtaArbetssokandeStatus(fraga))
+                    .await
+                {
+                    Ok(a) if a.status == http::StatusCode::OK => {
+                        if let Ok(soap::KommunResponse::Answer(KommunAnswer::Status(st))) =
+                            a.decode()
+                        {
+                            answered
+                                .push(brygga::audit::recorded_korrelationsid(&st.korrelationsid));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            answered
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &gw.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exit = gw.child.wait().unwrap();
+    assert!(exit.success(), "brygga serve exits 0 on SIGTERM: {exit:?}");
+    let mut answered = Vec::new();
+    while let Some(r) = senders.join_next().await {
+        answered.extend(r.unwrap());
+    }
+    assert!(answered.len() > 8, "{} answered", answered.len());
+    let v = verify(&store).unwrap();
+    let ids: std::collections::HashSet<String> = records(&store)
+        .into_iter()
+        .map(|r| r.entry.korrelationsid)
+        .collect();
+    let lost: Vec<_> = answered.iter().filter(|k| !ids.contains(*k)).collect();
+    assert!(lost.is_empty(), "{} answered without a record", lost.len());
+    assert_eq!(v.signed_through, v.records, "the stop signed the head");
+    af.shutdown().await;
+}
