@@ -205,6 +205,20 @@ pub struct LimitsFile {
     /// Calls towards AF per second, shared by all clients (AF's own quota); none: unlimited.
     #[serde(default)]
     pub af_rate: Option<crate::limit::Rate>,
+    /// Connections open at once on each listener; more are closed as they come.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections open at once with one client certificate.
+    #[serde(default = "default_max_per_certificate")]
+    pub max_connections_per_certificate: usize,
+}
+
+fn default_max_connections() -> usize {
+    10_000
+}
+
+fn default_max_per_certificate() -> usize {
+    512
 }
 
 impl Default for LimitsFile {
@@ -215,6 +229,8 @@ impl Default for LimitsFile {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             af_rate: None,
+            max_connections: default_max_connections(),
+            max_connections_per_certificate: default_max_per_certificate(),
         }
     }
 }
@@ -857,6 +873,17 @@ impl Config {
         };
         c.positive("af.timeout", f.af.timeout);
         c.positive("af.connect_timeout", f.af.connect_timeout);
+        if !(1..=1_000_000).contains(&f.limits.max_connections) {
+            c.fail("limits.max_connections", "must be from 1 to 1000000");
+        }
+        if !(1..=f.limits.max_connections.max(1))
+            .contains(&f.limits.max_connections_per_certificate)
+        {
+            c.fail(
+                "limits.max_connections_per_certificate",
+                "must be from 1 to limits.max_connections",
+            );
+        }
         c.positive("af.breaker_open", f.af.breaker_open);
         if !(1..=1000).contains(&f.af.breaker_failures) {
             c.fail("af.breaker_failures", "must be from 1 to 1000");

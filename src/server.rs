@@ -39,6 +39,10 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
     /// How long in-flight requests may take to finish after shutdown is signalled.
     pub drain_timeout: Duration,
+    /// Connections open at once on the listener; more are closed as they come.
+    pub max_connections: usize,
+    /// Connections open at once with one client certificate (TLS listeners).
+    pub max_per_certificate: usize,
 }
 
 impl Default for ConnLimits {
@@ -47,6 +51,8 @@ impl Default for ConnLimits {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_per_certificate: 512,
         }
     }
 }
@@ -123,6 +129,7 @@ async fn accept_loop<C, CF>(
     CF: Future<Output = ()> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -130,8 +137,18 @@ async fn accept_loop<C, CF>(
         };
         match accepted {
             Ok((tcp, remote)) => {
+                // Over the cap: closed at once, before any TLS work is spent on it.
+                let Ok(place) = open.clone().try_acquire_owned() else {
+                    tracing::warn!(%remote, max = limits.max_connections, "too many connections; closing a new one");
+                    drop(tcp);
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
-                tokio::spawn(on_connection(tcp, remote, graceful.watcher()));
+                let connection = on_connection(tcp, remote, graceful.watcher());
+                tokio::spawn(async move {
+                    connection.await;
+                    drop(place);
+                });
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -149,6 +166,45 @@ async fn accept_loop<C, CF>(
     }
 }
 
+/// Open connections per client certificate (by SHA-256 of the certificate).
+#[derive(Default)]
+struct CertificateCounts(std::sync::Mutex<std::collections::HashMap<[u8; 32], usize>>);
+
+/// A connection counted against its certificate until dropped.
+struct Held {
+    counts: Arc<CertificateCounts>,
+    key: [u8; 32],
+}
+
+impl CertificateCounts {
+    fn hold(self: &Arc<Self>, cert: &CertificateDer<'_>, max: usize) -> Option<Held> {
+        use sha2::Digest;
+        let key: [u8; 32] = sha2::Sha256::digest(cert.as_ref()).into();
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Held {
+            counts: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// Serves a TLS listener until `shutdown` turns true, then drains connections.
 pub async fn serve_tls<H, Fut>(
     listener: TcpListener,
@@ -160,9 +216,11 @@ pub async fn serve_tls<H, Fut>(
     H: Fn(Arc<Peer>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
+    let per_certificate = Arc::new(CertificateCounts::default());
     accept_loop(listener, limits, shutdown, move |tcp, remote, watcher| {
         let current = tls.read().ok().map(|c| c.clone());
         let handler = handler.clone();
+        let per_certificate = per_certificate.clone();
         async move {
             let Some(config) = current else {
                 tracing::error!(%remote, "the TLS configuration lock is poisoned");
@@ -187,6 +245,17 @@ pub async fn serve_tls<H, Fut>(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| c.clone().into_owned());
+            // One client certificate may hold only so many connections.
+            let _held = match &certificate {
+                Some(c) => match per_certificate.hold(c, limits.max_per_certificate) {
+                    Some(held) => Some(held),
+                    None => {
+                        tracing::warn!(%remote, max = limits.max_per_certificate, "too many connections with one client certificate; closing a new one");
+                        return;
+                    }
+                },
+                None => None,
+            };
             let orgnr = match &certificate {
                 Some(c) => crate::identity::orgnr_from_certificate(c),
                 None => Err("no client certificate".to_owned()),

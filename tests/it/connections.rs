@@ -126,3 +126,71 @@ async fn a_head_trickled_in_is_cut_off_at_the_deadline_while_others_are_served()
     );
     s.stop().await;
 }
+
+/// One client certificate holds at most `max_connections_per_certificate` connections; the
+/// next is closed after its handshake, others' are not affected, and a closed one frees room.
+#[tokio::test]
+async fn connections_per_client_certificate_are_capped() {
+    use tokio::io::AsyncWriteExt;
+    let s = harness::start_custom(|c, _| c.limits.max_connections_per_certificate = 2, true).await;
+    let certs = harness::certs();
+    let connect = |cert: std::path::PathBuf, key: std::path::PathBuf| {
+        let addr = s.inner.gateway.kommun_addr;
+        let ca = certs.join("kommun-ca.pem");
+        async move {
+            let mut cfg = brygga::tls::client_config(
+                &brygga::tls::load_certs(&ca).unwrap(),
+                Some((
+                    brygga::tls::load_certs(&cert).unwrap(),
+                    brygga::tls::load_key(&key).unwrap(),
+                )),
+            )
+            .unwrap();
+            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .unwrap()
+        }
+    };
+    // Whether the server still serves this connection: a request gets an HTTP answer.
+    async fn served(tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> bool {
+        let sent = tls
+            .write_all(b"GET /kommun/v1?wsdl HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .is_ok();
+        let mut buf = [0u8; 12];
+        sent && matches!(
+            tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await,
+            Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 200")
+        )
+    }
+    let mut first = connect(s.sthlm.cert.clone(), s.sthlm.key.clone()).await;
+    let mut second = connect(s.sthlm.cert.clone(), s.sthlm.key.clone()).await;
+    assert!(served(&mut first).await && served(&mut second).await);
+    let mut third = connect(s.sthlm.cert.clone(), s.sthlm.key.clone()).await;
+    assert!(
+        !served(&mut third).await,
+        "a third connection with the same certificate"
+    );
+    // Göteborg's certificate is counted on its own.
+    let mut other = connect(s.gbg.cert.clone(), s.gbg.key.clone()).await;
+    assert!(served(&mut other).await);
+    drop(first);
+    // The server notices the close; then there is room again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = connect(s.sthlm.cert.clone(), s.sthlm.key.clone()).await;
+        if served(&mut again).await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no room after a connection closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop((second, third, other));
+    s.stop().await;
+}
