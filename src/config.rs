@@ -264,11 +264,22 @@ pub struct AfFile {
     /// … for this long; then one call probes.
     #[serde(with = "humantime_serde", default = "default_breaker_open")]
     pub breaker_open: Duration,
+    /// A read that failed because AF could not be reached or answered 502/503/504 is tried
+    /// once more within its deadline, while these retries stay within this rate.
+    #[serde(default = "default_retry_budget")]
+    pub retry_budget: crate::limit::Rate,
 }
 
 fn default_af_timeout() -> Duration {
     Duration::from_secs(5)
 }
+fn default_retry_budget() -> crate::limit::Rate {
+    crate::limit::Rate {
+        per_second: 10,
+        burst: 20,
+    }
+}
+
 fn default_breaker_failures() -> u32 {
     5
 }
@@ -557,6 +568,7 @@ pub struct AfSettings {
     pub connect_timeout: Duration,
     pub breaker_failures: u32,
     pub breaker_open: Duration,
+    pub retry_budget: Option<crate::limit::Configured>,
 }
 
 /// A secret whose `Debug` never shows it.
@@ -885,6 +897,7 @@ impl Config {
             );
         }
         c.positive("af.breaker_open", f.af.breaker_open);
+        let retry_budget = c.rate("af.retry_budget".into(), f.af.retry_budget);
         if !(1..=1000).contains(&f.af.breaker_failures) {
             c.fail("af.breaker_failures", "must be from 1 to 1000");
         }
@@ -1242,6 +1255,7 @@ impl Config {
                         connect_timeout: f.af.connect_timeout,
                         breaker_failures: f.af.breaker_failures,
                         breaker_open: f.af.breaker_open,
+                        retry_budget,
                     },
                     jwks_refresh: f.jwt.jwks_refresh,
                     token_rules: crate::identity::TokenRules {

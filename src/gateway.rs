@@ -51,6 +51,8 @@ pub struct RunningGateway {
     /// The event outbox, for operators' tools and tests.
     pub outbox: Arc<Outbox>,
     pub delivery_stats: Arc<delivery::DeliveryStats>,
+    /// Reads tried once more towards AF.
+    pub af_retries: Arc<std::sync::atomic::AtomicU64>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -174,6 +176,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         admin_addr,
         outbox: gw.outbox.clone(),
         delivery_stats: gw.delivery_stats.clone(),
+        af_retries: gw.af.retry_count.clone(),
         shutdown,
         tasks,
     })

@@ -70,7 +70,15 @@ pub struct AfClient {
     token: Mutex<Option<CachedToken>>,
     /// Opens after AF fails repeatedly, so calls fail at once instead of piling up.
     pub breaker: crate::breaker::Breaker,
+    /// Retries of reads, at most this often.
+    retries: Option<governor::DefaultDirectRateLimiter>,
+    /// Retries made, for tests and metrics.
+    pub retry_count: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// The calls that only read: tried once more when AF could not be reached. A plan reported
+/// (`AKTIVITETSPLAN_PATH`) is not, so it is never reported twice by brygga.
+const READS: [&str; 3] = [STATUS_PATH, ERSATTNINGSBESLUT_PATH, HANDLINGSPLAN_PATH];
 
 /// Refresh this long before the token expires, so one in flight never expires at AF.
 const TOKEN_MARGIN: Duration = Duration::from_secs(30);
@@ -125,8 +133,13 @@ impl AfClient {
             settings.breaker_open,
             settings.timeout + Duration::from_secs(1),
         );
+        let retries = settings
+            .retry_budget
+            .map(|b| governor::RateLimiter::direct(b.quota));
         Ok(Self {
             breaker,
+            retries,
+            retry_count: std::sync::Arc::default(),
             pool,
             http,
             settings,
@@ -209,7 +222,28 @@ impl AfClient {
         self.breaker
             .admit()
             .map_err(|crate::breaker::Open(d)| UpstreamError::BreakerOpen(d))?;
-        let result = self.call_json(path, body, tracking_id, end_user).await;
+        let until = Instant::now() + self.settings.timeout;
+        let mut result = self
+            .call_json(path, body, tracking_id, end_user, self.settings.timeout)
+            .await;
+        // One more try for a read AF did not get to answer, within the deadline and the budget.
+        let transient = matches!(
+            result,
+            Err(UpstreamError::Unreachable(_) | UpstreamError::Status(502..=504))
+        );
+        let left = until.saturating_duration_since(Instant::now());
+        if transient
+            && READS.contains(&path)
+            && left > Duration::from_millis(50)
+            && self.retries.as_ref().is_some_and(|b| b.check().is_ok())
+        {
+            tracing::debug!(path, "retrying a read once");
+            self.retry_count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            result = self
+                .call_json(path, body, tracking_id, end_user, left)
+                .await;
+        }
         match &result {
             Err(UpstreamError::Unreachable(_) | UpstreamError::Timeout(_)) => {
                 self.breaker.failure()
@@ -227,8 +261,8 @@ impl AfClient {
         body: &Req,
         tracking_id: Uuid,
         end_user: &str,
+        deadline: Duration,
     ) -> Result<Resp, UpstreamError> {
-        let deadline = self.settings.timeout;
         let body = Bytes::from(
             serde_json::to_vec(body)
                 .map_err(|e| UpstreamError::Contract(format!("request: {e:?}")))?,

@@ -255,3 +255,73 @@ async fn a_failing_af_opens_the_breaker_and_it_closes_when_af_returns() {
     assert_eq!(reqwest::get(&admin).await.unwrap().status(), 200);
     s.stop().await;
 }
+
+/// AF failing every other call with 503: a read is tried once more and answered; a reported
+/// plan is not retried (it could be reported twice); past the retry budget, reads fail.
+#[tokio::test]
+async fn reads_are_retried_once_within_the_budget_and_plans_never() {
+    let s = harness::start_custom(
+        |c, sim| {
+            sim.faults.fail_every = 2;
+            sim.faults.fail_status = 503;
+            c.af.retry_budget = Some({
+                let rate = brygga::limit::Rate {
+                    per_second: 1,
+                    burst: 3,
+                };
+                brygga::limit::Configured {
+                    rate,
+                    quota: rate.quota().unwrap(),
+                }
+            });
+            // The breaker is not what this test is about.
+            c.af.breaker_failures = 1000;
+        },
+        true,
+    )
+    .await;
+    let retries = || {
+        s.inner
+            .gateway
+            .af_retries
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    // Every second AF call fails: each read that meets a failure is retried, and answered.
+    for _ in 0..4 {
+        harness::status(&s.ask(Some(&s.st_token())).await);
+    }
+    assert!((1..=3).contains(&retries()), "{} retries", retries());
+    let before = s.af_data_requests();
+    // A plan is never retried: one AF call, whatever it answers.
+    let plan = KommunRequest::AnmalAktivitetsplan(
+        brygga::client::example_fraga(
+            &s.sthlm.orgnr,
+            &s.sthlm.namn,
+            &s.sthlm.handlaggare,
+            sim::REGISTRERAD,
+            "AKT-PLANERING",
+        )
+        .unwrap(),
+        brygga::client::example_plan().unwrap(),
+    );
+    let token = s
+        .st_idp
+        .token(&s.sthlm.handlaggare, "0180", "AKT-PLANERING")
+        .unwrap();
+    let _ = s.st.call(&token, &plan).await.unwrap();
+    assert_eq!(s.af_data_requests(), before + 1);
+    // The budget (burst 3) runs out: failures come through.
+    let mut failed = 0;
+    for _ in 0..12 {
+        if s.ask(Some(&s.st_token())).await.status != 200 {
+            failed += 1;
+        }
+    }
+    assert!(failed > 0, "past the budget, some reads fail");
+    assert!(
+        retries() <= 3 + 2,
+        "{} retries: the budget holds",
+        retries()
+    );
+    s.stop().await;
+}
