@@ -189,7 +189,7 @@ async fn deliver(
             if now - item.since >= gw.config.delivery.max_age {
                 return give_up(&gw, &item, client, Some(&event), &why).await;
             }
-            tracing::info!(client = %item.client, event = %item.event_id, attempts = item.attempts + 1, error = %why, "delivery failed; it is retried");
+            tracing::info!(client = %item.client, event = %crate::model::ident::mask_identity_numbers(&item.event_id), attempts = item.attempts + 1, error = %why, "delivery failed; it is retried");
             let next = retry_at(item.attempts);
             tokio::task::spawn_blocking(move || outbox.retry(seq, next, &why)).await
         }
@@ -205,7 +205,7 @@ fn updated(
     match update {
         Ok(Ok(true)) => true,
         Ok(Ok(false)) => {
-            tracing::info!(event = %item.event_id, client = %item.client, "the delivery was changed by an operator meanwhile; their change stands");
+            tracing::info!(event = %crate::model::ident::mask_identity_numbers(&item.event_id), client = %item.client, "the delivery was changed by an operator meanwhile; their change stands");
             true
         }
         Ok(Err(e)) => {
@@ -293,7 +293,7 @@ async fn give_up(
     event: Option<&AfHandelse>,
     why: &str,
 ) -> bool {
-    tracing::warn!(client = %item.client, event = %item.event_id, error = %why, "delivery given up");
+    tracing::warn!(client = %item.client, event = %crate::model::ident::mask_identity_numbers(&item.event_id), error = %why, "delivery given up");
     count(&gw.delivery_stats.given_up);
     let _ = record(gw, item, client, event, "GAV_UPP").await;
     let (outbox, seq, why) = (gw.outbox.clone(), item.seq, why.to_owned());

@@ -18,7 +18,16 @@ pub async fn list(store: &Store, states: &[String], json: bool) -> Result<(), St
     } else {
         states.iter().map(String::as_str).collect()
     };
-    let rows = outbox.list(&wanted, 10_000).map_err(|e| e.to_string())?;
+    // AF's event ids are AF's words: masked should one ever spell an identity number.
+    let rows: Vec<Listed> = outbox
+        .list(&wanted, 10_000)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|r| Listed {
+            event_id: crate::model::ident::mask_identity_numbers(&r.event_id),
+            ..r
+        })
+        .collect();
     if json {
         println!(
             "{}",
