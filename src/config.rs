@@ -205,12 +205,20 @@ pub struct LimitsFile {
     /// Calls towards AF per second, shared by all clients (AF's own quota); none: unlimited.
     #[serde(default)]
     pub af_rate: Option<crate::limit::Rate>,
+    /// The whole exchange of one request, arrival to answer (above the AF and body deadlines).
+    #[serde(with = "humantime_serde", default = "default_operation_deadline")]
+    pub operation_deadline: Duration,
     /// Connections open at once on each listener; more are closed as they come.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Connections open at once with one client certificate.
     #[serde(default = "default_max_per_certificate")]
     pub max_connections_per_certificate: usize,
+}
+
+fn default_operation_deadline() -> Duration {
+    // Above the JWKS fetch (10 s), the body (10 s) and the AF call (5 s) together.
+    Duration::from_secs(30)
 }
 
 fn default_max_connections() -> usize {
@@ -229,6 +237,7 @@ impl Default for LimitsFile {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             af_rate: None,
+            operation_deadline: default_operation_deadline(),
             max_connections: default_max_connections(),
             max_connections_per_certificate: default_max_per_certificate(),
         }
@@ -885,6 +894,10 @@ impl Config {
         };
         c.positive("af.timeout", f.af.timeout);
         c.positive("af.connect_timeout", f.af.connect_timeout);
+        c.positive("limits.operation_deadline", f.limits.operation_deadline);
+        if f.limits.operation_deadline > Duration::from_secs(300) {
+            c.fail("limits.operation_deadline", "must be at most 5m");
+        }
         if !(1..=1_000_000).contains(&f.limits.max_connections) {
             c.fail("limits.max_connections", "must be from 1 to 1000000");
         }

@@ -67,6 +67,7 @@ pub enum Felkod {
     ForMangaForfragningar,
     ForMangaSamtidiga,
     AfKvotSlut,
+    Tidsgrans,
     InterntFel,
 }
 
@@ -126,6 +127,7 @@ impl Felkod {
             ForMangaForfragningar => "FOR_MANGA_FORFRAGNINGAR",
             ForMangaSamtidiga => "FOR_MANGA_SAMTIDIGA",
             AfKvotSlut => "AF_KVOT_SLUT",
+            Tidsgrans => "TIDSGRANS",
             InterntFel => "INTERNT_FEL",
         }
     }
@@ -151,7 +153,7 @@ impl Felkod {
             | OperationEjTillaten | SyfteEjTillatet | HandlaggareEjBehorig => StatusCode::FORBIDDEN,
             AfEjNabar | AfOverbelastad | TokenkontrollFull | LoggningMisslyckades
             | LagringMisslyckades => StatusCode::SERVICE_UNAVAILABLE,
-            AfTidsgrans => StatusCode::GATEWAY_TIMEOUT,
+            AfTidsgrans | Tidsgrans => StatusCode::GATEWAY_TIMEOUT,
             AfFel | AfAvvisade | AfAvvisadeFragan | AfOgiltigtSvar => StatusCode::BAD_GATEWAY,
             InterntFel => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -184,6 +186,7 @@ impl Felkod {
                 | ForMangaForfragningar
                 | ForMangaSamtidiga
                 | AfKvotSlut
+                | Tidsgrans
         )
     }
 

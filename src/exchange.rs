@@ -74,7 +74,19 @@ pub async fn serve_kommun(
             korrelationsid: Uuid::new_v4(),
             ..Trace::default()
         };
-        let result = exchange(&gw, &peer, req, &mut trace).await;
+        // One deadline over the whole exchange, whatever step is slow.
+        let deadline = gw.config.limits.operation_deadline;
+        let result =
+            match tokio::time::timeout(deadline, exchange(&gw, &peer, req, &mut trace)).await {
+                Ok(result) => result,
+                Err(_) => Err(Failure::new(
+                    Felkod::Tidsgrans,
+                    format!(
+                        "the request did not complete within {} ms; try again",
+                        deadline.as_millis()
+                    ),
+                )),
+            };
         // Nothing leaves before its record is durable.
         let result = record(&gw, &trace, result, started).await;
         let response = match &result {

@@ -325,3 +325,27 @@ async fn reads_are_retried_once_within_the_budget_and_plans_never() {
     );
     s.stop().await;
 }
+
+/// One deadline over the whole exchange: a request that takes too long, whichever step is
+/// slow, is answered 504 TIDSGRANS at that deadline, and its record is written.
+#[tokio::test]
+async fn the_whole_exchange_has_a_deadline() {
+    let s = harness::start_custom(
+        |c, sim| {
+            c.limits.operation_deadline = Duration::from_millis(300);
+            sim.faults.latency = Duration::from_secs(2);
+        },
+        true,
+    )
+    .await;
+    let started = Instant::now();
+    let a = s.ask(Some(&s.st_token())).await;
+    let took = started.elapsed();
+    let fel = fault(&a, 504, "TIDSGRANS");
+    assert!(fel.kan_forsokas_igen);
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    let store = s.audit_store();
+    let _data = s.stop().await;
+    let records = harness::audit_records(&store);
+    assert_eq!(records.last().unwrap().entry.outcome, "TIDSGRANS");
+}
