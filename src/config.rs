@@ -158,6 +158,13 @@ pub struct DeliveryFile {
     /// An event not delivered this long after it arrived is given up (dead-lettered).
     #[serde(with = "humantime_serde", default = "default_max_age")]
     pub max_age: Duration,
+    /// On shutdown, pending deliveries get one more attempt for at most this long.
+    #[serde(with = "humantime_serde", default = "default_drain")]
+    pub drain: Duration,
+}
+
+fn default_drain() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_delivery_timeout() -> Duration {
@@ -640,6 +647,7 @@ pub struct DeliverySettings {
     pub first_retry: Duration,
     pub max_retry: Duration,
     pub max_age: Duration,
+    pub drain: Duration,
 }
 
 /// The values of `AF-Environment`.
@@ -824,6 +832,7 @@ impl Config {
             ("delivery.timeout", d.timeout, 300, "5m"),
             ("delivery.max_retry", d.max_retry, 24 * 3600, "24h"),
             ("delivery.max_age", d.max_age, 30 * 24 * 3600, "30 days"),
+            ("delivery.drain", d.drain, 300, "5m"),
         ] {
             if v > Duration::from_secs(most) {
                 c.fail(k, format!("must be at most {said}"));
@@ -836,6 +845,7 @@ impl Config {
                 first_retry: d.first_retry,
                 max_retry: d.max_retry,
                 max_age: d.max_age,
+                drain: d.drain,
             }),
             _ => None,
         };

@@ -71,36 +71,18 @@ fn http_clients(config: &Config) -> HashMap<String, reqwest::Client> {
     out
 }
 
-/// Runs until `stop` turns true, finishing the deliveries under way first.
+/// Runs until `stop` turns true; then drains: every pending delivery gets one more attempt,
+/// its wait cut short, for at most `delivery.drain` (the rest wait in the store for the next
+/// start).
 pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     let clients = Arc::new(http_clients(&gw.config));
     loop {
         if *stop.borrow() {
-            return;
+            break;
         }
-        let outbox = gw.outbox.clone();
-        let now = OffsetDateTime::now_utc();
-        let due = match tokio::task::spawn_blocking(move || outbox.due(now, BATCH)).await {
-            Ok(Ok(due)) => due,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "the outbox cannot be read");
-                Vec::new()
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "the outbox reader failed");
-                Vec::new()
-            }
-        };
-        let full = due.len() == BATCH;
-        let mut under_way = tokio::task::JoinSet::new();
-        for item in due {
-            under_way.spawn(deliver(gw.clone(), clients.clone(), item));
-        }
-        let mut store_ok = true;
-        while let Some(done) = under_way.join_next().await {
-            store_ok &= done.unwrap_or(false);
-        }
-        if full && store_ok {
+        let (count, store_ok) =
+            pass(&gw, &clients, OffsetDateTime::now_utc(), &mut Vec::new()).await;
+        if count == BATCH && store_ok {
             continue;
         }
         tokio::select! {
@@ -109,6 +91,60 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(POLL) => {}
         }
     }
+    let drained = tokio::time::timeout(gw.config.delivery.drain, async {
+        let mut tried = Vec::new();
+        loop {
+            // Due by now or later: a stop does not wait out a backoff.
+            let horizon = OffsetDateTime::now_utc() + time::Duration::days(3650);
+            let (count, store_ok) = pass(&gw, &clients, horizon, &mut tried).await;
+            if count == 0 || !store_ok {
+                return;
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "the outbox was not drained within delivery.drain; the rest waits in the store"
+        );
+    }
+}
+
+/// One pass over what is due at `at`, skipping deliveries already in `tried` (which grows):
+/// how many were tried, and whether the store took every update.
+async fn pass(
+    gw: &Arc<Gateway>,
+    clients: &Arc<HashMap<String, reqwest::Client>>,
+    at: OffsetDateTime,
+    tried: &mut Vec<i64>,
+) -> (usize, bool) {
+    let outbox = gw.outbox.clone();
+    let due = match tokio::task::spawn_blocking(move || outbox.due(at, BATCH)).await {
+        Ok(Ok(due)) => due,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "the outbox cannot be read");
+            return (0, false);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the outbox reader failed");
+            return (0, false);
+        }
+    };
+    let fresh: Vec<Due> = due
+        .into_iter()
+        .filter(|d| !tried.contains(&d.seq))
+        .collect();
+    let mut under_way = tokio::task::JoinSet::new();
+    for item in fresh {
+        tried.push(item.seq);
+        under_way.spawn(deliver(gw.clone(), clients.clone(), item));
+    }
+    let count = under_way.len();
+    let mut store_ok = true;
+    while let Some(done) = under_way.join_next().await {
+        store_ok &= done.unwrap_or(false);
+    }
+    (count, store_ok)
 }
 
 /// How one attempt went.

@@ -472,3 +472,46 @@ async fn an_event_accepted_before_a_sigkill_is_delivered_once_after_the_restart(
     st_sim.shutdown().await;
     af.shutdown().await;
 }
+
+/// A stop drains the outbox: a delivery waiting out a long backoff gets one more attempt
+/// before the gateway exits, and the case system has it.
+#[tokio::test]
+async fn a_stop_drains_the_outbox() {
+    let (st_sim, gb_sim) = (kommun_sim(0, None).await, kommun_sim(0, None).await);
+    st_sim.state.set(Lage::Fel);
+    let (st_url, gb_url) = (st_sim.url(), gb_sim.url());
+    let s = harness::start_custom(
+        move |c, _| {
+            c.endpoints.get_mut("stockholm").unwrap().url = st_url;
+            c.endpoints.get_mut("goteborg").unwrap().url = gb_url;
+            // After the first failure it would wait an hour.
+            c.delivery.first_retry = Duration::from_secs(3600);
+            c.delivery.max_retry = Duration::from_secs(3600);
+        },
+        true,
+    )
+    .await;
+    answer(
+        &s.st
+            .call(
+                &s.st_token(),
+                &following(s.st_fraga(sim::REGISTRERAD), "EB-1"),
+            )
+            .await
+            .unwrap(),
+    );
+    push(&s.inner.af_url(), vec![event(E1, sim::REGISTRERAD, 1)]).await;
+    let store = s.audit_store();
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    until("the first attempt has failed", || {
+        conn.query_row("SELECT attempts FROM outbox", [], |r| r.get::<_, i64>(0))
+            .is_ok_and(|n| n >= 1)
+    })
+    .await;
+    st_sim.state.set(Lage::Ok);
+    let _data = s.stop().await;
+    assert_eq!(st_sim.state.received().len(), 1, "delivered while stopping");
+    assert_eq!(outbox_states(&store), [("delivered".into(), None)]);
+    st_sim.shutdown().await;
+    gb_sim.shutdown().await;
+}
