@@ -11,7 +11,7 @@ use brygga::audit::{Action, Record};
 use brygga::client::{KommunClient, TokenMinter};
 use brygga::codec::soap;
 use brygga::config::Config;
-use brygga::demo::{DemoFiles, example_clients};
+use brygga::demo::{DemoFiles, ExampleClient, example_clients};
 use brygga::model::*;
 use brygga::sim::{self, SimSettings};
 use sha2::{Digest, Sha256};
@@ -451,47 +451,72 @@ pub fn spawn_gateway(config: &Path) -> Process {
     }
 }
 
-/// SIGKILL while a case system sends requests, five times: every request that got an answer
-/// with data has its record, and the chain verifies after each restart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_answered_request_survives_sigkill() {
-    let files = DemoFiles::default();
-    let mut sim_settings = SimSettings::load(&files.sim_config).unwrap();
-    sim_settings.bind = "127.0.0.1:0".parse().unwrap();
-    let af = sim::start(sim_settings).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("audit.db");
-    let config_file = config_with_store(&store, Some(af.addr.port()));
-    let config = Config::load(config_file.path()).unwrap();
-    let clients = example_clients(&config, &files.certs);
-    let sthlm = &clients[0];
-    let minter =
-        TokenMinter::load(&sthlm.idp_key, &sthlm.issuer, &config.token_rules.audience).unwrap();
-    let token = minter
-        .token(&sthlm.handlaggare, "0180", "EKB-BESLUT")
-        .unwrap();
+/// A `brygga serve` setting for Stockholm's case system: an AF simulator, a store in a
+/// temporary directory, the configuration pointing at both, and a Stockholm token.
+pub struct ServeSetup {
+    pub af: sim::RunningSim,
+    /// Holds the store; removed when the setting is dropped.
+    pub _dir: tempfile::TempDir,
+    pub store: PathBuf,
+    pub config_file: tempfile::NamedTempFile,
+    pub sthlm: ExampleClient,
+    pub token: String,
+}
 
-    let mut answered: Vec<String> = Vec::new();
-    for round in 0..5 {
-        let mut gw = spawn_gateway(config_file.path());
-        let client = KommunClient::new(
-            &gw.url,
-            &files.certs.join("kommun-ca.pem"),
-            Some((&sthlm.cert, &sthlm.key)),
+impl ServeSetup {
+    /// With AF answering after `latency`, and the configuration rewritten by `adjust`.
+    pub async fn start(
+        latency: Duration,
+        adjust: impl FnOnce(&Path, u16) -> tempfile::NamedTempFile,
+    ) -> Self {
+        let files = DemoFiles::default();
+        let mut sim_settings = SimSettings::load(&files.sim_config).unwrap();
+        sim_settings.bind = "127.0.0.1:0".parse().unwrap();
+        sim_settings.faults.latency = latency;
+        let af = sim::start(sim_settings).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("audit.db");
+        let config_file = adjust(&store, af.addr.port());
+        let config = Config::load(config_file.path()).unwrap();
+        let sthlm = example_clients(&config, &files.certs).remove(0);
+        let token = TokenMinter::load(&sthlm.idp_key, &sthlm.issuer, &config.token_rules.audience)
+            .unwrap()
+            .token(&sthlm.handlaggare, "0180", "EKB-BESLUT")
+            .unwrap();
+        Self {
+            af,
+            _dir: dir,
+            store,
+            config_file,
+            sthlm,
+            token,
+        }
+    }
+
+    /// Stockholm's case system talking to the gateway at `url`.
+    pub fn case_system(&self, url: &str) -> KommunClient {
+        KommunClient::new(
+            url,
+            &DemoFiles::default().certs.join("kommun-ca.pem"),
+            Some((&self.sthlm.cert, &self.sthlm.key)),
         )
-        .unwrap();
-        let stop_at = Instant::now() + Duration::from_millis(400);
+        .unwrap()
+    }
+
+    /// Eight senders asking about the registered person until the gateway is gone (or 20 s);
+    /// each returns the Korrelationsid, as recorded, of every answer with data.
+    fn senders(&self, url: &str) -> tokio::task::JoinSet<Vec<String>> {
+        let client = self.case_system(url);
         let mut senders = tokio::task::JoinSet::new();
         for _ in 0..8 {
-            let (client, token) = (client.clone(), token.clone());
+            let (client, token) = (client.clone(), self.token.clone());
             let (orgnr, namn, hl) = (
-                sthlm.orgnr.clone(),
-                sthlm.namn.clone(),
-                sthlm.handlaggare.clone(),
+                self.sthlm.orgnr.clone(),
+                self.sthlm.namn.clone(),
+                self.sthlm.handlaggare.clone(),
             );
             senders.spawn(async move {
-                let mut ok = Vec::new();
-                // Until the gateway is gone (the kill), or a bound in time if it never is.
+                let mut answered = Vec::new();
                 let give_up = Instant::now() + Duration::from_secs(20);
                 while Instant::now() < give_up {
                     let fraga = brygga::client::example_fraga(
@@ -505,19 +530,47 @@ async fn every_answered_request_survives_sigkill() {
                     let req = KommunRequest::HamtaArbetssokandeStatus(fraga);
                     match client.call(&token, &req).await {
                         Ok(a) if a.status == http::StatusCode::OK => {
-                            if let Ok(soap::KommunResponse::Answer(KommunAnswer::Status(s))) =
+                            if let Ok(soap::KommunResponse::Answer(KommunAnswer::Status(st))) =
                                 a.decode()
                             {
-                                ok.push(brygga::audit::recorded_korrelationsid(&s.korrelationsid));
+                                answered.push(brygga::audit::recorded_korrelationsid(
+                                    &st.korrelationsid,
+                                ));
                             }
                         }
                         Ok(_) => {}
                         Err(_) => break,
                     }
                 }
-                ok
+                answered
             });
         }
+        senders
+    }
+}
+
+/// Every answered request that has no record in the store.
+fn unrecorded<'a>(store: &Path, answered: &'a [String]) -> Vec<&'a String> {
+    let ids: std::collections::HashSet<String> = records(store)
+        .into_iter()
+        .map(|r| r.entry.korrelationsid)
+        .collect();
+    answered.iter().filter(|k| !ids.contains(*k)).collect()
+}
+
+/// SIGKILL while a case system sends requests, five times: every request that got an answer
+/// with data has its record, and the chain verifies after each restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_request_survives_sigkill() {
+    let setup = ServeSetup::start(Duration::ZERO, |store, port| {
+        config_with_store(store, Some(port))
+    })
+    .await;
+    let mut answered: Vec<String> = Vec::new();
+    for round in 0..5 {
+        let mut gw = spawn_gateway(setup.config_file.path());
+        let stop_at = Instant::now() + Duration::from_millis(400);
+        let mut senders = setup.senders(&gw.url);
         tokio::time::sleep_until(stop_at.into()).await;
         gw.child.kill().unwrap(); // SIGKILL
         gw.child.wait().unwrap();
@@ -530,12 +583,8 @@ async fn every_answered_request_survives_sigkill() {
         assert!(this_round > 0, "round {round}: some requests were answered");
 
         // Restarted on the same store: the chain continues and holds every answered request.
-        let v = verify(&store).unwrap_or_else(|t| panic!("round {round}: {t}"));
-        let ids: std::collections::HashSet<String> = records(&store)
-            .into_iter()
-            .map(|r| r.entry.korrelationsid)
-            .collect();
-        let lost: Vec<_> = answered.iter().filter(|k| !ids.contains(*k)).collect();
+        let v = verify(&setup.store).unwrap_or_else(|t| panic!("round {round}: {t}"));
+        let lost = unrecorded(&setup.store, &answered);
         assert!(
             lost.is_empty(),
             "round {round}: {} answered request(s) have no record: {lost:?}",
@@ -544,11 +593,11 @@ async fn every_answered_request_survives_sigkill() {
         assert!(v.records as usize >= answered.len());
     }
     // One more start after the last kill: the store opens and serves.
-    let mut gw = spawn_gateway(config_file.path());
+    let mut gw = spawn_gateway(setup.config_file.path());
     gw.child.kill().unwrap();
     gw.child.wait().unwrap();
-    verify(&store).unwrap();
-    af.shutdown().await;
+    verify(&setup.store).unwrap();
+    setup.af.shutdown().await;
 }
 
 /// SIGTERM while a case system sends: the gateway stops accepting, lets the requests under way
@@ -556,62 +605,13 @@ async fn every_answered_request_survives_sigkill() {
 /// last checkpoint written at the stop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_no_answered_record() {
-    let files = DemoFiles::default();
-    let mut sim_settings = SimSettings::load(&files.sim_config).unwrap();
-    sim_settings.bind = "127.0.0.1:0".parse().unwrap();
     // AF takes a little while, so requests are under way when the signal comes.
-    sim_settings.faults.latency = Duration::from_millis(50);
-    let af = sim::start(sim_settings).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("audit.db");
-    let config_file = config_with_store(&store, Some(af.addr.port()));
-    let config = Config::load(config_file.path()).unwrap();
-    let sthlm = &example_clients(&config, &files.certs)[0];
-    let token = TokenMinter::load(&sthlm.idp_key, &sthlm.issuer, &config.token_rules.audience)
-        .unwrap()
-        .token(&sthlm.handlaggare, "0180", "EKB-BESLUT")
-        .unwrap();
-    let mut gw = spawn_gateway(config_file.path());
-    let client = KommunClient::new(
-        &gw.url,
-        &files.certs.join("kommun-ca.pem"),
-        Some((&sthlm.cert, &sthlm.key)),
-    )
-    .unwrap();
-    let mut senders = tokio::task::JoinSet::new();
-    for _ in 0..8 {
-        let (client, token) = (client.clone(), token.clone());
-        let s = (
-            sthlm.orgnr.clone(),
-            sthlm.namn.clone(),
-            sthlm.handlaggare.clone(),
-        );
-        senders.spawn(async move {
-            let mut answered = Vec::new();
-            let give_up = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < give_up {
-                let fraga =
-                    brygga::client::example_fraga(&s.0, &s.1, &s.2, sim::REGISTRERAD, "EKB-BESLUT")
-                        .unwrap();
-                match client
-                    .call(&token, &KommunRequest::HamtaArbetssokandeStatus(fraga))
-                    .await
-                {
-                    Ok(a) if a.status == http::StatusCode::OK => {
-                        if let Ok(soap::KommunResponse::Answer(KommunAnswer::Status(st))) =
-                            a.decode()
-                        {
-                            answered
-                                .push(brygga::audit::recorded_korrelationsid(&st.korrelationsid));
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-            answered
-        });
-    }
+    let setup = ServeSetup::start(Duration::from_millis(50), |store, port| {
+        config_with_store(store, Some(port))
+    })
+    .await;
+    let mut gw = spawn_gateway(setup.config_file.path());
+    let mut senders = setup.senders(&gw.url);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let term = Command::new("kill")
         .args(["-TERM", &gw.child.id().to_string()])
@@ -625,13 +625,9 @@ async fn sigterm_under_load_loses_no_answered_record() {
         answered.extend(r.unwrap());
     }
     assert!(answered.len() > 8, "{} answered", answered.len());
-    let v = verify(&store).unwrap();
-    let ids: std::collections::HashSet<String> = records(&store)
-        .into_iter()
-        .map(|r| r.entry.korrelationsid)
-        .collect();
-    let lost: Vec<_> = answered.iter().filter(|k| !ids.contains(*k)).collect();
+    let v = verify(&setup.store).unwrap();
+    let lost = unrecorded(&setup.store, &answered);
     assert!(lost.is_empty(), "{} answered without a record", lost.len());
     assert_eq!(v.signed_through, v.records, "the stop signed the head");
-    af.shutdown().await;
+    setup.af.shutdown().await;
 }

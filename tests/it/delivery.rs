@@ -1,20 +1,18 @@
 //! AF's events reaching the case systems: delivered to the subscriber only, in order, after the
 //! receiver comes back, once after the gateway is killed, and given up after the maximum age.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use brygga::audit::{Action, Record};
-use brygga::client::{KommunClient, TokenMinter};
-use brygga::config::Config;
-use brygga::demo::{DemoFiles, example_clients};
+use brygga::client::KommunClient;
 use brygga::kommun_sim::{self, KommunSimSettings, Lage, RunningKommunSim, SimState};
 use brygga::model::*;
-use brygga::sim::{self, SimSettings};
+use brygga::sim;
 use serde_json::{Value, json};
 
-use crate::audit::{config_with_store, spawn_gateway};
+use crate::audit::{ServeSetup, config_with_store, spawn_gateway};
 use crate::harness::{self, Stack, answer};
 
 fn sim_settings(port: u16) -> KommunSimSettings {
@@ -64,6 +62,19 @@ fn following(f: Fraga, arende: &str) -> KommunRequest {
         tidsperiod: Tidsperiod::new(today, today + time::Duration::days(30)).unwrap(),
         ..f
     })
+}
+
+/// Stockholm subscribes to the registered person in case EB-1.
+async fn stockholm_follows(s: &Stack) {
+    answer(
+        &s.st
+            .call(
+                &s.st_token(),
+                &following(s.st_fraga(sim::REGISTRERAD), "EB-1"),
+            )
+            .await
+            .unwrap(),
+    );
 }
 
 fn af_sender(url: &str) -> KommunClient {
@@ -131,15 +142,7 @@ const E3: &str = "11111111-aaaa-4bbb-8ccc-000000000003";
 async fn the_subscriber_gets_the_event_and_the_other_municipality_does_not() {
     let (st_sim, gb_sim) = (kommun_sim(0, None).await, kommun_sim(0, None).await);
     let s = stack(&st_sim, &gb_sim, Duration::from_secs(3600)).await;
-    answer(
-        &s.st
-            .call(
-                &s.st_token(),
-                &following(s.st_fraga(sim::REGISTRERAD), "EB-1"),
-            )
-            .await
-            .unwrap(),
-    );
+    stockholm_follows(&s).await;
     // Göteborg follows someone else.
     let gb_token = s
         .gb_idp
@@ -214,15 +217,7 @@ async fn the_subscriber_gets_the_event_and_the_other_municipality_does_not() {
 async fn a_receiver_that_was_away_gets_everything_in_order_when_it_returns() {
     let (st_sim, gb_sim) = (kommun_sim(0, None).await, kommun_sim(0, None).await);
     let s = stack(&st_sim, &gb_sim, Duration::from_secs(3600)).await;
-    answer(
-        &s.st
-            .call(
-                &s.st_token(),
-                &following(s.st_fraga(sim::REGISTRERAD), "EB-1"),
-            )
-            .await
-            .unwrap(),
-    );
+    stockholm_follows(&s).await;
     // The case system goes away.
     let (port, remembered) = (st_sim.addr.port(), st_sim.state.clone());
     st_sim.shutdown().await;
@@ -279,15 +274,7 @@ async fn a_delivery_is_given_up_after_its_maximum_age() {
     let (st_sim, gb_sim) = (kommun_sim(0, None).await, kommun_sim(0, None).await);
     st_sim.state.set(Lage::Fel);
     let s = stack(&st_sim, &gb_sim, Duration::from_millis(400)).await;
-    answer(
-        &s.st
-            .call(
-                &s.st_token(),
-                &following(s.st_fraga(sim::REGISTRERAD), "EB-1"),
-            )
-            .await
-            .unwrap(),
-    );
+    stockholm_follows(&s).await;
     push(&s.inner.af_url(), vec![event(E1, sim::REGISTRERAD, 1)]).await;
     let store = s.audit_store();
     until("it is given up", || {
@@ -408,41 +395,30 @@ fn config_delivering_to(store: &Path, af_port: u16, port: u16) -> tempfile::Name
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_accepted_before_a_sigkill_is_delivered_once_after_the_restart() {
-    let files = DemoFiles::default();
-    let mut af_settings = SimSettings::load(&files.sim_config).unwrap();
-    af_settings.bind = "127.0.0.1:0".parse().unwrap();
-    let af = sim::start(af_settings).await.unwrap();
     let st_sim = kommun_sim(0, None).await;
     // Refuses for now, so the event is still in the outbox when the gateway dies.
     st_sim.state.set(Lage::Fel);
-    let dir = tempfile::tempdir().unwrap();
-    let store: PathBuf = dir.path().join("audit.db");
-    let config_file = config_delivering_to(&store, af.addr.port(), st_sim.addr.port());
-    let config = Config::load(config_file.path()).unwrap();
-    let sthlm = &example_clients(&config, &files.certs)[0];
-    let token = TokenMinter::load(&sthlm.idp_key, &sthlm.issuer, &config.token_rules.audience)
-        .unwrap()
-        .token(&sthlm.handlaggare, "0180", "EKB-BESLUT")
-        .unwrap();
+    let port = st_sim.addr.port();
+    let setup = ServeSetup::start(Duration::ZERO, |store, af_port| {
+        config_delivering_to(store, af_port, port)
+    })
+    .await;
+    let (store, config_file) = (&setup.store, &setup.config_file);
 
     let mut gw = spawn_gateway(config_file.path());
-    let case_system = KommunClient::new(
-        &gw.url,
-        &files.certs.join("kommun-ca.pem"),
-        Some((&sthlm.cert, &sthlm.key)),
-    )
-    .unwrap();
+    let s = &setup.sthlm;
     let f = brygga::client::example_fraga(
-        &sthlm.orgnr,
-        &sthlm.namn,
-        &sthlm.handlaggare,
+        &s.orgnr,
+        &s.namn,
+        &s.handlaggare,
         sim::REGISTRERAD,
         "EKB-BESLUT",
     )
     .unwrap();
     answer(
-        &case_system
-            .call(&token, &following(f, "EB-1"))
+        &setup
+            .case_system(&gw.url)
+            .call(&setup.token, &following(f, "EB-1"))
             .await
             .unwrap(),
     );
@@ -458,7 +434,7 @@ async fn an_event_accepted_before_a_sigkill_is_delivered_once_after_the_restart(
     })
     .await;
     until("the outbox has it delivered", || {
-        outbox_states(&store)
+        outbox_states(store)
             .first()
             .is_some_and(|(st, _)| st == "delivered")
     })
@@ -470,7 +446,7 @@ async fn an_event_accepted_before_a_sigkill_is_delivered_once_after_the_restart(
     again.child.kill().unwrap();
     again.child.wait().unwrap();
     st_sim.shutdown().await;
-    af.shutdown().await;
+    setup.af.shutdown().await;
 }
 
 /// A stop drains the outbox: a delivery waiting out a long backoff gets one more attempt
@@ -491,15 +467,7 @@ async fn a_stop_drains_the_outbox() {
         true,
     )
     .await;
-    answer(
-        &s.st
-            .call(
-                &s.st_token(),
-                &following(s.st_fraga(sim::REGISTRERAD), "EB-1"),
-            )
-            .await
-            .unwrap(),
-    );
+    stockholm_follows(&s).await;
     push(&s.inner.af_url(), vec![event(E1, sim::REGISTRERAD, 1)]).await;
     let store = s.audit_store();
     let conn = rusqlite::Connection::open(&store).unwrap();
