@@ -48,6 +48,8 @@ pub struct BenchOptions {
 enum Scenario {
     Direct,
     Gateway,
+    /// The same gateway with `limits.enforce_rate_limits = false`: what the limits cost.
+    GatewayNoLimits,
     Nginx,
 }
 
@@ -56,6 +58,7 @@ impl Scenario {
         match self {
             Scenario::Direct => "direct",
             Scenario::Gateway => "gateway",
+            Scenario::GatewayNoLimits => "gateway_no_limits",
             Scenario::Nginx => "nginx",
         }
     }
@@ -415,30 +418,35 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
     )?;
     let sim_port = port_of(sim_info["af_sim_url"].as_str().unwrap_or(""))?;
 
-    // The gateway, pointed at it.
-    // The bench measures the path, not the limits: they are lifted out of reach.
-    let gw_text = crate::demo::on_free_ports_unlimited(&absolute_paths(
+    // The gateway, pointed at it, twice: with every limit checked (set out of reach, so the
+    // bench measures the path) and with the limits off, each with its own store.
+    let example = crate::demo::on_free_ports_unlimited(&absolute_paths(
         &std::fs::read_to_string(&opts.files.config).map_err(|e| e.to_string())?,
         &certs,
     ))
     .replace(
-        "\"../data/audit.db\"",
-        &format!("{:?}", dir.join("audit.db").display().to_string()),
-    )
-    .replace(
         "https://localhost:9443",
         &format!("https://localhost:{sim_port}"),
     );
-    std::fs::write(dir.join("gateway.toml"), gw_text).map_err(|e| e.to_string())?;
-    let (gateway, gw_info) = spawn_brygga(
-        &[
-            "serve",
-            "--config",
-            &dir.join("gateway.toml").to_string_lossy(),
-        ],
-        &dir.join("gateway.log"),
-    )?;
-    let gw_port = port_of(gw_info["kommun_url"].as_str().unwrap_or(""))?;
+    let start_gateway = |name: &str, limits_on: bool| {
+        let mut text = example.replace(
+            "\"../data/audit.db\"",
+            &format!("{:?}", dir.join(format!("{name}.db")).display().to_string()),
+        );
+        if !limits_on {
+            text = text.replace("[limits]\n", "[limits]\nenforce_rate_limits = false\n");
+        }
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(&config, text).map_err(|e| e.to_string())?;
+        let (proc, info) = spawn_brygga(
+            &["serve", "--config", &config.to_string_lossy()],
+            &dir.join(format!("{name}.log")),
+        )?;
+        let port = port_of(info["kommun_url"].as_str().unwrap_or(""))?;
+        Ok::<_, String>((proc, port))
+    };
+    let (gateway, gw_port) = start_gateway("gateway", true)?;
+    let (gateway_no_limits, gw_nl_port) = start_gateway("gateway-no-limits", false)?;
 
     // nginx as a bare mTLS reverse proxy in front of the same simulator.
     let nginx = if opts.nginx {
@@ -516,8 +524,20 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
                 path: crate::exchange::KOMMUN_PATH,
                 content_type: "text/xml; charset=utf-8",
                 authorization: format!("Bearer {jwt}"),
-                bodies: soap_bodies,
+                bodies: soap_bodies.clone(),
                 server_pids: vec![gateway.0.id()],
+            }),
+        ),
+        (
+            Scenario::GatewayNoLimits,
+            Arc::new(Target {
+                addr: localhost(gw_nl_port),
+                tls: kommun_tls.clone(),
+                path: crate::exchange::KOMMUN_PATH,
+                content_type: "text/xml; charset=utf-8",
+                authorization: format!("Bearer {jwt}"),
+                bodies: soap_bodies,
+                server_pids: vec![gateway_no_limits.0.id()],
             }),
         ),
     ];
@@ -568,6 +588,7 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
     drop(targets);
     drop(nginx);
     drop(gateway);
+    drop(gateway_no_limits);
     drop(sim);
 
     let mut scenarios = serde_json::Map::new();
@@ -611,6 +632,7 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
         "ratios": {
             "gateway_over_direct_rps": ratio(rps(Scenario::Gateway), rps(Scenario::Direct)),
             "gateway_over_nginx_rps": ratio(rps(Scenario::Gateway), rps(Scenario::Nginx)),
+            "limits_on_over_off_rps": ratio(rps(Scenario::Gateway), rps(Scenario::GatewayNoLimits)),
             "gateway_minus_direct_p99_ms": p99(Scenario::Gateway).zip(p99(Scenario::Direct)).map(|(g, d)| g - d),
         },
     });
@@ -634,7 +656,7 @@ fn print_human(r: &serde_json::Value) {
         o["cores"],
     );
     println!(
-        "{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>14}",
+        "{:<17} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>14}",
         "scenario", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "errors", "CPU s/1000 req"
     );
     if let Some(s) = r["scenarios"].as_object() {
@@ -644,7 +666,7 @@ fn print_human(r: &serde_json::Value) {
                 .map(|e| e.values().filter_map(|v| v.as_u64()).sum())
                 .unwrap_or(0);
             println!(
-                "{:<8} {:>9.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>14.3}",
+                "{:<17} {:>9.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>14.3}",
                 name,
                 f["rps"].as_f64().unwrap_or(0.0),
                 f["p50_ms"].as_f64().unwrap_or(0.0),
@@ -663,9 +685,10 @@ fn print_human(r: &serde_json::Value) {
             .unwrap_or_else(|| "-".into())
     };
     println!(
-        "gateway/direct req/s {}   gateway/nginx req/s {}   gateway p99 - direct p99 {} ms",
+        "gateway/direct req/s {}   gateway/nginx req/s {}   limits on/off req/s {}   gateway p99 - direct p99 {} ms",
         show(&ratios["gateway_over_direct_rps"]),
         show(&ratios["gateway_over_nginx_rps"]),
+        show(&ratios["limits_on_over_off_rps"]),
         show(&ratios["gateway_minus_direct_p99_ms"]),
     );
 }

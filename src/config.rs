@@ -221,6 +221,14 @@ pub struct LimitsFile {
     /// Connections open at once with one client certificate.
     #[serde(default = "default_max_per_certificate")]
     pub max_connections_per_certificate: usize,
+    /// `false` turns off the rate, concurrency and AF-quota limits (not the connection caps,
+    /// deadlines or sizes): only for measuring what the limits cost (`brygga bench`).
+    #[serde(default = "default_true")]
+    pub enforce_rate_limits: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_operation_deadline() -> Duration {
@@ -247,6 +255,7 @@ impl Default for LimitsFile {
             operation_deadline: default_operation_deadline(),
             max_connections: default_max_connections(),
             max_connections_per_certificate: default_max_per_certificate(),
+            enforce_rate_limits: true,
         }
     }
 }
@@ -284,6 +293,14 @@ pub struct AfFile {
     /// once more within its deadline, while these retries stay within this rate.
     #[serde(default = "default_retry_budget")]
     pub retry_budget: crate::limit::Rate,
+    /// Calls to AF under way at once, so connections to AF: one more waits for a free one
+    /// within its deadline (then 504 `AF_TIDSGRANS`).
+    #[serde(default = "default_af_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_af_max_connections() -> u32 {
+    100
 }
 
 fn default_af_timeout() -> Duration {
@@ -585,6 +602,7 @@ pub struct AfSettings {
     pub breaker_failures: u32,
     pub breaker_open: Duration,
     pub retry_budget: Option<crate::limit::Configured>,
+    pub max_connections: u32,
 }
 
 /// A secret whose `Debug` never shows it.
@@ -921,6 +939,9 @@ impl Config {
         }
         c.positive("af.breaker_open", f.af.breaker_open);
         let retry_budget = c.rate("af.retry_budget".into(), f.af.retry_budget);
+        if !(1..=10_000).contains(&f.af.max_connections) {
+            c.fail("af.max_connections", "must be from 1 to 10000");
+        }
         if !(1..=1000).contains(&f.af.breaker_failures) {
             c.fail("af.breaker_failures", "must be from 1 to 1000");
         }
@@ -1279,6 +1300,7 @@ impl Config {
                         breaker_failures: f.af.breaker_failures,
                         breaker_open: f.af.breaker_open,
                         retry_budget,
+                        max_connections: f.af.max_connections,
                     },
                     jwks_refresh: f.jwt.jwks_refresh,
                     token_rules: crate::identity::TokenRules {

@@ -80,8 +80,16 @@ pub struct Limiter<C: Clock + Clone = DefaultClock> {
 }
 
 impl Limiter<DefaultClock> {
+    /// The configured limits, or none when `limits.enforce_rate_limits` is off.
     pub fn new(config: &Config) -> Self {
-        Self::with_clock(config, DefaultClock::default())
+        if config.limits.enforce_rate_limits {
+            Self::with_clock(config, DefaultClock::default())
+        } else {
+            tracing::warn!(
+                "limits.enforce_rate_limits = false: no rate, concurrency or AF-quota limits hold"
+            );
+            Self::from_rules(Vec::new(), None, DefaultClock::default())
+        }
     }
 }
 

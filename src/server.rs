@@ -57,6 +57,11 @@ impl Default for ConnLimits {
     }
 }
 
+/// Header fields in one request head: SOAP and the events API need a dozen.
+pub const MAX_HEADER_FIELDS: usize = 100;
+/// Bytes of one request head (HTTP/1.1) or header list (HTTP/2).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 pub type HttpResponse = Response<Full<Bytes>>;
 
 /// A listener's TLS configuration, swapped whole on reload: each new connection takes the
@@ -86,7 +91,7 @@ where
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
             .max_concurrent_streams(100)
-            .max_header_list_size(64 * 1024)
+            .max_header_list_size(MAX_HEAD_BYTES as u32)
             // A peer that stops answering pings is gone: free its connection.
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .keep_alive_timeout(Duration::from_secs(10));
@@ -109,7 +114,10 @@ where
         // hyper enforces header_read_timeout only with a timer (slowloris otherwise holds on).
         b.timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(64 * 1024);
+            // A head of more fields or more bytes is refused with 431 before it is parsed.
+            .max_headers(MAX_HEADER_FIELDS)
+            .max_header_size(MAX_HEAD_BYTES)
+            .max_buf_size(MAX_HEAD_BYTES);
         watcher.watch(b.serve_connection(io, service)).await
     };
     if let Err(e) = result {

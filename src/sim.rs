@@ -123,6 +123,27 @@ pub struct SimStats {
     pub last_caller: Mutex<Option<(String, String)>>,
     /// While true, every data request and health check is answered 503 (AF is down).
     pub down: std::sync::atomic::AtomicBool,
+    /// Data requests being answered now, and the most at once: over HTTP/1.1 each holds a
+    /// connection of its own.
+    pub in_flight: AtomicU64,
+    pub peak_in_flight: AtomicU64,
+}
+
+/// Counts a data request as under way while it lives.
+struct InFlight<'a>(&'a SimStats);
+
+impl<'a> InFlight<'a> {
+    fn enter(stats: &'a SimStats) -> Self {
+        let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(stats)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 struct Sim {
@@ -365,6 +386,7 @@ fn check_headers(sim: &Sim, req: &Request<Incoming>) -> Result<(), Box<HttpRespo
 /// answer for the path.
 async fn data(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
     let n = sim.stats.data_requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let _in_flight = InFlight::enter(&sim.stats);
     if let Err(r) = check_headers(sim, &req) {
         return *r;
     }

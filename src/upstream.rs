@@ -74,6 +74,9 @@ pub struct AfClient {
     retries: Option<governor::DefaultDirectRateLimiter>,
     /// Retries made, for tests and metrics.
     pub retry_count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// One permit per call under way: hyper-util's pool has no total cap, so this bounds
+    /// the connections to AF (`af.max_connections`).
+    calls: tokio::sync::Semaphore,
 }
 
 /// The calls that only read: tried once more when AF could not be reached. A plan reported
@@ -113,7 +116,7 @@ impl AfClient {
             .wrap_connector(connector);
         let pool = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(settings.max_connections as usize)
             .build(https);
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
@@ -137,6 +140,7 @@ impl AfClient {
             .retry_budget
             .map(|b| governor::RateLimiter::direct(b.quota));
         Ok(Self {
+            calls: tokio::sync::Semaphore::new(settings.max_connections as usize),
             breaker,
             retries,
             retry_count: std::sync::Arc::default(),
@@ -206,6 +210,11 @@ impl AfClient {
         Ok(t.access_token)
     }
 
+    /// Calls to AF under way now.
+    pub fn calls_in_flight(&self) -> usize {
+        (self.settings.max_connections as usize).saturating_sub(self.calls.available_permits())
+    }
+
     async fn forget_token(&self) {
         *self.token.lock().await = None;
     }
@@ -270,47 +279,51 @@ impl AfClient {
         let uri: http::Uri = format!("{}{}", self.settings.base_url, path)
             .parse()
             .map_err(|_| UpstreamError::Unreachable("the AF URL is not a valid URI".into()))?;
-        let call = async {
-            for attempt in 0..2 {
-                let token = self.token().await?;
-                let req = http::Request::post(uri.clone())
-                    .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .header("AF-TrackingId", tracking_id.to_string())
-                    .header("AF-SystemId", &self.system_id)
-                    .header("AF-EndUserId", end_user)
-                    .header("AF-Environment", &self.environment)
-                    .body(Full::new(body.clone()))
-                    .map_err(|e| UpstreamError::Unreachable(format!("request: {e}")))?;
-                let resp = self
-                    .pool
-                    .request(req)
-                    .await
-                    .map_err(|e| UpstreamError::Unreachable(crate::error::error_chain(&e)))?;
-                let status = resp.status();
-                if status == StatusCode::UNAUTHORIZED && attempt == 0 {
-                    self.forget_token().await;
-                    continue;
+        let call =
+            async {
+                // Waiting for a free connection counts against the deadline.
+                let _permit = self.calls.acquire().await.map_err(|_| {
+                    UpstreamError::Unreachable("the AF client is shutting down".into())
+                })?;
+                for attempt in 0..2 {
+                    let token = self.token().await?;
+                    let req = http::Request::post(uri.clone())
+                        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .header("AF-TrackingId", tracking_id.to_string())
+                        .header("AF-SystemId", &self.system_id)
+                        .header("AF-EndUserId", end_user)
+                        .header("AF-Environment", &self.environment)
+                        .body(Full::new(body.clone()))
+                        .map_err(|e| UpstreamError::Unreachable(format!("request: {e}")))?;
+                    let resp =
+                        self.pool.request(req).await.map_err(|e| {
+                            UpstreamError::Unreachable(crate::error::error_chain(&e))
+                        })?;
+                    let status = resp.status();
+                    if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                        self.forget_token().await;
+                        continue;
+                    }
+                    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                        return Err(UpstreamError::Credentials(status.as_u16()));
+                    }
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        let after = resp
+                            .headers()
+                            .get(http::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .map(|s| s.min(3600));
+                        return Err(UpstreamError::Busy(after));
+                    }
+                    if !status.is_success() {
+                        return Err(UpstreamError::Status(status.as_u16()));
+                    }
+                    return read_json(resp).await;
                 }
-                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                    return Err(UpstreamError::Credentials(status.as_u16()));
-                }
-                if status == StatusCode::TOO_MANY_REQUESTS {
-                    let after = resp
-                        .headers()
-                        .get(http::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(|s| s.min(3600));
-                    return Err(UpstreamError::Busy(after));
-                }
-                if !status.is_success() {
-                    return Err(UpstreamError::Status(status.as_u16()));
-                }
-                return read_json(resp).await;
-            }
-            Err(UpstreamError::Credentials(401))
-        };
+                Err(UpstreamError::Credentials(401))
+            };
         tokio::time::timeout(deadline, call)
             .await
             .map_err(|_| UpstreamError::Timeout(deadline))?
@@ -325,6 +338,10 @@ impl AfClient {
         }
         let started = Instant::now();
         let result = tokio::time::timeout(self.settings.timeout, async {
+            let _permit =
+                self.calls.acquire().await.map_err(|_| {
+                    UpstreamError::Unreachable("the AF client is shutting down".into())
+                })?;
             let uri: http::Uri = format!("{}{HEALTH_PATH}", self.settings.base_url)
                 .parse()
                 .map_err(|_| UpstreamError::Unreachable("the AF URL is not a valid URI".into()))?;

@@ -525,7 +525,7 @@ fn bench_runs_every_scenario_and_prints_the_json_line() {
         let last = stdout.lines().last().unwrap_or_default();
         let v: serde_json::Value =
             serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
-        let mut expected = vec!["direct", "gateway"];
+        let mut expected = vec!["direct", "gateway", "gateway_no_limits"];
         if nginx {
             expected.push("nginx");
         }
@@ -545,6 +545,7 @@ fn bench_runs_every_scenario_and_prints_the_json_line() {
             }
         }
         assert!(v["ratios"]["gateway_over_direct_rps"].as_f64().is_some());
+        assert!(v["ratios"]["limits_on_over_off_rps"].as_f64().is_some());
         assert_eq!(v["ratios"]["gateway_over_nginx_rps"].is_number(), nginx);
         if !extra.is_empty() {
             assert_eq!(v["options"]["rate"].as_f64(), Some(200.0));

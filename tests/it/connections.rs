@@ -194,3 +194,202 @@ async fn connections_per_client_certificate_are_capped() {
     drop((second, third, other));
     s.stop().await;
 }
+
+/// A raw HTTP/1.1 connection over TLS as Stockholm's case system.
+async fn raw_stockholm(
+    s: &harness::Stack,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let certs = harness::certs();
+    let mut cfg = brygga::tls::client_config(
+        &brygga::tls::load_certs(&certs.join("kommun-ca.pem")).unwrap(),
+        Some((
+            brygga::tls::load_certs(&s.sthlm.cert).unwrap(),
+            brygga::tls::load_key(&s.sthlm.key).unwrap(),
+        )),
+    )
+    .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(s.inner.gateway.kommun_addr)
+        .await
+        .unwrap();
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Everything the server sends until it closes, or what came within `wait`.
+async fn read_answer(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    wait: Duration,
+) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, tls.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A body that stops arriving is answered 408 LANGSAM_KLIENT at the body deadline.
+#[tokio::test]
+async fn a_body_that_stops_arriving_gets_408() {
+    use tokio::io::AsyncWriteExt;
+    let s = harness::start_custom(
+        |c, _| c.limits.body_read_timeout = Duration::from_millis(300),
+        true,
+    )
+    .await;
+    let mut tls = raw_stockholm(&s).await;
+    let token = s.st_token();
+    let started = Instant::now();
+    let head = format!(
+        "POST /kommun/v1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml; charset=utf-8\r\n\
+         Authorization: Bearer {token}\r\nContent-Length: 2000\r\n\r\n<?xml version=\"1.0\"?>"
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    let answer = read_answer(&mut tls, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("LANGSAM_KLIENT"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(s.af_data_requests(), 0);
+    s.stop().await;
+}
+
+/// Too many header fields, or a head larger than 64 KiB, are refused with 431 before any
+/// of it is looked at, and the connection is closed.
+#[tokio::test]
+async fn too_many_or_too_large_headers_get_431() {
+    use tokio::io::AsyncWriteExt;
+    let s = harness::start().await;
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let huge = format!("X-Big: {}\r\n", "a".repeat(70 * 1024));
+    for extra in [many, huge] {
+        let mut tls = raw_stockholm(&s).await;
+        let head = format!(
+            "POST /kommun/v1 HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        // The server may close before it has read all of a large head.
+        let _ = tls.write_all(head.as_bytes()).await;
+        let _ = tls.flush().await;
+        let answer = read_answer(&mut tls, Duration::from_secs(5)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 431"),
+            "{} header bytes: {}",
+            extra.len(),
+            &answer[..answer.len().min(200)]
+        );
+    }
+    // The gateway still serves.
+    harness::status(&s.ask(Some(&s.st_token())).await);
+    s.stop().await;
+}
+
+/// HTTP/2: one connection carries at most 100 requests at once. 150 sent at once on one
+/// connection are all answered, and AF never sees more than 100 of them at a time.
+#[tokio::test]
+async fn http2_streams_per_connection_are_capped() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    let s = harness::start_custom(
+        |c, sim| {
+            c.af.max_connections = 1000;
+            sim.faults.latency = Duration::from_millis(300);
+        },
+        true,
+    )
+    .await;
+    let certs = harness::certs();
+    let mut cfg = brygga::tls::client_config(
+        &brygga::tls::load_certs(&certs.join("kommun-ca.pem")).unwrap(),
+        Some((
+            brygga::tls::load_certs(&s.sthlm.cert).unwrap(),
+            brygga::tls::load_key(&s.sthlm.key).unwrap(),
+        )),
+    )
+    .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(s.inner.gateway.kommun_addr)
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let token = s.st_token();
+    let body = Bytes::from(s.st_xml(brygga::sim::REGISTRERAD));
+    let mut all = tokio::task::JoinSet::new();
+    for _ in 0..150 {
+        let mut send = send.clone();
+        let req = http::Request::post(format!("https://localhost{}", "/kommun/v1"))
+            .header("content-type", "text/xml; charset=utf-8")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(body.clone()))
+            .unwrap();
+        all.spawn(async move {
+            send.ready().await.unwrap();
+            let resp = send.send_request(req).await.unwrap();
+            let status = resp.status();
+            let _ = resp.into_body().collect().await;
+            status
+        });
+    }
+    let mut ok = 0;
+    while let Some(status) = all.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+        ok += 1;
+    }
+    assert_eq!(ok, 150);
+    let peak = s
+        .inner
+        .sim
+        .stats
+        .peak_in_flight
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(peak <= 100, "AF saw {peak} at once from one connection");
+    assert!(peak >= 50, "the requests did overlap: {peak}");
+    s.stop().await;
+}
+
+/// A peer that opens TCP and never finishes the TLS handshake is closed at the handshake
+/// deadline.
+#[tokio::test]
+async fn a_handshake_that_never_finishes_is_closed_at_its_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let s = harness::start_custom(
+        |c, _| c.limits.tls_handshake_timeout = Duration::from_millis(300),
+        true,
+    )
+    .await;
+    for opening in [&b""[..], &[0x16, 0x03, 0x01, 0x02, 0x00][..]] {
+        let mut tcp = tokio::net::TcpStream::connect(s.inner.gateway.kommun_addr)
+            .await
+            .unwrap();
+        // Nothing, or the first bytes of a ClientHello and then silence.
+        tcp.write_all(opening).await.unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "not closed");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+    }
+    harness::status(&s.ask(Some(&s.st_token())).await);
+    s.stop().await;
+}

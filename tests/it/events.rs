@@ -325,6 +325,30 @@ async fn a_batch_larger_than_the_contract_allows_is_refused_and_recorded() {
     assert_eq!(outcomes, ["OK", "DUBBLETT"]);
 }
 
+/// A batch body over `events.max_body_bytes` is refused with 413 before it is parsed.
+#[tokio::test]
+async fn a_body_over_the_limit_gets_413() {
+    let s = harness::start_custom(|c, _| c.events.max_body_bytes = 4096, true).await;
+    let af = af_sender(&s);
+    let mut event = deregistered(E1, sim::REGISTRERAD);
+    event["padding"] = json!("x".repeat(5000));
+    let p = problem(
+        &post(&af, &json!({ "handelser": [event] })).await,
+        413,
+        "FOR_STOR_BEGARAN",
+    );
+    assert!(p["detail"].as_str().unwrap().contains("4096"), "{p}");
+    // Nothing was stored or received.
+    let store = s.audit_store();
+    let _data = s.stop().await;
+    assert!(deliveries(&store).is_empty());
+    assert!(
+        records(&store)
+            .iter()
+            .all(|r| r.entry.action != Action::Receive)
+    );
+}
+
 #[tokio::test]
 async fn ending_a_subscription_drops_what_was_not_yet_delivered() {
     let s = harness::start().await;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use brygga::model::{Kalla, KommunAnswer, KommunRequest, TjanstStatus};
 use brygga::sim;
 
-use crate::harness::{self, fault};
+use crate::harness::{self, fault, status};
 
 #[tokio::test]
 async fn af_down_gives_503_with_kalla_af() {
@@ -348,4 +348,103 @@ async fn the_whole_exchange_has_a_deadline() {
     let _data = s.stop().await;
     let records = harness::audit_records(&store);
     assert_eq!(records.last().unwrap().entry.outcome, "TIDSGRANS");
+}
+
+/// hyper's pool has no total cap: `af.max_connections` bounds the calls, so the connections,
+/// towards AF. Eight requests at once against a cap of two: AF never sees more than two, and
+/// all eight are answered as the two free up.
+#[tokio::test]
+async fn calls_to_af_are_capped() {
+    let s = std::sync::Arc::new(
+        harness::start_custom(
+            |c, sim| {
+                c.af.max_connections = 2;
+                sim.faults.latency = Duration::from_millis(200);
+            },
+            true,
+        )
+        .await,
+    );
+    let mut all = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        all.spawn(async move { s.ask(Some(&s.st_token())).await });
+    }
+    while let Some(a) = all.join_next().await {
+        status(&a.unwrap());
+    }
+    let peak = s
+        .inner
+        .sim
+        .stats
+        .peak_in_flight
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(peak, 2, "AF saw {peak} calls at once");
+    assert_eq!(s.af_data_requests(), 8);
+    let s = std::sync::Arc::into_inner(s).unwrap();
+    s.stop().await;
+}
+
+/// A wait for a free connection counts against the AF deadline: 504, not a hang.
+#[tokio::test]
+async fn a_wait_for_a_connection_to_af_ends_at_the_deadline() {
+    let s = std::sync::Arc::new(
+        harness::start_custom(
+            |c, sim| {
+                c.af.max_connections = 1;
+                c.af.timeout = Duration::from_millis(400);
+                sim.faults.latency = Duration::from_millis(300);
+            },
+            true,
+        )
+        .await,
+    );
+    let mut all = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let s = s.clone();
+        all.spawn(async move { s.ask(Some(&s.st_token())).await });
+    }
+    let mut ok = 0;
+    while let Some(a) = all.join_next().await {
+        let a = a.unwrap();
+        if a.status == 200 {
+            ok += 1;
+        } else {
+            fault(&a, 504, "AF_TIDSGRANS");
+        }
+    }
+    assert!((1..3).contains(&ok), "{ok} answered");
+    let s = std::sync::Arc::into_inner(s).unwrap();
+    s.stop().await;
+}
+
+/// An AF that accepts the connection and never completes TLS: the call ends at `af.timeout`
+/// with 504, and the connection attempt does not hang the exchange.
+#[tokio::test]
+async fn af_that_never_finishes_the_handshake_gives_504_at_the_deadline() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Accept and hold every connection, saying nothing.
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            held.push(c);
+        }
+    });
+    let s = harness::start_custom(
+        move |c, _| {
+            c.af.base_url = format!("https://localhost:{port}");
+            c.af.token_url = format!("https://localhost:{port}/oauth2/token");
+            c.af.timeout = Duration::from_millis(400);
+        },
+        false,
+    )
+    .await;
+    let started = Instant::now();
+    let a = s.ask(Some(&s.st_token())).await;
+    let took = started.elapsed();
+    fault(&a, 504, "AF_TIDSGRANS");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    s.stop().await;
+    holder.abort();
 }
