@@ -236,8 +236,12 @@ pub struct AuditLog {
 }
 
 /// What the writer has done, for metrics and tests.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AuditStats {
+    /// Time of each durable commit.
+    pub commit_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// The sequence number the last checkpoint signed.
+    pub checkpoint: AtomicU64,
     /// Records made durable.
     pub records: AtomicU64,
     /// Durable commits (each one fsync for a whole group).
@@ -246,6 +250,22 @@ pub struct AuditStats {
     pub failures: AtomicU64,
     /// The sequence number of the last durable record.
     pub head: AtomicU64,
+}
+
+impl Default for AuditStats {
+    fn default() -> Self {
+        Self {
+            // 0.1 ms to about 3 s.
+            commit_seconds: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 15),
+            ),
+            checkpoint: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            head: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Drop for AuditLog {
@@ -284,6 +304,15 @@ impl AuditLog {
             .transpose()?;
         let (tx, rx) = mpsc::channel::<Pending>();
         let stats = Arc::new(AuditStats::default());
+        // Where the chain stands before this writer adds to it.
+        let (head, _) = read_head(&conn).map_err(store_err)?;
+        let signed: Option<i64> = conn
+            .query_row("SELECT max(seq) FROM checkpoints", [], |r| r.get(0))
+            .map_err(store_err)?;
+        stats.head.store(head, Ordering::Relaxed);
+        stats
+            .checkpoint
+            .store(signed.unwrap_or(0).max(0) as u64, Ordering::Relaxed);
         let counted = stats.clone();
         let writer = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -293,6 +322,7 @@ impl AuditLog {
                     policy,
                     since: 0,
                     last: Instant::now(),
+                    signed: signed.unwrap_or(0).max(0) as u64,
                 };
                 loop {
                     // Unsigned records wait at most `every` after the last checkpoint.
@@ -308,6 +338,7 @@ impl AuditLog {
                             if let Err(e) = signer.checkpoint_if_due(&mut conn, true) {
                                 tracing::error!(error = %e, "audit checkpoint failed");
                             }
+                            counted.checkpoint.store(signer.signed, Ordering::Relaxed);
                             continue;
                         }
                         Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -319,9 +350,14 @@ impl AuditLog {
                             Err(_) => break,
                         }
                     }
+                    let started = Instant::now();
                     let result = write_batch(&mut conn, &batch, &mut signer);
                     match &result {
                         Ok(first) => {
+                            counted
+                                .commit_seconds
+                                .observe(started.elapsed().as_secs_f64());
+                            counted.checkpoint.store(signer.signed, Ordering::Relaxed);
                             let n = batch.len() as u64;
                             counted.records.fetch_add(n, Ordering::Relaxed);
                             counted.commits.fetch_add(1, Ordering::Relaxed);
@@ -379,6 +415,8 @@ struct Signer {
     /// Records since the last checkpoint.
     since: u64,
     last: Instant,
+    /// The sequence number the last checkpoint signed.
+    signed: u64,
 }
 
 impl Signer {
@@ -420,6 +458,7 @@ impl Signer {
         .map_err(|e| e.to_string())?;
         self.since = 0;
         self.last = Instant::now();
+        self.signed = head.0;
         Ok(())
     }
 

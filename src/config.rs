@@ -35,6 +35,48 @@ pub struct ConfigFile {
     /// Pseudonym keys, per domain; the last key of a domain writes.
     pub pseudonyms: Vec<PseudonymKeyFile>,
     pub audit: AuditFile,
+    #[serde(default)]
+    pub health: HealthFile,
+    #[serde(default)]
+    pub log: LogFile,
+}
+
+/// What `/readyz` demands and how long its answer is reused.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthFile {
+    /// Not ready when a configured certificate expires (or a CRL's next update is due) in
+    /// fewer days than this.
+    pub min_certificate_days: u32,
+    /// The status page warns, and the alert fires, below this many days.
+    pub warn_certificate_days: u32,
+    /// Not ready when a client's remote JWKS was last fetched longer ago than this.
+    #[serde(with = "humantime_serde")]
+    pub jwks_max_age: Duration,
+    /// A readiness answer is reused for this long, so probes cannot drive calls to AF.
+    #[serde(with = "humantime_serde")]
+    pub cache: Duration,
+}
+
+impl Default for HealthFile {
+    fn default() -> Self {
+        Self {
+            min_certificate_days: 7,
+            warn_certificate_days: 30,
+            jwks_max_age: Duration::from_secs(3600),
+            cache: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Logging of `brygga serve`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    /// A tracing filter: a level, or levels per module (`info,brygga::exchange=debug`).
+    /// `RUST_LOG`, when set, wins.
+    #[serde(default)]
+    pub level: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -507,6 +549,18 @@ pub struct Config {
     pub clients: Vec<Arc<Client>>,
     pub pseudonyms: crate::pseudo::Pseudonymizer,
     pub audit: AuditSettings,
+    /// Every certificate the configuration names (servers', clients', CAs'), for expiry
+    /// metrics and readiness.
+    pub certificates: Vec<NamedCertificate>,
+    pub health: HealthFile,
+    pub log_level: Option<String>,
+}
+
+/// A certificate and the configuration key it came from (`kommun.cert`, `af.ca`, …).
+#[derive(Debug, Clone)]
+pub struct NamedCertificate {
+    pub name: String,
+    pub der: CertificateDer<'static>,
 }
 
 /// The `af` listener: where, its TLS (AF's CA only), and who may send.
@@ -674,6 +728,8 @@ pub const ENVIRONMENTS: [&str; 5] = ["U1", "I1", "T1", "T2", "PROD"];
 struct Checker {
     dir: PathBuf,
     problems: Vec<Problem>,
+    /// Every certificate read, by the key it was configured under: for expiry warnings.
+    loaded: Vec<NamedCertificate>,
 }
 
 impl Checker {
@@ -713,7 +769,18 @@ impl Checker {
     }
     fn certs(&mut self, key: &str, p: &Path) -> Option<Vec<CertificateDer<'static>>> {
         let p = self.path(p);
-        tls::load_certs(&p).map_err(|e| self.fail(key, e)).ok()
+        let certs = tls::load_certs(&p).map_err(|e| self.fail(key, e)).ok()?;
+        for (i, der) in certs.iter().enumerate() {
+            self.loaded.push(NamedCertificate {
+                name: if certs.len() == 1 {
+                    key.to_owned()
+                } else {
+                    format!("{key}[{i}]")
+                },
+                der: der.clone(),
+            });
+        }
+        Some(certs)
     }
     fn key(&mut self, key: &str, p: &Path) -> Option<PrivateKeyDer<'static>> {
         let p = self.path(p);
@@ -766,6 +833,7 @@ impl Config {
         let mut c = Checker {
             dir: dir.to_owned(),
             problems: Vec::new(),
+            loaded: Vec::new(),
         };
         let valid_id = |s: &str| {
             !s.is_empty()
@@ -939,6 +1007,21 @@ impl Config {
         }
         c.positive("af.breaker_open", f.af.breaker_open);
         let retry_budget = c.rate("af.retry_budget".into(), f.af.retry_budget);
+        if f.health.warn_certificate_days < f.health.min_certificate_days {
+            c.fail(
+                "health.warn_certificate_days",
+                "must be at least health.min_certificate_days",
+            );
+        }
+        if f.health.cache > Duration::from_secs(60) {
+            c.fail("health.cache", "must be at most 60s");
+        }
+        c.positive("health.jwks_max_age", f.health.jwks_max_age);
+        if let Some(level) = &f.log.level
+            && let Err(e) = tracing_subscriber::EnvFilter::try_new(level)
+        {
+            c.fail("log.level", format!("not a log filter: {e}"));
+        }
         if !(1..=10_000).contains(&f.af.max_connections) {
             c.fail("af.max_connections", "must be from 1 to 10000");
         }
@@ -1320,6 +1403,9 @@ impl Config {
                             every: f.audit.checkpoint_every,
                         },
                     },
+                    certificates: std::mem::take(&mut c.loaded),
+                    health: f.health,
+                    log_level: f.log.level,
                 })
             }
             _ => Err(c.problems),

@@ -201,6 +201,7 @@ async fn deliver(
         Attempt::Delivered if recorded => count(&gw.delivery_stats.delivered),
         _ => count(&gw.delivery_stats.failed),
     }
+    gw.metrics.delivery(&item.client, outcome);
     let retry_at = |attempts| {
         now.checked_add(
             time::Duration::try_from(backoff(&gw, attempts)).unwrap_or(time::Duration::HOUR),
@@ -331,6 +332,7 @@ async fn give_up(
 ) -> bool {
     tracing::warn!(client = %item.client, event = %crate::model::ident::mask_identity_numbers(&item.event_id), error = %why, "delivery given up");
     count(&gw.delivery_stats.given_up);
+    gw.metrics.delivery(&item.client, "GAV_UPP");
     let _ = record(gw, item, client, event, "GAV_UPP").await;
     let (outbox, seq, why) = (gw.outbox.clone(), item.seq, why.to_owned());
     let now = OffsetDateTime::now_utc();

@@ -69,6 +69,16 @@ pub async fn serve_af(gw: Arc<Gateway>, peer: Arc<Peer>, req: Request<Incoming>)
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
             "af events"
         );
+        let (new, repeated) = result
+            .as_ref()
+            .map(|r| (r.nya as u64, r.dubbletter as u64))
+            .unwrap_or((0, 0));
+        gw.metrics.event_batch(
+            result.as_ref().err().map(|f| f.felkod),
+            new,
+            repeated,
+            started.elapsed(),
+        );
         response
     });
     match task.await {

@@ -48,6 +48,8 @@ struct Trace {
     lagrum: Option<String>,
     kategorier: Vec<Datakategori>,
     af_status: Option<u16>,
+    /// The operation a request that failed to decode was for, when that much was read.
+    attempted: Option<Operation>,
 }
 
 /// Serves one request of the `kommun` listener.
@@ -93,11 +95,14 @@ pub async fn serve_kommun(
             Ok(xml) => respond(StatusCode::OK, "text/xml; charset=utf-8", xml.clone()),
             Err(failure) => rescue(failure, trace.korrelationsid),
         };
-        log_outcome(
-            &trace,
-            result.as_ref().err().map(|f| f.felkod),
-            response.status(),
-            started,
+        let felkod = result.as_ref().err().map(|f| f.felkod);
+        log_outcome(&trace, felkod, response.status(), started);
+        let operation = trace.operation.or(trace.attempted).map(Operation::name);
+        gw.metrics.request(
+            operation.unwrap_or("-"),
+            trace.client.as_deref(),
+            felkod,
+            started.elapsed(),
         );
         response
     });
@@ -117,6 +122,9 @@ pub async fn serve_kommun(
             );
             // What it was about is lost with the task; that it happened is not.
             let _ = record(&gw_outside, &trace, Err(failure.clone()), started).await;
+            gw_outside
+                .metrics
+                .request("-", None, Some(failure.felkod), started.elapsed());
             rescue(&failure, trace.korrelationsid)
         }
     }
@@ -253,7 +261,10 @@ async fn exchange(
     let body = read_body(gw, req).await?;
 
     // 3. Decode and validate against the contract.
-    let request = soap::decode_request(&body, &gw.xml_limits)?;
+    let request = soap::decode_request(&body, &gw.xml_limits).map_err(|e| {
+        trace.attempted = e.operation;
+        Failure::from(e)
+    })?;
     trace.korrelationsid = request.korrelationsid();
     trace.operation = Some(request.operation());
     let syfte = request.caller().and_then(|c| gw.config.syften.get(c.syfte));
@@ -296,7 +307,15 @@ async fn exchange(
 
     // 5–8. Translate, call AF, validate and minimise its answer, encode.
     let kategorier = syfte.map(|s| s.kategorier.clone());
-    let answer = call_af(gw, &client, &worker, request, &mut trace.af_status).await?;
+    let operation = request.operation();
+    let af_started = Instant::now();
+    let answer = call_af(gw, &client, &worker, request, &mut trace.af_status).await;
+    gw.metrics.af_call(
+        operation.name(),
+        answer.as_ref().err().map(|f| f.felkod),
+        af_started.elapsed(),
+    );
+    let answer = answer?;
     // Only what the purpose may see leaves; a purpose without a list sees nothing optional
     // (Ping carries no personal data).
     let answer = match &kategorier {

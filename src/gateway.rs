@@ -37,6 +37,10 @@ pub struct Gateway {
     pub delivery_stats: Arc<delivery::DeliveryStats>,
     /// Rates per client and operation, requests under way, the quota towards AF.
     pub limiter: crate::limit::Limiter,
+    /// What operators see on `/metrics` and `/status`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The last `/readyz` answer, reused briefly.
+    pub readiness: ops::ReadinessCache,
     /// Held while the gateway runs: one gateway per store (its writer and its delivery worker
     /// assume they are alone).
     _store_lock: std::fs::File,
@@ -109,7 +113,12 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         ..ConnLimits::default()
     };
     let limiter = crate::limit::Limiter::new(&config);
+    let metrics = Arc::new(crate::metrics::Metrics::new(
+        audit.stats.commit_seconds.clone(),
+    ));
     let gw = Arc::new(Gateway {
+        metrics,
+        readiness: ops::ReadinessCache::default(),
         kommun_tls: kommun_tls.clone(),
         config,
         af,
@@ -125,11 +134,21 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    // Each listener counts its open connections in its own gauge.
+    let on = |listener: &'static str| ConnLimits {
+        open: Some(
+            gw.metrics
+                .open_connections
+                .get_or_create(&crate::metrics::ListenerLabels { listener })
+                .clone(),
+        ),
+        ..limits.clone()
+    };
     let g = gw.clone();
     tasks.spawn(server::serve_tls(
         kommun,
         kommun_tls,
-        limits,
+        on("kommun"),
         rx.clone(),
         move |peer, req| exchange::serve_kommun(g.clone(), peer, req),
     ));
@@ -137,7 +156,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
     tasks.spawn(server::serve_tls(
         af_listener,
         af_tls,
-        limits,
+        on("af"),
         rx.clone(),
         move |peer, req| events::serve_af(g.clone(), peer, req),
     ));
@@ -166,7 +185,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         });
     }
     let g = gw.clone();
-    tasks.spawn(server::serve_plain(admin, limits, rx, move |req| {
+    tasks.spawn(server::serve_plain(admin, on("admin"), rx, move |req| {
         ops::serve_admin(g.clone(), req)
     }));
     tracing::info!(%kommun_addr, %af_addr, %admin_addr, "brygga is serving");

@@ -59,6 +59,8 @@ pub struct IdpKeys {
     last_fetch: std::sync::Mutex<Option<std::time::Instant>>,
     /// Counts key sets that removed a key: tokens verified under an older one are checked again.
     generation: std::sync::atomic::AtomicU64,
+    /// When the key set in use was installed (read or fetched successfully).
+    installed: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Where an identity provider's keys come from.
@@ -127,6 +129,10 @@ impl IdpKeys {
     }
 
     fn with(issuer: &str, algorithm: Algorithm, source: JwksSource, keys: KeySet) -> Self {
+        let source_kind = match source {
+            JwksSource::File(_) => SourceKind::File,
+            JwksSource::Url(_) => SourceKind::Url,
+        };
         Self {
             issuer: issuer.to_owned(),
             algorithm,
@@ -135,6 +141,10 @@ impl IdpKeys {
             stale: std::sync::Mutex::new(Vec::new()),
             last_fetch: std::sync::Mutex::new(None),
             generation: std::sync::atomic::AtomicU64::new(0),
+            // A remote set holds nothing until its first fetch.
+            installed: std::sync::Mutex::new(
+                matches!(source_kind, SourceKind::File).then(std::time::Instant::now),
+            ),
         }
     }
 
@@ -257,6 +267,21 @@ impl IdpKeys {
         if let Ok(mut current) = self.keys.write() {
             *current = std::sync::Arc::new(keys);
         }
+        if let Ok(mut at) = self.installed.lock() {
+            *at = Some(std::time::Instant::now());
+        }
+    }
+
+    /// How long ago the key set in use was read or fetched (none: a remote set never
+    /// fetched), and how many keys it has.
+    pub fn freshness(&self) -> (Option<std::time::Duration>, usize) {
+        let age = self
+            .installed
+            .lock()
+            .ok()
+            .and_then(|at| at.map(|at| at.elapsed()));
+        let keys = self.keys.read().map(|k| k.len()).unwrap_or(0);
+        (age, keys)
     }
 
     /// The key for `kid`, and — for a key that has left the set — when it left.
@@ -304,6 +329,11 @@ fn parse_algorithm(issuer: &str, algorithm: &str) -> Result<Algorithm, (&'static
 
 /// An identity provider's keys, by key id.
 type KeySet = Vec<(Option<String>, DecodingKey)>;
+
+enum SourceKind {
+    File,
+    Url,
+}
 
 /// The keys of a JWKS file, each fitting `algorithm`.
 fn read_jwks(jwks: &Path, algorithm: Algorithm) -> Result<KeySet, String> {

@@ -20,6 +20,7 @@ pub mod gateway;
 pub mod identity;
 pub mod kommun_sim;
 pub mod limit;
+pub mod metrics;
 pub mod model;
 pub mod operator;
 pub mod ops;

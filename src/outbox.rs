@@ -181,6 +181,13 @@ impl Outbox {
             .map_err(|_| StoreError::new("a writer panicked"))
     }
 
+    /// Whether the store takes writes now: takes the write lock and lets it go.
+    pub fn probe_writable(&self) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .map_err(StoreError::from)
+    }
+
     /// Up to `limit` deliveries due at `now`, oldest first; per subscription (one client, case
     /// and person) only the oldest undelivered one, so a case system gets one person's events
     /// in order: a dead letter holds the later ones back until an operator retries or drops

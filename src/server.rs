@@ -33,7 +33,7 @@ pub struct Peer {
 }
 
 /// Connection-level limits of a listener.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnLimits {
     pub handshake_timeout: Duration,
     pub header_read_timeout: Duration,
@@ -43,6 +43,8 @@ pub struct ConnLimits {
     pub max_connections: usize,
     /// Connections open at once with one client certificate (TLS listeners).
     pub max_per_certificate: usize,
+    /// Kept at the number of connections open now, for `/metrics`.
+    pub open: Option<prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl Default for ConnLimits {
@@ -53,6 +55,7 @@ impl Default for ConnLimits {
             drain_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             max_per_certificate: 512,
+            open: None,
         }
     }
 }
@@ -153,9 +156,16 @@ async fn accept_loop<C, CF>(
                 };
                 let _ = tcp.set_nodelay(true);
                 let connection = on_connection(tcp, remote, graceful.watcher());
+                let open = limits.open.clone();
+                if let Some(g) = &open {
+                    g.inc();
+                }
                 tokio::spawn(async move {
                     connection.await;
                     drop(place);
+                    if let Some(g) = open {
+                        g.dec();
+                    }
                 });
             }
             Err(e) => {
@@ -225,10 +235,12 @@ pub async fn serve_tls<H, Fut>(
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
     let per_certificate = Arc::new(CertificateCounts::default());
+    let each = limits.clone();
     accept_loop(listener, limits, shutdown, move |tcp, remote, watcher| {
         let current = tls.read().ok().map(|c| c.clone());
         let handler = handler.clone();
         let per_certificate = per_certificate.clone();
+        let limits = each.clone();
         async move {
             let Some(config) = current else {
                 tracing::error!(%remote, "the TLS configuration lock is poisoned");
@@ -292,9 +304,10 @@ pub async fn serve_plain<H, Fut>(
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
+    let each = limits.clone();
     accept_loop(listener, limits, shutdown, move |tcp, _, watcher| {
         let handler = handler.clone();
-        serve_http(TokioIo::new(tcp), false, limits, watcher, handler)
+        serve_http(TokioIo::new(tcp), false, each.clone(), watcher, handler)
     })
     .await;
 }

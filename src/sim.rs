@@ -127,6 +127,8 @@ pub struct SimStats {
     /// connection of its own.
     pub in_flight: AtomicU64,
     pub peak_in_flight: AtomicU64,
+    /// Health checks asked (by `Ping` and `/readyz`).
+    pub health_requests: AtomicU64,
 }
 
 /// Counts a data request as under way while it lives.
@@ -245,6 +247,9 @@ async fn body_of(req: Request<Incoming>) -> Result<bytes::Bytes, HttpResponse> {
 }
 
 async fn serve(sim: Arc<Sim>, _peer: Arc<Peer>, req: Request<Incoming>) -> HttpResponse {
+    if req.uri().path() == upstream::HEALTH_PATH {
+        sim.stats.health_requests.fetch_add(1, Ordering::Relaxed);
+    }
     match (req.method().clone(), req.uri().path()) {
         (Method::POST, "/oauth2/token") => token(&sim, req).await,
         (Method::POST, upstream::STATUS_PATH)

@@ -51,6 +51,8 @@ pub struct DecodeError {
     pub kind: DecodeKind,
     pub path: Option<String>,
     pub message: String,
+    /// The operation the request was for, when the decoder got that far (for metrics).
+    pub operation: Option<Operation>,
 }
 
 impl DecodeError {
@@ -59,6 +61,7 @@ impl DecodeError {
             kind,
             path: Some(path.to_owned()),
             message: message.into(),
+            operation: None,
         }
     }
     fn doc(kind: DecodeKind, message: impl Into<String>) -> Self {
@@ -66,6 +69,7 @@ impl DecodeError {
             kind,
             path: None,
             message: message.into(),
+            operation: None,
         }
     }
 }
@@ -582,7 +586,7 @@ pub fn decode_request(bytes: &[u8], limits: &XmlLimits) -> Result<KommunRequest,
             ),
         )
     })?;
-    decode_root(op_el, |s| {
+    let decoded = decode_root(op_el, |s| {
         Ok(match op {
             Operation::HamtaArbetssokandeStatus => {
                 KommunRequest::HamtaArbetssokandeStatus(s.node("Fraga", decode_fraga)?)
@@ -609,6 +613,10 @@ pub fn decode_request(bytes: &[u8], limits: &XmlLimits) -> Result<KommunRequest,
                 KommunRequest::ListaPrenumerationer(decode_prenumerations_fraga(s)?)
             }
         })
+    });
+    decoded.map_err(|mut e| {
+        e.operation = Some(op);
+        e
     })
 }
 

@@ -4,51 +4,11 @@ use std::path::Path;
 use std::process::Command;
 
 use brygga::demo::{self, DemoFiles};
-use brygga::model::Personnummer;
+
+use crate::harness::personnummer_like;
 
 fn brygga() -> Command {
     Command::new(env!("CARGO_BIN_EXE_brygga"))
-}
-
-/// Every standalone run of 10 or 12 digits (with an optional - or + before the last four)
-/// that is a valid personnummer or samordningsnummer.
-fn personnummer_like(text: &str) -> Vec<String> {
-    let b = text.as_bytes();
-    let mut hits = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() || (i > 0 && b[i - 1].is_ascii_alphanumeric()) {
-            i += 1;
-            continue;
-        }
-        let mut j = i;
-        let mut digits = String::new();
-        while j < b.len()
-            && (b[j].is_ascii_digit()
-                || ((b[j] == b'-' || b[j] == b'+') && (digits.len() == 6 || digits.len() == 8)))
-        {
-            if b[j].is_ascii_digit() {
-                digits.push(b[j] as char);
-            }
-            j += 1;
-        }
-        let standalone = j >= b.len() || !b[j].is_ascii_alphanumeric();
-        // rustls logs each TLS 1.3 ticket's random `age_add` (a u32) at trace level: random
-        // ten-digit numbers, one in thirty of which is personnummer-shaped by chance.
-        let tls_ticket = text[..i].ends_with("age_add: ");
-        if standalone && !tls_ticket {
-            let candidates: Vec<String> = match digits.len() {
-                12 => vec![digits.clone()],
-                10 => vec![format!("19{digits}"), format!("20{digits}")],
-                _ => vec![],
-            };
-            if candidates.iter().any(|c| Personnummer::parse(c).is_ok()) {
-                hits.push(text[i..j].to_owned());
-            }
-        }
-        i = j.max(i + 1);
-    }
-    hits
 }
 
 #[test]

@@ -28,6 +28,11 @@ fn json(p: &str) -> serde_json::Value {
 /// Whether a test needing an outside tool should run: skips with a message naming the tool,
 /// unless BRYGGA_TEST_STRICT=1 makes a missing tool a failure.
 pub fn tool_available(tool: &str, probe: &[&str]) -> bool {
+    tool_from_package(tool, probe, "libxml2-utils")
+}
+
+/// The same for a tool from another Debian package.
+pub fn tool_from_package(tool: &str, probe: &[&str], package: &str) -> bool {
     let ok = Command::new(tool)
         .args(probe)
         .output()
@@ -36,9 +41,7 @@ pub fn tool_available(tool: &str, probe: &[&str]) -> bool {
         if std::env::var("BRYGGA_TEST_STRICT").as_deref() == Ok("1") {
             panic!("{tool} is required (BRYGGA_TEST_STRICT=1) but not found");
         }
-        eprintln!(
-            "SKIPPED: {tool} not found; install it (Debian: libxml2-utils) to run this check"
-        );
+        eprintln!("SKIPPED: {tool} not found; install it (Debian: {package}) to run this check");
     }
     ok
 }

@@ -14,6 +14,7 @@ mod harness;
 mod identity;
 mod limits;
 mod operations;
+mod ops;
 mod policy;
 mod properties;
 mod reload;
