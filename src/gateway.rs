@@ -116,6 +116,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
     let metrics = Arc::new(crate::metrics::Metrics::new(
         audit.stats.commit_seconds.clone(),
     ));
+    metrics.prepare(&config);
     let gw = Arc::new(Gateway {
         metrics,
         readiness: ops::ReadinessCache::default(),

@@ -93,8 +93,10 @@ pub struct CertificateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ClientLabels {
+pub struct JwksLabels {
     pub client: String,
+    /// `url` (fetched, so it can go stale) or `file` (read at start and on change).
+    pub source: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -137,10 +139,12 @@ pub struct Metrics {
     pub outbox_dead: Gauge,
     pub outbox_oldest_seconds: FloatGauge,
     pub expiry_seconds: Family<CertificateLabels, FloatGauge>,
-    pub jwks_age_seconds: Family<ClientLabels, FloatGauge>,
-    pub jwks_keys: Family<ClientLabels, Gauge>,
+    pub jwks_age_seconds: Family<JwksLabels, FloatGauge>,
+    pub jwks_keys: Family<JwksLabels, Gauge>,
     /// The last minutes per operation and client, for `/status`.
     pub recent: Recent,
+    /// Times the status page was rendered (shown on it, so a refresh is visible).
+    pub status_renders: AtomicU64,
 }
 
 impl Metrics {
@@ -278,13 +282,13 @@ impl Metrics {
             "Seconds until a configured certificate expires, or a CRL's next update is due",
             expiry_seconds.clone(),
         );
-        let jwks_age_seconds = Family::<ClientLabels, FloatGauge>::default();
+        let jwks_age_seconds = Family::<JwksLabels, FloatGauge>::default();
         r.register(
             "jwks_age_seconds",
             "Seconds since a client's identity-provider keys were read or fetched",
             jwks_age_seconds.clone(),
         );
-        let jwks_keys = Family::<ClientLabels, Gauge>::default();
+        let jwks_keys = Family::<JwksLabels, Gauge>::default();
         r.register(
             "jwks_keys",
             "Keys in a client's identity-provider key set",
@@ -323,6 +327,75 @@ impl Metrics {
             jwks_age_seconds,
             jwks_keys,
             recent: Recent::default(),
+            status_renders: AtomicU64::new(0),
+        }
+    }
+
+    /// Creates the series every configured client and operation will have, at zero, so that
+    /// dashboards and alerts see them before the first request (a rate over a missing series
+    /// is no data, not zero).
+    pub fn prepare(&self, config: &crate::config::Config) {
+        use crate::model::Operation;
+        for op in Operation::ALL {
+            self.request_seconds.get_or_create(&OperationLabels {
+                listener: "kommun",
+                operation: op.name(),
+            });
+            if !op.is_local() {
+                self.af_calls.get_or_create(&AfCallLabels {
+                    operation: op.name(),
+                    outcome: "OK",
+                });
+                self.af_seconds.get_or_create(&AfLabels {
+                    operation: op.name(),
+                });
+            }
+            for c in &config.clients {
+                self.requests.get_or_create(&RequestLabels {
+                    listener: "kommun",
+                    operation: op.name(),
+                    client: c.name.clone(),
+                    outcome: "OK",
+                    class: "ok",
+                });
+            }
+        }
+        for c in &config.clients {
+            self.refusals.get_or_create(&RefusalLabels {
+                listener: "kommun",
+                client: c.name.clone(),
+                reason: "limit",
+                felkod: Felkod::ForMangaForfragningar.as_str(),
+            });
+            self.deliveries.get_or_create(&DeliveryLabels {
+                client: c.name.clone(),
+                outcome: "OK",
+            });
+        }
+        self.requests.get_or_create(&RequestLabels {
+            listener: "af",
+            operation: "ArbetssokandeHandelse",
+            client: "af".into(),
+            outcome: "OK",
+            class: "ok",
+        });
+        self.request_seconds.get_or_create(&OperationLabels {
+            listener: "af",
+            operation: "ArbetssokandeHandelse",
+        });
+        for outcome in ["OK", "DUBBLETT"] {
+            self.events.get_or_create(&EventLabels { outcome });
+        }
+        for source in ["kommun", "af"] {
+            self.validation_failures.get_or_create(&ValidationLabels {
+                source,
+                message: if source == "af" {
+                    "ArbetssokandeHandelse"
+                } else {
+                    "-"
+                },
+                felkod: Felkod::OgiltigtFalt.as_str(),
+            });
         }
     }
 

@@ -201,8 +201,9 @@ async fn refresh(gw: &Gateway) {
     }
     for c in &gw.config.clients {
         let (age, keys) = c.idp.freshness();
-        let labels = crate::metrics::ClientLabels {
+        let labels = crate::metrics::JwksLabels {
             client: c.name.clone(),
+            source: if c.idp.is_remote() { "url" } else { "file" },
         };
         m.jwks_keys
             .get_or_create(&labels)
@@ -217,6 +218,7 @@ async fn refresh(gw: &Gateway) {
 /// What the status page shows.
 struct Snapshot {
     version: &'static str,
+    render: u64,
     rows: Vec<crate::metrics::RecentRow>,
     ready: Readiness,
     breaker_open: bool,
@@ -241,6 +243,11 @@ async fn snapshot(gw: &Gateway) -> Snapshot {
     let stats = &gw.audit.stats;
     Snapshot {
         version: env!("CARGO_PKG_VERSION"),
+        render: gw
+            .metrics
+            .status_renders
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1,
         rows: gw.metrics.recent.rows(),
         ready: readiness(gw).await,
         breaker_open: gw.af.breaker.is_open(),
@@ -311,8 +318,9 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}
 small{{color:#666}}
 </style></head><body><main id="status">
 <h1>brygga <small>{version}</small> <span id="ready" class="badge {ready_class}">{ready_text}</span></h1>
-<p><small>Updated <span id="updated">{updated}</span>; the last five minutes; refreshes every 5 s.</small></p>
+<p><small>Updated <span id="updated">{updated}</span> (view <span id="render">{render}</span>); the last five minutes; refreshes every 5 s.</small></p>
 "#,
+        render = s.render,
         version = esc(s.version),
         ready_class = if ready { "ok" } else { "bad" },
         ready_text = if ready { "ready" } else { "not ready" },
