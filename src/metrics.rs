@@ -337,57 +337,57 @@ impl Metrics {
     pub fn prepare(&self, config: &crate::config::Config) {
         use crate::model::Operation;
         for op in Operation::ALL {
-            self.request_seconds.get_or_create(&OperationLabels {
+            drop(self.request_seconds.get_or_create(&OperationLabels {
                 listener: "kommun",
                 operation: op.name(),
-            });
+            }));
             if !op.is_local() {
-                self.af_calls.get_or_create(&AfCallLabels {
+                drop(self.af_calls.get_or_create(&AfCallLabels {
                     operation: op.name(),
                     outcome: "OK",
-                });
-                self.af_seconds.get_or_create(&AfLabels {
+                }));
+                drop(self.af_seconds.get_or_create(&AfLabels {
                     operation: op.name(),
-                });
+                }));
             }
             for c in &config.clients {
-                self.requests.get_or_create(&RequestLabels {
+                drop(self.requests.get_or_create(&RequestLabels {
                     listener: "kommun",
                     operation: op.name(),
                     client: c.name.clone(),
                     outcome: "OK",
                     class: "ok",
-                });
+                }));
             }
         }
         for c in &config.clients {
-            self.refusals.get_or_create(&RefusalLabels {
+            drop(self.refusals.get_or_create(&RefusalLabels {
                 listener: "kommun",
                 client: c.name.clone(),
                 reason: "limit",
                 felkod: Felkod::ForMangaForfragningar.as_str(),
-            });
-            self.deliveries.get_or_create(&DeliveryLabels {
+            }));
+            drop(self.deliveries.get_or_create(&DeliveryLabels {
                 client: c.name.clone(),
                 outcome: "OK",
-            });
+            }));
         }
-        self.requests.get_or_create(&RequestLabels {
+        drop(self.requests.get_or_create(&RequestLabels {
             listener: "af",
             operation: "ArbetssokandeHandelse",
             client: "af".into(),
             outcome: "OK",
             class: "ok",
-        });
-        self.request_seconds.get_or_create(&OperationLabels {
+        }));
+        drop(self.request_seconds.get_or_create(&OperationLabels {
             listener: "af",
             operation: "ArbetssokandeHandelse",
-        });
+        }));
         for outcome in ["OK", "DUBBLETT"] {
-            self.events.get_or_create(&EventLabels { outcome });
+            drop(self.events.get_or_create(&EventLabels { outcome }));
         }
         for source in ["kommun", "af"] {
-            self.validation_failures.get_or_create(&ValidationLabels {
+            drop(self.validation_failures.get_or_create(&ValidationLabels {
                 source,
                 message: if source == "af" {
                     "ArbetssokandeHandelse"
@@ -395,7 +395,7 @@ impl Metrics {
                     "-"
                 },
                 felkod: Felkod::OgiltigtFalt.as_str(),
-            });
+            }));
         }
     }
 
