@@ -153,12 +153,26 @@ impl KommunClient {
         body: impl Into<Bytes>,
         content_type: &str,
     ) -> Result<RawAnswer, String> {
+        self.post_with_headers(token, body, content_type, &[]).await
+    }
+
+    /// The same with extra headers (a `traceparent`, say).
+    pub async fn post_with_headers(
+        &self,
+        token: Option<&str>,
+        body: impl Into<Bytes>,
+        content_type: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<RawAnswer, String> {
         let mut req = self
             .http
             .post(&self.url)
             .header("content-type", content_type)
             .header("SOAPAction", "\"\"")
             .body(body.into());
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

@@ -752,7 +752,11 @@ fn abs(p: &Path) -> String {
 
 /// Starts the simulator and gateway on the configured ports, prints one JSON line describing
 /// them, and serves until SIGINT or SIGTERM.
-pub async fn serve(files: &DemoFiles, data_dir: Option<&Path>) -> Result<(), String> {
+pub async fn serve(
+    files: &DemoFiles,
+    data_dir: Option<&Path>,
+    traffic: Option<f64>,
+) -> Result<(), String> {
     let stack = DemoStack::start(files, false, data_dir).await?;
     let clients: Vec<_> = example_clients(&stack.config, &files.certs)
         .iter()
@@ -788,10 +792,90 @@ pub async fn serve(files: &DemoFiles, data_dir: Option<&Path>) -> Result<(), Str
         "clients": clients,
     });
     println!("{line}");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let client = match traffic {
+        Some(rate) => Some(tokio::spawn(demo_traffic(
+            stack.kommun_url(),
+            example_clients(&stack.config, &files.certs),
+            files.certs.join("kommun-ca.pem"),
+            stack.config.token_rules.audience.clone(),
+            rate,
+            stopped,
+        ))),
+        None => None,
+    };
     wait_for_signal().await;
     tracing::info!("signal received; draining");
+    let _ = stop.send(true);
+    if let Some(client) = client {
+        let _ = client.await;
+    }
     stack.shutdown().await;
     Ok(())
+}
+
+/// The demo's case systems at work, `rate` requests a second until `stop`: both example
+/// municipalities ask for status and decisions, check AF with `Ping`, and one request in ten
+/// is refused by the policy (a case worker other than the token's), so `/status` and
+/// `/metrics` show live numbers with errors in them.
+async fn demo_traffic(
+    url: String,
+    clients: Vec<ExampleClient>,
+    ca: PathBuf,
+    audience: String,
+    rate: f64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut senders = Vec::new();
+    for c in &clients {
+        match (
+            KommunClient::new(&url, &ca, Some((&c.cert, &c.key))),
+            TokenMinter::load(&c.idp_key, &c.issuer, &audience),
+        ) {
+            (Ok(client), Ok(minter)) => senders.push((c, client, minter)),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "demo traffic: a client could not be set up");
+            }
+        }
+    }
+    if senders.is_empty() {
+        return;
+    }
+    let persons = [
+        crate::sim::REGISTRERAD,
+        crate::sim::AVAKTUALISERAD,
+        crate::sim::OKAND,
+    ];
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.clamp(0.1, 1000.0)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 0u64.. {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        let (c, client, minter) = &senders[(n as usize) % senders.len()];
+        let person = persons[(n as usize / senders.len()) % persons.len()];
+        let refused = n % 10 == 9;
+        let sub = if refused {
+            format!("{}X", c.handlaggare)
+        } else {
+            c.handlaggare.clone()
+        };
+        let request = match example_fraga(&c.orgnr, &c.namn, &c.handlaggare, person, "EKB-BESLUT") {
+            Ok(f) if n % 7 == 3 => KommunRequest::Ping(f.korrelationsid),
+            Ok(f) if n % 3 == 1 => KommunRequest::HamtaErsattningsbeslut(f),
+            Ok(f) => KommunRequest::HamtaArbetssokandeStatus(f),
+            Err(_) => continue,
+        };
+        let Ok(token) = minter.token(&sub, &c.kommunkod, "EKB-BESLUT") else {
+            continue;
+        };
+        let (client, body) = (client.clone(), crate::codec::soap::encode_request(&request));
+        // Each request on its own: a slow answer does not hold the next back.
+        tokio::spawn(async move {
+            let _ = client.post_raw(Some(&token), body).await;
+        });
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

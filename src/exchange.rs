@@ -50,6 +50,10 @@ struct Trace {
     af_status: Option<u16>,
     /// The operation a request that failed to decode was for, when that much was read.
     attempted: Option<Operation>,
+    /// The caller's W3C `traceparent`, when it sent a valid one.
+    incoming_trace: Option<crate::tracectx::TraceContext>,
+    /// The trace id the AF call carried.
+    trace_id: Option<String>,
 }
 
 /// Serves one request of the `kommun` listener.
@@ -134,6 +138,7 @@ fn log_outcome(trace: &Trace, felkod: Option<Felkod>, status: StatusCode, starte
     // The Korrelationsid is the caller's text: a UUID could be made to spell a personnummer.
     tracing::info!(
         korrelationsid = %redact_digit_runs(&trace.korrelationsid.to_string()),
+        trace_id = trace.trace_id.as_deref().unwrap_or("-"),
         client = trace.client.as_deref().unwrap_or("-"),
         operation = trace.operation.map(Operation::name).unwrap_or("-"),
         outcome = felkod.map(Felkod::as_str).unwrap_or("OK"),
@@ -225,6 +230,11 @@ async fn exchange(
 ) -> Result<String, Failure> {
     route(&req)?;
     trace.audited = true;
+    trace.incoming_trace = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::tracectx::TraceContext::parse);
 
     // 1. Identify: the organisation from the certificate, the case worker from the token.
     trace.organisation = peer.orgnr.as_ref().ok().map(ToString::to_string);
@@ -308,8 +318,23 @@ async fn exchange(
     // 5–8. Translate, call AF, validate and minimise its answer, encode.
     let kategorier = syfte.map(|s| s.kategorier.clone());
     let operation = request.operation();
+    // The caller's trace, or one named after the Korrelationsid, goes on to AF.
+    let context = trace
+        .incoming_trace
+        .clone()
+        .unwrap_or_else(|| crate::tracectx::TraceContext::start(trace.korrelationsid));
+    let traceparent = context.child_header();
+    trace.trace_id = Some(context.trace_id);
     let af_started = Instant::now();
-    let answer = call_af(gw, &client, &worker, request, &mut trace.af_status).await;
+    let answer = call_af(
+        gw,
+        &client,
+        &worker,
+        request,
+        &traceparent,
+        &mut trace.af_status,
+    )
+    .await;
     gw.metrics.af_call(
         operation.name(),
         answer.as_ref().err().map(|f| f.felkod),
@@ -425,6 +450,7 @@ async fn call_af(
     client: &Client,
     worker: &CaseWorker,
     request: KommunRequest,
+    traceparent: &str,
     af_status: &mut Option<u16>,
 ) -> Result<KommunAnswer, Failure> {
     let end_user = worker.hsa_id.as_str();
@@ -458,6 +484,7 @@ async fn call_af(
                     &translate::person_request(&f),
                     korrelationsid,
                     end_user,
+                    traceparent,
                 )
                 .await
                 .map_err(logged)?;
@@ -475,6 +502,7 @@ async fn call_af(
                     &translate::person_request(&f),
                     korrelationsid,
                     end_user,
+                    traceparent,
                 )
                 .await
                 .map_err(logged)?;
@@ -492,6 +520,7 @@ async fn call_af(
                     &translate::person_request(&f),
                     korrelationsid,
                     end_user,
+                    traceparent,
                 )
                 .await
                 .map_err(logged)?;
@@ -510,6 +539,7 @@ async fn call_af(
                     &body,
                     korrelationsid,
                     end_user,
+                    traceparent,
                 )
                 .await
                 .map_err(logged)?;

@@ -31,6 +31,7 @@ pub mod server;
 pub mod sim;
 pub mod subscriptions;
 pub mod tls;
+pub mod tracectx;
 pub mod translate;
 pub mod upstream;
 pub mod validate;

@@ -68,6 +68,10 @@ enum Command {
         /// temporary one.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// With --serve: the example case systems send this many requests a second (some
+        /// refused), so /status and /metrics show live numbers.
+        #[arg(long, requires = "serve", value_parser = parse_traffic)]
+        traffic: Option<f64>,
     },
     /// Check a configuration file and report every problem with its key.
     CheckConfig {
@@ -300,6 +304,13 @@ fn parse_bench_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+fn parse_traffic(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.1..=1000.0).contains(&r) => Ok(r),
+        _ => Err("must be a number of requests per second from 0.1 to 1000".into()),
+    }
+}
+
 fn parse_lifetime(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
     if d.is_zero() || d > Duration::from_secs(86_400) {
@@ -308,16 +319,56 @@ fn parse_lifetime(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// Set once logging starts: lets `serve` apply the configuration's `[log] level`.
+static LOG_FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
+
 fn init_logging(format: LogFormat, default: &str) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, fmt};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.compact().init(),
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let output = match format {
+        LogFormat::Json => fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Text => fmt::layer()
+            .compact()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .init();
+    let _ = LOG_FILTER.set(handle);
+}
+
+/// The configuration's log filter, unless `RUST_LOG` is set (it wins).
+fn apply_log_level(level: Option<&str>) {
+    let Some(level) = level else { return };
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing::info!("RUST_LOG is set; [log] level is not applied");
+        return;
+    }
+    // check-config has parsed it already.
+    match (
+        tracing_subscriber::EnvFilter::try_new(level),
+        LOG_FILTER.get(),
+    ) {
+        (Ok(filter), Some(handle)) => {
+            if let Err(e) = handle.reload(filter) {
+                tracing::warn!(error = %e, "the [log] level could not be applied");
+            }
+        }
+        (Err(e), _) => tracing::warn!(error = %e, "[log] level is not a log filter"),
+        (Ok(_), None) => {}
     }
 }
 
@@ -370,6 +421,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => {
             let config = Config::load(&config).map_err(|e| anyhow!("{e}"))?;
+            apply_log_level(config.log_level.as_deref());
             let gw = brygga::gateway::start(config)
                 .await
                 .map_err(|e| anyhow!(e))?;
@@ -392,6 +444,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             sim_config,
             certs,
             data_dir,
+            traffic,
         } => {
             let files = DemoFiles {
                 config: config.unwrap_or(defaults.config),
@@ -399,7 +452,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 certs: certs.unwrap_or(defaults.certs),
             };
             if serve {
-                demo::serve(&files, data_dir.as_deref())
+                demo::serve(&files, data_dir.as_deref(), traffic)
                     .await
                     .map_err(|e| anyhow!(e))?;
             } else if !demo::run(&files, data_dir.as_deref())

@@ -775,8 +775,6 @@ impl Recent {
     fn rows_at(&self, now: u64) -> Vec<RecentRow> {
         let current = now / SLOT_SECONDS;
         let oldest = current.saturating_sub(SLOTS as u64 - 1);
-        // The current slot is partly over: the window is the full slots plus that part.
-        let seconds = ((SLOTS as u64 - 1) * SLOT_SECONDS + now % SLOT_SECONDS + 1) as f64;
         let all = self.by_client.lock().unwrap_or_else(|p| p.into_inner());
         let mut rows = Vec::new();
         for (client, ops) in all.iter() {
@@ -784,6 +782,10 @@ impl Recent {
                 let live = slots
                     .iter()
                     .filter(|s| (oldest..=current).contains(&s.epoch));
+                // From the first slot with requests to now (the current slot is partly
+                // over), so a gateway that just started shows its real rate.
+                let first = live.clone().map(|s| s.epoch).min().unwrap_or(current);
+                let seconds = ((current - first) * SLOT_SECONDS + now % SLOT_SECONDS + 1) as f64;
                 let (mut requests, mut errors) = (0u64, 0u64);
                 let mut latency = [0u64; BOUNDS_MS.len() + 1];
                 for s in live {
@@ -846,6 +848,8 @@ mod tests {
         let row = &rows[0];
         assert_eq!(row.requests, 100);
         assert!((row.error_rate - 0.01).abs() < 1e-9, "{row:?}");
+        // 100 requests in the 6 s since the first (t .. t + 5).
+        assert!((row.per_second - 100.0 / 6.0).abs() < 1e-9, "{row:?}");
         // 99 of 100 are within 2 ms: the 99th percentile is in that bucket.
         assert_eq!(row.p99_ms, 2.0);
         r.observe_at(

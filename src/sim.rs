@@ -129,6 +129,8 @@ pub struct SimStats {
     pub peak_in_flight: AtomicU64,
     /// Health checks asked (by `Ping` and `/readyz`).
     pub health_requests: AtomicU64,
+    /// The `traceparent` of the latest data request.
+    pub last_traceparent: Mutex<Option<String>>,
 }
 
 /// Counts a data request as under way while it lives.
@@ -404,6 +406,9 @@ async fn data(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
     };
     if let Ok(mut last) = sim.stats.last_caller.lock() {
         *last = Some((header("AF-TrackingId"), header("AF-EndUserId")));
+    }
+    if let Ok(mut last) = sim.stats.last_traceparent.lock() {
+        *last = Some(header("traceparent"));
     }
     let path = req.uri().path().to_owned();
     let body = match body_of(req).await {

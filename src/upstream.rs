@@ -227,13 +227,21 @@ impl AfClient {
         body: &Req,
         tracking_id: Uuid,
         end_user: &str,
+        traceparent: &str,
     ) -> Result<Resp, UpstreamError> {
         self.breaker
             .admit()
             .map_err(|crate::breaker::Open(d)| UpstreamError::BreakerOpen(d))?;
         let until = Instant::now() + self.settings.timeout;
         let mut result = self
-            .call_json(path, body, tracking_id, end_user, self.settings.timeout)
+            .call_json(
+                path,
+                body,
+                tracking_id,
+                end_user,
+                traceparent,
+                self.settings.timeout,
+            )
             .await;
         // One more try for a read AF did not get to answer, within the deadline and the budget.
         let transient = matches!(
@@ -250,7 +258,7 @@ impl AfClient {
             self.retry_count
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             result = self
-                .call_json(path, body, tracking_id, end_user, left)
+                .call_json(path, body, tracking_id, end_user, traceparent, left)
                 .await;
         }
         match &result {
@@ -270,6 +278,7 @@ impl AfClient {
         body: &Req,
         tracking_id: Uuid,
         end_user: &str,
+        traceparent: &str,
         deadline: Duration,
     ) -> Result<Resp, UpstreamError> {
         let body = Bytes::from(
@@ -294,6 +303,7 @@ impl AfClient {
                         .header("AF-SystemId", &self.system_id)
                         .header("AF-EndUserId", end_user)
                         .header("AF-Environment", &self.environment)
+                        .header("traceparent", traceparent)
                         .body(Full::new(body.clone()))
                         .map_err(|e| UpstreamError::Unreachable(format!("request: {e}")))?;
                     let resp =

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use brygga::demo::{self, DemoFiles};
 
@@ -291,7 +292,7 @@ fn curl_gets_an_answer_from_demo_serve() {
     .unwrap();
 
     let mut child = brygga()
-        .args(["demo", "--serve", "--config"])
+        .args(["demo", "--serve", "--traffic", "40", "--config"])
         .arg(config.path())
         .arg("--sim-config")
         .arg(sim.path())
@@ -355,6 +356,55 @@ fn curl_gets_an_answer_from_demo_serve() {
         .arg(info["kommun_url"].as_str().unwrap())
         .output()
         .unwrap();
+    // While the demo's case systems send (--traffic), /metrics and /status show them live.
+    let admin = info["admin_url"].as_str().unwrap();
+    let get = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .arg(format!("{admin}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ok_requests = |metrics: &str, client: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("brygga_requests_total{")
+                    && l.contains(&format!("client=\"{client}\""))
+                    && l.contains("outcome=\"OK\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let first = get("/metrics");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (metrics, page) = loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let (metrics, page) = (get("/metrics"), get("/status"));
+        let live = ["stockholm", "goteborg"]
+            .iter()
+            .all(|c| ok_requests(&metrics, c) > ok_requests(&first, c) + 5.0);
+        if (live && page.contains("<td>goteborg</td>")) || std::time::Instant::now() > deadline {
+            break (metrics, page);
+        }
+    };
+    for c in ["stockholm", "goteborg"] {
+        assert!(
+            ok_requests(&metrics, c) > ok_requests(&first, c) + 5.0,
+            "{c} is not live on /metrics: {metrics}"
+        );
+        assert!(
+            page.contains(&format!("<td>{c}</td>")),
+            "{c} on /status: {page}"
+        );
+    }
+    assert!(
+        metrics.contains("outcome=\"HANDLAGGARE_MATCHAR_EJ\""),
+        "the demo's refusals: {metrics}"
+    );
+    assert_eq!(personnummer_like(&metrics), Vec::<String>::new());
+    assert_eq!(personnummer_like(&page), Vec::<String>::new());
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -662,4 +712,106 @@ fn audit_verify_finds_a_hand_edited_record() {
     let text = String::from_utf8_lossy(&bad.stdout);
     assert_eq!(bad.status.code(), Some(1), "{text}");
     assert!(text.contains("TAMPERED: record 2 was changed"), "{text}");
+}
+
+/// `brygga serve` with `--log-format json` and `[log] level` from the configuration: one JSON
+/// line per request with its time, level, Korrelationsid, trace id, client, operation,
+/// outcome and duration, and the module levels the configuration set (the gateway's own
+/// info line filtered out, the exchange's kept).
+#[tokio::test]
+async fn serve_logs_json_lines_at_the_configured_module_levels() {
+    use std::io::BufRead;
+    let setup = crate::audit::ServeSetup::start(Duration::from_millis(0), |store, port| {
+        let file = crate::audit::config_with_store(store, Some(port));
+        let text = std::fs::read_to_string(file.path()).unwrap()
+            + "\n[log]\nlevel = \"warn,brygga::exchange=info\"\n";
+        std::fs::write(file.path(), text).unwrap();
+        file
+    })
+    .await;
+    let mut child = brygga()
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(setup.config_file.path())
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let url = info["kommun_url"]
+        .as_str()
+        .unwrap()
+        .replace("127.0.0.1", "localhost");
+    let client = setup.case_system(&url);
+    let xml = brygga::codec::soap::encode_request(
+        &brygga::model::KommunRequest::HamtaArbetssokandeStatus(
+            brygga::client::example_fraga(
+                &setup.sthlm.orgnr,
+                &setup.sthlm.namn,
+                &setup.sthlm.handlaggare,
+                brygga::sim::REGISTRERAD,
+                "EKB-BESLUT",
+            )
+            .unwrap(),
+        ),
+    );
+    let a = client
+        .post_with_headers(
+            Some(&setup.token),
+            xml,
+            "text/xml; charset=utf-8",
+            &[(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    // Waited for off the runtime: the client's connection task must run to see the GOAWAY.
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l}")))
+        .collect();
+    let request = lines
+        .iter()
+        .find(|l| l["message"] == "kommun request")
+        .unwrap_or_else(|| panic!("no request line in {stderr}"));
+    assert_eq!(request["level"], "INFO");
+    assert_eq!(request["target"], "brygga::exchange");
+    assert!(
+        request["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20"))
+    );
+    assert_eq!(request["client"], "stockholm");
+    assert_eq!(request["operation"], "HamtaArbetssokandeStatus");
+    assert_eq!(request["outcome"], "OK");
+    assert_eq!(request["status"], 200);
+    assert_eq!(request["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert!(
+        request["korrelationsid"]
+            .as_str()
+            .is_some_and(|k| k.len() == 36)
+    );
+    assert!(request["duration_ms"].as_f64().is_some_and(|d| d > 0.0));
+    // The gateway's info lines are below the configured level of their module.
+    assert!(
+        !lines.iter().any(|l| l["message"] == "brygga is serving"),
+        "{stderr}"
+    );
+    assert_eq!(personnummer_like(&stderr), Vec::<String>::new());
 }

@@ -489,3 +489,54 @@ async fn policy_refusals_name_the_rule() {
     assert_eq!(s.af_data_requests(), 0, "no refused request reached AF");
     s.stop().await;
 }
+
+/// A W3C `traceparent` from the case system goes on to AF in the same trace with brygga's own
+/// span; without one (or with a broken one) AF gets a trace named after the Korrelationsid.
+#[tokio::test]
+async fn the_trace_context_is_carried_to_af() {
+    let s = harness::start().await;
+    let last = || {
+        brygga::tracectx::TraceContext::parse(
+            &s.inner
+                .sim
+                .stats
+                .last_traceparent
+                .lock()
+                .unwrap()
+                .clone()
+                .unwrap_or_default(),
+        )
+        .expect("AF got a valid traceparent")
+    };
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let a =
+        s.st.post_with_headers(
+            Some(&s.st_token()),
+            s.st_xml(sim::REGISTRERAD),
+            "text/xml; charset=utf-8",
+            &[("traceparent", incoming)],
+        )
+        .await
+        .unwrap();
+    let korrelationsid = status(&a).korrelationsid;
+    let sent = last();
+    assert_eq!(sent.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_ne!(sent.parent_id.as_deref(), Some("00f067aa0ba902b7"));
+    assert_eq!(sent.flags, "01");
+    for header in [None, Some("00-zzzz-00f067aa0ba902b7-01")] {
+        let extra: Vec<(&str, &str)> = header.iter().map(|h| ("traceparent", *h)).collect();
+        let a =
+            s.st.post_with_headers(
+                Some(&s.st_token()),
+                s.st_xml(sim::REGISTRERAD),
+                "text/xml; charset=utf-8",
+                &extra,
+            )
+            .await
+            .unwrap();
+        let id = status(&a).korrelationsid;
+        assert_eq!(last().trace_id, id.simple().to_string(), "{header:?}");
+    }
+    assert_ne!(korrelationsid.simple().to_string(), sent.trace_id);
+    s.stop().await;
+}
