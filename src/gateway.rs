@@ -41,9 +41,17 @@ pub struct Gateway {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The last `/readyz` answer, reused briefly.
     pub readiness: ops::ReadinessCache,
+    /// The `kommun` listener's certificates and CRLs as last (re)loaded, for expiry.
+    kommun_inventory: std::sync::RwLock<KommunInventory>,
     /// Held while the gateway runs: one gateway per store (its writer and its delivery worker
     /// assume they are alone).
     _store_lock: std::fs::File,
+}
+
+/// The `kommun` listener's certificates and CRLs, as loaded.
+struct KommunInventory {
+    certificates: Vec<crate::config::NamedCertificate>,
+    crls: Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
 }
 
 /// A started gateway: where it listens, and how to stop it.
@@ -117,7 +125,17 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         audit.stats.commit_seconds.clone(),
     ));
     metrics.prepare(&config);
+    let kommun_inventory = std::sync::RwLock::new(KommunInventory {
+        certificates: config
+            .certificates
+            .iter()
+            .filter(|c| c.name.starts_with("kommun."))
+            .cloned()
+            .collect(),
+        crls: config.kommun_client_crls.clone(),
+    });
     let gw = Arc::new(Gateway {
+        kommun_inventory,
         metrics,
         readiness: ops::ReadinessCache::default(),
         kommun_tls: kommun_tls.clone(),
@@ -231,7 +249,10 @@ impl Gateway {
         let mut problems = Vec::new();
         match self.config.kommun_files.server_config() {
             Ok(cfg) => match self.kommun_tls.write() {
-                Ok(mut current) => *current = Arc::new(cfg),
+                Ok(mut current) => {
+                    *current = Arc::new(cfg);
+                    self.note_kommun_files();
+                }
                 Err(_) => problems.push("kommun TLS: the lock is poisoned".to_owned()),
             },
             Err(e) => problems.push(format!("kommun TLS: {e}")),
@@ -244,6 +265,56 @@ impl Gateway {
         // A key removed from a JWKS must not live on in the cache of verified tokens.
         self.tokens.clear();
         problems
+    }
+
+    /// Reads the `kommun` listener's files again for the expiry figures (they were just
+    /// installed, so they parse).
+    fn note_kommun_files(&self) {
+        let files = &self.config.kommun_files;
+        let named = |name: &str, path: &Path| -> Vec<crate::config::NamedCertificate> {
+            let certs = tls::load_certs(path).unwrap_or_default();
+            let many = certs.len() > 1;
+            certs
+                .into_iter()
+                .enumerate()
+                .map(|(i, der)| crate::config::NamedCertificate {
+                    name: if many {
+                        format!("{name}[{i}]")
+                    } else {
+                        name.to_owned()
+                    },
+                    der,
+                })
+                .collect()
+        };
+        let mut certificates = named("kommun.cert", &files.cert);
+        certificates.extend(named("kommun.client_ca", &files.client_ca));
+        let crls = files
+            .client_crls
+            .iter()
+            .flat_map(|p| tls::load_crls(p).unwrap_or_default())
+            .collect();
+        if let Ok(mut inventory) = self.kommun_inventory.write() {
+            *inventory = KommunInventory { certificates, crls };
+        }
+    }
+
+    /// Every certificate and CRL in use now, soonest expiry first: the `kommun` listener's
+    /// as last reloaded, the rest as configured at start.
+    pub fn expiries(&self) -> Vec<crate::metrics::Expiry> {
+        let inventory = self
+            .kommun_inventory
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut certificates: Vec<_> = self
+            .config
+            .certificates
+            .iter()
+            .filter(|c| !c.name.starts_with("kommun."))
+            .cloned()
+            .collect();
+        certificates.extend(inventory.certificates.iter().cloned());
+        crate::metrics::expiries(&certificates, &inventory.crls)
     }
 
     /// Every file a reload reads.

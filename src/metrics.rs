@@ -650,11 +650,13 @@ impl Expiry {
     }
 }
 
-/// Every certificate the configuration names, and the next update of every client CRL,
-/// soonest first.
-pub fn expiries(config: &crate::config::Config) -> Vec<Expiry> {
-    let mut out: Vec<Expiry> = config
-        .certificates
+/// Every certificate in `certificates`, and the next update of every CRL in `crls` (the
+/// `kommun` listener's client CRLs), soonest first.
+pub fn expiries(
+    certificates: &[crate::config::NamedCertificate],
+    crls: &[rustls_pki_types::CertificateRevocationListDer<'static>],
+) -> Vec<Expiry> {
+    let mut out: Vec<Expiry> = certificates
         .iter()
         .filter_map(|c| {
             let (_, cert) = x509_parser::parse_x509_certificate(c.der.as_ref()).ok()?;
@@ -666,7 +668,7 @@ pub fn expiries(config: &crate::config::Config) -> Vec<Expiry> {
             })
         })
         .collect();
-    for (i, crl) in config.kommun_client_crls.iter().enumerate() {
+    for (i, crl) in crls.iter().enumerate() {
         let Ok((_, parsed)) = x509_parser::parse_x509_crl(crl.as_ref()) else {
             continue;
         };

@@ -102,7 +102,7 @@ pub async fn readiness(gw: &Gateway) -> Readiness {
     );
 
     let min_days = f64::from(gw.config.health.min_certificate_days);
-    let expiries = crate::metrics::expiries(&gw.config);
+    let expiries = gw.expiries();
     match expiries.first() {
         Some(soonest) if soonest.days_left() < min_days => check(
             "certificates",
@@ -191,7 +191,7 @@ async fn refresh(gw: &Gateway) {
             .unwrap_or(0.0);
         m.outbox_oldest_seconds.set(age);
     }
-    for e in crate::metrics::expiries(&gw.config) {
+    for e in gw.expiries() {
         m.expiry_seconds
             .get_or_create(&crate::metrics::CertificateLabels {
                 certificate: e.name,
@@ -267,7 +267,7 @@ async fn snapshot(gw: &Gateway) -> Snapshot {
                 (listener, open)
             })
             .collect(),
-        expiries: crate::metrics::expiries(&gw.config),
+        expiries: gw.expiries(),
         warn_days: f64::from(gw.config.health.warn_certificate_days),
         min_days: f64::from(gw.config.health.min_certificate_days),
     }

@@ -160,6 +160,29 @@ async fn the_server_certificate_rotates_while_a_client_keeps_sending() {
         served_certificate(stack.gateway.kommun_addr, &certs).await,
         cert.der().as_ref().to_vec()
     );
+    // The expiry operators see is the new certificate's (rcgen's default runs to 4096).
+    let days_left = || async {
+        let text = reqwest::get(format!("http://{}/metrics", stack.gateway.admin_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    "brygga_certificate_expiry_seconds{certificate=\"kommun.cert\",kind=\"certificate\"} ",
+                )
+            })
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|s| s / 86_400.0)
+            .unwrap()
+    };
+    let days = days_left().await;
+    assert!(
+        days > 365.0 * 1000.0,
+        "kommun.cert: {days} days left after the rotation"
+    );
     let ok_at_swap = ok.load(Ordering::Relaxed);
     while ok.load(Ordering::Relaxed) < ok_at_swap + 20 {
         assert!(Instant::now() < deadline, "requests stopped after the swap");
