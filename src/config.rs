@@ -39,6 +39,32 @@ pub struct ConfigFile {
     pub health: HealthFile,
     #[serde(default)]
     pub log: LogFile,
+    #[serde(default)]
+    pub telemetry: TelemetryFile,
+}
+
+/// Optional OpenTelemetry export of each exchange's spans (OTLP/HTTP JSON).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryFile {
+    /// The collector's OTLP/HTTP traces URL (`http://…:4318/v1/traces`); none: no export.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+    /// CA bundle (PEM) for an `https://` collector.
+    pub ca: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for TelemetryFile {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "brygga".into(),
+            ca: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// What `/readyz` demands and how long its answer is reused.
@@ -554,6 +580,7 @@ pub struct Config {
     pub certificates: Vec<NamedCertificate>,
     pub health: HealthFile,
     pub log_level: Option<String>,
+    pub telemetry: Option<crate::telemetry::TelemetrySettings>,
 }
 
 /// A certificate and the configuration key it came from (`kommun.cert`, `af.ca`, …).
@@ -1022,6 +1049,50 @@ impl Config {
         {
             c.fail("log.level", format!("not a log filter: {e}"));
         }
+        let telemetry = match &f.telemetry.otlp_endpoint {
+            None => None,
+            Some(url) => {
+                let parsed = reqwest::Url::parse(url);
+                let ca = match &f.telemetry.ca {
+                    Some(p) => c.certs("telemetry.ca", p),
+                    None => Some(Vec::new()),
+                };
+                match parsed {
+                    Ok(u) if u.host().is_none() || !matches!(u.scheme(), "http" | "https") => {
+                        c.fail(
+                            "telemetry.otlp_endpoint",
+                            "must be an http:// or https:// URL with a host",
+                        );
+                        None
+                    }
+                    Ok(u) if u.scheme() == "https" && f.telemetry.ca.is_none() => {
+                        c.fail(
+                            "telemetry.ca",
+                            "an https:// collector needs the CA bundle it chains to",
+                        );
+                        None
+                    }
+                    Ok(_) => {
+                        if f.telemetry.service_name.trim().is_empty()
+                            || f.telemetry.service_name.len() > 64
+                        {
+                            c.fail("telemetry.service_name", "must be 1 to 64 characters");
+                        }
+                        c.positive("telemetry.timeout", f.telemetry.timeout);
+                        ca.map(|ca| crate::telemetry::TelemetrySettings {
+                            endpoint: url.clone(),
+                            service_name: f.telemetry.service_name.clone(),
+                            ca,
+                            timeout: f.telemetry.timeout,
+                        })
+                    }
+                    Err(e) => {
+                        c.fail("telemetry.otlp_endpoint", format!("not a URL: {e}"));
+                        None
+                    }
+                }
+            }
+        };
         if !(1..=10_000).contains(&f.af.max_connections) {
             c.fail("af.max_connections", "must be from 1 to 10000");
         }
@@ -1406,6 +1477,7 @@ impl Config {
                     certificates: std::mem::take(&mut c.loaded),
                     health: f.health,
                     log_level: f.log.level,
+                    telemetry,
                 })
             }
             _ => Err(c.problems),

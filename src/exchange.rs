@@ -54,6 +54,16 @@ struct Trace {
     incoming_trace: Option<crate::tracectx::TraceContext>,
     /// The trace id the AF call carried.
     trace_id: Option<String>,
+    /// The AF call as a span: its id (sent to AF as the parent), start, end, outcome.
+    af_span: Option<AfSpan>,
+}
+
+#[derive(Debug, Clone)]
+struct AfSpan {
+    span_id: String,
+    start: std::time::SystemTime,
+    end: std::time::SystemTime,
+    felkod: Option<Felkod>,
 }
 
 /// Serves one request of the `kommun` listener.
@@ -70,6 +80,7 @@ pub async fn serve_kommun(
         return contract(req.uri().query());
     }
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
     // Kept outside the task, so that even a panic inside it leaves a record.
     let (gw_outside, organisation) = (
         gw.clone(),
@@ -108,6 +119,7 @@ pub async fn serve_kommun(
             felkod,
             started.elapsed(),
         );
+        export_spans(&gw, &trace, felkod, response.status(), started_at);
         response
     });
     match task.await {
@@ -132,6 +144,75 @@ pub async fn serve_kommun(
             rescue(&failure, trace.korrelationsid)
         }
     }
+}
+
+/// The exchange as spans for the OpenTelemetry collector, when one is configured: brygga's
+/// server span (child of the caller's), and the AF call as its child.
+fn export_spans(
+    gw: &Gateway,
+    trace: &Trace,
+    felkod: Option<Felkod>,
+    status: StatusCode,
+    started_at: std::time::SystemTime,
+) {
+    use crate::telemetry::{Kind, Span};
+    let Some(exporter) = &gw.telemetry else {
+        return;
+    };
+    let trace_id = trace.trace_id.clone().unwrap_or_else(|| {
+        trace
+            .incoming_trace
+            .clone()
+            .unwrap_or_else(|| crate::tracectx::TraceContext::start(trace.korrelationsid))
+            .trace_id
+    });
+    let operation = trace
+        .operation
+        .or(trace.attempted)
+        .map(Operation::name)
+        .unwrap_or("-");
+    let client = trace.client.clone().unwrap_or_else(|| "-".into());
+    let outcome = felkod.map(Felkod::as_str).unwrap_or("OK");
+    let server_span = crate::tracectx::new_span_id();
+    if let Some(af) = &trace.af_span {
+        exporter.record(Span {
+            trace_id: trace_id.clone(),
+            span_id: af.span_id.clone(),
+            parent_id: Some(server_span.clone()),
+            name: operation,
+            kind: Kind::Client,
+            start: af.start,
+            end: af.end,
+            attributes: vec![
+                ("peer.service", "AF".into()),
+                ("brygga.operation", operation.into()),
+                (
+                    "brygga.outcome",
+                    af.felkod.map(Felkod::as_str).unwrap_or("OK").into(),
+                ),
+            ],
+            error: af.felkod.map(Felkod::as_str),
+        });
+    }
+    exporter.record(Span {
+        trace_id,
+        span_id: server_span,
+        parent_id: trace
+            .incoming_trace
+            .as_ref()
+            .and_then(|t| t.parent_id.clone()),
+        name: operation,
+        kind: Kind::Server,
+        start: started_at,
+        end: std::time::SystemTime::now(),
+        attributes: vec![
+            ("brygga.client", client),
+            ("brygga.operation", operation.into()),
+            ("brygga.outcome", outcome.into()),
+            ("http.response.status_code", status.as_u16().to_string()),
+        ],
+        error: felkod.map(Felkod::as_str),
+    });
 }
 
 fn log_outcome(trace: &Trace, felkod: Option<Felkod>, status: StatusCode, started: Instant) {
@@ -323,9 +404,11 @@ async fn exchange(
         .incoming_trace
         .clone()
         .unwrap_or_else(|| crate::tracectx::TraceContext::start(trace.korrelationsid));
-    let traceparent = context.child_header();
+    let af_span_id = crate::tracectx::new_span_id();
+    let traceparent = context.header(&af_span_id);
     trace.trace_id = Some(context.trace_id);
     let af_started = Instant::now();
+    let af_started_at = std::time::SystemTime::now();
     let answer = call_af(
         gw,
         &client,
@@ -335,11 +418,15 @@ async fn exchange(
         &mut trace.af_status,
     )
     .await;
-    gw.metrics.af_call(
-        operation.name(),
-        answer.as_ref().err().map(|f| f.felkod),
-        af_started.elapsed(),
-    );
+    let af_felkod = answer.as_ref().err().map(|f| f.felkod);
+    gw.metrics
+        .af_call(operation.name(), af_felkod, af_started.elapsed());
+    trace.af_span = Some(AfSpan {
+        span_id: af_span_id,
+        start: af_started_at,
+        end: std::time::SystemTime::now(),
+        felkod: af_felkod,
+    });
     let answer = answer?;
     // Only what the purpose may see leaves; a purpose without a list sees nothing optional
     // (Ping carries no personal data).

@@ -41,6 +41,8 @@ pub struct Gateway {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The last `/readyz` answer, reused briefly.
     pub readiness: ops::ReadinessCache,
+    /// Spans to an OpenTelemetry collector, when `[telemetry]` names one.
+    pub telemetry: Option<crate::telemetry::Exporter>,
     /// The `kommun` listener's certificates and CRLs as last (re)loaded, for expiry.
     kommun_inventory: std::sync::RwLock<KommunInventory>,
     /// Held while the gateway runs: one gateway per store (its writer and its delivery worker
@@ -134,7 +136,21 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
             .collect(),
         crls: config.kommun_client_crls.clone(),
     });
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let telemetry = match config.telemetry.clone() {
+        Some(settings) => {
+            let (exporter, task) = crate::telemetry::Exporter::start(settings, rx.clone())
+                .map_err(|e| format!("telemetry: {e}"))?;
+            tasks.spawn(async move {
+                let _ = task.await;
+            });
+            Some(exporter)
+        }
+        None => None,
+    };
     let gw = Arc::new(Gateway {
+        telemetry,
         kommun_inventory,
         metrics,
         readiness: ops::ReadinessCache::default(),
@@ -151,8 +167,6 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         limiter,
         _store_lock: store_lock,
     });
-    let (shutdown, rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
     // Each listener counts its open connections in its own gauge.
     let on = |listener: &'static str| ConnLimits {
         open: Some(

@@ -30,6 +30,7 @@ pub mod pseudo;
 pub mod server;
 pub mod sim;
 pub mod subscriptions;
+pub mod telemetry;
 pub mod tls;
 pub mod tracectx;
 pub mod translate;

@@ -130,6 +130,8 @@ pub struct Metrics {
     pub af_breaker_open: Gauge,
     pub af_calls_in_flight: Gauge,
     af_retries: Counter,
+    telemetry_exported: Counter,
+    telemetry_dropped: Counter,
     audit_records: Counter,
     audit_commits: Counter,
     audit_commit_failures: Counter,
@@ -223,6 +225,18 @@ impl Metrics {
             "Reads tried once more towards AF",
             af_retries.clone(),
         );
+        let telemetry_exported = Counter::default();
+        r.register(
+            "telemetry_spans_exported",
+            "Spans the OpenTelemetry collector accepted",
+            telemetry_exported.clone(),
+        );
+        let telemetry_dropped = Counter::default();
+        r.register(
+            "telemetry_spans_dropped",
+            "Spans dropped: the export queue was full or the collector did not take them",
+            telemetry_dropped.clone(),
+        );
         let audit_records = Counter::default();
         r.register(
             "audit_records",
@@ -315,6 +329,8 @@ impl Metrics {
             af_breaker_open,
             af_calls_in_flight,
             af_retries,
+            telemetry_exported,
+            telemetry_dropped,
             audit_records,
             audit_commits,
             audit_commit_failures,
@@ -530,6 +546,13 @@ impl Metrics {
 
     pub fn af_retries(&self, total: u64) {
         Self::mirror(&self.af_retries, total);
+    }
+
+    /// The span exporter's totals, at a scrape.
+    pub fn telemetry_totals(&self, stats: &crate::telemetry::ExportStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        Self::mirror(&self.telemetry_exported, stats.exported.load(Relaxed));
+        Self::mirror(&self.telemetry_dropped, stats.dropped.load(Relaxed));
     }
 
     /// The Prometheus text exposition (version 0.0.4), which every scraper and `promtool`

@@ -175,6 +175,9 @@ async fn refresh(gw: &Gateway) {
         .set(i64::try_from(gw.af.calls_in_flight()).unwrap_or(i64::MAX));
     m.af_retries(gw.af.retry_count.load(std::sync::atomic::Ordering::Relaxed));
     m.audit_totals(&gw.audit.stats);
+    if let Some(t) = &gw.telemetry {
+        m.telemetry_totals(&t.stats);
+    }
     let outbox = gw.outbox.clone();
     if let Ok(Ok(depth)) = tokio::task::spawn_blocking(move || outbox.depth()).await {
         m.outbox_pending

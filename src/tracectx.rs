@@ -83,13 +83,25 @@ impl TraceContext {
 
     /// The `traceparent` brygga sends on: the same trace, brygga's own new span.
     pub fn child_header(&self) -> String {
-        let span = loop {
-            let bytes = Uuid::new_v4().as_u128() as u64;
-            if bytes != 0 {
-                break format!("{bytes:016x}");
+        self.header(&new_span_id())
+    }
+
+    /// The `traceparent` naming `span_id` in this trace.
+    pub fn header(&self, span_id: &str) -> String {
+        format!("00-{}-{span_id}-{}", self.trace_id, self.flags)
+    }
+}
+
+/// A new span id: 16 hex digits, not all zero.
+pub fn new_span_id() -> String {
+    loop {
+        let bytes = Uuid::new_v4().as_u128() as u64;
+        if bytes != 0 {
+            let id = format!("{bytes:016x}");
+            if carries_no_identity_number(&id) {
+                return id;
             }
-        };
-        format!("00-{}-{span}-{}", self.trace_id, self.flags)
+        }
     }
 }
 

@@ -141,7 +141,10 @@ fn check_config_reports_every_problem_with_its_key() {
         .replace(
             "base_url = \"https://localhost:9443\"",
             "base_url = \"http://localhost:9443\"",
-        );
+        )
+        .replace("max_connections = 100", "max_connections = 0")
+        + "\n[health]\nwarn_certificate_days = 3\n\n[log]\nlevel = \"info,[[[\"\n\n\
+           [telemetry]\notlp_endpoint = \"https://collector.example:4318/v1/traces\"\n";
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let file = tempfile::Builder::new()
         .suffix(".toml")
@@ -165,13 +168,17 @@ fn check_config_reports_every_problem_with_its_key() {
         "clients[1].syften[0]",
         "clients[0].delivery.url",
         "delivery.first_retry",
+        "af.max_connections",
+        "health.warn_certificate_days",
+        "log.level",
+        "telemetry.ca",
     ] {
         assert!(
             text.contains(&format!("  {key}: ")),
             "{key} missing in:\n{text}"
         );
     }
-    assert!(text.contains("9 problem(s)"), "{text}");
+    assert!(text.contains("13 problem(s)"), "{text}");
 
     let unknown = std::fs::read_to_string(DemoFiles::default().config)
         .unwrap()

@@ -664,3 +664,182 @@ fn the_systemd_unit_verifies() {
         .collect();
     assert!(own.is_empty(), "{stderr}");
 }
+
+/// An OTLP/HTTP receiver on loopback: every body POSTed to it.
+async fn otlp_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let path = req.uri().path().to_owned();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            if path == "/v1/traces" {
+                                seen.lock()
+                                    .unwrap()
+                                    .push(String::from_utf8_lossy(&body).into_owned());
+                            }
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(b"{}")),
+                            ))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    (port, bodies)
+}
+
+/// With `[telemetry] otlp_endpoint`, each exchange reaches the collector as OTLP/HTTP JSON: a
+/// server span in the caller's trace and the AF call as its child (the span AF was told of);
+/// a refusal is an error span with its Felkod; nothing personal is in them.
+#[tokio::test]
+async fn spans_are_exported_to_an_otlp_collector() {
+    let (port, bodies) = otlp_receiver().await;
+    let s = harness::start_custom(
+        move |c, _| {
+            c.telemetry = Some(brygga::telemetry::TelemetrySettings {
+                endpoint: format!("http://127.0.0.1:{port}/v1/traces"),
+                service_name: "brygga-test".into(),
+                ca: Vec::new(),
+                timeout: Duration::from_secs(2),
+            });
+        },
+        true,
+    )
+    .await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let a =
+        s.st.post_with_headers(
+            Some(&s.st_token()),
+            s.st_xml(sim::REGISTRERAD),
+            "text/xml; charset=utf-8",
+            &[("traceparent", incoming)],
+        )
+        .await
+        .unwrap();
+    status(&a);
+    let af_saw = brygga::tracectx::TraceContext::parse(
+        &s.inner
+            .sim
+            .stats
+            .last_traceparent
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap(),
+    )
+    .unwrap();
+    let other = s
+        .st_idp
+        .token("SE2120000142-HL02", "0180", "EKB-BESLUT")
+        .unwrap();
+    let refused =
+        s.st.post_raw(Some(&other), s.st_xml(sim::REGISTRERAD))
+            .await
+            .unwrap();
+    assert_eq!(refused.status, 403);
+    // Exported within a second or two.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let spans: Vec<serde_json::Value> = loop {
+        let spans: Vec<serde_json::Value> = bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                let v: serde_json::Value = serde_json::from_str(b).unwrap();
+                assert_eq!(
+                    v["resourceSpans"][0]["resource"]["attributes"][0],
+                    serde_json::json!({"key": "service.name", "value": {"stringValue": "brygga-test"}})
+                );
+                v["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        if spans.len() >= 3 || std::time::Instant::now() > deadline {
+            break spans;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(spans.len(), 3, "{spans:?}");
+    let attr = |span: &serde_json::Value, key: &str| {
+        span["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == key)
+            .map(|a| a["value"]["stringValue"].as_str().unwrap().to_owned())
+    };
+    let server: Vec<_> = spans.iter().filter(|s| s["kind"] == 2).collect();
+    let client: Vec<_> = spans.iter().filter(|s| s["kind"] == 3).collect();
+    assert_eq!((server.len(), client.len()), (2, 1));
+    let answered = server
+        .iter()
+        .find(|s| s["traceId"] == "4bf92f3577b34da6a3ce929d0e0e4736")
+        .unwrap();
+    assert_eq!(answered["parentSpanId"], "00f067aa0ba902b7");
+    assert_eq!(answered["name"], "HamtaArbetssokandeStatus");
+    assert_eq!(answered["status"]["code"], 1);
+    assert_eq!(
+        attr(answered, "brygga.client").as_deref(),
+        Some("stockholm")
+    );
+    assert_eq!(
+        attr(answered, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    let start: u128 = answered["startTimeUnixNano"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let end: u128 = answered["endTimeUnixNano"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(end > start);
+    // The AF call: the span AF was told of, a child of brygga's server span.
+    let af = client[0];
+    assert_eq!(af["traceId"], answered["traceId"]);
+    assert_eq!(
+        Some(af["spanId"].as_str().unwrap()),
+        af_saw.parent_id.as_deref()
+    );
+    assert_eq!(af["parentSpanId"], answered["spanId"]);
+    assert_eq!(attr(af, "peer.service").as_deref(), Some("AF"));
+    // The refusal: its own trace, an error with its Felkod, no AF call.
+    let refusal = server
+        .iter()
+        .find(|s| s["traceId"] != "4bf92f3577b34da6a3ce929d0e0e4736")
+        .unwrap();
+    assert_eq!(refusal["status"]["code"], 2);
+    assert_eq!(refusal["status"]["message"], "HANDLAGGARE_MATCHAR_EJ");
+    assert!(refusal.get("parentSpanId").is_none());
+    let all = bodies.lock().unwrap().join("\n");
+    assert_eq!(harness::personnummer_like(&all), Vec::<String>::new());
+    assert!(!all.contains("SE2120000142"), "no case worker in a span");
+    let (_, _, metrics) = admin_get(&s, "/metrics").await;
+    assert_eq!(
+        sample(&metrics, "brygga_telemetry_spans_exported_total"),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&metrics, "brygga_telemetry_spans_dropped_total"),
+        Some(0.0)
+    );
+    s.stop().await;
+}
