@@ -143,8 +143,12 @@ fn check_config_reports_every_problem_with_its_key() {
             "base_url = \"http://localhost:9443\"",
         )
         .replace("max_connections = 100", "max_connections = 0")
-        + "\n[health]\nwarn_certificate_days = 3\n\n[log]\nlevel = \"info,[[[\"\n\n\
-           [telemetry]\notlp_endpoint = \"https://collector.example:4318/v1/traces\"\n";
+        .replace("warn_certificate_days = 30", "warn_certificate_days = 3")
+        .replace("level = \"info\"", "level = \"info,[[[\"")
+        .replace(
+            "# otlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"",
+            "otlp_endpoint = \"https://collector.example:4318/v1/traces\"",
+        );
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let file = tempfile::Builder::new()
         .suffix(".toml")
@@ -730,8 +734,9 @@ async fn serve_logs_json_lines_at_the_configured_module_levels() {
     use std::io::BufRead;
     let setup = crate::audit::ServeSetup::start(Duration::from_millis(0), |store, port| {
         let file = crate::audit::config_with_store(store, Some(port));
-        let text = std::fs::read_to_string(file.path()).unwrap()
-            + "\n[log]\nlevel = \"warn,brygga::exchange=info\"\n";
+        let text = std::fs::read_to_string(file.path())
+            .unwrap()
+            .replace("level = \"info\"", "level = \"warn,brygga::exchange=info\"");
         std::fs::write(file.path(), text).unwrap();
         file
     })
