@@ -178,9 +178,42 @@ fn limits(c: &mut Criterion) {
     });
 }
 
+/// What counting a request costs: the request counter, its latency histogram and the status
+/// page's window (an answered request), and the same for an AF call.
+fn metrics(c: &mut Criterion) {
+    use brygga::error::Felkod;
+    use brygga::metrics::Metrics;
+    use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+    let m = Metrics::new(Histogram::new(exponential_buckets(0.0001, 2.0, 15)));
+    let took = std::time::Duration::from_micros(1800);
+    c.bench_function("metrics: one answered request counted", |b| {
+        b.iter(|| {
+            m.request(
+                black_box("HamtaArbetssokandeStatus"),
+                Some(black_box("stockholm")),
+                None,
+                took,
+            )
+        })
+    });
+    c.bench_function("metrics: one refused request counted", |b| {
+        b.iter(|| {
+            m.request(
+                black_box("HamtaArbetssokandeStatus"),
+                Some(black_box("stockholm")),
+                Some(Felkod::SyfteEjTillatet),
+                took,
+            )
+        })
+    });
+    c.bench_function("metrics: one AF call counted", |b| {
+        b.iter(|| m.af_call(black_box("HamtaArbetssokandeStatus"), None, took))
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
-    targets = identifiers, soap_codec, json_and_translation, jwt, limits
+    targets = identifiers, soap_codec, json_and_translation, jwt, limits, metrics
 }
 criterion_main!(benches);
