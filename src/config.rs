@@ -637,6 +637,14 @@ impl AuditSettings {
     }
 }
 
+/// The `kommun` listener's TLS configuration and what it was built from.
+pub struct LoadedKommunTls {
+    pub config: rustls::ServerConfig,
+    pub chain: Vec<CertificateDer<'static>>,
+    pub client_ca: Vec<CertificateDer<'static>>,
+    pub crls: Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
+}
+
 /// The files behind the `kommun` listener's TLS configuration.
 #[derive(Debug, Clone)]
 pub struct KommunTlsFiles {
@@ -649,17 +657,30 @@ pub struct KommunTlsFiles {
 impl KommunTlsFiles {
     /// Builds the listener's TLS configuration from the files as they are now.
     pub fn server_config(&self) -> Result<rustls::ServerConfig, String> {
+        self.load().map(|loaded| loaded.config)
+    }
+
+    /// The same, with the certificates and CRLs it was built from (for their expiry).
+    pub fn load(&self) -> Result<LoadedKommunTls, String> {
         let mut crls = Vec::new();
         for p in &self.client_crls {
             crls.extend(tls::load_crls(p).map_err(|e| e.to_string())?);
         }
-        tls::mtls_server_config(
-            tls::load_certs(&self.cert).map_err(|e| e.to_string())?,
+        let chain = tls::load_certs(&self.cert).map_err(|e| e.to_string())?;
+        let client_ca = tls::load_certs(&self.client_ca).map_err(|e| e.to_string())?;
+        let config = tls::mtls_server_config(
+            chain.clone(),
             tls::load_key(&self.key).map_err(|e| e.to_string())?,
-            &tls::load_certs(&self.client_ca).map_err(|e| e.to_string())?,
+            &client_ca,
             &crls,
         )
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+        Ok(LoadedKommunTls {
+            config,
+            chain,
+            client_ca,
+            crls,
+        })
     }
 
     pub fn all(&self) -> Vec<PathBuf> {
@@ -1044,6 +1065,12 @@ impl Config {
             c.fail("health.cache", "must be at most 60s");
         }
         c.positive("health.jwks_max_age", f.health.jwks_max_age);
+        if f.health.jwks_max_age <= f.jwt.jwks_refresh {
+            c.fail(
+                "health.jwks_max_age",
+                "must be longer than jwt.jwks_refresh, or every refresh cycle makes the gateway not ready",
+            );
+        }
         if let Some(level) = &f.log.level
             && let Err(e) = tracing_subscriber::EnvFilter::try_new(level)
         {

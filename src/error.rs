@@ -334,6 +334,13 @@ impl From<UpstreamError> for Failure {
                     d.as_millis()
                 ),
             ),
+            UpstreamError::Saturated(d) => Failure::new(
+                Felkod::Tidsgrans,
+                format!(
+                    "alla förbindelser till Arbetsförmedlingen var upptagna i {} ms; försök igen",
+                    d.as_millis()
+                ),
+            ),
             UpstreamError::Busy(after) => Failure {
                 retry_after: Some(after.unwrap_or(1)),
                 ..Failure::new(

@@ -111,6 +111,10 @@ pub async fn serve_kommun(
             Err(failure) => rescue(failure, trace.korrelationsid),
         };
         let felkod = result.as_ref().err().map(|f| f.felkod);
+        // Every request has its trace, whether or not it reached AF.
+        if trace.trace_id.is_none() {
+            trace.trace_id = Some(trace_id_of(&trace));
+        }
         log_outcome(&trace, felkod, response.status(), started);
         let operation = trace.operation.or(trace.attempted).map(Operation::name);
         gw.metrics.request(
@@ -159,13 +163,15 @@ fn export_spans(
     let Some(exporter) = &gw.telemetry else {
         return;
     };
-    let trace_id = trace.trace_id.clone().unwrap_or_else(|| {
-        trace
-            .incoming_trace
-            .clone()
-            .unwrap_or_else(|| crate::tracectx::TraceContext::start(trace.korrelationsid))
-            .trace_id
-    });
+    // The caller said not to sample this trace.
+    if trace
+        .incoming_trace
+        .as_ref()
+        .is_some_and(|t| t.flags == "00")
+    {
+        return;
+    }
+    let trace_id = trace_id_of(trace);
     let operation = trace
         .operation
         .or(trace.attempted)
@@ -206,13 +212,31 @@ fn export_spans(
         start: started_at,
         end: std::time::SystemTime::now(),
         attributes: vec![
-            ("brygga.client", client),
+            ("brygga.client", client.into()),
             ("brygga.operation", operation.into()),
             ("brygga.outcome", outcome.into()),
-            ("http.response.status_code", status.as_u16().to_string()),
+            (
+                "http.response.status_code",
+                crate::telemetry::Attribute::Int(i64::from(status.as_u16())),
+            ),
         ],
-        error: felkod.map(Felkod::as_str),
+        // A refusal is the caller's to fix, not a failure of brygga's.
+        error: felkod
+            .filter(|f| f.status().is_server_error())
+            .map(Felkod::as_str),
     });
+}
+
+/// The trace a request belongs to: the one its AF call carried, else the caller's, else one
+/// named after its Korrelationsid.
+fn trace_id_of(trace: &Trace) -> String {
+    trace.trace_id.clone().unwrap_or_else(|| {
+        trace
+            .incoming_trace
+            .clone()
+            .unwrap_or_else(|| crate::tracectx::TraceContext::start(trace.korrelationsid))
+            .trace_id
+    })
 }
 
 fn log_outcome(trace: &Trace, felkod: Option<Felkod>, status: StatusCode, started: Instant) {
@@ -553,6 +577,7 @@ async fn call_af(
             UpstreamError::Contract(_) => Some(200),
             UpstreamError::Unreachable(_)
             | UpstreamError::Timeout(_)
+            | UpstreamError::Saturated(_)
             | UpstreamError::BreakerOpen(_) => None,
         };
         tracing::warn!(korrelationsid = %redact_digit_runs(&korrelationsid.to_string()), error = %e, "AF call failed");

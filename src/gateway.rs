@@ -50,6 +50,26 @@ pub struct Gateway {
     _store_lock: std::fs::File,
 }
 
+/// Certificates named as the configuration names them (`key`, or `key[i]` for a bundle).
+fn named(
+    key: &str,
+    certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+) -> Vec<crate::config::NamedCertificate> {
+    let many = certs.len() > 1;
+    certs
+        .into_iter()
+        .enumerate()
+        .map(|(i, der)| crate::config::NamedCertificate {
+            name: if many {
+                format!("{key}[{i}]")
+            } else {
+                key.to_owned()
+            },
+            der,
+        })
+        .collect()
+}
+
 /// The `kommun` listener's certificates and CRLs, as loaded.
 struct KommunInventory {
     certificates: Vec<crate::config::NamedCertificate>,
@@ -261,14 +281,28 @@ impl Gateway {
     /// finish with what they started with.
     pub fn reload(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        match self.config.kommun_files.server_config() {
-            Ok(cfg) => match self.kommun_tls.write() {
-                Ok(mut current) => {
-                    *current = Arc::new(cfg);
-                    self.note_kommun_files();
+        match self.config.kommun_files.load() {
+            Ok(loaded) => {
+                let swapped = match self.kommun_tls.write() {
+                    Ok(mut current) => {
+                        *current = Arc::new(loaded.config);
+                        true
+                    }
+                    Err(_) => {
+                        problems.push("kommun TLS: the lock is poisoned".to_owned());
+                        false
+                    }
+                };
+                // What is in use now, as parsed for it: the expiry figures follow.
+                if swapped && let Ok(mut inventory) = self.kommun_inventory.write() {
+                    let mut certificates = named("kommun.cert", loaded.chain);
+                    certificates.extend(named("kommun.client_ca", loaded.client_ca));
+                    *inventory = KommunInventory {
+                        certificates,
+                        crls: loaded.crls,
+                    };
                 }
-                Err(_) => problems.push("kommun TLS: the lock is poisoned".to_owned()),
-            },
+            }
             Err(e) => problems.push(format!("kommun TLS: {e}")),
         }
         for client in &self.config.clients {
@@ -279,38 +313,6 @@ impl Gateway {
         // A key removed from a JWKS must not live on in the cache of verified tokens.
         self.tokens.clear();
         problems
-    }
-
-    /// Reads the `kommun` listener's files again for the expiry figures (they were just
-    /// installed, so they parse).
-    fn note_kommun_files(&self) {
-        let files = &self.config.kommun_files;
-        let named = |name: &str, path: &Path| -> Vec<crate::config::NamedCertificate> {
-            let certs = tls::load_certs(path).unwrap_or_default();
-            let many = certs.len() > 1;
-            certs
-                .into_iter()
-                .enumerate()
-                .map(|(i, der)| crate::config::NamedCertificate {
-                    name: if many {
-                        format!("{name}[{i}]")
-                    } else {
-                        name.to_owned()
-                    },
-                    der,
-                })
-                .collect()
-        };
-        let mut certificates = named("kommun.cert", &files.cert);
-        certificates.extend(named("kommun.client_ca", &files.client_ca));
-        let crls = files
-            .client_crls
-            .iter()
-            .flat_map(|p| tls::load_crls(p).unwrap_or_default())
-            .collect();
-        if let Ok(mut inventory) = self.kommun_inventory.write() {
-            *inventory = KommunInventory { certificates, crls };
-        }
     }
 
     /// Every certificate and CRL in use now, soonest expiry first: the `kommun` listener's

@@ -147,6 +147,8 @@ pub struct Metrics {
     pub recent: Recent,
     /// Times the status page was rendered (shown on it, so a refresh is visible).
     pub status_renders: AtomicU64,
+    /// Held while a scrape sets the values read from their owners.
+    pub scrape: Mutex<()>,
 }
 
 impl Metrics {
@@ -344,6 +346,7 @@ impl Metrics {
             jwks_keys,
             recent: Recent::default(),
             status_renders: AtomicU64::new(0),
+            scrape: Mutex::new(()),
         }
     }
 
@@ -686,7 +689,8 @@ pub fn expiries(
             Some(Expiry {
                 name: c.name.clone(),
                 kind: "certificate",
-                subject: cert.subject().to_string(),
+                // A person-bound certificate can carry an identity number in its subject.
+                subject: crate::model::ident::mask_identity_numbers(&cert.subject().to_string()),
                 seconds_left: seconds_until(cert.validity().not_after.timestamp()),
             })
         })
@@ -702,7 +706,7 @@ pub fn expiries(
         out.push(Expiry {
             name: format!("kommun.client_crls[{i}]"),
             kind: "crl",
-            subject: parsed.issuer().to_string(),
+            subject: crate::model::ident::mask_identity_numbers(&parsed.issuer().to_string()),
             seconds_left: seconds_until(next.timestamp()),
         });
     }
@@ -729,9 +733,17 @@ struct Slot {
 }
 
 /// Requests, errors and latency per operation and client over the last five minutes.
-#[derive(Default)]
 pub struct Recent {
     by_client: Mutex<HashMap<String, HashMap<&'static str, [Slot; SLOTS]>>>,
+    /// When counting began (seconds since the epoch): a younger gateway's rates are over
+    /// the time it has run, not the whole window.
+    started: u64,
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Self::starting_at(now_secs())
+    }
 }
 
 /// One row of the status page.
@@ -754,6 +766,13 @@ fn now_secs() -> u64 {
 }
 
 impl Recent {
+    fn starting_at(started: u64) -> Self {
+        Self {
+            by_client: Mutex::default(),
+            started,
+        }
+    }
+
     pub fn observe(&self, operation: &'static str, client: &str, error: bool, took: Duration) {
         self.observe_at(operation, client, error, took, now_secs());
     }
@@ -800,6 +819,10 @@ impl Recent {
     fn rows_at(&self, now: u64) -> Vec<RecentRow> {
         let current = now / SLOT_SECONDS;
         let oldest = current.saturating_sub(SLOTS as u64 - 1);
+        // The same span for every row: the window (the current slot partly over), or the
+        // time since counting began when that is shorter.
+        let window = (SLOTS as u64 - 1) * SLOT_SECONDS + now % SLOT_SECONDS + 1;
+        let seconds = window.min(now.saturating_sub(self.started) + 1) as f64;
         let all = self.by_client.lock().unwrap_or_else(|p| p.into_inner());
         let mut rows = Vec::new();
         for (client, ops) in all.iter() {
@@ -807,10 +830,6 @@ impl Recent {
                 let live = slots
                     .iter()
                     .filter(|s| (oldest..=current).contains(&s.epoch));
-                // From the first slot with requests to now (the current slot is partly
-                // over), so a gateway that just started shows its real rate.
-                let first = live.clone().map(|s| s.epoch).min().unwrap_or(current);
-                let seconds = ((current - first) * SLOT_SECONDS + now % SLOT_SECONDS + 1) as f64;
                 let (mut requests, mut errors) = (0u64, 0u64);
                 let mut latency = [0u64; BOUNDS_MS.len() + 1];
                 for s in live {
@@ -854,8 +873,8 @@ mod tests {
 
     #[test]
     fn the_window_counts_the_last_five_minutes_only() {
-        let r = Recent::default();
         let t = 1_000_000;
+        let r = Recent::starting_at(t);
         for i in 0..99 {
             r.observe_at(
                 "Ping",
@@ -873,8 +892,16 @@ mod tests {
         let row = &rows[0];
         assert_eq!(row.requests, 100);
         assert!((row.error_rate - 0.01).abs() < 1e-9, "{row:?}");
-        // 100 requests in the 6 s since the first (t .. t + 5).
+        // 100 requests in the 6 s since counting began (t .. t + 5).
         assert!((row.per_second - 100.0 / 6.0).abs() < 1e-9, "{row:?}");
+        // Long after the start, the rate is over the whole window.
+        let old = Recent::starting_at(t - 10_000);
+        old.observe_at("Ping", "goteborg", false, Duration::from_millis(1), t + 5);
+        let old_row = &old.rows_at(t + 5)[0];
+        assert!(
+            (old_row.per_second - 1.0 / 296.0).abs() < 1e-9,
+            "{old_row:?}"
+        );
         // 99 of 100 are within 2 ms: the 99th percentile is in that bucket.
         assert_eq!(row.p99_ms, 2.0);
         r.observe_at(

@@ -27,14 +27,11 @@ pub async fn serve_admin(gw: Arc<Gateway>, req: Request<Incoming>) -> HttpRespon
             let r = readiness(&gw).await;
             respond(r.status, "application/json", r.body.to_string())
         }
-        "/metrics" => {
-            refresh(&gw).await;
-            respond(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                gw.metrics.encode(),
-            )
-        }
+        "/metrics" => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            scrape(&gw).await,
+        ),
         "/status" => {
             let snapshot = snapshot(&gw).await;
             respond(
@@ -102,7 +99,13 @@ pub async fn readiness(gw: &Gateway) -> Readiness {
     );
 
     let min_days = f64::from(gw.config.health.min_certificate_days);
-    let expiries = gw.expiries();
+    // The optional collector's CA does not make the gateway unready (the status page and
+    // the alert still show it).
+    let expiries: Vec<Expiry> = gw
+        .expiries()
+        .into_iter()
+        .filter(|e| !e.name.starts_with("telemetry."))
+        .collect();
     match expiries.first() {
         Some(soonest) if soonest.days_left() < min_days => check(
             "certificates",
@@ -167,9 +170,18 @@ pub async fn readiness(gw: &Gateway) -> Readiness {
     r
 }
 
-/// Sets the gauges that are read from their owners rather than counted as things happen.
-async fn refresh(gw: &Gateway) {
+/// Sets the values read from their owners, then encodes, under one lock.
+async fn scrape(gw: &Gateway) -> String {
     let m = &gw.metrics;
+    // The store first: the one wait, before the scrape lock is taken.
+    let outbox = gw.outbox.clone();
+    let depth = tokio::task::spawn_blocking(move || outbox.depth())
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let expiries = gw.expiries();
+    // Two scrapes at once must not both add a mirrored counter's difference.
+    let _scrape = m.scrape.lock().unwrap_or_else(|p| p.into_inner());
     m.af_breaker_open.set(i64::from(gw.af.breaker.is_open()));
     m.af_calls_in_flight
         .set(i64::try_from(gw.af.calls_in_flight()).unwrap_or(i64::MAX));
@@ -178,8 +190,7 @@ async fn refresh(gw: &Gateway) {
     if let Some(t) = &gw.telemetry {
         m.telemetry_totals(&t.stats);
     }
-    let outbox = gw.outbox.clone();
-    if let Ok(Ok(depth)) = tokio::task::spawn_blocking(move || outbox.depth()).await {
+    if let Some(depth) = depth {
         m.outbox_pending
             .set(i64::try_from(depth.pending).unwrap_or(i64::MAX));
         m.outbox_dead
@@ -194,7 +205,9 @@ async fn refresh(gw: &Gateway) {
             .unwrap_or(0.0);
         m.outbox_oldest_seconds.set(age);
     }
-    for e in gw.expiries() {
+    // Rebuilt whole: a certificate gone with a reload leaves no stale series behind.
+    m.expiry_seconds.clear();
+    for e in expiries {
         m.expiry_seconds
             .get_or_create(&crate::metrics::CertificateLabels {
                 certificate: e.name,
@@ -216,6 +229,7 @@ async fn refresh(gw: &Gateway) {
             .get_or_create(&labels)
             .set(age.map(|a| a.as_secs_f64()).unwrap_or(f64::MAX));
     }
+    m.encode()
 }
 
 /// What the status page shows.

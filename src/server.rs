@@ -118,6 +118,8 @@ where
         b.timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             // A head of more fields or more bytes is refused with 431 before it is parsed.
+            // (100 is hyper's default too; set so the limit is ours and stays, at the cost
+            // of parsing headers on the heap.)
             .max_headers(MAX_HEADER_FIELDS)
             .max_header_size(MAX_HEAD_BYTES)
             .max_buf_size(MAX_HEAD_BYTES);
@@ -156,16 +158,12 @@ async fn accept_loop<C, CF>(
                 };
                 let _ = tcp.set_nodelay(true);
                 let connection = on_connection(tcp, remote, graceful.watcher());
-                let open = limits.open.clone();
-                if let Some(g) = &open {
-                    g.inc();
-                }
+                let counted = Counted::open(limits.open.clone());
                 tokio::spawn(async move {
+                    // Dropped however the connection ends (a panic or an abort too).
+                    let _counted = counted;
                     connection.await;
                     drop(place);
-                    if let Some(g) = open {
-                        g.dec();
-                    }
                 });
             }
             Err(e) => {
@@ -181,6 +179,26 @@ async fn accept_loop<C, CF>(
         .is_err()
     {
         tracing::warn!("connections still open after the drain timeout; closing them");
+    }
+}
+
+/// A connection counted in its listener's gauge until dropped.
+struct Counted(Option<prometheus_client::metrics::gauge::Gauge>);
+
+impl Counted {
+    fn open(gauge: Option<prometheus_client::metrics::gauge::Gauge>) -> Self {
+        if let Some(g) = &gauge {
+            g.inc();
+        }
+        Self(gauge)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.dec();
+        }
     }
 }
 

@@ -41,9 +41,29 @@ pub struct Span {
     pub start: SystemTime,
     pub end: SystemTime,
     /// Bounded values only: names, codes, numbers.
-    pub attributes: Vec<(&'static str, String)>,
-    /// The Felkod, when it failed.
+    pub attributes: Vec<(&'static str, Attribute)>,
+    /// The Felkod, when the span failed (a server span: brygga's or AF's fault, not the
+    /// caller's, as OpenTelemetry's HTTP conventions say).
     pub error: Option<&'static str>,
+}
+
+/// An attribute's value.
+#[derive(Debug, Clone)]
+pub enum Attribute {
+    Text(String),
+    Int(i64),
+}
+
+impl From<&str> for Attribute {
+    fn from(s: &str) -> Self {
+        Attribute::Text(s.to_owned())
+    }
+}
+
+impl From<String> for Attribute {
+    fn from(s: String) -> Self {
+        Attribute::Text(s)
+    }
 }
 
 /// Spans waiting at most; more are dropped.
@@ -116,12 +136,13 @@ async fn run(
             }
         };
         let mut done = false;
+        let mut due = false;
         tokio::select! {
             span = rx.recv() => match span {
                 Some(span) => batch.push(span),
                 None => done = true,
             },
-            _ = tick.tick() => {}
+            _ = tick.tick() => due = true,
             _ = wait_stop => match stop_by {
                 None => stop_by = Some(tokio::time::Instant::now() + Duration::from_secs(15)),
                 Some(_) => done = true,
@@ -132,7 +153,8 @@ async fn run(
                 batch.push(span);
             }
         }
-        while batch.len() >= BATCH || (!batch.is_empty() && (done || rx.is_empty())) {
+        // A full batch at once; the rest once a second, and all of it at the end.
+        while batch.len() >= BATCH || (!batch.is_empty() && (done || due)) {
             let take = batch.len().min(BATCH);
             let spans: Vec<Span> = batch.drain(..take).collect();
             send(&http, &settings, &stats, &spans).await;
@@ -187,6 +209,14 @@ fn string_attribute(key: &str, value: &str) -> Value {
     json!({ "key": key, "value": { "stringValue": value } })
 }
 
+fn attribute(key: &str, value: &Attribute) -> Value {
+    match value {
+        Attribute::Text(s) => string_attribute(key, s),
+        // int64 is a decimal string in the protocol's JSON mapping.
+        Attribute::Int(n) => json!({ "key": key, "value": { "intValue": n.to_string() } }),
+    }
+}
+
 /// The OTLP/HTTP JSON body (`ExportTraceServiceRequest`): ids in hex, times in nanoseconds
 /// as strings, as the protocol's JSON mapping says.
 pub fn encode(service_name: &str, spans: &[Span]) -> Value {
@@ -200,12 +230,12 @@ pub fn encode(service_name: &str, spans: &[Span]) -> Value {
                 "kind": s.kind as u8,
                 "startTimeUnixNano": nanos(s.start),
                 "endTimeUnixNano": nanos(s.end),
-                "attributes": s.attributes.iter().map(|(k, v)| string_attribute(k, v)).collect::<Vec<_>>(),
-                "status": match s.error {
-                    None => json!({ "code": 1 }),
-                    Some(felkod) => json!({ "code": 2, "message": felkod }),
-                },
+                "attributes": s.attributes.iter().map(|(k, v)| attribute(k, v)).collect::<Vec<_>>(),
             });
+            // Unset unless it failed, as the conventions say.
+            if let Some(felkod) = s.error {
+                span["status"] = json!({ "code": 2, "message": felkod });
+            }
             if let Some(parent) = &s.parent_id {
                 span["parentSpanId"] = json!(parent);
             }

@@ -39,6 +39,10 @@ pub enum UpstreamError {
     Contract(String),
     #[error("AF has failed repeatedly; nothing is sent to it for another {0:?}")]
     BreakerOpen(Duration),
+    /// brygga's own cap (`af.max_connections`): no connection was free within the deadline.
+    /// Says nothing of AF, so it does not count for the breaker.
+    #[error("every connection to AF was busy for {0:?}")]
+    Saturated(Duration),
 }
 
 impl UpstreamError {
@@ -77,7 +81,12 @@ pub struct AfClient {
     /// One permit per call under way: hyper-util's pool has no total cap, so this bounds
     /// the connections to AF (`af.max_connections`).
     calls: tokio::sync::Semaphore,
+    /// Health checks (`Ping`, `/readyz`) under way: at most `HEALTH_CONNECTIONS` more.
+    health_calls: tokio::sync::Semaphore,
 }
+
+/// Connections to AF for health checks, beside `af.max_connections`.
+pub const HEALTH_CONNECTIONS: usize = 2;
 
 /// The calls that only read: tried once more when AF could not be reached. A plan reported
 /// (`AKTIVITETSPLAN_PATH`) is not, so it is never reported twice by brygga.
@@ -116,7 +125,7 @@ impl AfClient {
             .wrap_connector(connector);
         let pool = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(settings.max_connections as usize)
+            .pool_max_idle_per_host(settings.max_connections as usize + HEALTH_CONNECTIONS)
             .build(https);
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
@@ -141,6 +150,7 @@ impl AfClient {
             .map(|b| governor::RateLimiter::direct(b.quota));
         Ok(Self {
             calls: tokio::sync::Semaphore::new(settings.max_connections as usize),
+            health_calls: tokio::sync::Semaphore::new(HEALTH_CONNECTIONS),
             breaker,
             retries,
             retry_count: std::sync::Arc::default(),
@@ -262,6 +272,8 @@ impl AfClient {
                 .await;
         }
         match &result {
+            // brygga's own queue: neither AF up nor down.
+            Err(UpstreamError::Saturated(_)) => {}
             Err(UpstreamError::Unreachable(_) | UpstreamError::Timeout(_)) => {
                 self.breaker.failure()
             }
@@ -288,52 +300,66 @@ impl AfClient {
         let uri: http::Uri = format!("{}{}", self.settings.base_url, path)
             .parse()
             .map_err(|_| UpstreamError::Unreachable("the AF URL is not a valid URI".into()))?;
-        let call =
-            async {
-                // Waiting for a free connection counts against the deadline.
-                let _permit = self.calls.acquire().await.map_err(|_| {
-                    UpstreamError::Unreachable("the AF client is shutting down".into())
-                })?;
-                for attempt in 0..2 {
-                    let token = self.token().await?;
-                    let req = http::Request::post(uri.clone())
-                        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-                        .header(http::header::CONTENT_TYPE, "application/json")
-                        .header("AF-TrackingId", tracking_id.to_string())
-                        .header("AF-SystemId", &self.system_id)
-                        .header("AF-EndUserId", end_user)
-                        .header("AF-Environment", &self.environment)
-                        .header("traceparent", traceparent)
-                        .body(Full::new(body.clone()))
-                        .map_err(|e| UpstreamError::Unreachable(format!("request: {e}")))?;
-                    let resp =
-                        self.pool.request(req).await.map_err(|e| {
-                            UpstreamError::Unreachable(crate::error::error_chain(&e))
-                        })?;
-                    let status = resp.status();
-                    if status == StatusCode::UNAUTHORIZED && attempt == 0 {
-                        self.forget_token().await;
-                        continue;
-                    }
-                    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                        return Err(UpstreamError::Credentials(status.as_u16()));
-                    }
-                    if status == StatusCode::TOO_MANY_REQUESTS {
-                        let after = resp
-                            .headers()
-                            .get(http::header::RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.trim().parse::<u64>().ok())
-                            .map(|s| s.min(3600));
-                        return Err(UpstreamError::Busy(after));
-                    }
-                    if !status.is_success() {
-                        return Err(UpstreamError::Status(status.as_u16()));
-                    }
-                    return read_json(resp).await;
+        // Waiting for a free connection counts against the deadline, as brygga's own wait.
+        let waited = Instant::now();
+        let _permit = match tokio::time::timeout(deadline, self.calls.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => {
+                return Err(UpstreamError::Unreachable(
+                    "the AF client is shutting down".into(),
+                ));
+            }
+            Err(_) => return Err(UpstreamError::Saturated(deadline)),
+        };
+        let full = deadline;
+        let deadline = deadline.saturating_sub(waited.elapsed());
+        // Too little time left to ask AF: brygga's own wait used it up (and a call doomed to
+        // time out would count against AF).
+        if deadline < full / 10 {
+            return Err(UpstreamError::Saturated(full));
+        }
+        let call = async {
+            for attempt in 0..2 {
+                let token = self.token().await?;
+                let req = http::Request::post(uri.clone())
+                    .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .header("AF-TrackingId", tracking_id.to_string())
+                    .header("AF-SystemId", &self.system_id)
+                    .header("AF-EndUserId", end_user)
+                    .header("AF-Environment", &self.environment)
+                    .header("traceparent", traceparent)
+                    .body(Full::new(body.clone()))
+                    .map_err(|e| UpstreamError::Unreachable(format!("request: {e}")))?;
+                let resp = self
+                    .pool
+                    .request(req)
+                    .await
+                    .map_err(|e| UpstreamError::Unreachable(crate::error::error_chain(&e)))?;
+                let status = resp.status();
+                if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                    self.forget_token().await;
+                    continue;
                 }
-                Err(UpstreamError::Credentials(401))
-            };
+                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                    return Err(UpstreamError::Credentials(status.as_u16()));
+                }
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    let after = resp
+                        .headers()
+                        .get(http::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(|s| s.min(3600));
+                    return Err(UpstreamError::Busy(after));
+                }
+                if !status.is_success() {
+                    return Err(UpstreamError::Status(status.as_u16()));
+                }
+                return read_json(resp).await;
+            }
+            Err(UpstreamError::Credentials(401))
+        };
         tokio::time::timeout(deadline, call)
             .await
             .map_err(|_| UpstreamError::Timeout(deadline))?
@@ -348,8 +374,10 @@ impl AfClient {
         }
         let started = Instant::now();
         let result = tokio::time::timeout(self.settings.timeout, async {
+            // Health checks have their own few connections: a saturated cap must not make
+            // AF look unreachable, nor a burst of Ping take the calls' connections.
             let _permit =
-                self.calls.acquire().await.map_err(|_| {
+                self.health_calls.acquire().await.map_err(|_| {
                     UpstreamError::Unreachable("the AF client is shutting down".into())
                 })?;
             let uri: http::Uri = format!("{}{HEALTH_PATH}", self.settings.base_url)
