@@ -242,6 +242,8 @@ pub struct AuditStats {
     pub commit_seconds: prometheus_client::metrics::histogram::Histogram,
     /// The sequence number the last checkpoint signed.
     pub checkpoint: AtomicU64,
+    /// The latest commit failed (until one succeeds): the store does not take records.
+    pub failing: std::sync::atomic::AtomicBool,
     /// Records made durable.
     pub records: AtomicU64,
     /// Durable commits (each one fsync for a whole group).
@@ -260,6 +262,7 @@ impl Default for AuditStats {
                 prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 15),
             ),
             checkpoint: AtomicU64::new(0),
+            failing: std::sync::atomic::AtomicBool::new(false),
             records: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -357,6 +360,7 @@ impl AuditLog {
                             counted
                                 .commit_seconds
                                 .observe(started.elapsed().as_secs_f64());
+                            counted.failing.store(false, Ordering::Relaxed);
                             counted.checkpoint.store(signer.signed, Ordering::Relaxed);
                             let n = batch.len() as u64;
                             counted.records.fetch_add(n, Ordering::Relaxed);
@@ -365,6 +369,7 @@ impl AuditLog {
                         }
                         Err(e) => {
                             counted.failures.fetch_add(1, Ordering::Relaxed);
+                            counted.failing.store(true, Ordering::Relaxed);
                             tracing::error!(error = %e, records = batch.len(), "audit append failed; the requests fail closed");
                         }
                     }

@@ -79,7 +79,17 @@ pub async fn readiness(gw: &Gateway) -> Readiness {
 
     let outbox = gw.outbox.clone();
     let store = tokio::task::spawn_blocking(move || outbox.probe_writable()).await;
+    let audit_failing = gw
+        .audit
+        .stats
+        .failing
+        .load(std::sync::atomic::Ordering::Relaxed);
     match store {
+        Ok(Ok(())) if audit_failing => check(
+            "store",
+            false,
+            "the latest audit commit failed; answers are withheld until one succeeds".into(),
+        ),
         Ok(Ok(())) => check("store", true, "takes writes".into()),
         Ok(Err(e)) => check("store", false, format!("does not take writes: {e}")),
         Err(_) => check("store", false, "the check failed".into()),

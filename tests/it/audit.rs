@@ -175,7 +175,7 @@ async fn each_access_and_refusal_has_a_record_with_its_facts() {
 
 #[tokio::test]
 async fn an_answer_is_withheld_when_its_record_cannot_be_written() {
-    let s = harness::start().await;
+    let s = harness::start_custom(|c, _| c.health.cache = Duration::ZERO, true).await;
     let store = s.audit_store();
     status(&s.ask(Some(&s.st_token())).await);
     // The store starts refusing writes, as a full disk or a broken volume would.
@@ -197,12 +197,33 @@ async fn an_answer_is_withheld_when_its_record_cannot_be_written() {
     assert_eq!(s.af_data_requests(), before + 1, "AF was asked");
     // A refusal still gets its Fault.
     fault(&s.ask(None).await, 401, "TOKEN_SAKNAS");
+    // Operators see it: not ready, the store check says why, the failures are counted.
+    let admin = |path: &str| format!("http://{}{path}", s.inner.gateway.admin_addr);
+    let ready = reqwest::get(admin("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["checks"]["store"]["status"], "fail", "{ready}");
+    let metrics = reqwest::get(admin("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failures: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("brygga_audit_commit_failures_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(failures >= 2.0, "{metrics}");
     // Writable again: answers flow again.
     rusqlite::Connection::open(&store)
         .unwrap()
         .execute_batch("DROP TRIGGER refuse;")
         .unwrap();
     status(&s.ask(Some(&s.st_token())).await);
+    let ready = reqwest::get(admin("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
     let _data = s.stop().await;
     let r = records(&store);
     assert_eq!(r.len(), 2, "only what could be written: {r:#?}");

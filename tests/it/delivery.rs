@@ -194,6 +194,21 @@ async fn the_subscriber_gets_the_event_and_the_other_municipality_does_not() {
         (depth.pending, depth.dead, depth.oldest_pending),
         (0, 0, None)
     );
+    // What operators see of it.
+    let metrics = reqwest::get(format!("http://{}/metrics", s.inner.gateway.admin_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "brygga_deliveries_total{client=\"stockholm\",outcome=\"OK\"} 1",
+        "brygga_events_received_total{outcome=\"OK\"} 1",
+        "brygga_outbox_pending 0",
+        "brygga_outbox_oldest_pending_seconds 0.0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
     let _data = s.stop().await;
     let d = disclosures(&store);
     assert_eq!(d.len(), 1);
