@@ -15,26 +15,8 @@ async fn an_idle_connection_is_closed_at_the_header_deadline() {
         true,
     )
     .await;
-    let certs = harness::certs();
-    let cfg = brygga::tls::client_config(
-        &brygga::tls::load_certs(&certs.join("kommun-ca.pem")).unwrap(),
-        Some((
-            brygga::tls::load_certs(&s.sthlm.cert).unwrap(),
-            brygga::tls::load_key(&s.sthlm.key).unwrap(),
-        )),
-    )
-    .unwrap();
     for alpn in [b"http/1.1".to_vec(), b"h2".to_vec()] {
-        let mut cfg = cfg.clone();
-        cfg.alpn_protocols = vec![alpn.clone()];
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-        let tcp = tokio::net::TcpStream::connect(s.inner.gateway.kommun_addr)
-            .await
-            .unwrap();
-        let mut tls = connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
+        let mut tls = tls_as_stockholm(&s, &alpn).await;
         let started = Instant::now();
         let mut buf = [0u8; 256];
         // Read until the server closes; HTTP/2 sends its settings frame first.
@@ -76,24 +58,7 @@ async fn a_head_trickled_in_is_cut_off_at_the_deadline_while_others_are_served()
         true,
     )
     .await;
-    let certs = harness::certs();
-    let mut cfg = brygga::tls::client_config(
-        &brygga::tls::load_certs(&certs.join("kommun-ca.pem")).unwrap(),
-        Some((
-            brygga::tls::load_certs(&s.sthlm.cert).unwrap(),
-            brygga::tls::load_key(&s.sthlm.key).unwrap(),
-        )),
-    )
-    .unwrap();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(s.inner.gateway.kommun_addr)
-        .await
-        .unwrap();
-    let mut tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut tls = tls_as_stockholm(&s, b"http/1.1").await;
     let started = Instant::now();
     let head = b"POST /kommun/v1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
     let trickle = async {
@@ -195,9 +160,10 @@ async fn connections_per_client_certificate_are_capped() {
     s.stop().await;
 }
 
-/// A raw HTTP/1.1 connection over TLS as Stockholm's case system.
-async fn raw_stockholm(
+/// A raw connection over TLS as Stockholm's case system, offering `alpn`.
+async fn tls_as_stockholm(
     s: &harness::Stack,
+    alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let certs = harness::certs();
     let mut cfg = brygga::tls::client_config(
@@ -208,7 +174,7 @@ async fn raw_stockholm(
         )),
     )
     .unwrap();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let tcp = tokio::net::TcpStream::connect(s.inner.gateway.kommun_addr)
         .await
@@ -238,7 +204,7 @@ async fn a_body_that_stops_arriving_gets_408() {
         true,
     )
     .await;
-    let mut tls = raw_stockholm(&s).await;
+    let mut tls = tls_as_stockholm(&s, b"http/1.1").await;
     let token = s.st_token();
     let started = Instant::now();
     let head = format!(
@@ -264,7 +230,7 @@ async fn too_many_or_too_large_headers_get_431() {
     let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
     let huge = format!("X-Big: {}\r\n", "a".repeat(70 * 1024));
     for extra in [many, huge] {
-        let mut tls = raw_stockholm(&s).await;
+        let mut tls = tls_as_stockholm(&s, b"http/1.1").await;
         let head = format!(
             "POST /kommun/v1 HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Length: 0\r\n\r\n"
         );
@@ -298,23 +264,7 @@ async fn http2_streams_per_connection_are_capped() {
         true,
     )
     .await;
-    let certs = harness::certs();
-    let mut cfg = brygga::tls::client_config(
-        &brygga::tls::load_certs(&certs.join("kommun-ca.pem")).unwrap(),
-        Some((
-            brygga::tls::load_certs(&s.sthlm.cert).unwrap(),
-            brygga::tls::load_key(&s.sthlm.key).unwrap(),
-        )),
-    )
-    .unwrap();
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(s.inner.gateway.kommun_addr)
-        .await
-        .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = tls_as_stockholm(&s, b"h2").await;
     let (send, conn) =
         hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
             .handshake(hyper_util::rt::TokioIo::new(tls))

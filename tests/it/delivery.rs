@@ -195,12 +195,7 @@ async fn the_subscriber_gets_the_event_and_the_other_municipality_does_not() {
         (0, 0, None)
     );
     // What operators see of it.
-    let metrics = reqwest::get(format!("http://{}/metrics", s.inner.gateway.admin_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::harness::admin_text(s.inner.gateway.admin_addr, "/metrics").await;
     for line in [
         "brygga_deliveries_total{client=\"stockholm\",outcome=\"OK\"} 1",
         "brygga_events_received_total{outcome=\"OK\"} 1",

@@ -267,3 +267,13 @@ pub fn personnummer_like(text: &str) -> Vec<String> {
     }
     hits
 }
+
+/// The admin listener's `path` on the gateway at `admin`, as text.
+pub async fn admin_text(admin: std::net::SocketAddr, path: &str) -> String {
+    reqwest::get(format!("http://{admin}{path}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

@@ -162,12 +162,7 @@ async fn the_server_certificate_rotates_while_a_client_keeps_sending() {
     );
     // The expiry operators see is the new certificate's (rcgen's default runs to 4096).
     let days_left = || async {
-        let text = reqwest::get(format!("http://{}/metrics", stack.gateway.admin_addr))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = crate::harness::admin_text(stack.gateway.admin_addr, "/metrics").await;
         text.lines()
             .find_map(|l| {
                 l.strip_prefix(

@@ -429,12 +429,7 @@ async fn a_wait_for_a_connection_to_af_ends_at_the_deadline() {
     );
     assert!((1..8).contains(&ok), "{ok} answered");
     // Six or so waits ran out; none counted as AF failing, so the breaker is closed.
-    let metrics = reqwest::get(format!("http://{}/metrics", s.inner.gateway.admin_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::harness::admin_text(s.inner.gateway.admin_addr, "/metrics").await;
     assert!(
         metrics.contains("\nbrygga_af_breaker_open 0\n"),
         "{metrics}"
