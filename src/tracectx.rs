@@ -81,12 +81,7 @@ impl TraceContext {
         }
     }
 
-    /// The `traceparent` brygga sends on: the same trace, brygga's own new span.
-    pub fn child_header(&self) -> String {
-        self.header(&new_span_id())
-    }
-
-    /// The `traceparent` naming `span_id` in this trace.
+    /// The `traceparent` brygga sends on: this trace, naming brygga's `span_id`.
     pub fn header(&self, span_id: &str) -> String {
         format!("00-{}-{span_id}-{}", self.trace_id, self.flags)
     }
@@ -143,7 +138,7 @@ mod tests {
     fn a_child_keeps_the_trace_and_names_a_new_span() {
         let parent =
             TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
-        let child = TraceContext::parse(&parent.child_header()).unwrap();
+        let child = TraceContext::parse(&parent.header(&new_span_id())).unwrap();
         assert_eq!(child.trace_id, parent.trace_id);
         assert_ne!(child.parent_id, parent.parent_id);
         assert_eq!(child.flags, "00");
