@@ -335,11 +335,7 @@ async fn exchange(
 ) -> Result<String, Failure> {
     route(&req)?;
     trace.audited = true;
-    trace.incoming_trace = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(crate::tracectx::TraceContext::parse);
+    trace.incoming_trace = crate::tracectx::TraceContext::from_headers(req.headers());
 
     // 1. Identify: the organisation from the certificate, the case worker from the token.
     trace.organisation = peer.orgnr.as_ref().ok().map(ToString::to_string);
@@ -429,7 +425,7 @@ async fn exchange(
         .clone()
         .unwrap_or_else(|| crate::tracectx::TraceContext::start(trace.korrelationsid));
     let af_span_id = crate::tracectx::new_span_id();
-    let traceparent = context.header(&af_span_id);
+    let traceparent = context.outgoing(&af_span_id);
     trace.trace_id = Some(context.trace_id);
     let af_started = Instant::now();
     let af_started_at = std::time::SystemTime::now();
@@ -561,7 +557,7 @@ async fn call_af(
     client: &Client,
     worker: &CaseWorker,
     request: KommunRequest,
-    traceparent: &str,
+    traceparent: &crate::tracectx::Outgoing,
     af_status: &mut Option<u16>,
 ) -> Result<KommunAnswer, Failure> {
     let end_user = worker.hsa_id.as_str();

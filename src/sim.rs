@@ -129,8 +129,9 @@ pub struct SimStats {
     pub peak_in_flight: AtomicU64,
     /// Health checks asked (by `Ping` and `/readyz`).
     pub health_requests: AtomicU64,
-    /// The `traceparent` of the latest data request.
+    /// The `traceparent` and `tracestate` of the latest data request.
     pub last_traceparent: Mutex<Option<String>>,
+    pub last_tracestate: Mutex<Option<String>>,
 }
 
 /// Counts a data request as under way while it lives.
@@ -409,6 +410,9 @@ async fn data(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
     }
     if let Ok(mut last) = sim.stats.last_traceparent.lock() {
         *last = Some(header("traceparent"));
+    }
+    if let Ok(mut last) = sim.stats.last_tracestate.lock() {
+        *last = Some(header("tracestate"));
     }
     let path = req.uri().path().to_owned();
     let body = match body_of(req).await {

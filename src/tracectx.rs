@@ -15,7 +15,19 @@ pub struct TraceContext {
     pub parent_id: Option<String>,
     /// Two hex digits; `01` is sampled.
     pub flags: String,
+    /// The caller's `tracestate`, passed on unchanged when it is well-formed.
+    pub state: Option<String>,
 }
+
+/// What brygga sends to AF of a trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub traceparent: String,
+    pub tracestate: Option<String>,
+}
+
+/// The longest `tracestate` passed on (the recommendation's limit).
+const MAX_TRACESTATE: usize = 512;
 
 /// A trace id goes into log lines and to AF: one whose digits spell an identity number (a
 /// hostile caller could send one) is not used.
@@ -58,6 +70,7 @@ impl TraceContext {
         Some(Self {
             trace_id: trace_id.to_owned(),
             parent_id: Some(parent_id.to_owned()),
+            state: None,
             // Only the sampled bit is defined; the rest is not passed on.
             flags: if u8::from_str_radix(flags, 16).is_ok_and(|f| f & 1 == 1) {
                 "01".into()
@@ -78,12 +91,45 @@ impl TraceContext {
             },
             parent_id: None,
             flags: "01".into(),
+            state: None,
         }
+    }
+
+    /// The trace of a request's headers: exactly one valid `traceparent` (two or more
+    /// restart the trace, as the recommendation says), with its `tracestate` (several headers
+    /// joined) when that is printable ASCII of at most 512 bytes and spells no identity
+    /// number; otherwise the state is dropped and the trace kept.
+    pub fn from_headers(headers: &http::HeaderMap) -> Option<Self> {
+        let mut parents = headers.get_all("traceparent").iter();
+        let (Some(only), None) = (parents.next(), parents.next()) else {
+            return None;
+        };
+        let mut context = Self::parse(only.to_str().ok()?)?;
+        let states: Option<Vec<&str>> = headers
+            .get_all("tracestate")
+            .iter()
+            .map(|v| v.to_str().ok())
+            .collect();
+        context.state = states.map(|s| s.join(",")).filter(|s| {
+            !s.trim().is_empty()
+                && s.len() <= MAX_TRACESTATE
+                && s.bytes().all(|b| (0x20..=0x7e).contains(&b))
+                && carries_no_identity_number(s)
+        });
+        Some(context)
     }
 
     /// The `traceparent` brygga sends on: this trace, naming brygga's `span_id`.
     pub fn header(&self, span_id: &str) -> String {
         format!("00-{}-{span_id}-{}", self.trace_id, self.flags)
+    }
+
+    /// What goes to AF: the `traceparent` naming `span_id`, and the caller's `tracestate`.
+    pub fn outgoing(&self, span_id: &str) -> Outgoing {
+        Outgoing {
+            traceparent: self.header(span_id),
+            tracestate: self.state.clone(),
+        }
     }
 }
 
@@ -103,6 +149,28 @@ pub fn new_span_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_give_one_trace_and_a_clean_state() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut h = http::HeaderMap::new();
+        h.append("traceparent", parent.parse().unwrap());
+        h.append("tracestate", "af=1".parse().unwrap());
+        h.append("tracestate", "kommun=x".parse().unwrap());
+        let t = TraceContext::from_headers(&h).unwrap();
+        assert_eq!(t.state.as_deref(), Some("af=1,kommun=x"));
+        // A state carrying a personnummer, or too long, is dropped; the trace stays.
+        for bad in ["p=198507099805", &"a".repeat(600)] {
+            let mut h = http::HeaderMap::new();
+            h.append("traceparent", parent.parse().unwrap());
+            h.append("tracestate", bad.parse().unwrap());
+            let t = TraceContext::from_headers(&h).unwrap();
+            assert_eq!(t.state, None, "{bad}");
+        }
+        // Two traceparents: no trace.
+        h.append("traceparent", parent.parse().unwrap());
+        assert_eq!(TraceContext::from_headers(&h), None);
+    }
 
     #[test]
     fn parses_what_the_recommendation_allows_and_nothing_else() {

@@ -237,7 +237,7 @@ impl AfClient {
         body: &Req,
         tracking_id: Uuid,
         end_user: &str,
-        traceparent: &str,
+        traceparent: &crate::tracectx::Outgoing,
     ) -> Result<Resp, UpstreamError> {
         self.breaker
             .admit()
@@ -290,7 +290,7 @@ impl AfClient {
         body: &Req,
         tracking_id: Uuid,
         end_user: &str,
-        traceparent: &str,
+        traceparent: &crate::tracectx::Outgoing,
         deadline: Duration,
     ) -> Result<Resp, UpstreamError> {
         let body = Bytes::from(
@@ -328,7 +328,12 @@ impl AfClient {
                     .header("AF-SystemId", &self.system_id)
                     .header("AF-EndUserId", end_user)
                     .header("AF-Environment", &self.environment)
-                    .header("traceparent", traceparent)
+                    .header("traceparent", &traceparent.traceparent);
+                let req = match &traceparent.tracestate {
+                    Some(state) => req.header("tracestate", state),
+                    None => req,
+                };
+                let req = req
                     .body(Full::new(body.clone()))
                     .map_err(|e| UpstreamError::Unreachable(format!("request: {e}")))?;
                 let resp = self

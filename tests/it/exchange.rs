@@ -514,12 +514,16 @@ async fn the_trace_context_is_carried_to_af() {
             Some(&s.st_token()),
             s.st_xml(sim::REGISTRERAD),
             "text/xml; charset=utf-8",
-            &[("traceparent", incoming)],
+            &[("traceparent", incoming), ("tracestate", "kommun=ek7")],
         )
         .await
         .unwrap();
     let korrelationsid = status(&a).korrelationsid;
     let sent = last();
+    assert_eq!(
+        s.inner.sim.stats.last_tracestate.lock().unwrap().as_deref(),
+        Some("kommun=ek7")
+    );
     assert_eq!(sent.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_ne!(sent.parent_id.as_deref(), Some("00f067aa0ba902b7"));
     assert_eq!(sent.flags, "01");
