@@ -330,6 +330,15 @@ impl Gateway {
             .cloned()
             .collect();
         certificates.extend(inventory.certificates.iter().cloned());
+        // Identity-provider keys that came with a certificate (x5c), as fetched or read now.
+        for client in &self.config.clients {
+            for (i, der) in client.idp.key_certificates() {
+                certificates.push(crate::config::NamedCertificate {
+                    name: format!("clients.{}.jwks[{i}]", client.name),
+                    der,
+                });
+            }
+        }
         crate::metrics::expiries(&certificates, &inventory.crls)
     }
 

@@ -59,6 +59,9 @@ pub struct IdpKeys {
     last_fetch: std::sync::Mutex<Option<std::time::Instant>>,
     /// Counts key sets that removed a key: tokens verified under an older one are checked again.
     generation: std::sync::atomic::AtomicU64,
+    /// When each key in use that came with a certificate (`x5c`) expires: its index in the
+    /// set and the certificate.
+    key_expiry: std::sync::RwLock<Vec<(usize, CertificateDer<'static>)>>,
     /// When the key set in use was installed (read or fetched successfully).
     installed: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -124,11 +127,11 @@ impl IdpKeys {
             issuer,
             algorithm,
             JwksSource::Url(source),
-            Vec::new(),
+            ParsedJwks::default(),
         ))
     }
 
-    fn with(issuer: &str, algorithm: Algorithm, source: JwksSource, keys: KeySet) -> Self {
+    fn with(issuer: &str, algorithm: Algorithm, source: JwksSource, parsed: ParsedJwks) -> Self {
         let source_kind = match source {
             JwksSource::File(_) => SourceKind::File,
             JwksSource::Url(_) => SourceKind::Url,
@@ -137,7 +140,8 @@ impl IdpKeys {
             issuer: issuer.to_owned(),
             algorithm,
             source,
-            keys: std::sync::RwLock::new(std::sync::Arc::new(keys)),
+            keys: std::sync::RwLock::new(std::sync::Arc::new(parsed.keys)),
+            key_expiry: std::sync::RwLock::new(parsed.not_after),
             stale: std::sync::Mutex::new(Vec::new()),
             last_fetch: std::sync::Mutex::new(None),
             generation: std::sync::atomic::AtomicU64::new(0),
@@ -205,9 +209,10 @@ impl IdpKeys {
             parse_jwks(&String::from_utf8_lossy(&body), self.algorithm)
                 .map_err(|e| format!("{}: {e}", src.url))
         };
-        let keys = tokio::time::timeout(std::time::Duration::from_secs(10), fetch)
+        let parsed = tokio::time::timeout(std::time::Duration::from_secs(10), fetch)
             .await
             .map_err(|_| format!("{}: no answer within 10 s", src.url))??;
+        let keys = &parsed.keys;
         let now = now_secs();
         let old = self.keys.read().map(|k| k.clone()).unwrap_or_default();
         let removed = old
@@ -224,7 +229,7 @@ impl IdpKeys {
                     && !keys.iter().any(|(k, _)| k == kid)
             });
         }
-        self.install(keys);
+        self.install(parsed);
         if removed {
             self.generation
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -263,13 +268,24 @@ impl IdpKeys {
         }
     }
 
-    fn install(&self, keys: KeySet) {
+    fn install(&self, parsed: ParsedJwks) {
         if let Ok(mut current) = self.keys.write() {
-            *current = std::sync::Arc::new(keys);
+            *current = std::sync::Arc::new(parsed.keys);
+        }
+        if let Ok(mut expiry) = self.key_expiry.write() {
+            *expiry = parsed.not_after;
         }
         if let Ok(mut at) = self.installed.lock() {
             *at = Some(std::time::Instant::now());
         }
+    }
+
+    /// The certificates (`x5c`) of the keys in use, by their index in the set.
+    pub fn key_certificates(&self) -> Vec<(usize, CertificateDer<'static>)> {
+        self.key_expiry
+            .read()
+            .map(|k| k.clone())
+            .unwrap_or_default()
     }
 
     /// How long ago the key set in use was read or fetched (none: a remote set never
@@ -335,16 +351,24 @@ enum SourceKind {
     Url,
 }
 
+/// A JWKS as brygga keeps it: the usable keys, and the certificate of each that has one.
+#[derive(Default)]
+struct ParsedJwks {
+    keys: KeySet,
+    not_after: Vec<(usize, CertificateDer<'static>)>,
+}
+
 /// The keys of a JWKS file, each fitting `algorithm`.
-fn read_jwks(jwks: &Path, algorithm: Algorithm) -> Result<KeySet, String> {
+fn read_jwks(jwks: &Path, algorithm: Algorithm) -> Result<ParsedJwks, String> {
     let text = std::fs::read_to_string(jwks).map_err(|e| format!("{}: {e}", jwks.display()))?;
     parse_jwks(&text, algorithm).map_err(|e| format!("{}: {e}", jwks.display()))
 }
 
 /// The keys of a JWKS document, each fitting `algorithm`.
-fn parse_jwks(text: &str, algorithm: Algorithm) -> Result<KeySet, String> {
+fn parse_jwks(text: &str, algorithm: Algorithm) -> Result<ParsedJwks, String> {
     let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
     let mut keys = Vec::new();
+    let mut not_after = Vec::new();
     let mut skipped = Vec::new();
     for (i, jwk) in set.keys.iter().enumerate() {
         // Identity providers publish encryption keys and keys of other algorithms beside the
@@ -359,6 +383,18 @@ fn parse_jwks(text: &str, algorithm: Algorithm) -> Result<KeySet, String> {
             .is_none_or(|a| format!("{a:?}") == format!("{algorithm:?}"));
         match DecodingKey::from_jwk(jwk) {
             Ok(key) if for_signing && alg_fits && key.family() == algorithm.family() => {
+                // The key's own certificate (the first of x5c), for its expiry.
+                if let Some(der) = jwk
+                    .common
+                    .x509_chain
+                    .as_ref()
+                    .and_then(|chain| chain.first())
+                    .and_then(|b64| {
+                        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).ok()
+                    })
+                {
+                    not_after.push((keys.len(), CertificateDer::from(der)));
+                }
                 keys.push((jwk.common.key_id.clone(), key));
             }
             Ok(_) => skipped.push(format!("key {i} is not an {algorithm:?} signing key")),
@@ -371,7 +407,7 @@ fn parse_jwks(text: &str, algorithm: Algorithm) -> Result<KeySet, String> {
             skipped.join("; ")
         ));
     }
-    Ok(keys)
+    Ok(ParsedJwks { keys, not_after })
 }
 
 /// The claims brygga reads from a case worker's token.

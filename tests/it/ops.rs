@@ -851,3 +851,60 @@ async fn spans_are_exported_to_an_otlp_collector() {
     );
     s.stop().await;
 }
+
+/// An identity-provider key published with its certificate (`x5c`) has its expiry shown like
+/// every other certificate's, named by client and key.
+#[tokio::test]
+async fn a_jwks_key_with_a_certificate_has_its_expiry_shown() {
+    use base64::Engine;
+    let certs = harness::certs();
+    let key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(certs.join("idp-0180.key")).unwrap())
+            .unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["idp.stockholm.example".into()]).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(20);
+    let cert = params.self_signed(&key).unwrap();
+    let mut jwks: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(certs.join("idp-0180.jwks.json")).unwrap())
+            .unwrap();
+    jwks["keys"][0]["x5c"] =
+        serde_json::json!([base64::engine::general_purpose::STANDARD.encode(cert.der())]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, jwks.to_string()).unwrap();
+    let s = harness::start_custom(
+        move |c, _| {
+            for client in c.clients.iter_mut() {
+                let client = std::sync::Arc::get_mut(client).unwrap();
+                if client.name == "stockholm" {
+                    client.idp =
+                        brygga::identity::IdpKeys::load(&client.idp.issuer, "ES256", &path)
+                            .unwrap();
+                }
+            }
+        },
+        true,
+    )
+    .await;
+    // The key still verifies Stockholm's tokens.
+    status(&s.ask(Some(&s.st_token())).await);
+    let (_, _, text) = admin_get(&s, "/metrics").await;
+    let days = sample(
+        &text,
+        "brygga_certificate_expiry_seconds{certificate=\"clients.stockholm.jwks[0]\",kind=\"certificate\"}",
+    )
+    .unwrap_or_else(|| panic!("{text}"))
+        / 86_400.0;
+    assert!((19.9..20.1).contains(&days), "{days}");
+    // The status page lists it first, as a warning (below 30 days).
+    let (_, _, page) = admin_get(&s, "/status").await;
+    let certs_table = &page[page.find("id=\"certificates\"").unwrap()..];
+    let first_row = &certs_table[certs_table.find("<tr class=").unwrap()..];
+    assert!(
+        first_row.starts_with("<tr class=\"warn\"><td>clients.stockholm.jwks[0]</td>"),
+        "{first_row}"
+    );
+    s.stop().await;
+}
