@@ -148,6 +148,19 @@ impl Stack {
             .unwrap()
     }
 
+    /// Stockholm's question sent with another case worker's token: refused by the policy
+    /// (403 HANDLAGGARE_MATCHAR_EJ) before AF is asked.
+    pub async fn ask_as_another_case_worker(&self) -> RawAnswer {
+        let other = self
+            .st_idp
+            .token("SE2120000142-HL02", "0180", "EKB-BESLUT")
+            .unwrap();
+        self.st
+            .post_raw(Some(&other), self.st_xml(sim::REGISTRERAD))
+            .await
+            .unwrap()
+    }
+
     pub fn af_data_requests(&self) -> u64 {
         self.inner
             .sim

@@ -108,15 +108,8 @@ async fn metrics_count_what_happened_by_bounded_labels_and_pass_promtool() {
     // Two answered, one policy refusal, one broken request, for Stockholm.
     status(&s.ask(Some(&s.st_token())).await);
     status(&s.ask(Some(&s.st_token())).await);
-    let other = s
-        .st_idp
-        .token("SE2120000142-HL02", "0180", "EKB-BESLUT")
-        .unwrap();
     fault(
-        &s.st
-            .post_raw(Some(&other), s.st_xml(sim::REGISTRERAD))
-            .await
-            .unwrap(),
+        &s.ask_as_another_case_worker().await,
         403,
         "HANDLAGGARE_MATCHAR_EJ",
     );
@@ -474,15 +467,7 @@ async fn the_status_page_renders_in_headless_chromium() {
     for _ in 0..3 {
         status(&s.ask(Some(&s.st_token())).await);
     }
-    let other = s
-        .st_idp
-        .token("SE2120000142-HL02", "0180", "EKB-BESLUT")
-        .unwrap();
-    let refused =
-        s.st.post_raw(Some(&other), s.st_xml(sim::REGISTRERAD))
-            .await
-            .unwrap();
-    assert_eq!(refused.status, 403);
+    assert_eq!(s.ask_as_another_case_worker().await.status, 403);
     let (_, content_type, html) = admin_get(&s, "/status").await;
     assert!(content_type.starts_with("text/html"));
     // No external asset: nothing is fetched from anywhere but the page itself.
@@ -741,15 +726,7 @@ async fn spans_are_exported_to_an_otlp_collector() {
             .unwrap(),
     )
     .unwrap();
-    let other = s
-        .st_idp
-        .token("SE2120000142-HL02", "0180", "EKB-BESLUT")
-        .unwrap();
-    let refused =
-        s.st.post_raw(Some(&other), s.st_xml(sim::REGISTRERAD))
-            .await
-            .unwrap();
-    assert_eq!(refused.status, 403);
+    assert_eq!(s.ask_as_another_case_worker().await.status, 403);
     // Exported within a second or two.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let spans: Vec<serde_json::Value> = loop {
