@@ -97,7 +97,7 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 /// for the document) and why, without quoting the offending value.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, (String, String)> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         // serde's message names the expected type; the value it quotes is dropped.
@@ -114,7 +114,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, (String, Strin
             ),
         };
         (if path == "." { String::new() } else { path }, reason)
-    })
+    })?;
+    // One value per body: a second value, or anything but whitespace after the first, would
+    // be acknowledged without being read.
+    de.end().map_err(|e| {
+        (
+            String::new(),
+            format!(
+                "content after the JSON value at line {} column {}; a body holds exactly one value",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    Ok(value)
 }
 
 fn contract(e: AfContractError) -> String {

@@ -401,3 +401,48 @@ async fn one_gateway_per_store() {
     );
     s.stop().await;
 }
+
+/// A body is one JSON value: a second batch, or anything after the first, would be
+/// acknowledged without being stored. The whole body is refused and nothing of it kept.
+#[tokio::test]
+async fn content_after_the_batch_is_refused_and_nothing_is_stored() {
+    let s = harness::start().await;
+    subscribe(&s, sim::REGISTRERAD, "EB-1").await;
+    let af = af_sender(&s);
+    let first = json!({"handelser": [deregistered(E1, sim::REGISTRERAD)]}).to_string();
+    let second = json!({"handelser": [deregistered(E2, sim::REGISTRERAD)]}).to_string();
+    for body in [
+        format!("{first}{second}"),
+        format!("{first}\n{second}"),
+        format!("{first} garbage"),
+        format!("{first}]"),
+        format!("{first}\u{0}"),
+    ] {
+        let a = af
+            .post_with_type(None, body.clone(), "application/json")
+            .await
+            .unwrap();
+        let p = problem(&a, 400, "OGILTIGT_FALT");
+        assert!(
+            p["detail"].as_str().unwrap().contains("after the JSON value"),
+            "{body:?}: {p}"
+        );
+    }
+    // Whitespace after the value is not content.
+    receipt(
+        &af.post_with_type(None, format!("{first} \r\n\t"), "application/json")
+            .await
+            .unwrap(),
+    );
+    // Only that last batch was stored, and only its event was received in the chain.
+    let store = s.audit_store();
+    let stored: Vec<_> = deliveries(&store).into_iter().map(|d| d.0).collect();
+    assert_eq!(stored, vec![E1.to_owned()]);
+    let received: Vec<_> = records(&store)
+        .into_iter()
+        .filter(|r| r.entry.action == Action::Receive)
+        .map(|r| r.entry.operation)
+        .collect();
+    assert_eq!(received, vec![format!("ArbetssokandeHandelse {E1}")]);
+    s.stop().await;
+}
