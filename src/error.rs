@@ -32,6 +32,8 @@ pub enum Felkod {
     FaltSaknas,
     OgiltigtFalt,
     OvantatElement,
+    OforstaddHeader,
+    FelaktigHttp,
     KlientOkand,
     TokenSaknas,
     TokenOgiltigt,
@@ -46,6 +48,7 @@ pub enum Felkod {
     TokenForLangLivstid,
     TokenAteranvant,
     TokenFelCertifikat,
+    TokenKritiskUtokning,
     TokenkontrollFull,
     FelKommun,
     HandlaggareMatcharEj,
@@ -92,6 +95,8 @@ impl Felkod {
             FaltSaknas => "FALT_SAKNAS",
             OgiltigtFalt => "OGILTIGT_FALT",
             OvantatElement => "OVANTAT_ELEMENT",
+            OforstaddHeader => "OFORSTADD_HEADER",
+            FelaktigHttp => "FELAKTIG_HTTP",
             KlientOkand => "KLIENT_OKAND",
             TokenSaknas => "TOKEN_SAKNAS",
             TokenOgiltigt => "TOKEN_OGILTIGT",
@@ -106,6 +111,7 @@ impl Felkod {
             TokenForLangLivstid => "TOKEN_FOR_LANG_LIVSTID",
             TokenAteranvant => "TOKEN_ATERANVANT",
             TokenFelCertifikat => "TOKEN_FEL_CERTIFIKAT",
+            TokenKritiskUtokning => "TOKEN_KRITISK_UTOKNING",
             TokenkontrollFull => "TOKENKONTROLL_FULL",
             FelKommun => "FEL_KOMMUN",
             HandlaggareMatcharEj => "HANDLAGGARE_MATCHAR_EJ",
@@ -144,11 +150,13 @@ impl Felkod {
             LangsamKlient => StatusCode::REQUEST_TIMEOUT,
             OgiltigXml | OtillatenXml | XmlForDjup | XmlForMangaElement | XmlForLangText
             | XmlForStoraAttribut | OfullstandigBegaran | InteSoap | OkandOperation
-            | FaltSaknas | OgiltigtFalt | OvantatElement => StatusCode::BAD_REQUEST,
+            | FaltSaknas | OgiltigtFalt | OvantatElement | OforstaddHeader | FelaktigHttp => {
+                StatusCode::BAD_REQUEST
+            }
             TokenSaknas | TokenOgiltigt | TokenFelAlgoritm | TokenOkandNyckel
             | TokenFelSignatur | TokenUtganget | TokenEjGiltigtAnnu | TokenFelUtfardare
             | TokenFelMottagare | TokenSaknarAnsprak | TokenForLangLivstid | TokenAteranvant
-            | TokenFelCertifikat => StatusCode::UNAUTHORIZED,
+            | TokenFelCertifikat | TokenKritiskUtokning => StatusCode::UNAUTHORIZED,
             KlientOkand | FelKommun | HandlaggareMatcharEj | IngivareMatcharEj | SyfteMatcharEj
             | OperationEjTillaten | SyfteEjTillatet | HandlaggareEjBehorig => StatusCode::FORBIDDEN,
             AfEjNabar | AfOverbelastad | TokenkontrollFull | LoggningMisslyckades
@@ -194,6 +202,16 @@ impl Felkod {
     pub fn is_client_fault(self) -> bool {
         self.status().is_client_error()
     }
+
+    /// The SOAP 1.1 `faultcode` (§4.4.1): `MustUnderstand` for a header entry brygga must
+    /// understand and does not, `Client` when the caller must change the request, else `Server`.
+    pub fn faultcode(self) -> &'static str {
+        match self {
+            Felkod::OforstaddHeader => "soap:MustUnderstand",
+            c if c.is_client_fault() => "soap:Client",
+            _ => "soap:Server",
+        }
+    }
 }
 
 /// A failed request: its code, a message a person can act on, and the field if there is one.
@@ -235,6 +253,7 @@ impl From<DecodeError> for Failure {
             DecodeKind::Missing => Felkod::FaltSaknas,
             DecodeKind::Invalid => Felkod::OgiltigtFalt,
             DecodeKind::Unexpected => Felkod::OvantatElement,
+            DecodeKind::MustUnderstand => Felkod::OforstaddHeader,
         };
         Failure {
             felkod,
@@ -261,6 +280,7 @@ impl From<TokenError> for Failure {
             TokenError::Lifetime(_) => Felkod::TokenForLangLivstid,
             TokenError::Replayed => Felkod::TokenAteranvant,
             TokenError::CertificateBinding => Felkod::TokenFelCertifikat,
+            TokenError::CriticalExtension => Felkod::TokenKritiskUtokning,
             TokenError::ReplayStoreFull => Felkod::TokenkontrollFull,
         };
         Failure::new(felkod, e.to_string())

@@ -328,5 +328,18 @@ pub fn problem(f: &Failure, tracking: Uuid) -> HttpResponse {
     if let (Some(field), Some(map)) = (&f.field, body.as_object_mut()) {
         map.insert("falt".into(), serde_json::Value::String(clean(field)));
     }
-    respond(status, "application/problem+json", body.to_string())
+    let mut r = respond(status, "application/problem+json", body.to_string());
+    if f.felkod == Felkod::MetodEjTillaten {
+        r.headers_mut()
+            .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
+    }
+    r
+}
+
+/// A request the HTTP layer refused (a bad `Host`), as a problem naming the header.
+pub fn refused_by_http(r: crate::server::Refusal) -> HttpResponse {
+    problem(
+        &Failure::new(Felkod::FelaktigHttp, r.message).field(r.field),
+        Uuid::new_v4(),
+    )
 }

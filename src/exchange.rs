@@ -832,6 +832,14 @@ fn fault_text(s: &str, max: usize) -> String {
         .collect()
 }
 
+/// A request the HTTP layer refused (a bad `Host`), as a Fault naming the header.
+pub fn refused_by_http(r: crate::server::Refusal) -> HttpResponse {
+    rescue(
+        &Failure::new(Felkod::FelaktigHttp, r.message).field(r.field),
+        Uuid::new_v4(),
+    )
+}
+
 /// Turns a failure into the HTTP status and SOAP Fault the caller sees.
 pub fn rescue(failure: &Failure, korrelationsid: Uuid) -> HttpResponse {
     let code = failure.felkod;
@@ -846,7 +854,7 @@ pub fn rescue(failure: &Failure, korrelationsid: Uuid) -> HttpResponse {
     let mut r = respond(
         code.status(),
         "text/xml; charset=utf-8",
-        soap::encode_fault(&fel, code.is_client_fault()),
+        soap::encode_fault(&fel, code.faultcode()),
     );
     match code {
         // RFC 6750 §3.1: no error code when no credentials were sent.
@@ -860,9 +868,10 @@ pub fn rescue(failure: &Failure, korrelationsid: Uuid) -> HttpResponse {
                 HeaderValue::from_static(r#"Bearer error="invalid_token""#),
             );
         }
+        // The endpoint answers GET (its WSDL and XSD) and POST (the exchange).
         Felkod::MetodEjTillaten => {
             r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
         }
         _ => {}
     }

@@ -188,7 +188,8 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         _store_lock: store_lock,
     });
     // Each listener counts its open connections in its own gauge.
-    let on = |listener: &'static str| ConnLimits {
+    let on = |listener: &'static str, refuse: server::Refuse| ConnLimits {
+        refuse,
         open: Some(
             gw.metrics
                 .open_connections
@@ -201,7 +202,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
     tasks.spawn(server::serve_tls(
         kommun,
         kommun_tls,
-        on("kommun"),
+        on("kommun", exchange::refused_by_http),
         rx.clone(),
         move |peer, req| exchange::serve_kommun(g.clone(), peer, req),
     ));
@@ -209,7 +210,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
     tasks.spawn(server::serve_tls(
         af_listener,
         af_tls,
-        on("af"),
+        on("af", events::refused_by_http),
         rx.clone(),
         move |peer, req| events::serve_af(g.clone(), peer, req),
     ));
@@ -238,7 +239,8 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         });
     }
     let g = gw.clone();
-    tasks.spawn(server::serve_plain(admin, on("admin"), rx, move |req| {
+    let admin_limits = on("admin", ConnLimits::default().refuse);
+    tasks.spawn(server::serve_plain(admin, admin_limits, rx, move |req| {
         ops::serve_admin(g.clone(), req)
     }));
     tracing::info!(%kommun_addr, %af_addr, %admin_addr, "brygga is serving");

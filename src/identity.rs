@@ -504,6 +504,10 @@ pub enum TokenError {
         "the token is bound (cnf.x5t#S256) to another client certificate, or must be bound and is not"
     )]
     CertificateBinding,
+    #[error(
+        "the token's header lists critical extensions (crit) that this gateway does not understand (RFC 7515 4.1.11)"
+    )]
+    CriticalExtension,
 }
 
 /// Verifies a bearer token against the client's identity provider.
@@ -516,6 +520,10 @@ pub fn verify_token(
     let leeway_secs = rules.leeway;
     use jsonwebtoken::errors::ErrorKind;
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+    // brygga understands no JWS extension: a token that makes one critical must be refused.
+    if header.crit.is_some() {
+        return Err(TokenError::CriticalExtension);
+    }
     if header.alg != idp.algorithm {
         return Err(TokenError::Algorithm(format!("{:?}", idp.algorithm)));
     }

@@ -19,7 +19,10 @@ use crate::server::{HttpResponse, respond};
 /// Serves `/healthz`, `/readyz`, `/metrics` and `/status`.
 pub async fn serve_admin(gw: Arc<Gateway>, req: Request<Incoming>) -> HttpResponse {
     if req.method() != Method::GET {
-        return respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n");
+        let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n");
+        r.headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static("GET"));
+        return r;
     }
     match req.uri().path() {
         "/healthz" => respond(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),

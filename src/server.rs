@@ -45,6 +45,73 @@ pub struct ConnLimits {
     pub max_per_certificate: usize,
     /// Kept at the number of connections open now, for `/metrics`.
     pub open: Option<prometheus_client::metrics::gauge::Gauge>,
+    /// How this listener words a refusal made here, before its handler (a bad `Host`).
+    pub refuse: Refuse,
+}
+
+/// A request the HTTP layer refuses before the listener's handler sees it.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub status: http::StatusCode,
+    /// The header at fault.
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// A listener's own format for a [`Refusal`] (a SOAP Fault, problem+json, plain text).
+pub type Refuse = fn(Refusal) -> HttpResponse;
+
+fn refuse_as_text(r: Refusal) -> HttpResponse {
+    respond(
+        r.status,
+        "text/plain; charset=utf-8",
+        format!("{}: {}\n", r.field, r.message),
+    )
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host`, and no request more than
+/// one, each a valid `host[:port]` (empty is allowed); RFC 9113 §8.3.1: over HTTP/2 a `Host`
+/// must name the same authority as `:authority`.
+pub fn host_refusal<B>(req: &Request<B>) -> Option<Refusal> {
+    let refusal = |message: &str| {
+        Some(Refusal {
+            status: http::StatusCode::BAD_REQUEST,
+            field: "Host",
+            message: message.to_owned(),
+        })
+    };
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return refusal("the request carries more than one Host header field");
+    }
+    let Some(host) = host else {
+        return if req.version() == http::Version::HTTP_11 {
+            refusal("an HTTP/1.1 request must carry a Host header field")
+        } else {
+            None
+        };
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let valid = host
+        .to_str()
+        .ok()
+        .filter(|h| !h.contains('@'))
+        .and_then(|h| h.parse::<http::uri::Authority>().ok());
+    let Some(authority) = valid else {
+        return refusal("the Host header field is not a valid host[:port]");
+    };
+    if req.version() == http::Version::HTTP_2
+        && req
+            .uri()
+            .authority()
+            .is_some_and(|a| !a.as_str().eq_ignore_ascii_case(authority.as_str()))
+    {
+        return refusal("the Host header field names another authority than :authority");
+    }
+    None
 }
 
 impl Default for ConnLimits {
@@ -56,6 +123,7 @@ impl Default for ConnLimits {
             max_connections: 10_000,
             max_per_certificate: 512,
             open: None,
+            refuse: refuse_as_text,
         }
     }
 }
@@ -83,10 +151,23 @@ where
 {
     let got_request = Arc::new(AtomicBool::new(false));
     let seen = got_request.clone();
-    let service = hyper::service::service_fn(move |req| {
+    let refuse = limits.refuse;
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         seen.store(true, Ordering::Relaxed);
-        let fut = handler(req);
-        async move { Ok::<_, Infallible>(fut.await) }
+        // Checked here, for every listener alike, before any handler reads the request.
+        let answer = match host_refusal(&req) {
+            Some(refusal) => {
+                tracing::debug!(reason = %refusal.message, "request refused by the HTTP layer");
+                Err(refuse(refusal))
+            }
+            None => Ok(handler(req)),
+        };
+        async move {
+            Ok::<_, Infallible>(match answer {
+                Ok(handled) => handled.await,
+                Err(refused) => refused,
+            })
+        }
     });
     let result = if h2 {
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());

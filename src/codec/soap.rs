@@ -42,6 +42,8 @@ pub enum DecodeKind {
     Invalid,
     /// An element that the contract does not allow at this place.
     Unexpected,
+    /// A header entry for brygga marked `mustUnderstand`: brygga understands none.
+    MustUnderstand,
 }
 
 /// A decode failure: which kind, where (`Fraga/Personidentitet`), and a message to act on.
@@ -519,23 +521,20 @@ fn body_element(root: &Element) -> Result<&Element, DecodeError> {
             format!("the root element must be Envelope in namespace {SOAP_ENV_NS} (SOAP 1.1)"),
         ));
     }
+    only_elements(root, "Envelope")?;
     let mut children = root.children.iter();
     let mut next = children.next();
     if let Some(header) = next.filter(|c| c.is(SOAP_ENV_NS, "Header")) {
+        only_elements(header, "Header")?;
         for entry in &header.children {
-            if entry.attribute(Some(SOAP_ENV_NS), "mustUnderstand") == Some("1") {
-                return Err(DecodeError::at(
-                    DecodeKind::Unexpected,
-                    &format!("Header/{}", entry.name),
-                    "header entry marked mustUnderstand is not understood by this service",
-                ));
-            }
+            must_understand(entry)?;
         }
         next = children.next();
     }
     let body = next
         .filter(|c| c.is(SOAP_ENV_NS, "Body"))
         .ok_or_else(|| DecodeError::doc(DecodeKind::NotSoap, "the envelope has no Body"))?;
+    only_elements(body, "Body")?;
     if children.next().is_some() {
         return Err(DecodeError::doc(
             DecodeKind::NotSoap,
@@ -550,6 +549,51 @@ fn body_element(root: &Element) -> Result<&Element, DecodeError> {
             "the Body must hold exactly one element",
         )),
     }
+}
+
+/// The envelope's own elements hold elements only: text there is not SOAP.
+fn only_elements(el: &Element, path: &str) -> Result<(), DecodeError> {
+    if el.text.chars().all(is_xml_space) {
+        Ok(())
+    } else {
+        Err(DecodeError::at(
+            DecodeKind::NotSoap,
+            path,
+            format!("text is not allowed directly inside {path}, only elements"),
+        ))
+    }
+}
+
+/// SOAP 1.1 §4.2.3: a header entry for this recipient (no `actor`, or the next one) marked
+/// `mustUnderstand` true (`1`/`true`, `xs:boolean` with whitespace around) must be refused,
+/// since brygga understands no header entry. `0`/`false` marks an optional one.
+fn must_understand(entry: &Element) -> Result<(), DecodeError> {
+    const NEXT: &str = "http://schemas.xmlsoap.org/soap/actor/next";
+    let path = format!("Header/{}", entry.name);
+    let Some(value) = entry.attribute(Some(SOAP_ENV_NS), "mustUnderstand") else {
+        return Ok(());
+    };
+    let marked = match value.trim_matches(is_xml_space) {
+        "1" | "true" => true,
+        "0" | "false" => false,
+        _ => {
+            return Err(invalid(
+                &format!("{path}/@mustUnderstand"),
+                "mustUnderstand must be 0, 1, false or true",
+            ));
+        }
+    };
+    let for_us = entry
+        .attribute(Some(SOAP_ENV_NS), "actor")
+        .is_none_or(|a| a.trim_matches(is_xml_space) == NEXT);
+    if marked && for_us {
+        return Err(DecodeError::at(
+            DecodeKind::MustUnderstand,
+            &path,
+            "this header entry is marked mustUnderstand, and brygga understands no header entry; send it without the entry or with mustUnderstand=\"0\"",
+        ));
+    }
+    Ok(())
 }
 
 /// Decodes the body element with `f`, checking that nothing is left over.
@@ -910,13 +954,9 @@ fn encode_avaktualisering(o: &mut Out, a: &Avaktualisering) {
 
 /// Encodes a SOAP 1.1 Fault with `detail/Fel`. `faultcode` is `soap:Client` when the caller
 /// can fix the request, `soap:Server` otherwise.
-pub fn encode_fault(fel: &Fel, client_fault: bool) -> String {
+/// A Fault with its `faultcode` (`soap:Client`, `soap:Server` or `soap:MustUnderstand`).
+pub fn encode_fault(fel: &Fel, code: &str) -> String {
     let mut o = Out::envelope();
-    let code = if client_fault {
-        "soap:Client"
-    } else {
-        "soap:Server"
-    };
     let _ = write!(
         o.0,
         r#"<soap:Fault><faultcode>{code}</faultcode><faultstring>{}</faultstring><detail>"#,

@@ -147,9 +147,12 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
     let mut root: Option<Element> = None;
     let mut elements = 0usize;
     let mut namespaces: Vec<Arc<str>> = Vec::new();
+    // The XML declaration may only be the very first thing in the document (XML 1.0 §2.8).
+    let mut at_start = true;
 
     loop {
         let (ns, event) = reader.read_resolved_event().map_err(malformed)?;
+        let first = std::mem::replace(&mut at_start, false);
         match event {
             Event::Start(start) => {
                 if root.is_some() {
@@ -184,11 +187,23 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                         .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                         .map_err(malformed)?;
                     check_chars(&value)?;
-                    attributes.push(Attribute {
+                    let attribute = Attribute {
                         ns: resolve(ans, &mut namespaces)?,
                         name: local.as_ref().to_owned(),
                         value: value.into_owned(),
-                    });
+                    };
+                    // Namespaces in XML §6.3: `a:x` and `b:x` with a and b bound to one
+                    // namespace are the same attribute twice.
+                    if attributes
+                        .iter()
+                        .any(|a: &Attribute| a.ns == attribute.ns && a.name == attribute.name)
+                    {
+                        return Err(malformed(format!(
+                            "the attribute {} appears twice on one element (by namespace and name)",
+                            attribute.name
+                        )));
+                    }
+                    attributes.push(attribute);
                 }
                 stack.push(Element {
                     ns,
@@ -221,12 +236,23 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
             }
             Event::DocType(_) => return Err(XmlError::Doctype),
             Event::Decl(decl) => {
+                if !first {
+                    return Err(malformed(
+                        "the XML declaration must be the very first thing in the document",
+                    ));
+                }
                 if let Some(enc) = decl.encoding() {
                     let enc = enc.map_err(malformed)?;
                     if !enc.eq_ignore_ascii_case("utf-8") {
                         return Err(XmlError::Encoding);
                     }
                 }
+            }
+            // XML 1.0 [17]: a processing instruction may not be named xml, in any case.
+            Event::PI(pi) if pi.target().eq_ignore_ascii_case("xml") => {
+                return Err(malformed(
+                    "a processing instruction may not be named xml (reserved; the XML declaration belongs at the very start)",
+                ));
             }
             Event::Comment(_) | Event::PI(_) => {}
             // expand_empty_elements turns <a/> into Start + End, so this does not occur.
@@ -302,6 +328,50 @@ mod tests {
         assert_eq!(p(&many), Err(XmlError::TooManyElements(2000)));
         let long = format!("<a>{}</a>", "x".repeat(20_000));
         assert_eq!(p(&long), Err(XmlError::TextTooLong(16 * 1024)));
+    }
+
+    #[test]
+    fn the_declaration_comes_first_or_not_at_all() {
+        assert!(p(r#"<?xml version="1.0"?><a/>"#).is_ok());
+        assert!(p("\u{FEFF}<?xml version=\"1.0\"?><a/>").is_ok());
+        for late in [
+            " <?xml version=\"1.0\"?><a/>",
+            "\n<?xml version=\"1.0\"?><a/>",
+            "<!-- c --><?xml version=\"1.0\"?><a/>",
+            "<a><?xml version=\"1.0\"?></a>",
+            "<a/><?xml version=\"1.0\"?>",
+        ] {
+            let e = p(late).unwrap_err();
+            assert!(e.to_string().contains("very first"), "{late:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn no_processing_instruction_is_named_xml() {
+        for pi in ["<?XML x?>", "<?Xml?>", "<?xMl y?>"] {
+            for doc in [
+                format!("{pi}<a/>"),
+                format!("<a>{pi}</a>"),
+                format!("<a/>{pi}"),
+            ] {
+                let e = p(&doc).unwrap_err();
+                assert!(e.to_string().contains("named xml"), "{doc:?}: {e}");
+            }
+        }
+        // Other names, even those starting with xml, are processing instructions like any.
+        assert!(p("<?xml-stylesheet href=\"a\"?><a><?php x?></a>").is_ok());
+    }
+
+    #[test]
+    fn an_attribute_twice_by_expanded_name_is_refused() {
+        let e = p(r#"<a xmlns:p="urn:x" xmlns:q="urn:x" p:id="1" q:id="2"/>"#).unwrap_err();
+        assert!(e.to_string().contains("appears twice"), "{e}");
+        // The same local name in two namespaces, or with and without one, is two attributes.
+        assert!(p(r#"<a xmlns:p="urn:x" xmlns:q="urn:y" p:id="1" q:id="2" id="3"/>"#).is_ok());
+        assert!(matches!(
+            p(r#"<a id="1" id="2"/>"#),
+            Err(XmlError::Malformed(_))
+        ));
     }
 
     #[test]

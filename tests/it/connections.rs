@@ -16,7 +16,7 @@ async fn an_idle_connection_is_closed_at_the_header_deadline() {
     )
     .await;
     for alpn in [b"http/1.1".to_vec(), b"h2".to_vec()] {
-        let mut tls = tls_as_stockholm(&s, &alpn).await;
+        let mut tls = harness::tls_as_stockholm(&s, &alpn).await;
         let started = Instant::now();
         let mut buf = [0u8; 256];
         // Read until the server closes; HTTP/2 sends its settings frame first.
@@ -58,7 +58,7 @@ async fn a_head_trickled_in_is_cut_off_at_the_deadline_while_others_are_served()
         true,
     )
     .await;
-    let mut tls = tls_as_stockholm(&s, b"http/1.1").await;
+    let mut tls = harness::tls_as_stockholm(&s, b"http/1.1").await;
     let started = Instant::now();
     let head = b"POST /kommun/v1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
     let trickle = async {
@@ -160,41 +160,6 @@ async fn connections_per_client_certificate_are_capped() {
     s.stop().await;
 }
 
-/// A raw connection over TLS as Stockholm's case system, offering `alpn`.
-async fn tls_as_stockholm(
-    s: &harness::Stack,
-    alpn: &[u8],
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let certs = harness::certs();
-    let mut cfg = brygga::tls::client_config(
-        &brygga::tls::load_certs(&certs.join("kommun-ca.pem")).unwrap(),
-        Some((
-            brygga::tls::load_certs(&s.sthlm.cert).unwrap(),
-            brygga::tls::load_key(&s.sthlm.key).unwrap(),
-        )),
-    )
-    .unwrap();
-    cfg.alpn_protocols = vec![alpn.to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(s.inner.gateway.kommun_addr)
-        .await
-        .unwrap();
-    connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap()
-}
-
-/// Everything the server sends until it closes, or what came within `wait`.
-async fn read_answer(
-    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
-    wait: Duration,
-) -> String {
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(wait, tls.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// A body that stops arriving is answered 408 LANGSAM_KLIENT at the body deadline.
 #[tokio::test]
 async fn a_body_that_stops_arriving_gets_408() {
@@ -204,7 +169,7 @@ async fn a_body_that_stops_arriving_gets_408() {
         true,
     )
     .await;
-    let mut tls = tls_as_stockholm(&s, b"http/1.1").await;
+    let mut tls = harness::tls_as_stockholm(&s, b"http/1.1").await;
     let token = s.st_token();
     let started = Instant::now();
     let head = format!(
@@ -213,7 +178,7 @@ async fn a_body_that_stops_arriving_gets_408() {
     );
     tls.write_all(head.as_bytes()).await.unwrap();
     tls.flush().await.unwrap();
-    let answer = read_answer(&mut tls, Duration::from_secs(5)).await;
+    let answer = harness::read_answer(&mut tls, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("LANGSAM_KLIENT"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(3));
@@ -230,14 +195,14 @@ async fn too_many_or_too_large_headers_get_431() {
     let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
     let huge = format!("X-Big: {}\r\n", "a".repeat(70 * 1024));
     for extra in [many, huge] {
-        let mut tls = tls_as_stockholm(&s, b"http/1.1").await;
+        let mut tls = harness::tls_as_stockholm(&s, b"http/1.1").await;
         let head = format!(
             "POST /kommun/v1 HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Length: 0\r\n\r\n"
         );
         // The server may close before it has read all of a large head.
         let _ = tls.write_all(head.as_bytes()).await;
         let _ = tls.flush().await;
-        let answer = read_answer(&mut tls, Duration::from_secs(5)).await;
+        let answer = harness::read_answer(&mut tls, Duration::from_secs(5)).await;
         assert!(
             answer.starts_with("HTTP/1.1 431"),
             "{} header bytes: {}",
@@ -264,7 +229,7 @@ async fn http2_streams_per_connection_are_capped() {
         true,
     )
     .await;
-    let tls = tls_as_stockholm(&s, b"h2").await;
+    let tls = harness::tls_as_stockholm(&s, b"h2").await;
     let (send, conn) =
         hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
             .handshake(hyper_util::rt::TokioIo::new(tls))

@@ -290,3 +290,70 @@ pub async fn admin_text(admin: std::net::SocketAddr, path: &str) -> String {
         .await
         .unwrap()
 }
+
+/// A raw TLS connection to `addr`, trusting `ca`, presenting `identity`, offering `alpn`.
+pub async fn raw_tls(
+    addr: std::net::SocketAddr,
+    ca: &std::path::Path,
+    identity: (&std::path::Path, &std::path::Path),
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut cfg = brygga::tls::client_config(
+        &brygga::tls::load_certs(ca).unwrap(),
+        Some((
+            brygga::tls::load_certs(identity.0).unwrap(),
+            brygga::tls::load_key(identity.1).unwrap(),
+        )),
+    )
+    .unwrap();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    connector
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
+}
+
+/// A raw connection over TLS as Stockholm's case system, offering `alpn`.
+pub async fn tls_as_stockholm(
+    s: &Stack,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    raw_tls(
+        s.inner.gateway.kommun_addr,
+        &certs().join("kommun-ca.pem"),
+        (&s.sthlm.cert, &s.sthlm.key),
+        alpn,
+    )
+    .await
+}
+
+/// A raw connection over TLS to the `af` listener as AF, offering `alpn`.
+pub async fn tls_as_af(
+    s: &Stack,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let certs = certs();
+    raw_tls(
+        s.inner.gateway.af_addr,
+        &certs.join("af-ca.pem"),
+        (&certs.join("af-client.pem"), &certs.join("af-client.key")),
+        alpn,
+    )
+    .await
+}
+
+/// Everything the server sends until it closes, or what came within `wait`.
+pub async fn read_answer(
+    conn: &mut (impl tokio::io::AsyncRead + Unpin),
+    wait: std::time::Duration,
+) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, conn.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -17,6 +17,7 @@ mod operations;
 mod ops;
 mod policy;
 mod properties;
+mod protocol;
 mod reload;
 mod subscriptions;
 mod tokens;
