@@ -271,9 +271,15 @@ pub struct LimitsFile {
     pub max_body_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub tls_handshake_timeout: Duration,
-    /// Time allowed for a request head (slowloris protection).
+    /// Time allowed for a request head (slowloris protection), counted on a kept connection
+    /// from the end of the previous answer: an idle connection is closed then.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// The idle time announced to HTTP/1.1 clients as `Keep-Alive: timeout=N`: at least a
+    /// second shorter than `header_read_timeout`, so a client that honours it never sends a
+    /// request into a connection the gateway is closing.
+    #[serde(with = "humantime_serde", default = "default_keep_alive")]
+    pub keep_alive_timeout: Duration,
     /// Time allowed to receive a request body.
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
@@ -293,6 +299,10 @@ pub struct LimitsFile {
     /// deadlines or sizes): only for measuring what the limits cost (`brygga bench`).
     #[serde(default = "default_true")]
     pub enforce_rate_limits: bool,
+}
+
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_true() -> bool {
@@ -318,6 +328,7 @@ impl Default for LimitsFile {
             max_body_bytes: 256 * 1024,
             tls_handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: default_keep_alive(),
             body_read_timeout: Duration::from_secs(10),
             af_rate: None,
             operation_deadline: default_operation_deadline(),
@@ -999,6 +1010,12 @@ impl Config {
         }
         c.positive("limits.tls_handshake_timeout", l.tls_handshake_timeout);
         c.positive("limits.header_read_timeout", l.header_read_timeout);
+        if l.keep_alive_timeout + Duration::from_secs(1) > l.header_read_timeout {
+            c.fail(
+                "limits.keep_alive_timeout",
+                "must be at least 1s shorter than limits.header_read_timeout, at which an idle connection is closed",
+            );
+        }
         c.positive("limits.body_read_timeout", l.body_read_timeout);
         // Deadlines are added to the clock: an absurd one would overflow it.
         for (key, d) in [
@@ -1386,6 +1403,7 @@ impl Config {
                                 reqwest::Client::builder()
                                     .tls_backend_preconfigured(cfg)
                                     .no_proxy()
+                                    .pool_idle_timeout(crate::server::OUTBOUND_IDLE_TIMEOUT)
                                     .https_only(true)
                                     .redirect(reqwest::redirect::Policy::none())
                                     .build()

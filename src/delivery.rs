@@ -54,6 +54,7 @@ fn http_clients(config: &Config) -> HashMap<String, reqwest::Client> {
                 reqwest::Client::builder()
                     .tls_backend_preconfigured(tls)
                     .no_proxy()
+                    .pool_idle_timeout(crate::server::OUTBOUND_IDLE_TIMEOUT)
                     .redirect(reqwest::redirect::Policy::none())
                     .timeout(config.delivery.timeout)
                     .build()

@@ -138,6 +138,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
     let limits = ConnLimits {
         handshake_timeout: config.limits.tls_handshake_timeout,
         header_read_timeout: config.limits.header_read_timeout,
+        keep_alive_timeout: config.limits.keep_alive_timeout,
         max_connections: config.limits.max_connections,
         max_per_certificate: config.limits.max_connections_per_certificate,
         ..ConnLimits::default()

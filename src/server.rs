@@ -36,7 +36,12 @@ pub struct Peer {
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
     pub handshake_timeout: Duration,
+    /// How long a request head may take, counted from the connection's start or, on a kept
+    /// connection, from the end of the previous answer: an idle connection closes then.
     pub header_read_timeout: Duration,
+    /// The idle time announced to HTTP/1.1 clients (`Keep-Alive: timeout=N`); shorter than
+    /// `header_read_timeout`, so a client that honours it never sends into a closing connection.
+    pub keep_alive_timeout: Duration,
     /// How long in-flight requests may take to finish after shutdown is signalled.
     pub drain_timeout: Duration,
     /// Connections open at once on the listener; more are closed as they come.
@@ -119,6 +124,7 @@ impl Default for ConnLimits {
         Self {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             max_per_certificate: 512,
@@ -127,6 +133,12 @@ impl Default for ConnLimits {
         }
     }
 }
+
+/// Connections brygga keeps open to others (AF, case systems, identity providers, the
+/// collector) are dropped after this long unused: below the 5 s at which many servers close
+/// idle ones (Node.js, Apache), so brygga does not send a request into a connection the far
+/// end is closing.
+pub const OUTBOUND_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Bytes of one request head (HTTP/1.1) or header list (HTTP/2).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -152,6 +164,8 @@ where
     let got_request = Arc::new(AtomicBool::new(false));
     let seen = got_request.clone();
     let refuse = limits.refuse;
+    // HTTP/2 has no Keep-Alive header (RFC 9113 §8.2.2); its GOAWAY says what was processed.
+    let keep_alive = (!h2).then(|| keep_alive_header(&limits));
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         seen.store(true, Ordering::Relaxed);
         // Checked here, for every listener alike, before any handler reads the request.
@@ -162,11 +176,16 @@ where
             }
             None => Ok(handler(req)),
         };
+        let keep_alive = keep_alive.clone();
         async move {
-            Ok::<_, Infallible>(match answer {
+            let mut response = match answer {
                 Ok(handled) => handled.await,
                 Err(refused) => refused,
-            })
+            };
+            if let Some(v) = keep_alive {
+                response.headers_mut().insert(KEEP_ALIVE, v);
+            }
+            Ok::<_, Infallible>(response)
         }
     });
     let result = if h2 {
@@ -206,6 +225,20 @@ where
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
+}
+
+const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
+
+/// `Keep-Alive: timeout=N` (RFC 9110 §7.6.1's companion, as browsers and HTTP client pools
+/// read it): whole seconds, at least one second below the header deadline at which an idle
+/// connection is closed, so a request sent at N seconds of idleness still arrives in time.
+fn keep_alive_header(limits: &ConnLimits) -> http::HeaderValue {
+    let closes = limits
+        .header_read_timeout
+        .saturating_sub(Duration::from_secs(1));
+    let announced = limits.keep_alive_timeout.min(closes).as_secs();
+    http::HeaderValue::try_from(format!("timeout={announced}"))
+        .unwrap_or_else(|_| http::HeaderValue::from_static("timeout=0"))
 }
 
 /// Accepts until `shutdown` turns true, hands each connection to `on_connection`, then

@@ -93,6 +93,7 @@ impl Exporter {
     ) -> Result<(Self, tokio::task::JoinHandle<()>), String> {
         let mut http = reqwest::Client::builder()
             .no_proxy()
+            .pool_idle_timeout(crate::server::OUTBOUND_IDLE_TIMEOUT)
             .timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none());
         if settings.endpoint.starts_with("https://") {

@@ -124,7 +124,7 @@ impl AfClient {
             .enable_http1()
             .wrap_connector(connector);
         let pool = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(crate::server::OUTBOUND_IDLE_TIMEOUT)
             .pool_max_idle_per_host(settings.max_connections as usize + HEALTH_CONNECTIONS)
             .build(https);
         let http = reqwest::Client::builder()
@@ -132,7 +132,7 @@ impl AfClient {
             // AF is reached directly; a proxy from the environment is never used by accident.
             .no_proxy()
             .connect_timeout(settings.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(crate::server::OUTBOUND_IDLE_TIMEOUT)
             // A pool of HTTP/1.1 connections spreads concurrent calls over connections and
             // cores; one multiplexed HTTP/2 connection funnels them through one task.
             .http1_only()

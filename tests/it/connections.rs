@@ -308,3 +308,91 @@ async fn a_handshake_that_never_finishes_is_closed_at_its_deadline() {
     harness::status(&s.ask(Some(&s.st_token())).await);
     s.stop().await;
 }
+
+/// One HTTP/1.1 response read off a kept connection: its head, and its body by Content-Length.
+async fn read_response(
+    conn: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> Result<(String, Vec<u8>), String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            Ok(_) => return Err(format!("closed after {} bytes of head", head.len())),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .ok_or("no content-length")?;
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((head, body))
+}
+
+/// The keep-alive race: a connection the gateway closes just as a client reuses it loses the
+/// request, and for a POST the client cannot know whether it was processed. The gateway
+/// announces its idle limit (`Keep-Alive: timeout=N`) at least a second below the deadline at
+/// which it closes: 200 connections each reused just under the announced time all get their
+/// second answer.
+#[tokio::test]
+async fn a_client_honouring_the_announced_keep_alive_loses_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let s = harness::start_custom(
+        |c, _| {
+            c.limits.header_read_timeout = Duration::from_millis(2000);
+            c.limits.keep_alive_timeout = Duration::from_secs(1);
+        },
+        true,
+    )
+    .await;
+    const N: usize = 200;
+    let request = b"GET /kommun/v1?wsdl HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut conns = Vec::new();
+    for _ in 0..N {
+        let mut tls = harness::tls_as_stockholm(&s, b"http/1.1").await;
+        tls.write_all(request).await.unwrap();
+        let (head, _) = read_response(&mut tls).await.unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("\r\nkeep-alive: timeout=1\r\n"),
+            "{head}"
+        );
+        conns.push((tls, Instant::now()));
+    }
+    // Each is reused at 950-1000 ms of idleness, measured from its own first answer.
+    let mut reuses = tokio::task::JoinSet::new();
+    for (i, (mut tls, answered)) in conns.into_iter().enumerate() {
+        let idle = Duration::from_millis(950 + (i as u64 * 50 / N as u64));
+        reuses.spawn(async move {
+            tokio::time::sleep_until((answered + idle).into()).await;
+            let sent_after = answered.elapsed();
+            tls.write_all(request).await.map_err(|e| e.to_string())?;
+            let (head, _) = read_response(&mut tls).await?;
+            if !head.starts_with("HTTP/1.1 200") {
+                return Err(head);
+            }
+            Ok::<_, String>(sent_after)
+        });
+    }
+    let mut lost = Vec::new();
+    let mut latest = Duration::ZERO;
+    while let Some(r) = reuses.join_next().await {
+        match r.unwrap() {
+            Ok(after) => latest = latest.max(after),
+            Err(e) => lost.push(e),
+        }
+    }
+    assert!(lost.is_empty(), "{} of {N} lost: {lost:?}", lost.len());
+    assert!(latest >= Duration::from_millis(950), "{latest:?}");
+    s.stop().await;
+}
