@@ -295,6 +295,19 @@ pub struct LimitsFile {
     /// Connections open at once with one client certificate.
     #[serde(default = "default_max_per_certificate")]
     pub max_connections_per_certificate: usize,
+    /// Connections in their TLS handshake at once, per listener (they have not shown a
+    /// certificate yet, and take no place of `max_connections`). When all are taken, the
+    /// oldest handshake is closed to make room.
+    #[serde(default = "default_max_handshakes")]
+    pub max_handshakes: usize,
+    /// Connections in their TLS handshake at once from one source (an IPv4 address, an
+    /// IPv6 /64); more are closed as they come.
+    #[serde(default = "default_max_handshakes_per_address")]
+    pub max_handshakes_per_address: usize,
+    /// New connections per second (and burst) from one source, per TLS listener; more are
+    /// closed as they come (each handshake costs the gateway a key exchange and a signature).
+    #[serde(default = "default_new_connections_per_address")]
+    pub new_connections_per_address: crate::limit::Rate,
     /// `false` turns off the rate, concurrency and AF-quota limits (not the connection caps,
     /// deadlines or sizes): only for measuring what the limits cost (`brygga bench`).
     #[serde(default = "default_true")]
@@ -322,11 +335,28 @@ fn default_max_per_certificate() -> usize {
     512
 }
 
+fn default_max_handshakes() -> usize {
+    1024
+}
+
+fn default_max_handshakes_per_address() -> usize {
+    // Room for a case system behind one NAT address opening its whole pool at once.
+    128
+}
+
+fn default_new_connections_per_address() -> crate::limit::Rate {
+    crate::limit::Rate {
+        per_second: 100,
+        burst: 500,
+    }
+}
+
 impl Default for LimitsFile {
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
-            tls_handshake_timeout: Duration::from_secs(10),
+            // Two round trips and a signature: seconds on the slowest link.
+            tls_handshake_timeout: Duration::from_secs(3),
             header_read_timeout: Duration::from_secs(10),
             keep_alive_timeout: default_keep_alive(),
             body_read_timeout: Duration::from_secs(10),
@@ -334,6 +364,9 @@ impl Default for LimitsFile {
             operation_deadline: default_operation_deadline(),
             max_connections: default_max_connections(),
             max_connections_per_certificate: default_max_per_certificate(),
+            max_handshakes: default_max_handshakes(),
+            max_handshakes_per_address: default_max_handshakes_per_address(),
+            new_connections_per_address: default_new_connections_per_address(),
             enforce_rate_limits: true,
         }
     }
@@ -1062,6 +1095,19 @@ impl Config {
         if !(1..=1_000_000).contains(&f.limits.max_connections) {
             c.fail("limits.max_connections", "must be from 1 to 1000000");
         }
+        if !(1..=100_000).contains(&f.limits.max_handshakes) {
+            c.fail("limits.max_handshakes", "must be from 1 to 100000");
+        }
+        if !(1..=f.limits.max_handshakes.max(1)).contains(&f.limits.max_handshakes_per_address) {
+            c.fail(
+                "limits.max_handshakes_per_address",
+                "must be from 1 to limits.max_handshakes",
+            );
+        }
+        c.rate(
+            "limits.new_connections_per_address".into(),
+            f.limits.new_connections_per_address,
+        );
         if !(1..=f.limits.max_connections.max(1))
             .contains(&f.limits.max_connections_per_certificate)
         {

@@ -141,6 +141,11 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         keep_alive_timeout: config.limits.keep_alive_timeout,
         max_connections: config.limits.max_connections,
         max_per_certificate: config.limits.max_connections_per_certificate,
+        handshakes: crate::admission::HandshakeLimits {
+            max: config.limits.max_handshakes,
+            per_address: config.limits.max_handshakes_per_address,
+            rate_per_address: config.limits.new_connections_per_address.quota().ok(),
+        },
         ..ConnLimits::default()
     };
     let limiter = crate::limit::Limiter::new(&config);
@@ -191,12 +196,20 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
     // Each listener counts its open connections in its own gauge.
     let on = |listener: &'static str, refuse: server::Refuse| ConnLimits {
         refuse,
-        open: Some(
-            gw.metrics
+        observe: Some(server::ListenerMetrics {
+            listener,
+            open: gw
+                .metrics
                 .open_connections
                 .get_or_create(&crate::metrics::ListenerLabels { listener })
                 .clone(),
-        ),
+            handshaking: gw
+                .metrics
+                .handshakes_in_progress
+                .get_or_create(&crate::metrics::ListenerLabels { listener })
+                .clone(),
+            closed_early: gw.metrics.connections_closed_early.clone(),
+        }),
         ..limits.clone()
     };
     let g = gw.clone();

@@ -3,6 +3,7 @@
 //!
 //! A request's path reads top to bottom in [`exchange`]; each stage has its own module.
 
+pub mod admission;
 pub mod audit;
 pub mod bench;
 pub mod breaker;

@@ -85,6 +85,14 @@ pub struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedEarlyLabels {
+    pub listener: &'static str,
+    /// `address_handshakes`, `address_rate`, `handshake_evicted`, `handshake_timeout`,
+    /// `handshake_refused`, `max_connections` or `per_certificate`.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertificateLabels {
     /// The configuration key it came from, e.g. `kommun.cert`, `af.ca`.
     pub certificate: String,
@@ -124,8 +132,13 @@ pub struct Metrics {
     pub validation_failures: Family<ValidationLabels, Counter>,
     pub events: Family<EventLabels, Counter>,
     pub deliveries: Family<DeliveryLabels, Counter>,
-    /// Connections open now, per listener (kept by the listeners).
+    /// Connections open now, per listener (kept by the listeners; on a TLS listener, those
+    /// past their handshake).
     pub open_connections: Family<ListenerLabels, Gauge>,
+    /// Connections in their TLS handshake now, per listener.
+    pub handshakes_in_progress: Family<ListenerLabels, Gauge>,
+    /// Connections closed before they were served, per listener and reason.
+    pub connections_closed_early: Family<ClosedEarlyLabels, Counter>,
     // Read from their owners at each scrape:
     pub af_breaker_open: Gauge,
     pub af_calls_in_flight: Gauge,
@@ -208,6 +221,18 @@ impl Metrics {
             "open_connections",
             "Connections open now, per listener",
             open_connections.clone(),
+        );
+        let handshakes_in_progress = Family::<ListenerLabels, Gauge>::default();
+        r.register(
+            "handshakes_in_progress",
+            "Connections in their TLS handshake now, per listener",
+            handshakes_in_progress.clone(),
+        );
+        let connections_closed_early = Family::<ClosedEarlyLabels, Counter>::default();
+        r.register(
+            "connections_closed_early",
+            "Connections closed before they were served, per listener and reason (a source over its handshake share or rate, a handshake that gave way, timed out or was refused, a listener or certificate at its cap)",
+            connections_closed_early.clone(),
         );
         let af_breaker_open = Gauge::default();
         r.register(
@@ -328,6 +353,8 @@ impl Metrics {
             events,
             deliveries,
             open_connections,
+            handshakes_in_progress,
+            connections_closed_early,
             af_breaker_open,
             af_calls_in_flight,
             af_retries,

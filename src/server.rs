@@ -15,11 +15,15 @@ use hyper::rt::{Read, Write};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use rustls_pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admission::{Admission, HandshakeLimits};
 use crate::model::Organisationsnummer;
 
 /// What is known of a connection's peer after the handshake.
@@ -44,12 +48,15 @@ pub struct ConnLimits {
     pub keep_alive_timeout: Duration,
     /// How long in-flight requests may take to finish after shutdown is signalled.
     pub drain_timeout: Duration,
-    /// Connections open at once on the listener; more are closed as they come.
+    /// Connections open at once on the listener. On a TLS listener a connection takes its
+    /// place once its client certificate is verified; past it, it is closed then.
     pub max_connections: usize,
     /// Connections open at once with one client certificate (TLS listeners).
     pub max_per_certificate: usize,
-    /// Kept at the number of connections open now, for `/metrics`.
-    pub open: Option<prometheus_client::metrics::gauge::Gauge>,
+    /// Connections still in their TLS handshake: how many, from one source, how often.
+    pub handshakes: HandshakeLimits,
+    /// What `/metrics` shows of the listener's connections.
+    pub observe: Option<ListenerMetrics>,
     /// How this listener words a refusal made here, before its handler (a bad `Host`).
     pub refuse: Refuse,
 }
@@ -128,7 +135,17 @@ impl Default for ConnLimits {
             drain_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             max_per_certificate: 512,
-            open: None,
+            handshakes: HandshakeLimits {
+                max: 1024,
+                per_address: 128,
+                rate_per_address: crate::limit::Rate {
+                    per_second: 100,
+                    burst: 500,
+                }
+                .quota()
+                .ok(),
+            },
+            observe: None,
             refuse: refuse_as_text,
         }
     }
@@ -241,19 +258,77 @@ fn keep_alive_header(limits: &ConnLimits) -> http::HeaderValue {
         .unwrap_or_else(|_| http::HeaderValue::from_static("timeout=0"))
 }
 
-/// Accepts until `shutdown` turns true, hands each connection to `on_connection`, then
-/// drains: in-flight requests get `drain_timeout` to finish.
+/// Counters and gauges of one listener's connections.
+#[derive(Debug, Clone)]
+pub struct ListenerMetrics {
+    pub listener: &'static str,
+    /// Connections served now (on a TLS listener: past the handshake).
+    pub open: Gauge,
+    /// Connections in their TLS handshake now.
+    pub handshaking: Gauge,
+    /// Connections closed before they were served, by reason.
+    pub closed_early: Family<crate::metrics::ClosedEarlyLabels, Counter>,
+}
+
+impl ListenerMetrics {
+    fn closed_early(&self, reason: &'static str) {
+        self.closed_early
+            .get_or_create(&crate::metrics::ClosedEarlyLabels {
+                listener: self.listener,
+                reason,
+            })
+            .inc();
+    }
+}
+
+/// Every connection closed before it was served is counted; a warning is logged at most
+/// once a minute per listener and reason (a flood must not become a flood of log lines).
+#[derive(Default)]
+struct ClosedEarly {
+    metrics: Option<ListenerMetrics>,
+    warned: std::sync::Mutex<std::collections::HashMap<&'static str, (std::time::Instant, u64)>>,
+}
+
+impl ClosedEarly {
+    fn note(&self, reason: &'static str, why: &str) {
+        if let Some(m) = &self.metrics {
+            m.closed_early(reason);
+        }
+        let listener = self.metrics.as_ref().map(|m| m.listener).unwrap_or("-");
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let (last, since) = warned
+            .entry(reason)
+            .or_insert((now - Duration::from_secs(120), 0));
+        *since += 1;
+        if now.duration_since(*last) >= Duration::from_secs(60) {
+            tracing::warn!(
+                listener,
+                reason,
+                closed = *since,
+                "{why}; connections closed (counted in brygga_connections_closed_early_total)"
+            );
+            *last = now;
+            *since = 0;
+        } else {
+            tracing::debug!(listener, reason, "{why}");
+        }
+    }
+}
+
+/// Accepts until `shutdown` turns true and hands each connection to `on_connection`, which
+/// either returns the future that serves it or `None` to close it at once; then drains:
+/// in-flight requests get `drain_timeout` to finish.
 async fn accept_loop<C, CF>(
     listener: TcpListener,
-    limits: ConnLimits,
+    drain_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
     on_connection: C,
 ) where
-    C: Fn(TcpStream, SocketAddr, Watcher) -> CF,
+    C: Fn(TcpStream, SocketAddr, Watcher) -> Option<CF>,
     CF: Future<Output = ()> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -261,21 +336,10 @@ async fn accept_loop<C, CF>(
         };
         match accepted {
             Ok((tcp, remote)) => {
-                // Over the cap: closed at once, before any TLS work is spent on it.
-                let Ok(place) = open.clone().try_acquire_owned() else {
-                    tracing::warn!(%remote, max = limits.max_connections, "too many connections; closing a new one");
-                    drop(tcp);
-                    continue;
-                };
                 let _ = tcp.set_nodelay(true);
-                let connection = on_connection(tcp, remote, graceful.watcher());
-                let counted = Counted::open(limits.open.clone());
-                tokio::spawn(async move {
-                    // Dropped however the connection ends (a panic or an abort too).
-                    let _counted = counted;
-                    connection.await;
-                    drop(place);
-                });
+                if let Some(connection) = on_connection(tcp, remote, graceful.watcher()) {
+                    tokio::spawn(connection);
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -285,7 +349,7 @@ async fn accept_loop<C, CF>(
         }
     }
     drop(listener);
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+    if tokio::time::timeout(drain_timeout, graceful.shutdown())
         .await
         .is_err()
     {
@@ -293,11 +357,11 @@ async fn accept_loop<C, CF>(
     }
 }
 
-/// A connection counted in its listener's gauge until dropped.
-struct Counted(Option<prometheus_client::metrics::gauge::Gauge>);
+/// A gauge raised while this lives (dropped however the connection ends, a panic too).
+struct Counted(Option<Gauge>);
 
 impl Counted {
-    fn open(gauge: Option<prometheus_client::metrics::gauge::Gauge>) -> Self {
+    fn open(gauge: Option<Gauge>) -> Self {
         if let Some(g) = &gauge {
             g.inc();
         }
@@ -353,6 +417,11 @@ impl Drop for Held {
 }
 
 /// Serves a TLS listener until `shutdown` turns true, then drains connections.
+///
+/// A new connection first needs a handshake place (see [`crate::admission`]): none for its
+/// source, and it is closed at once. Its handshake must finish within `handshake_timeout`,
+/// or sooner if newer connections need its place. Only a verified client then takes a place
+/// of `max_connections` and of its certificate's share.
 pub async fn serve_tls<H, Fut>(
     listener: TcpListener,
     tls: SharedTls,
@@ -364,30 +433,62 @@ pub async fn serve_tls<H, Fut>(
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
     let per_certificate = Arc::new(CertificateCounts::default());
-    let each = limits.clone();
-    accept_loop(listener, limits, shutdown, move |tcp, remote, watcher| {
+    let admission = Admission::new(limits.handshakes);
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let closed_early = Arc::new(ClosedEarly {
+        metrics: limits.observe.clone(),
+        ..ClosedEarly::default()
+    });
+    let drain = limits.drain_timeout;
+    accept_loop(listener, drain, shutdown, move |tcp, remote, watcher| {
+        let place = match admission.admit(remote.ip()) {
+            Ok((place, _)) => place,
+            Err(refused) => {
+                closed_early.note(
+                    refused.as_str(),
+                    "a source has too many TLS handshakes under way, or opens connections too fast",
+                );
+                return None;
+            }
+        };
         let current = tls.read().ok().map(|c| c.clone());
         let handler = handler.clone();
         let per_certificate = per_certificate.clone();
-        let limits = each.clone();
-        async move {
+        let open = open.clone();
+        let closed_early = closed_early.clone();
+        let limits = limits.clone();
+        Some(async move {
             let Some(config) = current else {
                 tracing::error!(%remote, "the TLS configuration lock is poisoned");
                 return;
             };
+            let handshaking = Counted::open(limits.observe.as_ref().map(|m| m.handshaking.clone()));
             let acceptor = TlsAcceptor::from(config);
-            let tls =
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::info!(%remote, error = %e, "TLS handshake refused");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::info!(%remote, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            let outcome = tokio::select! {
+                r = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)) => r,
+                _ = place.evicted.notified() => {
+                    closed_early.note("handshake_evicted", "every handshake place was taken; the oldest handshakes gave way");
+                    return;
+                }
+            };
+            drop((place, handshaking));
+            let tls = match outcome {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    closed_early.note("handshake_refused", "TLS handshakes refused");
+                    tracing::info!(%remote, error = %e, "TLS handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    closed_early.note("handshake_timeout", "TLS handshakes did not finish in time");
+                    return;
+                }
+            };
+            // Identified: now the connection may take a place among the served ones.
+            let Ok(_place) = open.try_acquire_owned() else {
+                closed_early.note("max_connections", "the listener has limits.max_connections open");
+                return;
+            };
             let session = tls.get_ref().1;
             let h2 = session.alpn_protocol() == Some(b"h2");
             let certificate = session
@@ -399,12 +500,13 @@ pub async fn serve_tls<H, Fut>(
                 Some(c) => match per_certificate.hold(c, limits.max_per_certificate) {
                     Some(held) => Some(held),
                     None => {
-                        tracing::warn!(%remote, max = limits.max_per_certificate, "too many connections with one client certificate; closing a new one");
+                        closed_early.note("per_certificate", "a client certificate has limits.max_connections_per_certificate open");
                         return;
                     }
                 },
                 None => None,
             };
+            let _counted = Counted::open(limits.observe.as_ref().map(|m| m.open.clone()));
             let orgnr = match &certificate {
                 Some(c) => crate::identity::orgnr_from_certificate(c),
                 None => Err("no client certificate".to_owned()),
@@ -418,12 +520,13 @@ pub async fn serve_tls<H, Fut>(
                 handler(peer.clone(), req)
             })
             .await;
-        }
+        })
     })
     .await;
 }
 
-/// Serves a plain-HTTP/1.1 listener (the loopback admin listener).
+/// Serves a plain-HTTP/1.1 listener (the loopback admin listener): at most
+/// `max_connections` at once, more closed as they come.
 pub async fn serve_plain<H, Fut>(
     listener: TcpListener,
     limits: ConnLimits,
@@ -433,10 +536,32 @@ pub async fn serve_plain<H, Fut>(
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
-    let each = limits.clone();
-    accept_loop(listener, limits, shutdown, move |tcp, _, watcher| {
-        let handler = handler.clone();
-        serve_http(TokioIo::new(tcp), false, each.clone(), watcher, handler)
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let closed_early = Arc::new(ClosedEarly {
+        metrics: limits.observe.clone(),
+        ..ClosedEarly::default()
+    });
+    let drain = limits.drain_timeout;
+    accept_loop(listener, drain, shutdown, move |tcp, _, watcher| {
+        let Ok(place) = open.clone().try_acquire_owned() else {
+            closed_early.note(
+                "max_connections",
+                "the listener has limits.max_connections open",
+            );
+            return None;
+        };
+        let counted = Counted::open(limits.observe.as_ref().map(|m| m.open.clone()));
+        let serving = serve_http(
+            TokioIo::new(tcp),
+            false,
+            limits.clone(),
+            watcher,
+            handler.clone(),
+        );
+        Some(async move {
+            let _held = (place, counted);
+            serving.await;
+        })
     })
     .await;
 }

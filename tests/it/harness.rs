@@ -133,6 +133,26 @@ impl Stack {
         .unwrap()
     }
 
+    pub fn gb_token(&self) -> String {
+        self.gb_idp
+            .token(&self.gbg.handlaggare, "1480", "EKB-BESLUT")
+            .unwrap()
+    }
+
+    /// A valid Göteborg request for `personnummer`, as XML text.
+    pub fn gb_xml(&self, personnummer: &str) -> String {
+        soap::encode_request(&KommunRequest::HamtaArbetssokandeStatus(
+            example_fraga(
+                &self.gbg.orgnr,
+                &self.gbg.namn,
+                &self.gbg.handlaggare,
+                personnummer,
+                "EKB-BESLUT",
+            )
+            .unwrap(),
+        ))
+    }
+
     /// A valid Stockholm request for `personnummer`, as XML text.
     pub fn st_xml(&self, personnummer: &str) -> String {
         soap::encode_request(&KommunRequest::HamtaArbetssokandeStatus(

@@ -50,22 +50,8 @@ fn records(store: &std::path::Path) -> Vec<Record> {
 #[tokio::test]
 async fn a_flooding_municipality_is_held_back_while_the_other_is_served() {
     let s = Arc::new(stack(rate(2, 5), 10_000, None, Duration::ZERO).await);
-    let gb_token = s
-        .gb_idp
-        .token(&s.gbg.handlaggare, "1480", "EKB-BESLUT")
-        .unwrap();
-    let gb_xml = brygga::codec::soap::encode_request(
-        &brygga::model::KommunRequest::HamtaArbetssokandeStatus(
-            brygga::client::example_fraga(
-                &s.gbg.orgnr,
-                &s.gbg.namn,
-                &s.gbg.handlaggare,
-                "197010632391",
-                "EKB-BESLUT",
-            )
-            .unwrap(),
-        ),
-    );
+    let gb_token = s.gb_token();
+    let gb_xml = s.gb_xml("197010632391");
     let started = std::time::Instant::now();
     let mut flood = tokio::task::JoinSet::new();
     for _ in 0..30 {

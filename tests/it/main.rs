@@ -10,6 +10,7 @@ mod contracts;
 mod delivery;
 mod events;
 mod exchange;
+mod flood;
 mod harness;
 mod identity;
 mod limits;
