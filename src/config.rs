@@ -295,6 +295,14 @@ pub struct LimitsFile {
     /// Connections open at once with one client certificate.
     #[serde(default = "default_max_per_certificate")]
     pub max_connections_per_certificate: usize,
+    /// Bytes of answers built and not yet sent on one connection (HTTP/2 streams whose
+    /// window the client keeps shut), counting 2 KiB for each stream; a connection that goes
+    /// over with more than one answer pending is closed.
+    #[serde(default = "default_max_pending_per_connection")]
+    pub max_pending_bytes_per_connection: usize,
+    /// The same for all connections of one client certificate together.
+    #[serde(default = "default_max_pending_per_certificate")]
+    pub max_pending_bytes_per_certificate: usize,
     /// Connections in their TLS handshake at once, per listener (they have not shown a
     /// certificate yet, and take no place of `max_connections`). When all are taken, the
     /// oldest handshake is closed to make room.
@@ -335,6 +343,14 @@ fn default_max_per_certificate() -> usize {
     512
 }
 
+fn default_max_pending_per_connection() -> usize {
+    2 * 1024 * 1024
+}
+
+fn default_max_pending_per_certificate() -> usize {
+    16 * 1024 * 1024
+}
+
 fn default_max_handshakes() -> usize {
     1024
 }
@@ -364,6 +380,8 @@ impl Default for LimitsFile {
             operation_deadline: default_operation_deadline(),
             max_connections: default_max_connections(),
             max_connections_per_certificate: default_max_per_certificate(),
+            max_pending_bytes_per_connection: default_max_pending_per_connection(),
+            max_pending_bytes_per_certificate: default_max_pending_per_certificate(),
             max_handshakes: default_max_handshakes(),
             max_handshakes_per_address: default_max_handshakes_per_address(),
             new_connections_per_address: default_new_connections_per_address(),
@@ -1094,6 +1112,22 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&f.limits.max_connections) {
             c.fail("limits.max_connections", "must be from 1 to 1000000");
+        }
+        let pending = 64 * 1024..=1024 * 1024 * 1024;
+        if !pending.contains(&f.limits.max_pending_bytes_per_connection) {
+            c.fail(
+                "limits.max_pending_bytes_per_connection",
+                "must be from 65536 to 1073741824",
+            );
+        }
+        if !pending.contains(&f.limits.max_pending_bytes_per_certificate)
+            || f.limits.max_pending_bytes_per_certificate
+                < f.limits.max_pending_bytes_per_connection
+        {
+            c.fail(
+                "limits.max_pending_bytes_per_certificate",
+                "must be from limits.max_pending_bytes_per_connection to 1073741824",
+            );
         }
         if !(1..=100_000).contains(&f.limits.max_handshakes) {
             c.fail("limits.max_handshakes", "must be from 1 to 100000");

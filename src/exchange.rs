@@ -696,6 +696,17 @@ const WSDL: &str = include_str!("../schemas/kommun/v1/brygga-kommun-v1.wsdl");
 const XSD: &str = include_str!("../schemas/kommun/v1/brygga-kommun-v1.xsd");
 const XSD_NAME: &str = "brygga-kommun-v1.xsd";
 
+/// The WSDL as served: its XSD reference rewritten to point at the gateway. Built once; each
+/// answer shares these bytes, so a request for it costs no copy (it comes before the client
+/// is identified).
+static SERVED_WSDL: std::sync::LazyLock<bytes::Bytes> = std::sync::LazyLock::new(|| {
+    WSDL.replace(
+        &format!("schemaLocation=\"{XSD_NAME}\""),
+        &format!("schemaLocation=\"v1?xsd={XSD_NAME}\""),
+    )
+    .into()
+});
+
 /// The published contract: `GET /kommun/v1?wsdl`, and the XSD it imports at
 /// `GET /kommun/v1?xsd=brygga-kommun-v1.xsd` (the WSDL's reference is rewritten to point there).
 fn contract(query: Option<&str>) -> HttpResponse {
@@ -703,14 +714,13 @@ fn contract(query: Option<&str>) -> HttpResponse {
         Some(q) if q.eq_ignore_ascii_case("wsdl") => respond(
             StatusCode::OK,
             "text/xml; charset=utf-8",
-            WSDL.replace(
-                &format!("schemaLocation=\"{XSD_NAME}\""),
-                &format!("schemaLocation=\"v1?xsd={XSD_NAME}\""),
-            ),
+            SERVED_WSDL.clone(),
         ),
-        Some(q) if q == format!("xsd={XSD_NAME}") => {
-            respond(StatusCode::OK, "text/xml; charset=utf-8", XSD)
-        }
+        Some(q) if q.strip_prefix("xsd=") == Some(XSD_NAME) => respond(
+            StatusCode::OK,
+            "text/xml; charset=utf-8",
+            bytes::Bytes::from_static(XSD.as_bytes()),
+        ),
         _ => rescue(
             &Failure::new(
                 Felkod::OkandResurs,

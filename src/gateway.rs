@@ -141,6 +141,8 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         keep_alive_timeout: config.limits.keep_alive_timeout,
         max_connections: config.limits.max_connections,
         max_per_certificate: config.limits.max_connections_per_certificate,
+        max_pending_per_connection: config.limits.max_pending_bytes_per_connection,
+        max_pending_per_certificate: config.limits.max_pending_bytes_per_certificate,
         handshakes: crate::admission::HandshakeLimits {
             max: config.limits.max_handshakes,
             per_address: config.limits.max_handshakes_per_address,

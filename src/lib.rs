@@ -26,6 +26,7 @@ pub mod model;
 pub mod operator;
 pub mod ops;
 pub mod outbox;
+pub mod pending;
 pub mod policy;
 pub mod pseudo;
 pub mod server;

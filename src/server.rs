@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{Admission, HandshakeLimits};
 use crate::model::Organisationsnummer;
+use crate::pending::{Budget, Pending};
 
 /// What is known of a connection's peer after the handshake.
 #[derive(Debug)]
@@ -53,6 +54,10 @@ pub struct ConnLimits {
     pub max_connections: usize,
     /// Connections open at once with one client certificate (TLS listeners).
     pub max_per_certificate: usize,
+    /// Bytes of answers built and not yet sent, per connection and per client certificate
+    /// (see [`crate::pending`]); a connection that goes over is closed.
+    pub max_pending_per_connection: usize,
+    pub max_pending_per_certificate: usize,
     /// Connections still in their TLS handshake: how many, from one source, how often.
     pub handshakes: HandshakeLimits,
     /// What `/metrics` shows of the listener's connections.
@@ -135,6 +140,8 @@ impl Default for ConnLimits {
             drain_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             max_per_certificate: 512,
+            max_pending_per_connection: 2 * 1024 * 1024,
+            max_pending_per_certificate: 16 * 1024 * 1024,
             handshakes: HandshakeLimits {
                 max: 1024,
                 per_address: 128,
@@ -172,7 +179,17 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 
 /// Serves one connection with HTTP/2 when ALPN chose it, HTTP/1.1 otherwise. The protocol is
 /// known before the first byte is read, so no read runs without a deadline.
-async fn serve_http<I, H, Fut>(io: I, h2: bool, limits: ConnLimits, watcher: Watcher, handler: H)
+///
+/// Every answer counts against `pending` until it is handed over; a connection that goes over
+/// its budget (or its certificate's) is closed at once, and `false` returned.
+async fn serve_http<I, H, Fut>(
+    io: I,
+    h2: bool,
+    limits: ConnLimits,
+    pending: Pending,
+    watcher: Watcher,
+    handler: H,
+) -> bool
 where
     I: Read + Write + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
@@ -183,6 +200,7 @@ where
     let refuse = limits.refuse;
     // HTTP/2 has no Keep-Alive header (RFC 9113 §8.2.2); its GOAWAY says what was processed.
     let keep_alive = (!h2).then(|| keep_alive_header(&limits));
+    let over = pending.over.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         seen.store(true, Ordering::Relaxed);
         // Checked here, for every listener alike, before any handler reads the request.
@@ -194,6 +212,7 @@ where
             None => Ok(handler(req)),
         };
         let keep_alive = keep_alive.clone();
+        let pending = pending.clone();
         async move {
             let mut response = match answer {
                 Ok(handled) => handled.await,
@@ -202,46 +221,54 @@ where
             if let Some(v) = keep_alive {
                 response.headers_mut().insert(KEEP_ALIVE, v);
             }
-            Ok::<_, Infallible>(response)
+            Ok::<_, Infallible>(response.map(|body| pending.charge(body)))
         }
     });
-    let result = if h2 {
-        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        b.timer(TokioTimer::new())
-            .max_concurrent_streams(100)
-            .max_header_list_size(MAX_HEAD_BYTES as u32)
-            // A peer that stops answering pings is gone: free its connection.
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(10));
-        let conn = watcher.watch(b.serve_connection(io, service));
-        tokio::pin!(conn);
-        // hyper has no deadline for the HTTP/2 preface: a peer must send its first request
-        // within the header deadline, as an HTTP/1.1 peer must.
-        tokio::select! {
-            r = &mut conn => r,
-            _ = tokio::time::sleep(limits.header_read_timeout) => {
-                if !got_request.load(Ordering::Relaxed) {
-                    tracing::debug!("HTTP/2 peer sent no request before the header deadline; closing");
-                    return;
+    let serving = async move {
+        if h2 {
+            let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            b.timer(TokioTimer::new())
+                .max_concurrent_streams(100)
+                .max_header_list_size(MAX_HEAD_BYTES as u32)
+                // A peer that stops answering pings is gone: free its connection.
+                .keep_alive_interval(Some(Duration::from_secs(30)))
+                .keep_alive_timeout(Duration::from_secs(10));
+            let conn = watcher.watch(b.serve_connection(io, service));
+            tokio::pin!(conn);
+            // hyper has no deadline for the HTTP/2 preface: a peer must send its first request
+            // within the header deadline, as an HTTP/1.1 peer must.
+            tokio::select! {
+                r = &mut conn => r,
+                _ = tokio::time::sleep(limits.header_read_timeout) => {
+                    if !got_request.load(Ordering::Relaxed) {
+                        tracing::debug!("HTTP/2 peer sent no request before the header deadline; closing");
+                        return Ok(());
+                    }
+                    conn.await
                 }
-                conn.await
             }
+        } else {
+            let mut b = hyper::server::conn::http1::Builder::new();
+            // hyper enforces header_read_timeout only with a timer (slowloris otherwise holds on).
+            b.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                // A head of more bytes, or of more than 100 fields (hyper's default, not set
+                // again because setting it moves header parsing to the heap; the 431 test holds
+                // it), is refused with 431 before it is parsed.
+                .max_header_size(MAX_HEAD_BYTES)
+                .max_buf_size(MAX_HEAD_BYTES);
+            watcher.watch(b.serve_connection(io, service)).await
         }
-    } else {
-        let mut b = hyper::server::conn::http1::Builder::new();
-        // hyper enforces header_read_timeout only with a timer (slowloris otherwise holds on).
-        b.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            // A head of more bytes, or of more than 100 fields (hyper's default, not set
-            // again because setting it moves header parsing to the heap; the 431 test holds
-            // it), is refused with 431 before it is parsed.
-            .max_header_size(MAX_HEAD_BYTES)
-            .max_buf_size(MAX_HEAD_BYTES);
-        watcher.watch(b.serve_connection(io, service)).await
+    };
+    // Dropping the connection drops every stream and answer it holds.
+    let result = tokio::select! {
+        r = serving => r,
+        _ = over.notified() => return false,
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
+    true
 }
 
 const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
@@ -377,22 +404,39 @@ impl Drop for Counted {
     }
 }
 
-/// Open connections per client certificate (by SHA-256 of the certificate).
-#[derive(Default)]
-struct CertificateCounts(std::sync::Mutex<std::collections::HashMap<[u8; 32], usize>>);
+/// What each client certificate holds (by SHA-256 of the certificate): its open
+/// connections, and the budget its connections' unsent answers share.
+struct CertificateCounts {
+    /// By certificate: connections open, and their shared budget.
+    held: std::sync::Mutex<std::collections::HashMap<[u8; 32], CertificateShare>>,
+    max_pending: usize,
+}
+
+type CertificateShare = (usize, Arc<Budget>);
 
 /// A connection counted against its certificate until dropped.
 struct Held {
     counts: Arc<CertificateCounts>,
     key: [u8; 32],
+    /// The certificate's budget of unsent answers.
+    budget: Arc<Budget>,
 }
 
 impl CertificateCounts {
+    fn new(max_pending: usize) -> Arc<Self> {
+        Arc::new(Self {
+            held: Default::default(),
+            max_pending,
+        })
+    }
+
     fn hold(self: &Arc<Self>, cert: &CertificateDer<'_>, max: usize) -> Option<Held> {
         use sha2::Digest;
         let key: [u8; 32] = sha2::Sha256::digest(cert.as_ref()).into();
-        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = counts.entry(key).or_insert(0);
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let (n, budget) = held
+            .entry(key)
+            .or_insert_with(|| (0, Budget::new(self.max_pending)));
         if *n >= max {
             return None;
         }
@@ -400,17 +444,18 @@ impl CertificateCounts {
         Some(Held {
             counts: self.clone(),
             key,
+            budget: budget.clone(),
         })
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&self.key) {
+        let mut held = self.counts.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((n, _)) = held.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                counts.remove(&self.key);
+                held.remove(&self.key);
             }
         }
     }
@@ -432,7 +477,7 @@ pub async fn serve_tls<H, Fut>(
     H: Fn(Arc<Peer>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
-    let per_certificate = Arc::new(CertificateCounts::default());
+    let per_certificate = CertificateCounts::new(limits.max_pending_per_certificate);
     let admission = Admission::new(limits.handshakes);
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let closed_early = Arc::new(ClosedEarly {
@@ -516,10 +561,17 @@ pub async fn serve_tls<H, Fut>(
                 certificate,
                 orgnr,
             });
-            serve_http(TokioIo::new(tls), h2, limits, watcher, move |req| {
+            let pending = Pending::new(
+                Budget::new(limits.max_pending_per_connection),
+                _held.as_ref().map(|h| h.budget.clone()),
+            );
+            let served = serve_http(TokioIo::new(tls), h2, limits, pending, watcher, move |req| {
                 handler(peer.clone(), req)
             })
             .await;
+            if !served {
+                closed_early.note("pending_bytes", "a connection held more unsent answers than its budget or its certificate's");
+            }
         })
     })
     .await;
@@ -551,10 +603,12 @@ pub async fn serve_plain<H, Fut>(
             return None;
         };
         let counted = Counted::open(limits.observe.as_ref().map(|m| m.open.clone()));
+        let pending = Pending::new(Budget::new(limits.max_pending_per_connection), None);
         let serving = serve_http(
             TokioIo::new(tcp),
             false,
             limits.clone(),
+            pending,
             watcher,
             handler.clone(),
         );

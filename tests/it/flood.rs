@@ -289,3 +289,125 @@ async fn a_flood_from_many_addresses_gives_way_to_handshakes_that_finish() {
         s.stop().await;
     }
 }
+
+/// The gateway process's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// HTTP/2 streams held at window 0: a client that asks for the WSDL on every stream and never
+/// lets an answer through once pinned ~10 KB a stream (+181 MiB at 20 000 streams). The WSDL
+/// is now shared bytes, and what one connection and one certificate may hold unsent is
+/// bounded: past it the connection is closed. `brygga serve` (its own process, so its
+/// memory is its own) is attacked with 200 connections × 100 streams of one certificate.
+#[tokio::test]
+async fn http2_streams_held_at_window_zero_do_not_pin_memory() {
+    use http_body_util::Empty;
+    let _one = ONE_FLOOD.lock().await;
+    let setup = crate::audit::ServeSetup::start(Duration::ZERO, |store, port| {
+        crate::audit::config_with_store(store, Some(port))
+    })
+    .await;
+    let mut gw = crate::audit::spawn_gateway(setup.config_file.path());
+    let pid = gw.child.id();
+    let addr: SocketAddr = {
+        let url = reqwest::Url::parse(&gw.url).unwrap();
+        format!("127.0.0.1:{}", url.port().unwrap())
+            .parse()
+            .unwrap()
+    };
+    // Warm: the WSDL served once, TLS and HTTP/2 set up.
+    let client = setup.case_system(&gw.url);
+    let _ = client.post_raw(Some(&setup.token), "x").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(pid);
+
+    const CONNECTIONS: usize = 200;
+    const STREAMS: usize = 100;
+    let certs = harness::certs();
+    let mut held = Vec::new();
+    let mut closed = 0;
+    for _ in 0..CONNECTIONS {
+        let tls = harness::raw_tls(
+            addr,
+            &certs.join("kommun-ca.pem"),
+            (&setup.sthlm.cert, &setup.sthlm.key),
+            b"h2",
+        )
+        .await;
+        let Ok((send, conn)) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                // Never lets a byte of an answer's body through.
+                .initial_stream_window_size(0)
+                .adaptive_window(false)
+                .handshake::<_, Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(tls))
+                .await
+        else {
+            closed += 1;
+            continue;
+        };
+        let conn = tokio::spawn(conn);
+        let mut answers = tokio::task::JoinSet::new();
+        for _ in 0..STREAMS {
+            let mut send = send.clone();
+            let req = http::Request::get("https://localhost/kommun/v1?wsdl")
+                .body(Empty::new())
+                .unwrap();
+            answers.spawn(async move {
+                send.ready().await.ok()?;
+                // The head arrives; the body never can. Held, unread.
+                send.send_request(req).await.ok()
+            });
+        }
+        let mut heads = Vec::new();
+        while let Some(a) = answers.join_next().await {
+            if let Some(r) = a.unwrap() {
+                heads.push(r);
+            }
+        }
+        if heads.len() < STREAMS {
+            closed += 1;
+        }
+        held.push((send, conn, heads));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = rss_kib(pid);
+    let alive = held.iter().filter(|(_, c, _)| !c.is_finished()).count();
+    let streams_held: usize = held
+        .iter()
+        .filter(|(_, c, _)| !c.is_finished())
+        .map(|(_, _, h)| h.len())
+        .sum();
+    // The gateway still serves.
+    let a = client
+        .call(
+            &setup.token,
+            &brygga::model::KommunRequest::HamtaArbetssokandeStatus(
+                brygga::client::example_fraga(
+                    &setup.sthlm.orgnr,
+                    &setup.sthlm.namn,
+                    &setup.sthlm.handlaggare,
+                    brygga::sim::REGISTRERAD,
+                    "EKB-BESLUT",
+                )
+                .unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+    let grew_mib = (during.saturating_sub(before)) as f64 / 1024.0;
+    eprintln!(
+        "RSS {before} KiB -> {during} KiB (+{grew_mib:.1} MiB); {alive} of {CONNECTIONS} connections and {streams_held} streams still held, {closed} closed by the gateway"
+    );
+    // 16 MiB of unsent answers per certificate, and what the streams and tasks cost beside.
+    assert!(grew_mib < 40.0, "+{grew_mib:.1} MiB");
+    assert!(alive < CONNECTIONS / 4, "{alive} connections still held");
+}

@@ -1,0 +1,215 @@
+//! Answers built but not yet sent, counted per connection and per client certificate. A peer
+//! that opens many HTTP/2 streams and never opens their flow-control windows would otherwise
+//! pin every answer in memory; past its budget, the connection that went over is closed.
+//!
+//! An answer is counted (its bytes, and [`STREAM_COST`] for the stream that carries it) from
+//! the moment it is built until its body has been handed to the connection. The body hands
+//! over its bytes in pieces no larger than [`CHUNK`], the last no larger than [`LAST_CHUNK`]:
+//! HTTP/2 only takes the next piece once the peer's window has taken the previous one, so
+//! what is still buffered after the count ends is at most the last small piece.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::Notify;
+
+/// What a stream and its task cost besides the answer's bytes (hyper's task, h2's state).
+pub const STREAM_COST: usize = 2 * 1024;
+/// The largest piece of a body handed over at once.
+pub const CHUNK: usize = 16 * 1024;
+/// The largest last piece: what may stay buffered once the answer is no longer counted.
+pub const LAST_CHUNK: usize = 1024;
+
+/// Bytes held against one budget, and its most.
+#[derive(Debug)]
+pub struct Budget {
+    held: AtomicUsize,
+    max: usize,
+}
+
+impl Budget {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            held: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// The budgets one connection's answers count against, and the signal that closes it.
+#[derive(Clone)]
+pub struct Pending {
+    connection: Arc<Budget>,
+    certificate: Option<Arc<Budget>>,
+    /// Fires when this connection went over a budget: it is then closed.
+    pub over: Arc<Notify>,
+}
+
+impl Pending {
+    pub fn new(connection: Arc<Budget>, certificate: Option<Arc<Budget>>) -> Self {
+        Self {
+            connection,
+            certificate,
+            over: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Counts an answer of `len` bytes until the returned body has handed it over. An answer
+    /// that takes a budget past its most while others are still pending there closes the
+    /// connection (one answer alone, however large, is always let through).
+    pub fn charge(&self, body: Full<Bytes>) -> ChargedBody {
+        let bytes = into_bytes(body);
+        let n = bytes.len() + STREAM_COST;
+        let mut over = false;
+        for budget in std::iter::once(&self.connection).chain(self.certificate.as_ref()) {
+            let before = budget.held.fetch_add(n, Ordering::Relaxed);
+            over |= before > 0 && before + n > budget.max;
+        }
+        if over {
+            self.over.notify_one();
+        }
+        ChargedBody {
+            rest: bytes,
+            charge: Some(Charge {
+                pending: self.clone(),
+                n,
+            }),
+        }
+    }
+}
+
+/// An answer's share of its budgets, given back when dropped.
+struct Charge {
+    pending: Pending,
+    n: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        let p = &self.pending;
+        for budget in std::iter::once(&p.connection).chain(p.certificate.as_ref()) {
+            budget.held.fetch_sub(self.n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An answer's body, counted until its last piece is handed over.
+pub struct ChargedBody {
+    rest: Bytes,
+    charge: Option<Charge>,
+}
+
+impl Body for ChargedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let len = self.rest.len();
+        if len == 0 {
+            self.charge = None;
+            return Poll::Ready(None);
+        }
+        let take = if len <= LAST_CHUNK {
+            len
+        } else {
+            CHUNK.min(len - LAST_CHUNK)
+        };
+        let piece = self.rest.split_to(take);
+        if self.rest.is_empty() {
+            self.charge = None;
+        }
+        Poll::Ready(Some(Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.rest.len() as u64)
+    }
+}
+
+/// The bytes of a `Full` body (it holds one frame, ready at once).
+fn into_bytes(mut body: Full<Bytes>) -> Bytes {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match Pin::new(&mut body).poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        _ => Bytes::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(mut body: ChargedBody) -> Vec<usize> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut out = Vec::new();
+        while let Poll::Ready(Some(Ok(f))) = Pin::new(&mut body).poll_frame(&mut cx) {
+            out.push(f.into_data().map(|d| d.len()).unwrap_or(0));
+        }
+        out
+    }
+
+    #[test]
+    fn a_body_is_handed_over_in_pieces_ending_small() {
+        let p = Pending::new(Budget::new(1 << 20), None);
+        assert_eq!(
+            pieces(p.charge(Full::new(Bytes::from(vec![0u8; 40_000])))),
+            vec![CHUNK, CHUNK, 40_000 - 2 * CHUNK - LAST_CHUNK, LAST_CHUNK]
+        );
+        assert_eq!(
+            pieces(p.charge(Full::new(Bytes::from_static(b"abc")))),
+            vec![3]
+        );
+        assert!(pieces(p.charge(Full::new(Bytes::new()))).is_empty());
+    }
+
+    #[test]
+    fn answers_are_counted_until_handed_over_and_a_second_one_past_the_budget_closes() {
+        let conn = Budget::new(30_000);
+        let cert = Budget::new(1 << 20);
+        let p = Pending::new(conn.clone(), Some(cert.clone()));
+        // One answer alone, larger than the budget, is let through.
+        let big = p.charge(Full::new(Bytes::from(vec![0u8; 40_000])));
+        assert_eq!(conn.held(), 40_000 + STREAM_COST);
+        assert_eq!(cert.held(), 40_000 + STREAM_COST);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let over = p.over.clone();
+        let told = |over: Arc<Notify>| {
+            rt.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_millis(50), over.notified())
+                    .await
+                    .is_ok()
+            })
+        };
+        assert!(!told(over.clone()));
+        // A second one while it is pending goes over.
+        let small = p.charge(Full::new(Bytes::from_static(b"x")));
+        assert!(told(over));
+        assert_eq!(
+            pieces(big),
+            vec![CHUNK, CHUNK, 40_000 - 2 * CHUNK - LAST_CHUNK, LAST_CHUNK]
+        );
+        drop(small);
+        assert_eq!((conn.held(), cert.held()), (0, 0));
+    }
+}
