@@ -424,7 +424,10 @@ async fn content_after_the_batch_is_refused_and_nothing_is_stored() {
             .unwrap();
         let p = problem(&a, 400, "OGILTIGT_FALT");
         assert!(
-            p["detail"].as_str().unwrap().contains("after the JSON value"),
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("after the JSON value"),
             "{body:?}: {p}"
         );
     }
