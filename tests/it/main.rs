@@ -19,5 +19,6 @@ mod policy;
 mod properties;
 mod reload;
 mod subscriptions;
+mod tls_scan;
 mod tokens;
 mod upstream;
