@@ -782,7 +782,7 @@ impl Lab {
             .map(|f| std::fs::read_to_string(certs.join(f)).unwrap())
             .concat();
         std::fs::write(&cas, bundle).unwrap();
-        // One RSA key for both: generating one takes a while in a debug build.
+        // One RSA key serves both certificates.
         let rsa =
             KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).unwrap();
         let rsa_kommun = write_pair(
