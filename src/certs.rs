@@ -19,6 +19,12 @@ pub const EXAMPLE_MUNICIPALITIES: [(&str, &str, &str); 2] = [
 /// Arbetsförmedlingen's organisation number, put in the example AF client certificate.
 pub const AF_ORGNR: &str = "2021002114";
 
+/// How long `generate` makes server certificates valid unless told otherwise. Mozilla's
+/// intermediate TLS profile, as sslyze checks it, wants a server certificate's lifespan to be at
+/// most 366 days (the CA/Browser Forum's older limit of 398 is too long for it); CAs and client
+/// certificates are not checked by it and keep the longer validity.
+pub const SERVER_CERT_DAYS: i64 = 365;
+
 /// OID 2.5.4.97, organizationIdentifier.
 const ORGANIZATION_IDENTIFIER: [u64; 4] = [2, 5, 4, 97];
 
@@ -143,8 +149,16 @@ pub fn write_crl(
     std::fs::write(out, crl.pem().map_err(err)?).map_err(|e| format!("{}: {e}", out.display()))
 }
 
-/// Writes the whole development PKI into `dir` (created if missing), valid for `days`.
+/// Writes the whole development PKI into `dir` (created if missing): CAs, client certificates
+/// and CRLs valid for `days`, server certificates for at most [`SERVER_CERT_DAYS`].
 pub fn generate(dir: &Path, days: i64) -> Result<Vec<String>, String> {
+    generate_with(dir, days, SERVER_CERT_DAYS)
+}
+
+/// The same, with server certificates valid for `server_days` (never longer than `days`, the
+/// CAs' validity).
+pub fn generate_with(dir: &Path, days: i64, server_days: i64) -> Result<Vec<String>, String> {
+    let server_days = server_days.min(days);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let kommun_ca = new_ca(dir, "kommun-ca", "brygga exempel-CA för kommuner", days)?;
     let af_ca = new_ca(
@@ -160,7 +174,7 @@ pub fn generate(dir: &Path, days: i64) -> Result<Vec<String>, String> {
         &kommun_ca,
         Role::Server,
         brygga("brygga kommun-lyssnare"),
-        days,
+        server_days,
     )?;
     leaf(
         dir,
@@ -168,7 +182,7 @@ pub fn generate(dir: &Path, days: i64) -> Result<Vec<String>, String> {
         &af_ca,
         Role::Server,
         brygga("brygga af-lyssnare"),
-        days,
+        server_days,
     )?;
     leaf(
         dir,
@@ -192,7 +206,7 @@ pub fn generate(dir: &Path, days: i64) -> Result<Vec<String>, String> {
         &kommun_ca,
         Role::Server,
         dn("Ärendesystem-simulator", "brygga (exempel)", None),
-        days,
+        server_days,
     )?;
     let af = |cn: &str| dn(cn, "Arbetsförmedlingen (exempel)", Some(AF_ORGNR));
     leaf(
@@ -201,7 +215,7 @@ pub fn generate(dir: &Path, days: i64) -> Result<Vec<String>, String> {
         &af_ca,
         Role::Server,
         af("AF-simulator"),
-        days,
+        server_days,
     )?;
     leaf(
         dir,
@@ -264,9 +278,14 @@ and any integrator can talk to a local brygga without setting anything up. Anyon
 them; a certificate or token made with them proves nothing. Never trust these CAs outside a
 development machine.
 
-Recreate them all (new keys, new certificates, valid for ten years) with:
+Recreate them all (new keys; CAs, client certificates and CRLs valid for ten years) with:
 
-    cargo run --release -- certs generate --out certs-example
+    cargo run --release -- certs generate --out certs-example --server-days 3650
+
+Without `--server-days`, server certificates are valid for 365 days, as Mozilla's intermediate
+TLS profile asks. The committed ones are made for ten years so that the repository's tests keep
+passing for years; that lifespan is the one finding the TLS scan of the example PKI allows
+(`tls_scan::sslyze_finds_the_example_pki_compliant_but_for_its_lifespan`).
 
 | file | what it is |
 |---|---|

@@ -170,9 +170,13 @@ enum CertsCommand {
     Generate {
         #[arg(long)]
         out: PathBuf,
-        /// Validity in days (1 to 36500).
+        /// Validity in days (1 to 36500) of the CAs, client certificates and CRLs.
         #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(i64).range(1..=36500))]
         days: i64,
+        /// Validity in days of the server certificates (at most --days). Mozilla's intermediate
+        /// TLS profile wants at most 366.
+        #[arg(long, default_value_t = brygga::certs::SERVER_CERT_DAYS, value_parser = clap::value_parser!(i64).range(1..=36500))]
+        server_days: i64,
     },
     /// Write a CRL signed by a CA, revoking the given certificates (none: an empty CRL).
     Crl {
@@ -669,9 +673,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Certs {
-            command: CertsCommand::Generate { out, days },
+            command:
+                CertsCommand::Generate {
+                    out,
+                    days,
+                    server_days,
+                },
         } => {
-            let files = brygga::certs::generate(&out, days).map_err(|e| anyhow!(e))?;
+            let files =
+                brygga::certs::generate_with(&out, days, server_days).map_err(|e| anyhow!(e))?;
             println!(
                 "wrote {} files to {}: {}",
                 files.len(),

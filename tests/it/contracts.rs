@@ -31,19 +31,52 @@ pub fn tool_available(tool: &str, probe: &[&str]) -> bool {
     tool_from_package(tool, probe, "libxml2-utils")
 }
 
-/// The same for a tool from another Debian package.
-pub fn tool_from_package(tool: &str, probe: &[&str], package: &str) -> bool {
+/// Where an outside tool comes from, as the skip message names it. A plain `&str` is a Debian
+/// package.
+pub enum Package {
+    Debian(&'static str),
+    /// A PyPI requirement with its pinned version, e.g. `sslyze==6.3.1`.
+    Pip(&'static str),
+}
+
+impl From<&'static str> for Package {
+    fn from(debian: &'static str) -> Self {
+        Package::Debian(debian)
+    }
+}
+
+impl std::fmt::Display for Package {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Package::Debian(p) => write!(f, "Debian: apt-get install {p}"),
+            Package::Pip(p) => write!(f, "PyPI: pip install {p}"),
+        }
+    }
+}
+
+/// The same for a tool from another package.
+pub fn tool_from_package(tool: &str, probe: &[&str], package: impl Into<Package>) -> bool {
     let ok = Command::new(tool)
         .args(probe)
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        if std::env::var("BRYGGA_TEST_STRICT").as_deref() == Ok("1") {
-            panic!("{tool} is required (BRYGGA_TEST_STRICT=1) but not found");
-        }
-        eprintln!("SKIPPED: {tool} not found; install it (Debian: {package}) to run this check");
+        skip(&format!("{tool} not found"), &package.into());
     }
     ok
+}
+
+/// Says that the running test skips because `why`, naming how to install what it needs; under
+/// BRYGGA_TEST_STRICT=1 fails instead. Written to the process's stderr directly: libtest
+/// captures `eprintln!` and shows it only for failing tests, which would hide every skip.
+pub fn skip(why: &str, package: &Package) {
+    if std::env::var("BRYGGA_TEST_STRICT").as_deref() == Ok("1") {
+        panic!("{why}, and it is required (BRYGGA_TEST_STRICT=1); install it ({package})");
+    }
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let line = format!("SKIPPED {test}: {why}; install it ({package}) to run this check\n");
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 #[test]

@@ -63,7 +63,16 @@ pub async fn start_custom(
     adjust: impl FnOnce(&mut Config, &mut SimSettings),
     point_at_sim: bool,
 ) -> Stack {
-    let files = DemoFiles::default();
+    start_with_files(DemoFiles::default(), adjust, point_at_sim).await
+}
+
+/// The same from other configuration files and certificates (e.g. a freshly generated PKI
+/// with copies of the example configuration beside it).
+pub async fn start_with_files(
+    files: DemoFiles,
+    adjust: impl FnOnce(&mut Config, &mut SimSettings),
+    point_at_sim: bool,
+) -> Stack {
     let mut config = Config::load(&files.config).expect("example config loads");
     let mut sim = SimSettings::load(&files.sim_config).expect("sim config loads");
     let any = "127.0.0.1:0".parse().unwrap();

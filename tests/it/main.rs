@@ -21,5 +21,6 @@ mod properties;
 mod protocol;
 mod reload;
 mod subscriptions;
+mod tls_scan;
 mod tokens;
 mod upstream;
