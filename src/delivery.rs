@@ -83,6 +83,7 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
         }
         let (count, store_ok) =
             pass(&gw, &clients, OffsetDateTime::now_utc(), &mut Vec::new()).await;
+        erase_from_files(&gw).await;
         if count == BATCH && store_ok {
             continue;
         }
@@ -108,6 +109,30 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
         tracing::warn!(
             "the outbox was not drained within delivery.drain; the rest waits in the store"
         );
+    }
+    erase_from_files(&gw).await;
+}
+
+/// When payloads were erased since the last time, empties the store's write-ahead log so they
+/// are gone from the files too; tried again after the next pass when a reader was in the way.
+async fn erase_from_files(gw: &Arc<Gateway>) {
+    use std::sync::atomic::Ordering;
+    if !gw.erasures_due.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    let outbox = gw.outbox.clone();
+    let done = tokio::task::spawn_blocking(move || outbox.erase_from_files()).await;
+    match done {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => gw.erasures_due.store(true, Ordering::Release),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the store's write-ahead log could not be emptied; tried again");
+            gw.erasures_due.store(true, Ordering::Release);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the store's write-ahead log could not be emptied; tried again");
+            gw.erasures_due.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -213,7 +238,12 @@ async fn deliver(
     let seq = item.seq;
     let update = match attempt {
         Attempt::Delivered if recorded => {
-            tokio::task::spawn_blocking(move || outbox.delivered(seq, now)).await
+            let erased = tokio::task::spawn_blocking(move || outbox.delivered(seq, now)).await;
+            if matches!(erased, Ok(Ok(true))) {
+                gw.erasures_due
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
+            erased
         }
         Attempt::Delivered => {
             // Receipted but not recorded: deliver again later (the id lets it drop the copy).

@@ -547,6 +547,12 @@ async fn subscribe(
     })
     .await
     .map_err(|e| failed(e.to_string()))??;
+    // Ending a subscription erased what it had not been delivered: from the files too.
+    if matches!(answer, KommunAnswer::AvslutaPrenumeration(_)) {
+        gw.erasures_due
+            .store(true, std::sync::atomic::Ordering::Release);
+        gw.delivery_wake.notify_one();
+    }
     Ok(answer)
 }
 

@@ -34,6 +34,10 @@ pub struct Gateway {
     pub outbox: Arc<Outbox>,
     /// Wakes the delivery worker when new deliveries are stored.
     pub delivery_wake: Arc<tokio::sync::Notify>,
+    /// A payload was erased and the store's files may still hold it: the delivery worker
+    /// empties the write-ahead log (see [`Outbox::erase_from_files`]). True at start, for
+    /// what a killed gateway erased last.
+    pub erasures_due: std::sync::atomic::AtomicBool,
     pub delivery_stats: Arc<delivery::DeliveryStats>,
     /// Rates per client and operation, requests under way, the quota towards AF.
     pub limiter: crate::limit::Limiter,
@@ -191,6 +195,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         subscriptions,
         outbox,
         delivery_wake: Arc::new(tokio::sync::Notify::new()),
+        erasures_due: std::sync::atomic::AtomicBool::new(true),
         delivery_stats: Arc::default(),
         limiter,
         _store_lock: store_lock,

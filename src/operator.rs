@@ -88,6 +88,23 @@ pub async fn act(store: &Store, seq: i64, action: Action) -> Result<Listed, Stri
     .map_err(|e| e.to_string())?;
     entry.outcome = if done.is_some() { "OK" } else { "EJ_MOJLIG" }.into();
     store.record(entry).await?;
+    // A dropped payload is erased from the store's files too; a running gateway reading the
+    // store may hold its log for a moment.
+    if matches!(action, Action::Drop) && done.is_some() {
+        let mut emptied = false;
+        for _ in 0..50 {
+            if outbox.erase_from_files().map_err(|e| e.to_string())? {
+                emptied = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        if !emptied {
+            return Err(format!(
+                "delivery {seq} was dropped and its payload erased in the database, but the store's write-ahead log, which may still hold it, could not be emptied within 5 s (a reader held it); the gateway empties it when it next erases a payload or starts"
+            ));
+        }
+    }
     done.ok_or_else(|| {
         format!(
             "delivery {seq} is {}: only a pending or dead one can be retried (and only while its event is kept) or dropped",

@@ -414,6 +414,20 @@ impl Outbox {
         self.found(seq, changed)
     }
 
+    /// Makes erasures reach the files. `secure_delete` zeroes an erased payload in the page,
+    /// but the write-ahead log still holds the page as it was: this copies the log into the
+    /// database and truncates the log to nothing. False when another connection was reading
+    /// an older state, so the log could not be emptied yet (try again).
+    pub fn erase_from_files(&self) -> Result<bool, StoreError> {
+        let (busy, log): (i64, i64) = self
+            .lock()?
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(StoreError::from)?;
+        Ok(busy == 0 && log <= 0)
+    }
+
     fn found(&self, seq: i64, changed: usize) -> Result<Option<Listed>, StoreError> {
         if changed == 0 {
             return Ok(None);

@@ -493,3 +493,80 @@ async fn a_stop_drains_the_outbox() {
     st_sim.shutdown().await;
     gb_sim.shutdown().await;
 }
+
+/// Where the store keeps bytes: the database, its write-ahead log and its index of it.
+fn store_files(store: &Path) -> Vec<std::path::PathBuf> {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut name = store.as_os_str().to_owned();
+            name.push(suffix);
+            std::path::PathBuf::from(name)
+        })
+        .collect()
+}
+
+/// Which of the store's files hold `needle` now.
+fn files_holding(store: &Path, needle: &str) -> Vec<String> {
+    store_files(store)
+        .into_iter()
+        .filter(|f| {
+            std::fs::read(f)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+        .map(|f| f.display().to_string())
+        .collect()
+}
+
+/// An erased payload is erased from the files too: once an event is delivered, its person's
+/// number is found neither in the database nor in its write-ahead log (within the worker's
+/// next pass) — and the same after a subscription ends with an event undelivered.
+#[tokio::test]
+async fn an_erased_payload_is_gone_from_the_store_and_its_log() {
+    let (st_sim, gb_sim) = (kommun_sim(0, None).await, kommun_sim(0, None).await);
+    let s = stack(&st_sim, &gb_sim, Duration::from_secs(3600)).await;
+    stockholm_follows(&s).await;
+    let store = s.audit_store();
+    push(&s.inner.af_url(), vec![event(E1, sim::REGISTRERAD, 1)]).await;
+    until("the outbox has delivered it", || {
+        outbox_states(&store)
+            .first()
+            .is_some_and(|(st, _)| st == "delivered")
+    })
+    .await;
+    assert_eq!(st_sim.state.received().len(), 1);
+    until("the number is gone from every file of the store", || {
+        files_holding(&store, sim::REGISTRERAD).is_empty()
+    })
+    .await;
+
+    // Undelivered, then the subscription ends: dropped, and erased from the files too.
+    st_sim.state.set(Lage::Fel);
+    push(&s.inner.af_url(), vec![event(E2, sim::REGISTRERAD, 2)]).await;
+    until("the event is stored, waiting", || {
+        outbox_states(&store)
+            .iter()
+            .any(|(st, p)| st == "pending" && p.is_some())
+    })
+    .await;
+    assert!(!files_holding(&store, sim::REGISTRERAD).is_empty());
+    let today = time::OffsetDateTime::now_utc().date();
+    answer(
+        &s.st
+            .call(
+                &s.st_token(),
+                &KommunRequest::AvslutaPrenumeration(Fraga {
+                    arendeidentitet: "EB-1".into(),
+                    tidsperiod: Tidsperiod::new(today, today).unwrap(),
+                    ..s.st_fraga(sim::REGISTRERAD)
+                }),
+            )
+            .await
+            .unwrap(),
+    );
+    until("the dropped payload is gone from every file", || {
+        files_holding(&store, sim::REGISTRERAD).is_empty()
+    })
+    .await;
+    s.stop().await;
+}
