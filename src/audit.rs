@@ -233,6 +233,49 @@ pub struct AuditLog {
     tx: Option<mpsc::Sender<Pending>>,
     writer: Option<std::thread::JoinHandle<()>>,
     pub stats: Arc<AuditStats>,
+    /// The key checkpoints are signed with, swapped on reload.
+    signing: Arc<std::sync::RwLock<Option<SigningKey>>>,
+}
+
+/// A checkpoint key and its id (named in each checkpoint's JWS header, so a verifier holding
+/// several public keys knows which one to use).
+pub struct SigningKey {
+    key: jsonwebtoken::EncodingKey,
+    pub kid: String,
+}
+
+impl SigningKey {
+    /// An Ed25519 key in PKCS#8 PEM.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, AuditError> {
+        let key = jsonwebtoken::EncodingKey::from_ed_pem(pem)
+            .map_err(|e| AuditError::Store(format!("checkpoint key: {e}")))?;
+        let text = std::str::from_utf8(pem)
+            .map_err(|_| AuditError::Store("checkpoint key: not PEM text".into()))?;
+        let pair = rcgen::KeyPair::from_pem(text)
+            .map_err(|e| AuditError::Store(format!("checkpoint key: {e}")))?;
+        Ok(Self {
+            key,
+            kid: key_id(pair.public_key_pem().as_bytes())?,
+        })
+    }
+}
+
+/// A key's id: the first 16 hex digits of the SHA-256 of its SubjectPublicKeyInfo.
+fn key_id_of_spki(spki: &[u8]) -> String {
+    sha256_hex_bytes(spki)[..16].to_owned()
+}
+
+fn sha256_hex_bytes(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// The id of a public key in PEM (`PUBLIC KEY`), as checkpoints name it.
+pub fn key_id(public_pem: &[u8]) -> Result<String, AuditError> {
+    use rustls_pki_types::pem::PemObject;
+    let spki = rustls_pki_types::SubjectPublicKeyInfoDer::from_pem_slice(public_pem)
+        .map_err(|e| AuditError::Store(format!("not a public key in PEM: {e}")))?;
+    Ok(key_id_of_spki(spki.as_ref()))
 }
 
 /// What the writer has done, for metrics and tests.
@@ -299,12 +342,9 @@ impl AuditLog {
         }
         let mut conn = open(path)?;
         refuse_truncated(&conn)?;
-        let key = signing_key
-            .map(|k| {
-                jsonwebtoken::EncodingKey::from_ed_pem(k)
-                    .map_err(|e| AuditError::Store(format!("checkpoint key: {e}")))
-            })
-            .transpose()?;
+        let key = signing_key.map(SigningKey::from_pem).transpose()?;
+        let signing = Arc::new(std::sync::RwLock::new(key));
+        let key = signing.clone();
         let (tx, rx) = mpsc::channel::<Pending>();
         let stats = Arc::new(AuditStats::default());
         // Where the chain stands before this writer adds to it.
@@ -390,7 +430,30 @@ impl AuditLog {
             tx: Some(tx),
             writer: Some(writer),
             stats,
+            signing,
         })
+    }
+
+    /// Signs checkpoints from now on with this key (PKCS#8 PEM); the ones already written keep
+    /// their key's id. The new key's id when it is another key, None when it is the same.
+    pub fn set_signing_key(&self, pem: &[u8]) -> Result<Option<String>, AuditError> {
+        let new = SigningKey::from_pem(pem)?;
+        let mut current = self.signing.write().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref().is_some_and(|k| k.kid == new.kid) {
+            return Ok(None);
+        }
+        let kid = new.kid.clone();
+        *current = Some(new);
+        Ok(Some(kid))
+    }
+
+    /// The id of the key that signs now.
+    pub fn signing_key_id(&self) -> Option<String> {
+        self.signing
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|k| k.kid.clone())
     }
 
     /// Appends one entry; returns its sequence number once it is durable (fsync'd).
@@ -415,7 +478,7 @@ impl AuditLog {
 
 /// Signs checkpoints every N records or T seconds.
 struct Signer {
-    key: Option<jsonwebtoken::EncodingKey>,
+    key: Arc<std::sync::RwLock<Option<SigningKey>>>,
     policy: CheckpointPolicy,
     /// Records since the last checkpoint.
     since: u64,
@@ -432,7 +495,8 @@ impl Signer {
         head: &(u64, String),
         force: bool,
     ) -> Result<(), String> {
-        let Some(key) = &self.key else {
+        let key = self.key.read().unwrap_or_else(|p| p.into_inner());
+        let Some(key) = key.as_ref() else {
             return Ok(());
         };
         let due =
@@ -448,12 +512,9 @@ impl Signer {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         };
-        let jws = jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
-            &claims,
-            key,
-        )
-        .map_err(|e| e.to_string())?;
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(key.kid.clone());
+        let jws = jsonwebtoken::encode(&header, &claims, &key.key).map_err(|e| e.to_string())?;
         // A checkpoint never replaces another: one already at this number signed another head
         // (the chain was cut and refilled), and verification must still see it.
         tx.execute(
@@ -469,7 +530,7 @@ impl Signer {
 
     /// A checkpoint on its own, when records are waiting for one.
     fn checkpoint_if_due(&mut self, conn: &mut Connection, force: bool) -> Result<(), String> {
-        if self.since == 0 || self.key.is_none() {
+        if self.since == 0 || self.key.read().unwrap_or_else(|p| p.into_inner()).is_none() {
             return Ok(());
         }
         let tx = conn
@@ -563,19 +624,24 @@ pub struct Verified {
     pub head: String,
 }
 
-/// Verifies every record and every checkpoint signature (public key: Ed25519
-/// SubjectPublicKeyInfo PEM). The outer error means the chain could not be checked at all (a
-/// bad key file, an unreadable store); the inner one is the first thing wrong with the chain.
-/// Records are read as a stream, so memory stays flat on long chains; `progress` hears
-/// (records checked, records in all) every few thousand records.
+/// Verifies every record and every checkpoint signature (public keys: Ed25519
+/// SubjectPublicKeyInfo PEM, the current one and those that signed before it; each checkpoint
+/// is checked with the key its header names). The outer error means the chain could not be
+/// checked at all (a bad key file, an unreadable store); the inner one is the first thing
+/// wrong with the chain. Records are read as a stream, so memory stays flat on long chains;
+/// `progress` hears (records checked, records in all) every few thousand records.
 pub fn verify(
     conn: &Connection,
-    public_key_pem: &[u8],
+    public_keys_pem: &[&[u8]],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Result<Verified, Tamper>, AuditError> {
-    let key = jsonwebtoken::DecodingKey::from_ed_pem(public_key_pem).map_err(|e| {
-        AuditError::Store(format!("the public key is not an Ed25519 key in PEM: {e}"))
-    })?;
+    let mut keys = Vec::new();
+    for pem in public_keys_pem {
+        let key = jsonwebtoken::DecodingKey::from_ed_pem(pem).map_err(|e| {
+            AuditError::Store(format!("the public key is not an Ed25519 key in PEM: {e}"))
+        })?;
+        keys.push((key_id(pem)?, key));
+    }
     // One snapshot: a gateway may append while this runs.
     let conn = conn.unchecked_transaction().map_err(store_err)?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
@@ -592,7 +658,15 @@ pub fn verify(
     let mut checkpoints = std::collections::BTreeMap::new();
     for (seq, jws) in &stored {
         let seq = u64::try_from(*seq).unwrap_or(0);
-        let Ok(signed) = jsonwebtoken::decode::<CheckpointClaims>(jws, &key, &validation) else {
+        // The key the checkpoint names; one written before key ids may be by any of them.
+        let named = jsonwebtoken::decode_header(jws).ok().and_then(|h| h.kid);
+        let signed = keys
+            .iter()
+            .filter(|(kid, _)| named.as_ref().is_none_or(|n| n == kid))
+            .find_map(|(_, key)| {
+                jsonwebtoken::decode::<CheckpointClaims>(jws, key, &validation).ok()
+            });
+        let Some(signed) = signed else {
             return Ok(Err(Tamper::BadSignature(seq)));
         };
         if signed.claims.seq != seq || seq == 0 {
@@ -875,10 +949,63 @@ mod tests {
     fn check(c: &Chain) -> Result<Verified, Tamper> {
         verify(
             &Connection::open(&c.path).unwrap(),
-            &c.public,
+            &[&c.public],
             &mut |_, _| {},
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_new_signing_key_signs_on_and_old_checkpoints_verify_with_the_old_public_key() {
+        let c = chain(8);
+        let log = writer(&c).unwrap();
+        let new = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let old_kid = log.signing_key_id().unwrap();
+        let new_kid = log
+            .set_signing_key(new.serialize_pem().as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_ne!(old_kid, new_kid);
+        assert_eq!(key_id(new.public_key_pem().as_bytes()).unwrap(), new_kid);
+        assert_eq!(key_id(&c.public).unwrap(), old_kid);
+        // The same key again changes nothing.
+        assert_eq!(
+            log.set_signing_key(new.serialize_pem().as_bytes()).unwrap(),
+            None
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for i in 0..3 {
+                log.append(entry(100 + i)).await.unwrap();
+            }
+        });
+        drop(log); // the last checkpoint, signed with the new key
+        let conn = Connection::open(&c.path).unwrap();
+        let kids: Vec<String> = conn
+            .prepare("SELECT jws FROM checkpoints ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|j| {
+                jsonwebtoken::decode_header(&j.unwrap())
+                    .unwrap()
+                    .kid
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(kids, vec![old_kid.clone(), old_kid, new_kid]);
+        let new_public = new.public_key_pem();
+        let both: [&[u8]; 2] = [new_public.as_bytes(), &c.public];
+        let verified = verify(&conn, &both, &mut |_, _| {}).unwrap().unwrap();
+        assert_eq!(verified.signed_through, 11);
+        // Without the old public key, the old checkpoints cannot be vouched for.
+        let only_new: [&[u8]; 1] = [new_public.as_bytes()];
+        assert_eq!(
+            verify(&conn, &only_new, &mut |_, _| {}).unwrap(),
+            Err(Tamper::BadSignature(4))
+        );
     }
 
     /// Another writer on a chain's store, with its key.

@@ -41,6 +41,42 @@ pub struct ConfigFile {
     pub log: LogFile,
     #[serde(default)]
     pub telemetry: TelemetryFile,
+    #[serde(default)]
+    pub revocation: RevocationFile,
+}
+
+/// How brygga fetches CRLs named by URL (in a `crls` list, or as a certificate's
+/// distribution point).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RevocationFile {
+    /// Fetched again at least this often; sooner when the CRL's next update comes first.
+    #[serde(with = "humantime_serde")]
+    pub refresh: Duration,
+    /// After a failed fetch (the last good CRL stays until its next update).
+    #[serde(with = "humantime_serde")]
+    pub retry: Duration,
+    /// One fetch, connect to last byte.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The largest CRL read.
+    pub max_bytes: usize,
+    /// Fetch the CRL distribution points that CA certificates and peers' certificates name; a
+    /// certificate naming one whose CRL is not held yet is refused until it is fetched.
+    pub follow_distribution_points: bool,
+}
+
+impl Default for RevocationFile {
+    fn default() -> Self {
+        let d = crate::crl_fetch::RevocationSettings::default();
+        Self {
+            refresh: d.refresh,
+            retry: d.retry,
+            timeout: d.timeout,
+            max_bytes: d.max_bytes,
+            follow_distribution_points: d.follow_distribution_points,
+        }
+    }
 }
 
 /// Optional OpenTelemetry export of each exchange's spans (OTLP/HTTP JSON).
@@ -112,6 +148,10 @@ pub struct AuditFile {
     pub store: PathBuf,
     /// The Ed25519 key (PKCS#8 PEM) that signs checkpoints.
     pub signing_key: PathBuf,
+    /// The public halves (PEM) of keys that signed checkpoints before the current one: `brygga
+    /// audit verify` checks each checkpoint with the key its key id names.
+    #[serde(default)]
+    pub previous_public_keys: Vec<PathBuf>,
     /// A checkpoint after this many records …
     #[serde(default = "default_checkpoint_records")]
     pub checkpoint_every_records: u64,
@@ -169,10 +209,11 @@ pub struct KommunListenerFile {
     pub key: PathBuf,
     /// CA bundle (PEM) that municipal client certificates must chain to.
     pub client_ca: PathBuf,
-    /// CRL files (PEM); when given, a revoked client certificate is refused at the handshake,
-    /// and so is one whose CA has no CRL here.
+    /// CRLs: files (PEM), or `http://`/`https://` URLs brygga fetches. When any is given, a
+    /// revoked client certificate is refused at the handshake, and so is one whose CA has no
+    /// CRL here.
     #[serde(default)]
-    pub client_crls: Vec<PathBuf>,
+    pub client_crls: Vec<String>,
 }
 
 /// The `af` listener, where AF pushes its events.
@@ -185,6 +226,9 @@ pub struct EventsListenerFile {
     pub key: PathBuf,
     /// CA bundle (PEM) that AF's client certificate must chain to: AF's CA only.
     pub client_ca: PathBuf,
+    /// CRLs of AF's CA, files or URLs (as `kommun.client_crls`).
+    #[serde(default)]
+    pub client_crls: Vec<String>,
     /// The organisation number in AF's client certificate; no other sender is accepted.
     pub sender_orgnr: String,
     /// The largest batch body accepted.
@@ -256,6 +300,9 @@ pub struct ClientDeliveryFile {
     pub url: String,
     /// The CA (PEM) the endpoint's server certificate must chain to.
     pub ca: PathBuf,
+    /// CRLs of that CA, files or URLs (as `kommun.client_crls`).
+    #[serde(default)]
+    pub crls: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -295,6 +342,10 @@ pub struct LimitsFile {
     /// Connections open at once with one client certificate.
     #[serde(default = "default_max_per_certificate")]
     pub max_connections_per_certificate: usize,
+    /// A connection older than this is closed gracefully (and pooled connections towards AF
+    /// and the case systems are replaced), so a revocation or a new certificate reaches it.
+    #[serde(with = "humantime_serde", default = "default_max_connection_age")]
+    pub max_connection_age: Duration,
     /// Bytes of answers built and not yet sent on one connection (HTTP/2 streams whose
     /// window the client keeps shut), counting 2 KiB for each stream; a connection that goes
     /// over with more than one answer pending is closed.
@@ -343,6 +394,10 @@ fn default_max_per_certificate() -> usize {
     512
 }
 
+fn default_max_connection_age() -> Duration {
+    Duration::from_secs(3600)
+}
+
 fn default_max_pending_per_connection() -> usize {
     2 * 1024 * 1024
 }
@@ -380,6 +435,7 @@ impl Default for LimitsFile {
             operation_deadline: default_operation_deadline(),
             max_connections: default_max_connections(),
             max_connections_per_certificate: default_max_per_certificate(),
+            max_connection_age: default_max_connection_age(),
             max_pending_bytes_per_connection: default_max_pending_per_connection(),
             max_pending_bytes_per_certificate: default_max_pending_per_certificate(),
             max_handshakes: default_max_handshakes(),
@@ -397,6 +453,9 @@ pub struct AfFile {
     pub base_url: String,
     /// CA bundle that AF's server certificate must chain to.
     pub ca: PathBuf,
+    /// CRLs of that CA, files or URLs (as `kommun.client_crls`).
+    #[serde(default)]
+    pub crls: Vec<String>,
     /// The gateway's client certificate and key towards AF.
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
@@ -615,12 +674,15 @@ pub struct Config {
     pub system_id: String,
     pub environment: String,
     pub kommun_bind: SocketAddr,
-    pub kommun_tls: CertAndKey,
-    /// Where the `kommun` listener's TLS material came from, to read it again on reload.
-    pub kommun_files: KommunTlsFiles,
+    /// The `kommun` listener's certificate, and the CAs and CRLs its clients are checked with.
+    pub kommun: TlsMaterial,
+    /// Where that came from, to read it again on reload.
+    pub kommun_files: TlsFiles,
     pub reload_poll: Duration,
-    pub kommun_client_ca: Vec<CertificateDer<'static>>,
-    pub kommun_client_crls: Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
+    /// How CRLs named by URL are fetched.
+    pub revocation: crate::crl_fetch::RevocationSettings,
+    /// The configuration file, read again on reload for its pseudonym keys.
+    pub file: Option<PathBuf>,
     pub events: EventsSettings,
     pub delivery: DeliverySettings,
     /// The quota towards AF shared by all clients.
@@ -636,6 +698,7 @@ pub struct Config {
     pub syften: BTreeMap<String, Syfte>,
     pub clients: Vec<Arc<Client>>,
     pub pseudonyms: crate::pseudo::Pseudonymizer,
+    pseudonym_files: Vec<PathBuf>,
     pub audit: AuditSettings,
     /// Every certificate the configuration names (servers', clients', CAs'), for expiry
     /// metrics and readiness.
@@ -656,7 +719,8 @@ pub struct NamedCertificate {
 #[derive(Clone)]
 pub struct EventsSettings {
     pub bind: SocketAddr,
-    pub tls: Arc<rustls::ServerConfig>,
+    pub tls: TlsMaterial,
+    pub files: TlsFiles,
     pub sender: Organisationsnummer,
     pub max_body_bytes: usize,
 }
@@ -677,6 +741,10 @@ pub struct AuditSettings {
     pub store: PathBuf,
     /// The checkpoint key, PKCS#8 PEM.
     pub signing_key: Vec<u8>,
+    /// Its file, read again on reload.
+    pub signing_key_file: PathBuf,
+    /// The public halves (PEM) of the keys that signed before it.
+    pub previous_public_keys: Vec<Vec<u8>>,
     pub policy: crate::audit::CheckpointPolicy,
 }
 
@@ -699,55 +767,56 @@ impl AuditSettings {
     }
 }
 
-/// The `kommun` listener's TLS configuration and what it was built from.
-pub struct LoadedKommunTls {
-    pub config: rustls::ServerConfig,
-    pub chain: Vec<CertificateDer<'static>>,
-    pub client_ca: Vec<CertificateDer<'static>>,
-    pub crls: Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
-}
-
-/// The files behind the `kommun` listener's TLS configuration.
+/// A certificate chain and key as files, to read again on reload.
 #[derive(Debug, Clone)]
-pub struct KommunTlsFiles {
+pub struct IdentityFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
-    pub client_ca: PathBuf,
-    pub client_crls: Vec<PathBuf>,
 }
 
-impl KommunTlsFiles {
-    /// Builds the listener's TLS configuration from the files as they are now.
-    pub fn server_config(&self) -> Result<rustls::ServerConfig, String> {
-        self.load().map(|loaded| loaded.config)
-    }
-
-    /// The same, with the certificates and CRLs it was built from (for their expiry).
-    pub fn load(&self) -> Result<LoadedKommunTls, String> {
-        let mut crls = Vec::new();
-        for p in &self.client_crls {
-            crls.extend(tls::load_crls(p).map_err(|e| e.to_string())?);
-        }
-        let chain = tls::load_certs(&self.cert).map_err(|e| e.to_string())?;
-        let client_ca = tls::load_certs(&self.client_ca).map_err(|e| e.to_string())?;
-        let config = tls::mtls_server_config(
-            chain.clone(),
-            tls::load_key(&self.key).map_err(|e| e.to_string())?,
-            &client_ca,
-            &crls,
-        )
-        .map_err(|e| e.to_string())?;
-        Ok(LoadedKommunTls {
-            config,
-            chain,
-            client_ca,
-            crls,
+impl IdentityFiles {
+    pub fn load(&self) -> Result<CertAndKey, String> {
+        Ok(CertAndKey {
+            chain: tls::load_certs(&self.cert).map_err(|e| e.to_string())?,
+            key: tls::load_key(&self.key).map_err(|e| e.to_string())?,
         })
     }
 
     pub fn all(&self) -> Vec<PathBuf> {
-        let mut v = vec![self.cert.clone(), self.key.clone(), self.client_ca.clone()];
-        v.extend(self.client_crls.iter().cloned());
+        vec![self.cert.clone(), self.key.clone()]
+    }
+}
+
+/// One side of a TLS connection as loaded: the certificate brygga presents, and the CAs and
+/// CRL files that verify the other side (CRLs from URLs come from the fetcher).
+#[derive(Debug, Clone)]
+pub struct TlsMaterial {
+    pub identity: CertAndKey,
+    pub roots: Vec<CertificateDer<'static>>,
+    pub crls: Vec<crate::trust::NamedCrl>,
+}
+
+/// The files behind [`TlsMaterial`], and the URLs of the peer's CRLs.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub identity: IdentityFiles,
+    pub trust: crate::trust::EdgeFiles,
+}
+
+impl TlsFiles {
+    /// Reads every file again.
+    pub fn load(&self) -> Result<TlsMaterial, String> {
+        Ok(TlsMaterial {
+            identity: self.identity.load()?,
+            roots: tls::load_certs(&self.trust.ca).map_err(|e| e.to_string())?,
+            crls: self.trust.crls.load_files()?,
+        })
+    }
+
+    /// Every file a reload watches.
+    pub fn all(&self) -> Vec<PathBuf> {
+        let mut v = self.identity.all();
+        v.extend(self.trust.files());
         v
     }
 }
@@ -756,8 +825,9 @@ impl KommunTlsFiles {
 #[derive(Debug, Clone)]
 pub struct AfSettings {
     pub base_url: String,
-    pub ca: Vec<CertificateDer<'static>>,
-    pub identity: CertAndKey,
+    /// The client certificate towards AF, and AF's CAs and CRL files.
+    pub tls: TlsMaterial,
+    pub files: TlsFiles,
     pub token_url: String,
     pub client_id: String,
     pub client_secret: Option<Secret>,
@@ -767,6 +837,8 @@ pub struct AfSettings {
     pub breaker_open: Duration,
     pub retry_budget: Option<crate::limit::Configured>,
     pub max_connections: u32,
+    /// Connections towards AF are replaced when this old (`limits.max_connection_age`).
+    pub max_connection_age: Duration,
 }
 
 /// A secret whose `Debug` never shows it.
@@ -811,6 +883,9 @@ pub struct Client {
 pub struct ClientDelivery {
     pub url: String,
     pub ca: Vec<CertificateDer<'static>>,
+    pub crls: Vec<crate::trust::NamedCrl>,
+    /// Where its CA and CRLs came from, to read them again on reload.
+    pub trust: crate::trust::EdgeFiles,
 }
 
 impl fmt::Debug for ClientDelivery {
@@ -825,11 +900,38 @@ impl fmt::Debug for ClientDelivery {
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
     pub identity: CertAndKey,
+    pub identity_files: IdentityFiles,
     pub timeout: Duration,
     pub first_retry: Duration,
     pub max_retry: Duration,
     pub max_age: Duration,
     pub drain: Duration,
+}
+
+/// The pseudonym keys of `[[pseudonyms]]`; problems go to `c`.
+fn pseudonym_keys(c: &mut Checker, entries: &[PseudonymKeyFile]) -> crate::pseudo::Pseudonymizer {
+    let mut pseudonyms = crate::pseudo::Pseudonymizer::default();
+    for (i, k) in entries.iter().enumerate() {
+        let key = format!("pseudonyms[{i}]");
+        let file = k.file.as_ref().map(|p| c.path(p));
+        match crate::pseudo::read_key(file.as_deref(), k.env.as_deref()) {
+            Ok(bytes) => {
+                if let Err(e) = pseudonyms.add_key(&k.domain, &k.id, &bytes) {
+                    c.fail(&key, e);
+                }
+            }
+            Err(e) => c.fail(&key, e),
+        }
+    }
+    for domain in ["audit", "subscriptions"] {
+        if !pseudonyms.has_domain(domain) && !entries.iter().any(|k| k.domain == domain) {
+            c.fail(
+                "pseudonyms",
+                format!("a key for the domain '{domain}' is required"),
+            );
+        }
+    }
+    pseudonyms
 }
 
 /// The values of `AF-Environment`.
@@ -896,6 +998,70 @@ impl Checker {
         let p = self.path(p);
         tls::load_key(&p).map_err(|e| self.fail(key, e)).ok()
     }
+    /// CRL entries: files are read now, URLs checked (fetched once the gateway runs).
+    fn crl_sources(
+        &mut self,
+        key: &str,
+        entries: &[String],
+    ) -> (crate::trust::CrlSources, Vec<crate::trust::NamedCrl>) {
+        let sources = crate::trust::CrlSources::from_entries(key, entries, &self.dir);
+        for (i, url) in &sources.urls {
+            match reqwest::Url::parse(url) {
+                Ok(u) if u.host().is_some() => {}
+                _ => self.fail(format!("{key}[{i}]"), "not a URL with a host"),
+            }
+        }
+        let mut crls = Vec::new();
+        for (i, file) in &sources.files {
+            match tls::load_crls(file) {
+                Ok(found) => crls.extend(found.into_iter().map(|der| crate::trust::NamedCrl {
+                    name: format!("{key}[{i}]"),
+                    der,
+                })),
+                Err(err) => self.fail(format!("{key}[{i}]"), err),
+            }
+        }
+        (sources, crls)
+    }
+
+    /// One side of a TLS connection: brygga's certificate and key, and the CAs and CRLs that
+    /// verify the other side (each named by its key), with the files they came from.
+    fn tls(
+        &mut self,
+        edge: &str,
+        cert: (&str, &Path),
+        key: (&str, &Path),
+        ca: (&str, &Path),
+        crls: (&str, &[String]),
+    ) -> Option<(TlsMaterial, TlsFiles)> {
+        let chain = self.certs(cert.0, cert.1);
+        let private = self.key(key.0, key.1);
+        let roots = self.certs(ca.0, ca.1);
+        let (sources, loaded) = self.crl_sources(crls.0, crls.1);
+        let files = TlsFiles {
+            identity: IdentityFiles {
+                cert: self.path(cert.1),
+                key: self.path(key.1),
+            },
+            trust: crate::trust::EdgeFiles {
+                name: edge.to_owned(),
+                ca: self.path(ca.1),
+                crls: sources,
+            },
+        };
+        Some((
+            TlsMaterial {
+                identity: CertAndKey {
+                    chain: chain?,
+                    key: private?,
+                },
+                roots: roots?,
+                crls: loaded,
+            },
+            files,
+        ))
+    }
+
     fn https(&mut self, key: &str, s: &str) {
         match reqwest::Url::parse(s) {
             Ok(u) if u.scheme() == "https" && u.host().is_some() => {}
@@ -932,10 +1098,40 @@ impl Config {
             .parent()
             .map(Path::to_owned)
             .unwrap_or_else(|| PathBuf::from("."));
-        Self::from_file(file, &dir).map_err(|problems| ConfigError {
+        let mut config = Self::from_file(file, &dir).map_err(|problems| ConfigError {
             file: path.to_owned(),
             problems,
-        })
+        })?;
+        config.file = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// The pseudonym keys as the configuration file lists them now (a reload: a key added to
+    /// a domain writes from then on, and every key is searched).
+    pub fn pseudonyms_now(&self) -> Result<crate::pseudo::Pseudonymizer, String> {
+        let path = self
+            .file
+            .as_deref()
+            .ok_or("the configuration was not read from a file")?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file: ConfigFile =
+            toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut c = Checker {
+            dir: dir.to_owned(),
+            problems: Vec::new(),
+            loaded: Vec::new(),
+        };
+        let keys = pseudonym_keys(&mut c, &file.pseudonyms);
+        match c.problems.first() {
+            None => Ok(keys),
+            Some(p) => Err(format!("{}: {}", p.key, p.reason)),
+        }
+    }
+
+    /// The files the pseudonym keys are read from.
+    pub fn pseudonym_files(&self) -> Vec<PathBuf> {
+        self.pseudonym_files.clone()
     }
 
     /// Validates a parsed file; relative paths are taken from `dir`.
@@ -964,39 +1160,34 @@ impl Config {
             );
         }
         let kommun_bind = c.addr("kommun.bind", &f.kommun.bind);
-        let kommun_chain = c.certs("kommun.cert", &f.kommun.cert);
-        let kommun_key = c.key("kommun.key", &f.kommun.key);
-        let kommun_client_ca = c.certs("kommun.client_ca", &f.kommun.client_ca);
-        let mut kommun_client_crls = Vec::new();
-        for (i, p) in f.kommun.client_crls.iter().enumerate() {
-            match tls::load_crls(&c.path(p)) {
-                Ok(crls) => kommun_client_crls.extend(crls),
-                Err(e) => c.fail(format!("kommun.client_crls[{i}]"), e),
-            }
-        }
-        if let (Some(chain), Some(key), Some(ca)) = (&kommun_chain, &kommun_key, &kommun_client_ca)
-            && let Err(e) =
-                tls::mtls_server_config(chain.clone(), key.clone_key(), ca, &kommun_client_crls)
-        {
-            c.fail("kommun.cert", e);
-        }
+        let kommun = c.tls(
+            "kommun",
+            ("kommun.cert", &f.kommun.cert),
+            ("kommun.key", &f.kommun.key),
+            ("kommun.client_ca", &f.kommun.client_ca),
+            ("kommun.client_crls", &f.kommun.client_crls),
+        );
         let admin_bind = c.addr("admin.bind", &f.admin.bind);
         let events_bind = c.addr("events.bind", &f.events.bind);
-        let events_chain = c.certs("events.cert", &f.events.cert);
-        let events_key = c.key("events.key", &f.events.key);
-        let events_ca = c.certs("events.client_ca", &f.events.client_ca);
-        let events_tls = match (&events_chain, &events_key, &events_ca) {
-            (Some(chain), Some(key), Some(ca)) => {
-                match tls::mtls_server_config(chain.clone(), key.clone_key(), ca, &[]) {
-                    Ok(t) => Some(Arc::new(t)),
-                    Err(e) => {
-                        c.fail("events.cert", e);
-                        None
-                    }
-                }
+        let events_tls = c.tls(
+            "af-listener",
+            ("events.cert", &f.events.cert),
+            ("events.key", &f.events.key),
+            ("events.client_ca", &f.events.client_ca),
+            ("events.client_crls", &f.events.client_crls),
+        );
+        for (key, t) in [("kommun.cert", &kommun), ("events.cert", &events_tls)] {
+            if let Some((m, _)) = t
+                && let Err(e) = tls::mtls_server_config(
+                    m.identity.chain.clone(),
+                    m.identity.key.clone_key(),
+                    &m.roots,
+                    &m.crls.iter().map(|c| c.der.clone()).collect::<Vec<_>>(),
+                )
+            {
+                c.fail(key, e);
             }
-            _ => None,
-        };
+        }
         let events_sender = Organisationsnummer::parse(&f.events.sender_orgnr)
             .map_err(|e| c.fail("events.sender_orgnr", e))
             .ok();
@@ -1037,6 +1228,10 @@ impl Config {
         let delivery = match (delivery_chain, delivery_key) {
             (Some(chain), Some(key)) => Some(DeliverySettings {
                 identity: CertAndKey { chain, key },
+                identity_files: IdentityFiles {
+                    cert: c.path(&f.delivery.client_cert),
+                    key: c.path(&f.delivery.client_key),
+                },
                 timeout: d.timeout,
                 first_retry: d.first_retry,
                 max_retry: d.max_retry,
@@ -1046,9 +1241,10 @@ impl Config {
             _ => None,
         };
         let events = match (events_bind, events_tls, events_sender) {
-            (Some(bind), Some(tls), Some(sender)) => Some(EventsSettings {
+            (Some(bind), Some((tls, files)), Some(sender)) => Some(EventsSettings {
                 bind,
                 tls,
+                files,
                 sender,
                 max_body_bytes: f.events.max_body_bytes,
             }),
@@ -1085,9 +1281,34 @@ impl Config {
 
         c.https("af.base_url", &f.af.base_url);
         c.https("af.token_url", &f.af.token_url);
-        let af_ca = c.certs("af.ca", &f.af.ca);
-        let af_chain = c.certs("af.client_cert", &f.af.client_cert);
-        let af_key = c.key("af.client_key", &f.af.client_key);
+        let af_tls = c.tls(
+            "af",
+            ("af.client_cert", &f.af.client_cert),
+            ("af.client_key", &f.af.client_key),
+            ("af.ca", &f.af.ca),
+            ("af.crls", &f.af.crls),
+        );
+        let r = &f.revocation;
+        for (key, d, most) in [
+            ("revocation.refresh", r.refresh, 7 * 24 * 3600),
+            ("revocation.retry", r.retry, 24 * 3600),
+            ("revocation.timeout", r.timeout, 300),
+        ] {
+            c.positive(key, d);
+            if d > Duration::from_secs(most) {
+                c.fail(
+                    key,
+                    format!(
+                        "must be at most {}",
+                        humantime::format_duration(Duration::from_secs(most))
+                    ),
+                );
+            }
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&r.max_bytes) {
+            c.fail("revocation.max_bytes", "must be from 1024 to 1073741824");
+        }
+        c.positive("limits.max_connection_age", f.limits.max_connection_age);
         if f.af.client_id.trim().is_empty() {
             c.fail("af.client_id", "must not be empty");
         }
@@ -1277,27 +1498,12 @@ impl Config {
             }
         }
 
-        let mut pseudonyms = crate::pseudo::Pseudonymizer::default();
-        for (i, k) in f.pseudonyms.iter().enumerate() {
-            let key = format!("pseudonyms[{i}]");
-            let file = k.file.as_ref().map(|p| c.path(p));
-            match crate::pseudo::read_key(file.as_deref(), k.env.as_deref()) {
-                Ok(bytes) => {
-                    if let Err(e) = pseudonyms.add_key(&k.domain, &k.id, &bytes) {
-                        c.fail(&key, e);
-                    }
-                }
-                Err(e) => c.fail(&key, e),
-            }
-        }
-        for domain in ["audit", "subscriptions"] {
-            if !pseudonyms.has_domain(domain) && !f.pseudonyms.iter().any(|k| k.domain == domain) {
-                c.fail(
-                    "pseudonyms",
-                    format!("a key for the domain '{domain}' is required"),
-                );
-            }
-        }
+        let pseudonyms = pseudonym_keys(&mut c, &f.pseudonyms);
+        let pseudonym_files = f
+            .pseudonyms
+            .iter()
+            .filter_map(|k| k.file.as_ref().map(|p| c.path(p)))
+            .collect();
         let signing_key = match std::fs::read(c.path(&f.audit.signing_key)) {
             Ok(pem) => match jsonwebtoken::EncodingKey::from_ed_pem(&pem) {
                 Ok(_) => Some(pem),
@@ -1317,6 +1523,22 @@ impl Config {
                 None
             }
         };
+        let mut previous_public_keys = Vec::new();
+        for (i, p) in f.audit.previous_public_keys.iter().enumerate() {
+            match std::fs::read(c.path(p)) {
+                Ok(pem) if jsonwebtoken::DecodingKey::from_ed_pem(&pem).is_ok() => {
+                    previous_public_keys.push(pem)
+                }
+                Ok(_) => c.fail(
+                    format!("audit.previous_public_keys[{i}]"),
+                    "not an Ed25519 public key in PEM",
+                ),
+                Err(e) => c.fail(
+                    format!("audit.previous_public_keys[{i}]"),
+                    format!("{}: {e}", p.display()),
+                ),
+            }
+        }
         let store = c.path(&f.audit.store);
         // A missing directory is made at start; something else in its place is a mistake.
         if store.is_dir() {
@@ -1436,12 +1658,19 @@ impl Config {
                 if !d.url.starts_with("https://") || d.url.parse::<http::Uri>().is_err() {
                     c.fail(format!("{key}.delivery.url"), "must be an https URL");
                 }
+                let (sources, crls) = c.crl_sources(&format!("{key}.delivery.crls"), &d.crls);
                 if let Some(ca) = c.certs(&format!("{key}.delivery.ca"), &d.ca) {
                     endpoints.insert(
                         cf.name.clone(),
                         ClientDelivery {
                             url: d.url.clone(),
                             ca,
+                            crls,
+                            trust: crate::trust::EdgeFiles {
+                                name: format!("delivery.{}", cf.name),
+                                ca: c.path(&d.ca),
+                                crls: sources,
+                            },
                         },
                     );
                 }
@@ -1532,17 +1761,15 @@ impl Config {
             }
         }
 
-        match (
-            kommun_bind,
-            kommun_chain,
-            kommun_key,
-            kommun_client_ca,
-            admin_bind,
-            af_ca,
-            af_chain,
-            af_key,
-        ) {
-            (Some(kb), Some(kc), Some(kk), Some(kca), Some(ab), Some(aca), Some(ac), Some(ak))
+        let revocation = crate::crl_fetch::RevocationSettings {
+            refresh: f.revocation.refresh,
+            retry: f.revocation.retry,
+            timeout: f.revocation.timeout,
+            max_bytes: f.revocation.max_bytes,
+            follow_distribution_points: f.revocation.follow_distribution_points,
+        };
+        match (kommun_bind, kommun, admin_bind, af_tls) {
+            (Some(kb), Some((kommun, kommun_files)), Some(ab), Some((af_tls, af_files)))
                 if c.problems.is_empty()
                     && let Some(events) = events
                     && let Some(delivery) = delivery =>
@@ -1551,16 +1778,11 @@ impl Config {
                     system_id: f.gateway.system_id,
                     environment: f.gateway.environment,
                     kommun_bind: kb,
-                    kommun_tls: CertAndKey { chain: kc, key: kk },
-                    kommun_files: KommunTlsFiles {
-                        cert: c.path(&f.kommun.cert),
-                        key: c.path(&f.kommun.key),
-                        client_ca: c.path(&f.kommun.client_ca),
-                        client_crls: f.kommun.client_crls.iter().map(|p| c.path(p)).collect(),
-                    },
+                    kommun,
+                    kommun_files,
                     reload_poll: f.gateway.reload_poll,
-                    kommun_client_ca: kca,
-                    kommun_client_crls,
+                    revocation,
+                    file: None,
                     events,
                     delivery,
                     af_rate,
@@ -1569,8 +1791,8 @@ impl Config {
                     limits: f.limits,
                     af: AfSettings {
                         base_url: f.af.base_url.trim_end_matches('/').to_owned(),
-                        ca: aca,
-                        identity: CertAndKey { chain: ac, key: ak },
+                        tls: af_tls,
+                        files: af_files,
                         token_url: f.af.token_url,
                         client_id: f.af.client_id,
                         client_secret,
@@ -1580,6 +1802,7 @@ impl Config {
                         breaker_open: f.af.breaker_open,
                         retry_budget,
                         max_connections: f.af.max_connections,
+                        max_connection_age: f.limits.max_connection_age,
                     },
                     jwks_refresh: f.jwt.jwks_refresh,
                     token_rules: crate::identity::TokenRules {
@@ -1591,9 +1814,12 @@ impl Config {
                     syften,
                     clients,
                     pseudonyms,
+                    pseudonym_files,
                     audit: AuditSettings {
                         store,
                         signing_key: signing_key.unwrap_or_default(),
+                        signing_key_file: c.path(&f.audit.signing_key),
+                        previous_public_keys,
                         policy: crate::audit::CheckpointPolicy {
                             every_records: f.audit.checkpoint_every_records,
                             every: f.audit.checkpoint_every,

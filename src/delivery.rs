@@ -6,7 +6,6 @@
 //! delivered `max_age` after it arrived is given up. Every attempt that reached the case
 //! system, and every give-up, is a `disclose` record in the audit chain.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use tokio::sync::watch;
 use crate::audit::{Action, Entry};
 use crate::codec::soap;
 use crate::codec::xml::XmlLimits;
-use crate::config::{Client, Config};
+use crate::config::Client;
 use crate::gateway::Gateway;
 use crate::model::{AfHandelse, ArbetssokandeHandelse};
 use crate::outbox::Due;
@@ -43,46 +42,15 @@ const POLL: Duration = Duration::from_millis(250);
 /// At most this many deliveries are under way at once.
 const BATCH: usize = 64;
 
-/// One mTLS HTTP client per case system that has an endpoint.
-fn http_clients(config: &Config) -> HashMap<String, reqwest::Client> {
-    let mut out = HashMap::new();
-    for (name, endpoint) in &config.endpoints {
-        let identity = config.delivery.identity.clone();
-        let built = crate::tls::client_config(&endpoint.ca, Some((identity.chain, identity.key)))
-            .map_err(|e| e.to_string())
-            .and_then(|tls| {
-                reqwest::Client::builder()
-                    .tls_backend_preconfigured(tls)
-                    .no_proxy()
-                    .pool_idle_timeout(crate::server::OUTBOUND_IDLE_TIMEOUT)
-                    .redirect(reqwest::redirect::Policy::none())
-                    .timeout(config.delivery.timeout)
-                    .build()
-                    .map_err(|e| e.to_string())
-            });
-        match built {
-            Ok(http) => {
-                out.insert(name.clone(), http);
-            }
-            Err(e) => {
-                tracing::error!(client = %name, error = %e, "no delivery client; its events wait")
-            }
-        }
-    }
-    out
-}
-
 /// Runs until `stop` turns true; then drains: every pending delivery gets one more attempt,
 /// its wait cut short, for at most `delivery.drain` (the rest wait in the store for the next
 /// start).
 pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
-    let clients = Arc::new(http_clients(&gw.config));
     loop {
         if *stop.borrow() {
             break;
         }
-        let (count, store_ok) =
-            pass(&gw, &clients, OffsetDateTime::now_utc(), &mut Vec::new()).await;
+        let (count, store_ok) = pass(&gw, OffsetDateTime::now_utc(), &mut Vec::new()).await;
         erase_from_files(&gw).await;
         if count == BATCH && store_ok {
             continue;
@@ -98,7 +66,7 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
         loop {
             // Due by now or later: a stop does not wait out a backoff.
             let horizon = OffsetDateTime::now_utc() + time::Duration::days(3650);
-            let (count, store_ok) = pass(&gw, &clients, horizon, &mut tried).await;
+            let (count, store_ok) = pass(&gw, horizon, &mut tried).await;
             if count == 0 || !store_ok {
                 return;
             }
@@ -138,12 +106,9 @@ async fn erase_from_files(gw: &Arc<Gateway>) {
 
 /// One pass over what is due at `at`, skipping deliveries already in `tried` (which grows):
 /// how many were tried, and whether the store took every update.
-async fn pass(
-    gw: &Arc<Gateway>,
-    clients: &Arc<HashMap<String, reqwest::Client>>,
-    at: OffsetDateTime,
-    tried: &mut Vec<i64>,
-) -> (usize, bool) {
+async fn pass(gw: &Arc<Gateway>, at: OffsetDateTime, tried: &mut Vec<i64>) -> (usize, bool) {
+    // The clients of the moment: a reload (a new certificate, a CRL) reaches the next pass.
+    let clients = gw.delivery_clients();
     let outbox = gw.outbox.clone();
     let due = match tokio::task::spawn_blocking(move || outbox.due(at, BATCH)).await {
         Ok(Ok(due)) => due,
@@ -187,7 +152,7 @@ enum Attempt {
 /// broken store is not hammered).
 async fn deliver(
     gw: Arc<Gateway>,
-    clients: Arc<HashMap<String, reqwest::Client>>,
+    clients: Arc<crate::gateway_tls::DeliveryClients>,
     item: Due,
 ) -> bool {
     let now = OffsetDateTime::now_utc();
@@ -208,7 +173,7 @@ async fn deliver(
     };
     let attempt = match (
         client,
-        clients.get(&item.client),
+        clients.clients.get(&item.client),
         gw.config.endpoints.get(&item.client),
     ) {
         (Some(_), Some(http), Some(endpoint)) => attempt(http, &endpoint.url, &item, &event).await,
@@ -393,7 +358,7 @@ async fn record(
             .unwrap_or_else(|| item.client.clone()),
         handlaggare: None,
         arende: Some(item.arende.clone()),
-        subject: event.and_then(|e| gw.config.pseudonyms.pseudonym("audit", &e.personidentitet)),
+        subject: event.and_then(|e| gw.pseudonyms().pseudonym("audit", &e.personidentitet)),
         syfte: item.syfte.clone(),
         lagrum: syfte.map(|s| s.lagrum.clone()),
         kategorier: event

@@ -707,7 +707,7 @@ async fn audit_report(config: Config, data_dir: &Path, requests: u64) -> Result<
         operator: "demo".into(),
     };
     print!("\n$ brygga audit verify\n");
-    let verified = crate::dpo::verify(&dpo, None, false).await?;
+    let verified = crate::dpo::verify(&dpo, &[], false).await?;
     println!("\n$ brygga audit query --personnummer <the registered example person>");
     crate::dpo::query(
         &dpo,

@@ -99,17 +99,24 @@ impl Store {
 /// `brygga audit verify`. Returns whether the chain verified; prints the verdict.
 pub async fn verify(
     store: &Store,
-    public_key: Option<&Path>,
+    public_keys: &[std::path::PathBuf],
     progress: bool,
 ) -> Result<bool, String> {
     let started = Instant::now();
-    let public = match (public_key, &store.config) {
-        (Some(p), _) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        (None, Some(c)) => c.audit.public_key_pem()?.into_bytes(),
-        (None, None) => {
+    let public: Vec<Vec<u8>> = match (public_keys, &store.config) {
+        ([_, ..], _) => public_keys
+            .iter()
+            .map(|p| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())))
+            .collect::<Result<_, _>>()?,
+        // The key that signs now, and those that signed before it.
+        ([], Some(c)) => std::iter::once(c.audit.public_key_pem()?.into_bytes())
+            .chain(c.audit.previous_public_keys.iter().cloned())
+            .collect(),
+        ([], None) => {
             return Err("give the checkpoint public key: --public-key FILE (or --config)".into());
         }
     };
+    let public: Vec<&[u8]> = public.iter().map(Vec::as_slice).collect();
     let conn = audit::open(&store.path).map_err(|e| e.to_string())?;
     let mut last_shown = Instant::now();
     let mut bar = |done: u64, total: u64| {

@@ -168,7 +168,7 @@ async fn receive(
         })?;
         let typ = e.handelse.typ();
         audit_subjects.push((
-            gw.config.pseudonyms.pseudonym("audit", &e.personidentitet),
+            gw.pseudonyms().pseudonym("audit", &e.personidentitet),
             typ,
             e.handelse_id,
         ));
@@ -176,10 +176,7 @@ async fn receive(
             handelse_id: e.handelse_id,
             typ: typ.code(),
             tidpunkt: e.tidpunkt,
-            subjects: gw
-                .config
-                .pseudonyms
-                .all("subscriptions", &e.personidentitet),
+            subjects: gw.pseudonyms().all("subscriptions", &e.personidentitet),
             payload: serde_json::to_string(&translate::handelse_to_af(&e)).unwrap_or_default(),
         });
     }

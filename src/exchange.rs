@@ -385,7 +385,7 @@ async fn exchange(
         trace.lagrum = syfte.map(|s| s.lagrum.clone());
     }
     if let Some(f) = request.fraga() {
-        trace.subject = gw.config.pseudonyms.pseudonym("audit", &f.personidentitet);
+        trace.subject = gw.pseudonyms().pseudonym("audit", &f.personidentitet);
     }
 
     // The operation's own rate for this client.
@@ -469,11 +469,7 @@ async fn subscribe(
     let client_name = client.name.clone();
     let subjects = request
         .fraga()
-        .map(|f| {
-            gw.config
-                .pseudonyms
-                .all("subscriptions", &f.personidentitet)
-        })
+        .map(|f| gw.pseudonyms().all("subscriptions", &f.personidentitet))
         .unwrap_or_default();
     let now = time::OffsetDateTime::now_utc();
     if let KommunRequest::RegistreraPrenumeration(f) = &request

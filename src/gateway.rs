@@ -1,28 +1,42 @@
-//! The gateway process: its shared state, and starting and stopping its listeners.
+//! The gateway process: its shared state, starting and stopping its listeners, and reloading
+//! what may change while it runs (certificates, keys, CRLs, JWKS, pseudonym keys).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::audit::AuditLog;
 use crate::codec::xml::XmlLimits;
-use crate::config::Config;
+use crate::config::{Config, TlsMaterial};
+use crate::crl_fetch::CrlFetcher;
+use crate::gateway_tls::{self, DeliveryClients, Held};
 use crate::identity::VerifiedTokens;
 use crate::outbox::Outbox;
-use crate::server::{self, ConnLimits, SharedTls};
+use crate::pseudo::Pseudonymizer;
+use crate::server::{self, ConnLimits, ListenerTls};
 use crate::subscriptions::Subscriptions;
 use crate::upstream::AfClient;
-use crate::{delivery, events, exchange, ops, tls};
+use crate::{delivery, events, exchange, ops};
 
 /// State shared by every request.
 pub struct Gateway {
     pub config: Config,
-    /// The `kommun` listener's TLS configuration, swapped on reload.
-    pub kommun_tls: SharedTls,
+    /// The listeners' TLS, swapped on reload; each swap verifies the open connections again.
+    pub kommun_tls: watch::Sender<Arc<ListenerTls>>,
+    pub af_listener_tls: watch::Sender<Arc<ListenerTls>>,
     pub af: AfClient,
+    /// The clients towards the case systems' endpoints, swapped on reload.
+    delivery_clients: RwLock<Arc<DeliveryClients>>,
+    /// CRLs fetched from URLs, for every edge.
+    pub crls: Arc<CrlFetcher>,
+    /// The pseudonym keys, swapped on reload.
+    pseudonyms: RwLock<Arc<Pseudonymizer>>,
+    /// The certificates and CRLs each reloadable piece holds now, for expiry figures.
+    held: RwLock<BTreeMap<&'static str, Held>>,
     pub xml_limits: XmlLimits,
     /// Case-worker tokens already verified, until they expire.
     pub tokens: VerifiedTokens,
@@ -47,37 +61,122 @@ pub struct Gateway {
     pub readiness: ops::ReadinessCache,
     /// Spans to an OpenTelemetry collector, when `[telemetry]` names one.
     pub telemetry: Option<crate::telemetry::Exporter>,
-    /// The `kommun` listener's certificates and CRLs as last (re)loaded, for expiry.
-    kommun_inventory: std::sync::RwLock<KommunInventory>,
     /// Held while the gateway runs: one gateway per store (its writer and its delivery worker
     /// assume they are alone).
     _store_lock: std::fs::File,
 }
 
-/// Certificates named as the configuration names them (`key`, or `key[i]` for a bundle).
-fn named(
-    key: &str,
-    certs: Vec<rustls_pki_types::CertificateDer<'static>>,
-) -> Vec<crate::config::NamedCertificate> {
-    let many = certs.len() > 1;
-    certs
-        .into_iter()
-        .enumerate()
-        .map(|(i, der)| crate::config::NamedCertificate {
-            name: if many {
-                format!("{key}[{i}]")
-            } else {
-                key.to_owned()
-            },
-            der,
-        })
-        .collect()
+/// Every piece of the gateway's TLS, built from its material and the CRLs held now.
+struct Pieces {
+    kommun: Result<(Arc<ListenerTls>, Held), String>,
+    af_listener: Result<(Arc<ListenerTls>, Held), String>,
+    af: Result<(rustls::ClientConfig, Held), String>,
+    delivery: (DeliveryClients, Held, Vec<String>),
 }
 
-/// The `kommun` listener's certificates and CRLs, as loaded.
-struct KommunInventory {
-    certificates: Vec<crate::config::NamedCertificate>,
-    crls: Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
+/// The material of each piece as configured (at start), or read again from its files (on
+/// reload; a piece whose files fail to load keeps its place as an error).
+struct Material {
+    kommun: Result<TlsMaterial, String>,
+    af_listener: Result<TlsMaterial, String>,
+    af: Result<TlsMaterial, String>,
+    delivery: Result<
+        (
+            crate::config::CertAndKey,
+            BTreeMap<String, crate::config::ClientDelivery>,
+        ),
+        String,
+    >,
+}
+
+impl Material {
+    fn configured(config: &Config) -> Self {
+        Self {
+            kommun: Ok(config.kommun.clone()),
+            af_listener: Ok(config.events.tls.clone()),
+            af: Ok(config.af.tls.clone()),
+            delivery: Ok((config.delivery.identity.clone(), config.endpoints.clone())),
+        }
+    }
+
+    fn from_files(config: &Config) -> Self {
+        Self {
+            kommun: config.kommun_files.load(),
+            af_listener: config.events.files.load(),
+            af: config.af.files.load(),
+            delivery: config.delivery.identity_files.load().and_then(|identity| {
+                Ok((identity, gateway_tls::reread_endpoints(&config.endpoints)?))
+            }),
+        }
+    }
+
+    fn build(self, config: &Config, fetcher: &Arc<CrlFetcher>) -> Pieces {
+        let listener = |m: Result<TlsMaterial, String>,
+                        files: &crate::config::TlsFiles,
+                        cert_key: &str,
+                        ca_key: &str| {
+            m.and_then(|m| {
+                let identity = m.identity.clone();
+                let (tls, edge) = gateway_tls::listener(&files.trust, m, fetcher)?;
+                Ok((tls, Held::of(cert_key, &identity, ca_key, &edge)))
+            })
+        };
+        let af = self.af.and_then(|m| {
+            let (tls, edge) = gateway_tls::client(
+                &config.af.files.trust,
+                m.roots,
+                m.crls,
+                &m.identity,
+                fetcher,
+            )?;
+            Ok((tls, Held::of("af.client_cert", &m.identity, "af.ca", &edge)))
+        });
+        let delivery = match self.delivery {
+            Ok((identity, endpoints)) => {
+                let (clients, problems) =
+                    DeliveryClients::build(&identity, &endpoints, config.delivery.timeout, fetcher);
+                let mut held = Held {
+                    certificates: gateway_tls::named("delivery.client_cert", &identity.chain),
+                    crls: Vec::new(),
+                };
+                for edge in &clients.edges {
+                    held.certificates.extend(gateway_tls::named(
+                        &format!("{}.ca", edge.name),
+                        &edge.roots,
+                    ));
+                    held.crls.extend(edge.crls.iter().cloned());
+                }
+                (clients, held, problems)
+            }
+            Err(e) => (
+                DeliveryClients::build(
+                    &config.delivery.identity,
+                    &BTreeMap::new(),
+                    config.delivery.timeout,
+                    fetcher,
+                )
+                .0,
+                Held::default(),
+                vec![format!("delivery: {e}")],
+            ),
+        };
+        Pieces {
+            kommun: listener(
+                self.kommun,
+                &config.kommun_files,
+                "kommun.cert",
+                "kommun.client_ca",
+            ),
+            af_listener: listener(
+                self.af_listener,
+                &config.events.files,
+                "events.cert",
+                "events.client_ca",
+            ),
+            af,
+            delivery,
+        }
+    }
 }
 
 /// A started gateway: where it listens, and how to stop it.
@@ -106,16 +205,36 @@ impl RunningGateway {
 /// Binds every listener (so the addresses are known and connectable when this returns) and
 /// starts serving.
 pub async fn start(config: Config) -> Result<RunningGateway, String> {
-    let tls_config = tls::mtls_server_config(
-        config.kommun_tls.chain.clone(),
-        config.kommun_tls.key.clone_key(),
-        &config.kommun_client_ca,
-        &config.kommun_client_crls,
+    let fetcher = CrlFetcher::new(config.revocation.clone());
+    let mut pieces = Material::configured(&config).build(&config, &fetcher);
+    // CRLs named by URL are fetched before the first connection: until then their CAs'
+    // certificates would be refused.
+    if fetcher.status().iter().any(|s| !s.held) {
+        let _ = tokio::time::timeout(
+            config.revocation.timeout + std::time::Duration::from_secs(1),
+            fetcher.fetch_due(),
+        )
+        .await;
+        pieces = Material::configured(&config).build(&config, &fetcher);
+    }
+    let (kommun_tls, kommun_held) = pieces
+        .kommun
+        .map_err(|e| format!("kommun listener TLS: {e}"))?;
+    let (af_listener_tls, af_listener_held) = pieces
+        .af_listener
+        .map_err(|e| format!("af listener TLS: {e}"))?;
+    let (af_tls, af_held) = pieces.af.map_err(|e| format!("TLS towards AF: {e}"))?;
+    let (delivery_clients, delivery_held, problems) = pieces.delivery;
+    for p in problems {
+        tracing::error!(problem = %p, "no delivery client; those events wait in the outbox");
+    }
+    let af = AfClient::new(
+        config.af.clone(),
+        af_tls,
+        &config.system_id,
+        &config.environment,
     )
-    .map_err(|e| format!("kommun listener TLS: {e}"))?;
-    let kommun_tls: SharedTls = Arc::new(std::sync::RwLock::new(Arc::new(tls_config)));
-    let af = AfClient::new(config.af.clone(), &config.system_id, &config.environment)
-        .map_err(|e| format!("AF client: {e}"))?;
+    .map_err(|e| format!("AF client: {e}"))?;
     let audit = AuditLog::start(
         &config.audit.store,
         Some(&config.audit.signing_key),
@@ -135,7 +254,6 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
     let kommun = server::bind(config.kommun_bind, "kommun").await?;
     let af_listener = server::bind(config.events.bind, "af").await?;
     let af_addr = af_listener.local_addr().map_err(|e| e.to_string())?;
-    let af_tls: SharedTls = Arc::new(std::sync::RwLock::new(config.events.tls.clone()));
     let admin = server::bind(config.admin_bind, "admin").await?;
     let kommun_addr = kommun.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
@@ -145,6 +263,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         keep_alive_timeout: config.limits.keep_alive_timeout,
         max_connections: config.limits.max_connections,
         max_per_certificate: config.limits.max_connections_per_certificate,
+        max_connection_age: config.limits.max_connection_age,
         max_pending_per_connection: config.limits.max_pending_bytes_per_connection,
         max_pending_per_certificate: config.limits.max_pending_bytes_per_certificate,
         handshakes: crate::admission::HandshakeLimits {
@@ -159,15 +278,6 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         audit.stats.commit_seconds.clone(),
     ));
     metrics.prepare(&config);
-    let kommun_inventory = std::sync::RwLock::new(KommunInventory {
-        certificates: config
-            .certificates
-            .iter()
-            .filter(|c| c.name.starts_with("kommun."))
-            .cloned()
-            .collect(),
-        crls: config.kommun_client_crls.clone(),
-    });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let telemetry = match config.telemetry.clone() {
@@ -181,12 +291,23 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         }
         None => None,
     };
+    let (kommun_tls, kommun_watch) = watch::channel(kommun_tls);
+    let (af_listener_tls, af_listener_watch) = watch::channel(af_listener_tls);
     let gw = Arc::new(Gateway {
         telemetry,
-        kommun_inventory,
         metrics,
         readiness: ops::ReadinessCache::default(),
-        kommun_tls: kommun_tls.clone(),
+        kommun_tls,
+        af_listener_tls,
+        delivery_clients: RwLock::new(Arc::new(delivery_clients)),
+        crls: fetcher.clone(),
+        pseudonyms: RwLock::new(Arc::new(config.pseudonyms.clone())),
+        held: RwLock::new(BTreeMap::from([
+            ("kommun", kommun_held),
+            ("af-listener", af_listener_held),
+            ("af", af_held),
+            ("delivery", delivery_held),
+        ])),
         config,
         af,
         xml_limits: XmlLimits::default(),
@@ -222,7 +343,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
     let g = gw.clone();
     tasks.spawn(server::serve_tls(
         kommun,
-        kommun_tls,
+        kommun_watch,
         on("kommun", exchange::refused_by_http),
         rx.clone(),
         move |peer, req| exchange::serve_kommun(g.clone(), peer, req),
@@ -230,12 +351,13 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
     let g = gw.clone();
     tasks.spawn(server::serve_tls(
         af_listener,
-        af_tls,
+        af_listener_watch,
         on("af", events::refused_by_http),
         rx.clone(),
         move |peer, req| events::serve_af(g.clone(), peer, req),
     ));
     tasks.spawn(delivery::run(gw.clone(), rx.clone()));
+    tasks.spawn(fetcher.run(rx.clone()));
     tasks.spawn(watch_for_reload(gw.clone(), rx.clone()));
     // Remote JWKS: fetched once now, then kept fresh.
     for client in gw.config.clients.iter().filter(|c| c.idp.is_remote()) {
@@ -299,34 +421,86 @@ fn lock_store(store: &std::path::Path) -> Result<std::fs::File, String> {
 }
 
 impl Gateway {
-    /// Reads certificates, keys, CRLs and JWKS files again. What fails to load keeps the
-    /// version in use, so a half-written file never takes the listener down; requests in flight
-    /// finish with what they started with.
+    /// The pseudonym keys of the moment.
+    pub fn pseudonyms(&self) -> Arc<Pseudonymizer> {
+        self.pseudonyms
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The clients towards the case systems of the moment.
+    pub fn delivery_clients(&self) -> Arc<DeliveryClients> {
+        self.delivery_clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn hold(&self, piece: &'static str, held: Held) {
+        self.held
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(piece, held);
+    }
+
+    /// Reads every certificate, key, CRL, JWKS and pseudonym key again, and takes the CRLs
+    /// fetched since. Each piece on its own: one whose file fails to load keeps the version
+    /// in use (a half-written file never takes a listener down) and is named among the
+    /// problems. Connections already open on a listener are verified again with what it
+    /// loaded; requests in flight finish with what they started with.
     pub fn reload(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        match self.config.kommun_files.load() {
-            Ok(loaded) => {
-                let swapped = match self.kommun_tls.write() {
-                    Ok(mut current) => {
-                        *current = Arc::new(loaded.config);
-                        true
-                    }
-                    Err(_) => {
-                        problems.push("kommun TLS: the lock is poisoned".to_owned());
-                        false
-                    }
-                };
-                // What is in use now, as parsed for it: the expiry figures follow.
-                if swapped && let Ok(mut inventory) = self.kommun_inventory.write() {
-                    let mut certificates = named("kommun.cert", loaded.chain);
-                    certificates.extend(named("kommun.client_ca", loaded.client_ca));
-                    *inventory = KommunInventory {
-                        certificates,
-                        crls: loaded.crls,
-                    };
-                }
+        let pieces = Material::from_files(&self.config).build(&self.config, &self.crls);
+        match pieces.kommun {
+            Ok((tls, held)) => {
+                self.kommun_tls.send_replace(tls);
+                self.hold("kommun", held);
             }
-            Err(e) => problems.push(format!("kommun TLS: {e}")),
+            Err(e) => problems.push(format!("kommun listener TLS: {e}")),
+        }
+        match pieces.af_listener {
+            Ok((tls, held)) => {
+                self.af_listener_tls.send_replace(tls);
+                self.hold("af-listener", held);
+            }
+            Err(e) => problems.push(format!("af listener TLS: {e}")),
+        }
+        match pieces.af.and_then(|(tls, held)| {
+            self.af.set_tls(tls)?;
+            Ok(held)
+        }) {
+            Ok(held) => self.hold("af", held),
+            Err(e) => problems.push(format!("TLS towards AF: {e}")),
+        }
+        let (clients, held, delivery_problems) = pieces.delivery;
+        if delivery_problems.is_empty() {
+            *self
+                .delivery_clients
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = Arc::new(clients);
+            self.hold("delivery", held);
+        } else {
+            problems.extend(delivery_problems);
+        }
+        match std::fs::read(&self.config.audit.signing_key_file)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| self.audit.set_signing_key(&pem).map_err(|e| e.to_string()))
+        {
+            Ok(Some(kid)) => {
+                tracing::info!(key_id = %kid, "audit checkpoints are signed with a new key from now on")
+            }
+            Ok(None) => {}
+            Err(e) => problems.push(format!(
+                "audit.signing_key {}: {e}",
+                self.config.audit.signing_key_file.display()
+            )),
+        }
+        match self.config.pseudonyms_now() {
+            Ok(keys) => {
+                *self.pseudonyms.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys)
+            }
+            Err(e) => problems.push(format!("pseudonyms: {e}")),
         }
         for client in &self.config.clients {
             if let Err(e) = client.idp.reload() {
@@ -338,21 +512,22 @@ impl Gateway {
         problems
     }
 
-    /// Every certificate and CRL in use now, soonest expiry first: the `kommun` listener's
-    /// as last reloaded, the rest as configured at start.
+    /// Every certificate and CRL in use now, soonest expiry first: each reloadable piece's
+    /// as last loaded, the rest as configured at start.
     pub fn expiries(&self) -> Vec<crate::metrics::Expiry> {
-        let inventory = self
-            .kommun_inventory
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        const RELOADED: [&str; 5] = ["kommun.", "events.", "af.", "delivery.", "clients["];
         let mut certificates: Vec<_> = self
             .config
             .certificates
             .iter()
-            .filter(|c| !c.name.starts_with("kommun."))
+            .filter(|c| !RELOADED.iter().any(|p| c.name.starts_with(p)) || c.name.contains(".idp."))
             .cloned()
             .collect();
-        certificates.extend(inventory.certificates.iter().cloned());
+        let mut crls = Vec::new();
+        for held in self.held.read().unwrap_or_else(|p| p.into_inner()).values() {
+            certificates.extend(held.certificates.iter().cloned());
+            crls.extend(held.crls.iter().cloned());
+        }
         // Identity-provider keys that came with a certificate (x5c), as fetched or read now.
         for client in &self.config.clients {
             for (i, der) in client.idp.key_certificates() {
@@ -362,18 +537,29 @@ impl Gateway {
                 });
             }
         }
-        crate::metrics::expiries(&certificates, &inventory.crls)
+        crate::metrics::expiries(&certificates, &crls)
     }
 
     /// Every file a reload reads.
     fn watched_files(&self) -> Vec<std::path::PathBuf> {
-        let mut files = self.config.kommun_files.all();
+        let c = &self.config;
+        let mut files = c.kommun_files.all();
+        files.extend(c.events.files.all());
+        files.extend(c.af.files.all());
+        files.extend(c.delivery.identity_files.all());
+        for e in c.endpoints.values() {
+            files.extend(e.trust.files());
+        }
+        files.push(c.audit.signing_key_file.clone());
+        files.extend(c.pseudonym_files());
+        files.extend(c.file.iter().cloned());
         files.extend(
-            self.config
-                .clients
+            c.clients
                 .iter()
                 .filter_map(|c| c.idp.jwks_file().map(Path::to_owned)),
         );
+        files.sort();
+        files.dedup();
         files
     }
 }
@@ -411,13 +597,18 @@ async fn watch_for_reload(gw: Arc<Gateway>, mut shutdown: watch::Receiver<bool>)
         let reason = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
             _ = hangup => "SIGHUP",
+            _ = gw.crls.changed.notified() => "a new CRL was fetched",
             _ = tokio::time::sleep(gw.config.reload_poll) => {
                 let now = stamp(&files);
-                if now == last {
+                if now != last {
+                    last = now;
+                    "a file changed"
+                } else if gw.delivery_clients().age() >= gw.config.limits.max_connection_age {
+                    // Pooled connections to the case systems do not outlive it either.
+                    "connections reached limits.max_connection_age"
+                } else {
                     continue;
                 }
-                last = now;
-                "a file changed"
             }
         };
         let mut problems = gw.reload();
@@ -430,7 +621,10 @@ async fn watch_for_reload(gw: Arc<Gateway>, mut shutdown: watch::Receiver<bool>)
             }
         }
         if problems.is_empty() {
-            tracing::info!(reason, "certificates, keys, CRLs and JWKS reloaded");
+            tracing::info!(
+                reason,
+                "certificates, keys, CRLs, JWKS and pseudonym keys reloaded"
+            );
         } else {
             for p in problems {
                 tracing::warn!(reason, problem = %p, "reload kept the previous version");

@@ -19,7 +19,7 @@ use crate::codec::soap;
 use crate::codec::xml::XmlLimits;
 use crate::model::ArbetssokandeHandelseKvittens;
 use crate::model::lexical::format_tidpunkt;
-use crate::server::{self, ConnLimits, HttpResponse, Peer, SharedTls, respond};
+use crate::server::{self, ConnLimits, HttpResponse, Peer, respond};
 
 /// Where deliveries are posted.
 pub const RECEIVE_PATH: &str = "/handelser";
@@ -121,8 +121,7 @@ pub async fn start(
     let chain = crate::tls::load_certs(&settings.cert).map_err(|e| e.to_string())?;
     let key = crate::tls::load_key(&settings.key).map_err(|e| e.to_string())?;
     let ca = crate::tls::load_certs(&settings.client_ca).map_err(|e| e.to_string())?;
-    let tls = crate::tls::mtls_server_config(chain, key, &ca, &[]).map_err(|e| e.to_string())?;
-    let tls: SharedTls = Arc::new(std::sync::RwLock::new(Arc::new(tls)));
+    let tls = server::ListenerTls::fixed(chain, key, &ca, &[]).map_err(|e| e.to_string())?;
     let listener = server::bind(settings.bind, "kommun-sim").await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let state = state.unwrap_or_else(|| {

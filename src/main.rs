@@ -243,10 +243,11 @@ enum AuditCommand {
     Verify {
         #[command(flatten)]
         store: StoreArgs,
-        /// The gateway's checkpoint public key (Ed25519, PEM); with --config, derived from
-        /// its signing key.
+        /// The gateway's checkpoint public keys (Ed25519, PEM), the current one and those
+        /// that signed before it (give it once per key); with --config, the signing key's and
+        /// `audit.previous_public_keys`.
         #[arg(long)]
-        public_key: Option<PathBuf>,
+        public_key: Vec<PathBuf>,
         /// Show progress on stderr even when it is not a terminal.
         #[arg(long)]
         progress: bool,
@@ -590,7 +591,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 } => {
                     let store = resolve(store)?;
                     let progress = progress || std::io::IsTerminal::is_terminal(&std::io::stderr());
-                    if !brygga::dpo::verify(&store, public_key.as_deref(), progress)
+                    if !brygga::dpo::verify(&store, &public_key, progress)
                         .await
                         .map_err(|e| anyhow!(e))?
                     {

@@ -707,7 +707,7 @@ impl Expiry {
 /// `kommun` listener's client CRLs), soonest first.
 pub fn expiries(
     certificates: &[crate::config::NamedCertificate],
-    crls: &[rustls_pki_types::CertificateRevocationListDer<'static>],
+    crls: &[crate::trust::NamedCrl],
 ) -> Vec<Expiry> {
     let mut out: Vec<Expiry> = certificates
         .iter()
@@ -722,8 +722,8 @@ pub fn expiries(
             })
         })
         .collect();
-    for (i, crl) in crls.iter().enumerate() {
-        let Ok((_, parsed)) = x509_parser::parse_x509_crl(crl.as_ref()) else {
+    for crl in crls {
+        let Ok((_, parsed)) = x509_parser::parse_x509_crl(crl.der.as_ref()) else {
             continue;
         };
         // A CRL without a next update never goes stale by its own account.
@@ -731,7 +731,7 @@ pub fn expiries(
             continue;
         };
         out.push(Expiry {
-            name: format!("kommun.client_crls[{i}]"),
+            name: crl.name.clone(),
             kind: "crl",
             subject: crate::model::ident::mask_identity_numbers(&parsed.issuer().to_string()),
             seconds_left: seconds_until(next.timestamp()),

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::rt::{Read, Write};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown, Watcher};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -54,6 +54,9 @@ pub struct ConnLimits {
     pub max_connections: usize,
     /// Connections open at once with one client certificate (TLS listeners).
     pub max_per_certificate: usize,
+    /// A connection older than this is closed gracefully, so what changed since it was
+    /// verified (a CRL, a certificate) reaches it too.
+    pub max_connection_age: Duration,
     /// Bytes of answers built and not yet sent, per connection and per client certificate
     /// (see [`crate::pending`]); a connection that goes over is closed.
     pub max_pending_per_connection: usize,
@@ -140,6 +143,7 @@ impl Default for ConnLimits {
             drain_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             max_per_certificate: 512,
+            max_connection_age: Duration::from_secs(3600),
             max_pending_per_connection: 2 * 1024 * 1024,
             max_pending_per_certificate: 16 * 1024 * 1024,
             handshakes: HandshakeLimits {
@@ -169,27 +173,46 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
-/// A listener's TLS configuration, swapped whole on reload: each new connection takes the
-/// current one, connections already open keep theirs.
-pub type SharedTls = Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>;
-
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
+}
+
+/// How a served connection may end besides its peer closing it.
+pub struct Ends {
+    /// The listener is stopping: finish what is under way, then close.
+    pub shutdown: watch::Receiver<bool>,
+    /// Held while the connection lives, so the listener's drain waits for it.
+    pub watcher: Watcher,
+    /// Close at once (its certificate no longer verifies).
+    pub close: Arc<tokio::sync::Notify>,
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Its peer closed it, or it timed out, or it was drained.
+    Closed,
+    /// It held more unsent answers than its budget or its certificate's.
+    OverBudget,
+    /// Told to close at once.
+    Cut,
 }
 
 /// Serves one connection with HTTP/2 when ALPN chose it, HTTP/1.1 otherwise. The protocol is
 /// known before the first byte is read, so no read runs without a deadline.
 ///
 /// Every answer counts against `pending` until it is handed over; a connection that goes over
-/// its budget (or its certificate's) is closed at once, and `false` returned.
+/// its budget (or its certificate's) is closed at once. One older than
+/// `limits.max_connection_age` is closed gracefully (HTTP/1.1: after its answer under way;
+/// HTTP/2: GOAWAY), so what changed since it was verified reaches it too.
 async fn serve_http<I, H, Fut>(
     io: I,
     h2: bool,
     limits: ConnLimits,
     pending: Pending,
-    watcher: Watcher,
+    ends: Ends,
     handler: H,
-) -> bool
+) -> Ended
 where
     I: Read + Write + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
@@ -224,51 +247,90 @@ where
             Ok::<_, Infallible>(response.map(|body| pending.charge(body)))
         }
     });
-    let serving = async move {
-        if h2 {
-            let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-            b.timer(TokioTimer::new())
-                .max_concurrent_streams(100)
-                .max_header_list_size(MAX_HEAD_BYTES as u32)
-                // A peer that stops answering pings is gone: free its connection.
-                .keep_alive_interval(Some(Duration::from_secs(30)))
-                .keep_alive_timeout(Duration::from_secs(10));
-            let conn = watcher.watch(b.serve_connection(io, service));
-            tokio::pin!(conn);
-            // hyper has no deadline for the HTTP/2 preface: a peer must send its first request
-            // within the header deadline, as an HTTP/1.1 peer must.
-            tokio::select! {
-                r = &mut conn => r,
-                _ = tokio::time::sleep(limits.header_read_timeout) => {
-                    if !got_request.load(Ordering::Relaxed) {
-                        tracing::debug!("HTTP/2 peer sent no request before the header deadline; closing");
-                        return Ok(());
-                    }
-                    conn.await
-                }
-            }
-        } else {
-            let mut b = hyper::server::conn::http1::Builder::new();
-            // hyper enforces header_read_timeout only with a timer (slowloris otherwise holds on).
-            b.timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                // A head of more bytes, or of more than 100 fields (hyper's default, not set
-                // again because setting it moves header parsing to the heap; the 431 test holds
-                // it), is refused with 431 before it is parsed.
-                .max_header_size(MAX_HEAD_BYTES)
-                .max_buf_size(MAX_HEAD_BYTES);
-            watcher.watch(b.serve_connection(io, service)).await
-        }
-    };
-    // Dropping the connection drops every stream and answer it holds.
-    let result = tokio::select! {
-        r = serving => r,
-        _ = over.notified() => return false,
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "connection ended with an error");
+    if h2 {
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .max_concurrent_streams(100)
+            .max_header_list_size(MAX_HEAD_BYTES as u32)
+            // A peer that stops answering pings is gone: free its connection.
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(10));
+        // hyper has no deadline for the HTTP/2 preface: a peer must send its first request
+        // within the header deadline, as an HTTP/1.1 peer must.
+        let first_request = Some((limits.header_read_timeout, got_request));
+        drive(
+            b.serve_connection(io, service),
+            first_request,
+            &limits,
+            ends,
+            over,
+        )
+        .await
+    } else {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        // hyper enforces header_read_timeout only with a timer (slowloris otherwise holds on).
+        b.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            // A head of more bytes, or of more than 100 fields (hyper's default, not set
+            // again because setting it moves header parsing to the heap; the 431 test holds
+            // it), is refused with 431 before it is parsed.
+            .max_header_size(MAX_HEAD_BYTES)
+            .max_buf_size(MAX_HEAD_BYTES);
+        drive(b.serve_connection(io, service), None, &limits, ends, over).await
     }
-    true
+}
+
+/// Runs a connection to its end: closed by its peer or a deadline, drained gracefully on
+/// shutdown or at its maximum age, or cut at once when told or over its budget.
+async fn drive<C>(
+    conn: C,
+    first_request: Option<(Duration, Arc<AtomicBool>)>,
+    limits: &ConnLimits,
+    mut ends: Ends,
+    over: Arc<tokio::sync::Notify>,
+) -> Ended
+where
+    C: GracefulConnection<Error = hyper::Error>,
+{
+    tokio::pin!(conn);
+    let age = tokio::time::sleep(limits.max_connection_age);
+    tokio::pin!(age);
+    let (preface_deadline, got_request) = match first_request {
+        Some((d, seen)) => (Some(d), seen),
+        None => (None, Arc::new(AtomicBool::new(true))),
+    };
+    let preface = tokio::time::sleep(preface_deadline.unwrap_or(Duration::ZERO));
+    tokio::pin!(preface);
+    let mut waiting_for_preface = preface_deadline.is_some();
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return Ended::Closed;
+            }
+            _ = &mut preface, if waiting_for_preface => {
+                if !got_request.load(Ordering::Relaxed) {
+                    tracing::debug!("HTTP/2 peer sent no request before the header deadline; closing");
+                    return Ended::Closed;
+                }
+                waiting_for_preface = false;
+            }
+            _ = ends.shutdown.wait_for(|s| *s), if !draining => {
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
+            _ = &mut age, if !draining => {
+                tracing::debug!("connection reached limits.max_connection_age; closing it gracefully");
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
+            _ = ends.close.notified() => return Ended::Cut,
+            _ = over.notified() => return Ended::OverBudget,
+        }
+    }
 }
 
 const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
@@ -352,7 +414,7 @@ async fn accept_loop<C, CF>(
     mut shutdown: watch::Receiver<bool>,
     on_connection: C,
 ) where
-    C: Fn(TcpStream, SocketAddr, Watcher) -> Option<CF>,
+    C: Fn(TcpStream, SocketAddr, Ends) -> Option<CF>,
     CF: Future<Output = ()> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -364,7 +426,12 @@ async fn accept_loop<C, CF>(
         match accepted {
             Ok((tcp, remote)) => {
                 let _ = tcp.set_nodelay(true);
-                if let Some(connection) = on_connection(tcp, remote, graceful.watcher()) {
+                let ends = Ends {
+                    shutdown: shutdown.clone(),
+                    watcher: graceful.watcher(),
+                    close: Arc::new(tokio::sync::Notify::new()),
+                };
+                if let Some(connection) = on_connection(tcp, remote, ends) {
                     tokio::spawn(connection);
                 }
             }
@@ -466,10 +533,13 @@ impl Drop for Held {
 /// A new connection first needs a handshake place (see [`crate::admission`]): none for its
 /// source, and it is closed at once. Its handshake must finish within `handshake_timeout`,
 /// or sooner if newer connections need its place. Only a verified client then takes a place
-/// of `max_connections` and of its certificate's share.
+/// of `max_connections` and of its certificate's share. Each connection takes the listener's
+/// TLS configuration as it is when it arrives; when the configuration changes (a reload, a
+/// new CRL), every open connection's certificate chain is verified again with the new one,
+/// and those that no longer pass are closed at once.
 pub async fn serve_tls<H, Fut>(
     listener: TcpListener,
-    tls: SharedTls,
+    tls: TlsWatch,
     limits: ConnLimits,
     shutdown: watch::Receiver<bool>,
     handler: H,
@@ -484,8 +554,15 @@ pub async fn serve_tls<H, Fut>(
         metrics: limits.observe.clone(),
         ..ClosedEarly::default()
     });
+    let verified = Arc::new(OpenConnections::default());
+    let reverify = tokio::spawn(verify_again_on_change(
+        tls.clone(),
+        verified.clone(),
+        closed_early.clone(),
+        shutdown.clone(),
+    ));
     let drain = limits.drain_timeout;
-    accept_loop(listener, drain, shutdown, move |tcp, remote, watcher| {
+    accept_loop(listener, drain, shutdown, move |tcp, remote, ends| {
         let place = match admission.admit(remote.ip()) {
             Ok((place, _)) => place,
             Err(refused) => {
@@ -496,19 +573,17 @@ pub async fn serve_tls<H, Fut>(
                 return None;
             }
         };
-        let current = tls.read().ok().map(|c| c.clone());
+        let current = tls.borrow().config.clone();
         let handler = handler.clone();
         let per_certificate = per_certificate.clone();
         let open = open.clone();
         let closed_early = closed_early.clone();
+        let verified = verified.clone();
         let limits = limits.clone();
         Some(async move {
-            let Some(config) = current else {
-                tracing::error!(%remote, "the TLS configuration lock is poisoned");
-                return;
-            };
-            let handshaking = Counted::open(limits.observe.as_ref().map(|m| m.handshaking.clone()));
-            let acceptor = TlsAcceptor::from(config);
+            let handshaking =
+                Counted::open(limits.observe.as_ref().map(|m| m.handshaking.clone()));
+            let acceptor = TlsAcceptor::from(current);
             let outcome = tokio::select! {
                 r = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)) => r,
                 _ = place.evicted.notified() => {
@@ -531,26 +606,34 @@ pub async fn serve_tls<H, Fut>(
             };
             // Identified: now the connection may take a place among the served ones.
             let Ok(_place) = open.try_acquire_owned() else {
-                closed_early.note("max_connections", "the listener has limits.max_connections open");
+                closed_early.note(
+                    "max_connections",
+                    "the listener has limits.max_connections open",
+                );
                 return;
             };
             let session = tls.get_ref().1;
             let h2 = session.alpn_protocol() == Some(b"h2");
-            let certificate = session
+            let chain: Vec<CertificateDer<'static>> = session
                 .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| c.clone().into_owned());
+                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default();
+            let certificate = chain.first().cloned();
             // One client certificate may hold only so many connections.
             let _held = match &certificate {
                 Some(c) => match per_certificate.hold(c, limits.max_per_certificate) {
                     Some(held) => Some(held),
                     None => {
-                        closed_early.note("per_certificate", "a client certificate has limits.max_connections_per_certificate open");
+                        closed_early.note(
+                            "per_certificate",
+                            "a client certificate has limits.max_connections_per_certificate open",
+                        );
                         return;
                     }
                 },
                 None => None,
             };
+            let _listed = verified.list(chain, ends.close.clone());
             let _counted = Counted::open(limits.observe.as_ref().map(|m| m.open.clone()));
             let orgnr = match &certificate {
                 Some(c) => crate::identity::orgnr_from_certificate(c),
@@ -565,16 +648,135 @@ pub async fn serve_tls<H, Fut>(
                 Budget::new(limits.max_pending_per_connection),
                 _held.as_ref().map(|h| h.budget.clone()),
             );
-            let served = serve_http(TokioIo::new(tls), h2, limits, pending, watcher, move |req| {
+            let ended = serve_http(TokioIo::new(tls), h2, limits, pending, ends, move |req| {
                 handler(peer.clone(), req)
             })
             .await;
-            if !served {
-                closed_early.note("pending_bytes", "a connection held more unsent answers than its budget or its certificate's");
+            if ended == Ended::OverBudget {
+                closed_early.note(
+                    "pending_bytes",
+                    "a connection held more unsent answers than its budget or its certificate's",
+                );
             }
         })
     })
     .await;
+    reverify.abort();
+}
+
+/// A listener's TLS as it is now: the configuration new connections take, and the verifier
+/// of its clients, to verify open connections again when it changes.
+pub struct ListenerTls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+/// A listener's TLS, swapped whole on reload.
+pub type TlsWatch = watch::Receiver<Arc<ListenerTls>>;
+
+impl ListenerTls {
+    /// A listener whose TLS never changes (the simulators): WebPKI with these CAs and CRLs.
+    pub fn fixed(
+        chain: Vec<CertificateDer<'static>>,
+        key: rustls_pki_types::PrivateKeyDer<'static>,
+        client_cas: &[CertificateDer<'static>],
+        crls: &[rustls_pki_types::CertificateRevocationListDer<'static>],
+    ) -> Result<TlsWatch, crate::tls::TlsError> {
+        let verifier = crate::tls::webpki_client_verifier(client_cas, crls)?;
+        let config = crate::tls::mtls_server_config_with(chain, key, verifier.clone())?;
+        let (_, watch) = watch::channel(Arc::new(ListenerTls {
+            config: Arc::new(config),
+            verifier,
+        }));
+        Ok(watch)
+    }
+}
+
+/// The client certificate chains of a listener's open connections, each with the signal that
+/// closes it.
+#[derive(Default)]
+struct OpenConnections {
+    next: std::sync::atomic::AtomicU64,
+    open: std::sync::Mutex<
+        std::collections::HashMap<u64, (Vec<CertificateDer<'static>>, Arc<tokio::sync::Notify>)>,
+    >,
+}
+
+/// A connection listed until dropped.
+struct Listed {
+    list: Arc<OpenConnections>,
+    id: u64,
+}
+
+impl OpenConnections {
+    fn list(
+        self: &Arc<Self>,
+        chain: Vec<CertificateDer<'static>>,
+        close: Arc<tokio::sync::Notify>,
+    ) -> Option<Listed> {
+        if chain.is_empty() {
+            return None;
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, (chain, close));
+        Some(Listed {
+            list: self.clone(),
+            id,
+        })
+    }
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.list
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+/// Each time the listener's TLS changes, verifies every open connection's chain with the new
+/// verifier (its CAs and CRLs as they are now) and closes those that fail.
+async fn verify_again_on_change(
+    mut tls: TlsWatch,
+    open: Arc<OpenConnections>,
+    closed_early: Arc<ClosedEarly>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            changed = tls.changed() => if changed.is_err() { return },
+            _ = stopped(&mut shutdown) => return,
+        }
+        let verifier = tls.borrow_and_update().verifier.clone();
+        let now = rustls_pki_types::UnixTime::now();
+        let chains: Vec<_> = open
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut cut = 0;
+        for (chain, close) in chains {
+            let (leaf, intermediates) = chain.split_at(1);
+            if let Err(e) = verifier.verify_client_cert(&leaf[0], intermediates, now) {
+                tracing::warn!(error = %e, "an open connection's certificate no longer verifies; closing it");
+                close.notify_one();
+                cut += 1;
+            }
+        }
+        for _ in 0..cut {
+            closed_early.note(
+                "no_longer_verified",
+                "open connections whose certificate no longer verifies were closed",
+            );
+        }
+    }
 }
 
 /// Serves a plain-HTTP/1.1 listener (the loopback admin listener): at most
@@ -594,7 +796,7 @@ pub async fn serve_plain<H, Fut>(
         ..ClosedEarly::default()
     });
     let drain = limits.drain_timeout;
-    accept_loop(listener, drain, shutdown, move |tcp, _, watcher| {
+    accept_loop(listener, drain, shutdown, move |tcp, _, ends| {
         let Ok(place) = open.clone().try_acquire_owned() else {
             closed_early.note(
                 "max_connections",
@@ -609,7 +811,7 @@ pub async fn serve_plain<H, Fut>(
             false,
             limits.clone(),
             pending,
-            watcher,
+            ends,
             handler.clone(),
         );
         Some(async move {

@@ -176,7 +176,7 @@ impl RunningSim {
 
 /// Binds and starts the simulator.
 pub async fn start(settings: SimSettings) -> Result<RunningSim, String> {
-    let cfg = tls::mtls_server_config(
+    let tls = server::ListenerTls::fixed(
         settings.tls.chain.clone(),
         settings.tls.key.clone_key(),
         &settings.client_ca,
@@ -196,7 +196,7 @@ pub async fn start(settings: SimSettings) -> Result<RunningSim, String> {
     let mut tasks = JoinSet::new();
     tasks.spawn(server::serve_tls(
         listener,
-        Arc::new(std::sync::RwLock::new(Arc::new(cfg))),
+        tls,
         ConnLimits::default(),
         rx,
         move |peer, req| serve(sim.clone(), peer, req),

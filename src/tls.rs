@@ -83,15 +83,31 @@ pub fn mtls_server_config(
     client_cas: &[CertificateDer<'static>],
     crls: &[CertificateRevocationListDer<'static>],
 ) -> Result<rustls::ServerConfig, TlsError> {
-    let provider = provider();
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_cas)?), provider.clone())
-            .with_crls(crls.iter().cloned())
-            // A CRL past its nextUpdate no longer says who is revoked: refuse rather than trust it.
-            .enforce_revocation_expiration()
-            .build()
-            .map_err(|e| TlsError::Verifier(e.to_string()))?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    mtls_server_config_with(chain, key, webpki_client_verifier(client_cas, crls)?)
+}
+
+/// WebPKI's verifier of client certificates issued by one of `client_cas`, valid now, for
+/// client authentication, and — when `crls` are given — not revoked (a certificate whose CA
+/// has no CRL among them is then refused too).
+pub fn webpki_client_verifier(
+    client_cas: &[CertificateDer<'static>],
+    crls: &[CertificateRevocationListDer<'static>],
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_cas)?), provider())
+        .with_crls(crls.iter().cloned())
+        // A CRL past its nextUpdate no longer says who is revoked: refuse rather than trust it.
+        .enforce_revocation_expiration()
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))
+}
+
+/// A server config that requires a client certificate `verifier` accepts.
+pub fn mtls_server_config_with(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
@@ -112,6 +128,23 @@ pub fn client_config(
         None => builder.with_no_client_auth(),
     };
     // reqwest keeps our ALPN list as is: without h2 here it would only speak HTTP/1.1.
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// A client config whose servers `verifier` must accept, presenting `identity` when given.
+pub fn client_config_with(
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut cfg = match identity {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+        None => builder.with_no_client_auth(),
+    };
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }

@@ -20,7 +20,6 @@ use uuid::Uuid;
 use crate::codec::af_json::{self, TokenResponse};
 use crate::config::AfSettings;
 use crate::model::TjanstStatus;
-use crate::tls;
 
 /// What went wrong towards AF. Details are for the log; the caller only learns the class.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -64,10 +63,20 @@ struct CachedToken {
     refresh_at: Instant,
 }
 
-/// A client for AF's API.
-pub struct AfClient {
+/// The connections towards AF: hyper's pool for the calls, reqwest for the token and health,
+/// both with the TLS of the moment. Replaced whole on reload and at `limits.max_connection_age`:
+/// calls under way finish on the old one, whose connections close when the last is done.
+struct Transport {
     pool: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     http: reqwest::Client,
+    built: std::time::Instant,
+}
+
+/// A client for AF's API.
+pub struct AfClient {
+    transport: std::sync::RwLock<std::sync::Arc<Transport>>,
+    /// The TLS the transport is built with, to build it again when it grows old.
+    tls: std::sync::RwLock<rustls::ClientConfig>,
     settings: AfSettings,
     system_id: String,
     environment: String,
@@ -97,16 +106,9 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(30);
 /// The most of an AF answer brygga reads.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
-impl AfClient {
-    pub fn new(settings: AfSettings, system_id: &str, environment: &str) -> Result<Self, String> {
-        let mut tls = tls::client_config(
-            &settings.ca,
-            Some((
-                settings.identity.chain.clone(),
-                settings.identity.key.clone_key(),
-            )),
-        )
-        .map_err(|e| e.to_string())?;
+impl Transport {
+    fn build(tls: &rustls::ClientConfig, settings: &AfSettings) -> Result<Self, String> {
+        let mut tls = tls.clone();
         // reqwest follows ALPN: offering only HTTP/1.1 is what makes `http1_only` hold.
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         // The hot path: hyper's pooled client (reqwest costs more per call); reqwest serves
@@ -140,6 +142,24 @@ impl AfClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
+        Ok(Self {
+            pool,
+            http,
+            built: std::time::Instant::now(),
+        })
+    }
+}
+
+impl AfClient {
+    /// A client presenting the certificate and verifying AF as `tls` says (see
+    /// [`crate::gateway_tls`]).
+    pub fn new(
+        settings: AfSettings,
+        tls: rustls::ClientConfig,
+        system_id: &str,
+        environment: &str,
+    ) -> Result<Self, String> {
+        let transport = Transport::build(&tls, &settings)?;
         let breaker = crate::breaker::Breaker::new(
             settings.breaker_failures,
             settings.breaker_open,
@@ -154,13 +174,47 @@ impl AfClient {
             breaker,
             retries,
             retry_count: std::sync::Arc::default(),
-            pool,
-            http,
+            transport: std::sync::RwLock::new(std::sync::Arc::new(transport)),
+            tls: std::sync::RwLock::new(tls),
             settings,
             system_id: system_id.to_owned(),
             environment: environment.to_owned(),
             token: Mutex::new(None),
         })
+    }
+
+    /// Calls from now on use `tls` (a new client certificate, AF's CA or CRLs); calls under
+    /// way finish with what they started with.
+    pub fn set_tls(&self, tls: rustls::ClientConfig) -> Result<(), String> {
+        let transport = Transport::build(&tls, &self.settings)?;
+        *self.transport.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(transport);
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
+        Ok(())
+    }
+
+    /// The connections of the moment; older than `max_age`, they are replaced first, so no
+    /// connection to AF outlives a revocation by more than that.
+    fn transport(&self, max_age: Duration) -> std::sync::Arc<Transport> {
+        let current = self
+            .transport
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if current.built.elapsed() < max_age {
+            return current;
+        }
+        let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
+        match Transport::build(&tls, &self.settings) {
+            Ok(fresh) => {
+                let fresh = std::sync::Arc::new(fresh);
+                *self.transport.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+                fresh
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the connections towards AF could not be renewed; the old ones stay");
+                current
+            }
+        }
     }
 
     async fn token(&self) -> Result<String, UpstreamError> {
@@ -177,6 +231,7 @@ impl AfClient {
         }
         let started = Instant::now();
         let resp = self
+            .transport(self.settings.max_connection_age)
             .http
             .post(&self.settings.token_url)
             .form(&form)
@@ -337,6 +392,7 @@ impl AfClient {
                     .body(Full::new(body.clone()))
                     .map_err(|e| UpstreamError::Unreachable(format!("request: {e}")))?;
                 let resp = self
+                    .transport(self.settings.max_connection_age)
                     .pool
                     .request(req)
                     .await
@@ -392,6 +448,7 @@ impl AfClient {
                 .body(Full::new(Bytes::new()))
                 .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
             let resp = self
+                .transport(self.settings.max_connection_age)
                 .pool
                 .request(req)
                 .await

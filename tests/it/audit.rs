@@ -32,7 +32,7 @@ fn public_key() -> Vec<u8> {
 
 fn verify(store: &Path) -> Result<brygga::audit::Verified, brygga::audit::Tamper> {
     let conn = rusqlite::Connection::open(store).unwrap();
-    brygga::audit::verify(&conn, &public_key(), &mut |_, _| {}).unwrap()
+    brygga::audit::verify(&conn, &[&public_key()], &mut |_, _| {}).unwrap()
 }
 
 /// A copy of the example configuration beside it (so its relative paths hold) whose audit

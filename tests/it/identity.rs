@@ -403,7 +403,16 @@ async fn a_revoked_client_certificate_is_refused_at_the_handshake() {
     )
     .unwrap();
     let s = harness::start_custom(
-        |c, _| c.kommun_client_crls = brygga::tls::load_crls(&crl).unwrap(),
+        |c, _| {
+            c.kommun.crls = brygga::tls::load_crls(&crl)
+                .unwrap()
+                .into_iter()
+                .map(|der| brygga::trust::NamedCrl {
+                    name: "kommun.client_crls[0]".into(),
+                    der,
+                })
+                .collect()
+        },
         true,
     )
     .await;

@@ -839,21 +839,19 @@ impl Lab {
         let af_ca = load_certs(&self.certs.join("af-ca.pem")).unwrap();
         harness::start_custom(
             move |c, _| {
-                c.kommun_tls = brygga::config::CertAndKey {
+                c.kommun.identity = brygga::config::CertAndKey {
                     chain: load_certs(&kommun.cert).unwrap(),
                     key: load_key(&kommun.key).unwrap(),
                 };
-                c.kommun_files.cert = kommun.cert;
-                c.kommun_files.key = kommun.key;
-                c.events.tls = Arc::new(
-                    brygga::tls::mtls_server_config(
-                        load_certs(&af.cert).unwrap(),
-                        load_key(&af.key).unwrap(),
-                        &af_ca,
-                        &[],
-                    )
-                    .unwrap(),
-                );
+                c.kommun_files.identity.cert = kommun.cert;
+                c.kommun_files.identity.key = kommun.key;
+                c.events.tls.identity = brygga::config::CertAndKey {
+                    chain: load_certs(&af.cert).unwrap(),
+                    key: load_key(&af.key).unwrap(),
+                };
+                c.events.tls.roots = af_ca;
+                c.events.files.identity.cert = af.cert;
+                c.events.files.identity.key = af.key;
             },
             true,
         )

@@ -126,8 +126,9 @@ async fn af_refuses_a_gateway_without_its_client_certificate() {
     let s = harness::start_custom(
         |c, _| {
             let dir = harness::certs();
-            c.af.identity.chain = brygga::tls::load_certs(&dir.join("klient-0180.pem")).unwrap();
-            c.af.identity.key = brygga::tls::load_key(&dir.join("klient-0180.key")).unwrap();
+            c.af.tls.identity.chain =
+                brygga::tls::load_certs(&dir.join("klient-0180.pem")).unwrap();
+            c.af.tls.identity.key = brygga::tls::load_key(&dir.join("klient-0180.key")).unwrap();
         },
         true,
     )
