@@ -989,7 +989,7 @@ mod tests {
             .query_map([], |r| r.get::<_, String>(0))
             .unwrap()
             .map(|j| {
-                jsonwebtoken::decode_header(&j.unwrap())
+                jsonwebtoken::decode_header(j.unwrap())
                     .unwrap()
                     .kid
                     .unwrap()

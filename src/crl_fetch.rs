@@ -181,12 +181,19 @@ impl CrlFetcher {
         true
     }
 
-    /// The CRLs held for these URLs.
-    pub fn crls(&self, urls: &[String]) -> Vec<CertificateRevocationListDer<'static>> {
-        let sources = self.lock();
-        urls.iter()
-            .filter_map(|u| sources.get(u)?.held.as_ref().map(|h| h.der.clone()))
+    /// The CRLs held for the sources `edge` wants, by URL.
+    pub fn held_for(&self, edge: &str) -> Vec<(String, CertificateRevocationListDer<'static>)> {
+        self.lock()
+            .iter()
+            .filter(|(_, s)| s.edges.contains(edge))
+            .filter_map(|(u, s)| Some((u.clone(), s.held.as_ref()?.der.clone())))
             .collect()
+    }
+
+    /// Fetches what is due now, without waiting for the next round (a refused handshake
+    /// needs a CRL not held yet).
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Every source as operators see it.

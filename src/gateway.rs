@@ -612,6 +612,9 @@ async fn watch_for_reload(gw: Arc<Gateway>, mut shutdown: watch::Receiver<bool>)
             }
         };
         let mut problems = gw.reload();
+        gw.metrics
+            .reload_problems
+            .set(i64::try_from(problems.len()).unwrap_or(i64::MAX));
         if reason == "SIGHUP" {
             // An operator's SIGHUP also fetches remote JWKS now.
             for client in gw.config.clients.iter().filter(|c| c.idp.is_remote()) {

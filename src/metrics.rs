@@ -108,6 +108,12 @@ pub struct JwksLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CrlSourceLabels {
+    /// The URL a CRL is fetched from (configured, or a certificate's distribution point).
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
 }
@@ -156,6 +162,12 @@ pub struct Metrics {
     pub expiry_seconds: Family<CertificateLabels, FloatGauge>,
     pub jwks_age_seconds: Family<JwksLabels, FloatGauge>,
     pub jwks_keys: Family<JwksLabels, Gauge>,
+    /// Failed fetches of each CRL source.
+    pub crl_fetch_failures: Family<CrlSourceLabels, Counter>,
+    /// 1 while a source's CRL is held and not past its next update.
+    pub crl_source_ok: Family<CrlSourceLabels, Gauge>,
+    /// Files the last reload could not load (each kept the version in use).
+    pub reload_problems: Gauge,
     /// The last minutes per operation and client, for `/status`.
     pub recent: Recent,
     /// Times the status page was rendered (shown on it, so a refresh is visible).
@@ -335,6 +347,24 @@ impl Metrics {
             "Keys in a client's identity-provider key set",
             jwks_keys.clone(),
         );
+        let crl_fetch_failures = Family::<CrlSourceLabels, Counter>::default();
+        r.register(
+            "crl_fetch_failures",
+            "Failed fetches of a CRL from its URL (the last good CRL stays until its next update)",
+            crl_fetch_failures.clone(),
+        );
+        let crl_source_ok = Family::<CrlSourceLabels, Gauge>::default();
+        r.register(
+            "crl_source_ok",
+            "1 while a CRL fetched from this URL is held and not past its next update; 0: the certificates of its CA are refused",
+            crl_source_ok.clone(),
+        );
+        let reload_problems = Gauge::default();
+        r.register(
+            "reload_problems",
+            "Pieces the last reload could not load (each kept the version in use)",
+            reload_problems.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -371,6 +401,9 @@ impl Metrics {
             expiry_seconds,
             jwks_age_seconds,
             jwks_keys,
+            crl_fetch_failures,
+            crl_source_ok,
+            reload_problems,
             recent: Recent::default(),
             status_renders: AtomicU64::new(0),
             scrape: Mutex::new(()),
@@ -576,6 +609,19 @@ impl Metrics {
 
     pub fn af_retries(&self, total: u64) {
         Self::mirror(&self.af_retries, total);
+    }
+
+    /// Each CRL source's state, at a scrape.
+    pub fn crl_sources(&self, sources: &[crate::crl_fetch::SourceStatus]) {
+        for s in sources {
+            let labels = CrlSourceLabels {
+                source: s.url.clone(),
+            };
+            Self::mirror(&self.crl_fetch_failures.get_or_create(&labels), s.failures);
+            self.crl_source_ok
+                .get_or_create(&labels)
+                .set(i64::from(s.problem().is_none()));
+        }
     }
 
     /// The span exporter's totals, at a scrape.

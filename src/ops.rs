@@ -167,6 +167,22 @@ pub async fn readiness(gw: &Gateway) -> Readiness {
         },
     );
 
+    let crl_problems: Vec<String> = gw
+        .crls
+        .status()
+        .iter()
+        .filter_map(crate::crl_fetch::SourceStatus::problem)
+        .collect();
+    check(
+        "crls",
+        crl_problems.is_empty(),
+        if crl_problems.is_empty() {
+            format!("{} fetched source(s) current", gw.crls.status().len())
+        } else {
+            crl_problems.join("; ")
+        },
+    );
+
     let r = Readiness {
         status: if ready {
             StatusCode::OK
@@ -199,6 +215,7 @@ async fn scrape(gw: &Gateway) -> String {
     m.af_calls_in_flight
         .set(i64::try_from(gw.af.calls_in_flight()).unwrap_or(i64::MAX));
     m.af_retries(gw.af.retry_count.load(std::sync::atomic::Ordering::Relaxed));
+    m.crl_sources(&gw.crls.status());
     m.audit_totals(&gw.audit.stats);
     if let Some(t) = &gw.telemetry {
         m.telemetry_totals(&t.stats);

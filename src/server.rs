@@ -319,11 +319,18 @@ where
                 waiting_for_preface = false;
             }
             _ = ends.shutdown.wait_for(|s| *s), if !draining => {
+                // An HTTP/2 peer that has not sent its preface has nothing under way.
+                if waiting_for_preface && !got_request.load(Ordering::Relaxed) {
+                    return Ended::Closed;
+                }
                 conn.as_mut().graceful_shutdown();
                 draining = true;
             }
             _ = &mut age, if !draining => {
                 tracing::debug!("connection reached limits.max_connection_age; closing it gracefully");
+                if waiting_for_preface && !got_request.load(Ordering::Relaxed) {
+                    return Ended::Closed;
+                }
                 conn.as_mut().graceful_shutdown();
                 draining = true;
             }
@@ -697,10 +704,11 @@ impl ListenerTls {
 #[derive(Default)]
 struct OpenConnections {
     next: std::sync::atomic::AtomicU64,
-    open: std::sync::Mutex<
-        std::collections::HashMap<u64, (Vec<CertificateDer<'static>>, Arc<tokio::sync::Notify>)>,
-    >,
+    open: std::sync::Mutex<std::collections::HashMap<u64, OpenConnection>>,
 }
+
+/// An open connection's client certificate chain, and the signal that closes it.
+type OpenConnection = (Vec<CertificateDer<'static>>, Arc<tokio::sync::Notify>);
 
 /// A connection listed until dropped.
 struct Listed {

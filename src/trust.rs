@@ -117,6 +117,9 @@ pub struct Edge {
     crl_issuers: BTreeSet<Vec<u8>>,
     /// The URLs this edge's CRLs are fetched from (configured and named by its CAs).
     pub urls: Vec<String>,
+    /// Those of them never fetched yet: until they are, which CA they speak for is unknown,
+    /// so every certificate is refused (fail closed; `/readyz` says why).
+    pub pending: Vec<String>,
     fetcher: Arc<CrlFetcher>,
 }
 
@@ -143,19 +146,32 @@ impl Edge {
         }
         urls.sort();
         urls.dedup_by(|a, b| a.0 == b.0);
-        let mut crls = read;
-        for (url, name) in &urls {
+        for (url, _) in &urls {
             fetcher.want(url, &files.name, &roots);
+        }
+        // What the fetcher holds for this edge: its own URLs (named as configured), and the
+        // distribution points its peers' certificates named (by their URL).
+        let mut crls = read;
+        let mut pending = Vec::new();
+        let held = fetcher.held_for(&files.name);
+        for (url, name) in &urls {
+            if !held.iter().any(|(u, _)| u == url) {
+                pending.push(url.clone());
+            }
             crls.extend(
-                fetcher
-                    .crls(std::slice::from_ref(url))
-                    .into_iter()
-                    .map(|der| NamedCrl {
+                held.iter()
+                    .filter(|(u, _)| u == url)
+                    .map(|(_, der)| NamedCrl {
                         name: name.clone(),
-                        der,
+                        der: der.clone(),
                     }),
             );
         }
+        crls.extend(
+            held.into_iter()
+                .filter(|(u, _)| !urls.iter().any(|(own, _)| own == u))
+                .map(|(url, der)| NamedCrl { name: url, der }),
+        );
         let crls = newest_per_issuer(crls);
         let crl_issuers = crls.iter().filter_map(|c| issuer_of_crl(&c.der)).collect();
         let urls = urls.into_iter().map(|(u, _)| u).collect();
@@ -165,6 +181,7 @@ impl Edge {
             crls,
             crl_issuers,
             urls,
+            pending,
             fetcher: fetcher.clone(),
         }
     }
@@ -207,6 +224,13 @@ impl Edge {
     }
 
     fn revocation_known(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        if !self.pending.is_empty() {
+            tracing::warn!(edge = %self.name, pending = ?self.pending, "a configured CRL has not been fetched yet; certificates are refused until it is");
+            self.fetcher.wake();
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownRevocationStatus,
+            ));
+        }
         if !self.fetcher.follows_distribution_points() {
             return Ok(());
         }

@@ -20,6 +20,7 @@ mod policy;
 mod properties;
 mod protocol;
 mod reload;
+mod revocation;
 mod subscriptions;
 mod tls_scan;
 mod tokens;

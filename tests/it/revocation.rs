@@ -1,0 +1,623 @@
+//! Revocation on every trust edge: the `af` listener's clients, AF's server certificate, the
+//! case systems' endpoints, and the `kommun` listener; CRLs from files, from URLs brygga
+//! fetches and refreshes, and from the distribution points certificates name; open
+//! connections cut when their certificate is revoked, and every connection retired at its
+//! maximum age.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use brygga::config::CertAndKey;
+use brygga::trust::NamedCrl;
+use rcgen::{
+    CertificateParams, CrlDistributionPoint, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
+    PKCS_ECDSA_P256_SHA256,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{self, Stack};
+
+/// A CRL (DER) signed by the example CA `ca` (`kommun-ca`, `af-ca`), revoking `revoked`.
+fn crl(ca: &str, revoked: &[CertificateDer<'static>]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ca.crl.pem");
+    let certs = harness::certs();
+    brygga::certs::write_crl(
+        &certs.join(format!("{ca}.pem")),
+        &certs.join(format!("{ca}.key")),
+        revoked,
+        &out,
+        30,
+    )
+    .unwrap();
+    brygga::tls::load_crls(&out).unwrap()[0].as_ref().to_vec()
+}
+
+fn named(name: &str, der: Vec<u8>) -> Vec<NamedCrl> {
+    vec![NamedCrl {
+        name: name.into(),
+        der: der.into(),
+    }]
+}
+
+fn example_cert(name: &str) -> CertificateDer<'static> {
+    brygga::tls::load_certs(&harness::certs().join(format!("{name}.pem"))).unwrap()[0].clone()
+}
+
+/// An HTTP server on loopback that serves a CRL (whatever it holds now) at every path.
+struct CrlServer {
+    addr: SocketAddr,
+    body: Arc<Mutex<Vec<u8>>>,
+    /// The status it answers with.
+    status: Arc<AtomicU16>,
+    /// How long it waits before answering, in ms.
+    delay_ms: Arc<AtomicU64>,
+    hits: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CrlServer {
+    async fn start(body: Vec<u8>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let body = Arc::new(Mutex::new(body));
+        let status = Arc::new(AtomicU16::new(200));
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let hits = Arc::new(AtomicU64::new(0));
+        let (b, st, d, h) = (body.clone(), status.clone(), delay_ms.clone(), hits.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (b, st, d, h) = (b.clone(), st.clone(), d.clone(), h.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_req| {
+                        let (b, st, d, h) = (b.clone(), st.clone(), d.clone(), h.clone());
+                        async move {
+                            h.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(d.load(Ordering::SeqCst)))
+                                .await;
+                            let bytes = b.lock().unwrap().clone();
+                            let mut r = http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(bytes),
+                            ));
+                            *r.status_mut() =
+                                http::StatusCode::from_u16(st.load(Ordering::SeqCst)).unwrap();
+                            r.headers_mut().insert(
+                                "content-type",
+                                http::HeaderValue::from_static("application/pkix-crl"),
+                            );
+                            Ok::<_, std::convert::Infallible>(r)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            body,
+            status,
+            delay_ms,
+            hits,
+            task,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn serve(&self, body: Vec<u8>) {
+        *self.body.lock().unwrap() = body;
+    }
+
+    fn hits(&self) -> u64 {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for CrlServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn af_sender(s: &Stack) -> brygga::client::KommunClient {
+    let certs = harness::certs();
+    brygga::client::KommunClient::new(
+        &s.inner.af_url(),
+        &certs.join("af-ca.pem"),
+        Some((&certs.join("af-client.pem"), &certs.join("af-client.key"))),
+    )
+    .unwrap()
+}
+
+/// A new client each time (a new handshake), as Stockholm: the error, or the HTTP status.
+async fn stockholm_fresh(s: &Stack, identity: Option<CertAndKey>) -> Result<u16, String> {
+    let ca = brygga::tls::load_certs(&harness::certs().join("kommun-ca.pem")).unwrap();
+    let identity = identity.unwrap_or_else(|| CertAndKey {
+        chain: brygga::tls::load_certs(&s.sthlm.cert).unwrap(),
+        key: brygga::tls::load_key(&s.sthlm.key).unwrap(),
+    });
+    let client = brygga::client::KommunClient::with_identity(&s.url, &ca, Some(identity))?;
+    client
+        .post_raw(Some(&s.st_token()), s.st_xml(brygga::sim::REGISTRERAD))
+        .await
+        .map(|a| a.status.as_u16())
+}
+
+/// Waits (bounded) until `f` holds, polling.
+async fn until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> F,
+) -> Duration {
+    let started = Instant::now();
+    while !f().await {
+        assert!(started.elapsed() < limit, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    started.elapsed()
+}
+
+/// The metric `name` with every label given in `labels`, summed.
+fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+#[tokio::test]
+async fn the_af_listener_refuses_a_revoked_af_certificate() {
+    let revoked = crl("af-ca", &[example_cert("af-client")]);
+    let s = harness::start_custom(
+        move |c, _| c.events.tls.crls = named("events.client_crls[0]", revoked),
+        true,
+    )
+    .await;
+    let err = af_sender(&s)
+        .post_with_type(None, r#"{"handelser":[]}"#, "application/json")
+        .await
+        .unwrap_err();
+    assert!(err.contains("CertificateRevoked"), "{err}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_server_certificate_of_af_is_not_trusted() {
+    let revoked = crl("af-ca", &[example_cert("af-sim")]);
+    let s = harness::start_custom(
+        move |c, _| c.af.tls.crls = named("af.crls[0]", revoked),
+        true,
+    )
+    .await;
+    let a = s.ask(Some(&s.st_token())).await;
+    harness::fault(&a, 503, "AF_EJ_NABAR");
+    assert_eq!(s.af_data_requests(), 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_case_system_whose_certificate_is_revoked_gets_no_event() {
+    let sim = brygga::kommun_sim::start(
+        &{
+            let mut k = brygga::kommun_sim::KommunSimSettings::load(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kommun-sim.example.toml"),
+            )
+            .unwrap();
+            k.bind = "127.0.0.1:0".parse().unwrap();
+            k
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let url = sim.url();
+    let revoked = crl("kommun-ca", &[example_cert("kommun-sim")]);
+    let s = harness::start_custom(
+        move |c, _| {
+            let e = c.endpoints.get_mut("stockholm").unwrap();
+            e.url = url;
+            e.crls = named("clients[0].delivery.crls[0]", revoked);
+            c.delivery.first_retry = Duration::from_millis(50);
+            c.delivery.max_retry = Duration::from_millis(100);
+        },
+        true,
+    )
+    .await;
+    let today = time::OffsetDateTime::now_utc().date();
+    harness::answer(
+        &s.st
+            .call(
+                &s.st_token(),
+                &brygga::model::KommunRequest::RegistreraPrenumeration(brygga::model::Fraga {
+                    tidsperiod: brygga::model::Tidsperiod::new(
+                        today,
+                        today + time::Duration::days(3),
+                    )
+                    .unwrap(),
+                    ..s.st_fraga(brygga::sim::REGISTRERAD)
+                }),
+            )
+            .await
+            .unwrap(),
+    );
+    let event = serde_json::json!({"handelser": [{
+        "handelseId": "22222222-aaaa-4bbb-8ccc-000000000001",
+        "typ": "AVAKTUALISERAD",
+        "personnummer": brygga::sim::REGISTRERAD,
+        "tidpunkt": format!("{today}T11:20:09Z"),
+        "avaktualisering": {"datum": today.to_string(), "orsakKod": "ARB", "orsakText": "Fått arbete"}
+    }]});
+    let a = af_sender(&s)
+        .post_with_type(None, event.to_string(), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(a.status, 202);
+    // Several attempts, none of which reaches it.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(sim.state.received().is_empty());
+    let m = harness::admin_text(s.inner.gateway.admin_addr, "/metrics").await;
+    assert!(
+        metric(&m, "brygga_deliveries_total", &["outcome=\"EJ_NADD\""]).unwrap_or(0.0) >= 2.0,
+        "{m}"
+    );
+    s.stop().await;
+}
+
+/// A CRL named by URL is fetched at start and again at `revocation.refresh`; when the new one
+/// revokes Stockholm's certificate, the connection Stockholm has open is closed, and its
+/// next handshake refused, while Göteborg is served.
+#[tokio::test]
+async fn a_crl_from_a_url_is_refreshed_and_a_revocation_cuts_the_open_connection() {
+    let server = CrlServer::start(crl("kommun-ca", &[])).await;
+    let url = server.url("/kommun-ca.crl");
+    let u = url.clone();
+    let s = harness::start_custom(
+        move |c, _| {
+            c.kommun_files.trust.crls.urls.push((9, u));
+            c.revocation.refresh = Duration::from_millis(500);
+            c.revocation.retry = Duration::from_millis(200);
+        },
+        true,
+    )
+    .await;
+    assert!(server.hits() >= 1, "fetched before the first connection");
+    let m = harness::admin_text(s.inner.gateway.admin_addr, "/metrics").await;
+    assert_eq!(
+        metric(&m, "brygga_crl_source_ok", &[&format!("source=\"{url}\"")]),
+        Some(1.0),
+        "{m}"
+    );
+    // Stockholm's keep-alive connection, served.
+    let mut open = harness::tls_as_stockholm(&s, b"http/1.1").await;
+    open.write_all(b"GET /kommun/v1?wsdl HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    open.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+
+    server.serve(crl("kommun-ca", &[example_cert("klient-0180")]));
+    let changed = Instant::now();
+    let cut = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match open.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(cut.is_ok(), "the open connection was not closed");
+    let took = changed.elapsed();
+    eprintln!("a CRL change at its URL closed the open connection after {took:?}");
+    let err = stockholm_fresh(&s, None).await.unwrap_err();
+    assert!(err.contains("CertificateRevoked"), "{err}");
+    harness::status(
+        &s.gb
+            .post_raw(Some(&s.gb_token()), s.gb_xml(brygga::sim::REGISTRERAD))
+            .await
+            .unwrap(),
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let m = harness::admin_text(s.inner.gateway.admin_addr, "/metrics").await;
+    assert!(
+        metric(
+            &m,
+            "brygga_connections_closed_early_total",
+            &["reason=\"no_longer_verified\""]
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{m}"
+    );
+    s.stop().await;
+}
+
+/// A CRL file replaced on disk: the open connection of the certificate it now revokes is
+/// closed at the next reload (`gateway.reload_poll`).
+#[tokio::test]
+async fn a_crl_file_replaced_cuts_the_open_connection_at_the_next_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kommun-ca.crl.pem");
+    std::fs::copy(harness::certs().join("kommun-ca.crl.pem"), &file).unwrap();
+    let f = file.clone();
+    let s = harness::start_custom(
+        move |c, _| {
+            c.kommun_files.trust.crls.files = vec![(0, f)];
+            c.reload_poll = Duration::from_millis(200);
+        },
+        true,
+    )
+    .await;
+    let mut open = harness::tls_as_stockholm(&s, b"h2").await;
+    // HTTP/2: the server's settings come first; then silence until it closes.
+    let mut buf = [0u8; 256];
+    let _ = open.read(&mut buf).await;
+    let revoked = dir.path().join("new.crl.pem");
+    brygga::certs::write_crl(
+        &harness::certs().join("kommun-ca.pem"),
+        &harness::certs().join("kommun-ca.key"),
+        &[example_cert("klient-0180")],
+        &revoked,
+        30,
+    )
+    .unwrap();
+    std::fs::rename(&revoked, &file).unwrap();
+    let changed = Instant::now();
+    let cut = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match open.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(cut.is_ok(), "the open connection was not closed");
+    eprintln!(
+        "a CRL file replaced closed the open connection after {:?}",
+        changed.elapsed()
+    );
+    assert!(changed.elapsed() < Duration::from_secs(3));
+    s.stop().await;
+}
+
+/// A Stockholm certificate (from the example kommun CA) naming `url` as its CRL
+/// distribution point.
+fn sthlm_with_distribution_point(url: &str) -> CertAndKey {
+    let certs = harness::certs();
+    let ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(certs.join("kommun-ca.key")).unwrap()).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(certs.join("kommun-ca.pem")).unwrap(),
+        &ca_key,
+    )
+    .unwrap();
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::default();
+    p.distinguished_name
+        .push(DnType::CommonName, "Stockholms stad med CRL-punkt");
+    p.distinguished_name
+        .push(DnType::CustomDnType(vec![2, 5, 4, 97]), "NTRSE-2120000142");
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.crl_distribution_points = vec![CrlDistributionPoint {
+        uris: vec![url.to_owned()],
+    }];
+    let cert = p.signed_by(&key, &issuer).unwrap();
+    CertAndKey {
+        chain: vec![cert.der().clone()],
+        key: PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+    }
+}
+
+/// A certificate that names a CRL distribution point brygga holds no CRL for is refused
+/// until that CRL is fetched (it is, at once), then served; once the CRL there revokes it,
+/// it is refused. A certificate of no trusted CA never makes brygga fetch anything.
+#[tokio::test]
+async fn a_distribution_point_a_certificate_names_is_fetched_and_followed() {
+    let server = CrlServer::start(crl("kommun-ca", &[])).await;
+    let url = server.url("/kommun-ca-dp.crl");
+    let s = harness::start_custom(
+        |c, _| {
+            // No CRL of the kommun CA but the one its certificates point at.
+            c.kommun.crls.clear();
+            c.kommun_files.trust.crls.files.clear();
+            c.revocation.refresh = Duration::from_millis(500);
+        },
+        true,
+    )
+    .await;
+    assert_eq!(server.hits(), 0);
+    let cert = sthlm_with_distribution_point(&url);
+    let err = stockholm_fresh(&s, Some(cert.clone())).await.unwrap_err();
+    assert!(!err.is_empty());
+    until(
+        "the CRL is fetched and the certificate served",
+        Duration::from_secs(10),
+        || {
+            let (s, cert) = (&s, cert.clone());
+            async move { stockholm_fresh(s, Some(cert)).await == Ok(200) }
+        },
+    )
+    .await;
+    assert!(server.hits() >= 1);
+    server.serve(crl("kommun-ca", &[cert.chain[0].clone()]));
+    until(
+        "the revocation is followed",
+        Duration::from_secs(10),
+        || {
+            let (s, cert) = (&s, cert.clone());
+            async move {
+                stockholm_fresh(s, Some(cert))
+                    .await
+                    .is_err_and(|e| e.contains("CertificateRevoked"))
+            }
+        },
+    )
+    .await;
+
+    // A stranger's certificate naming a URL of its choice: refused, and nothing fetched.
+    let stranger_server = CrlServer::start(Vec::new()).await;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::new(vec!["stranger".into()]).unwrap();
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.crl_distribution_points = vec![CrlDistributionPoint {
+        uris: vec![stranger_server.url("/x.crl")],
+    }];
+    let self_signed = p.self_signed(&key).unwrap();
+    let stranger = CertAndKey {
+        chain: vec![self_signed.der().clone()],
+        key: PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+    };
+    assert!(stockholm_fresh(&s, Some(stranger)).await.is_err());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stranger_server.hits(), 0);
+    s.stop().await;
+}
+
+/// A CRL URL that fails: the listener refuses every client certificate (which CA the CRL
+/// speaks for is unknown until it is fetched), `/readyz` names the source, the failures are
+/// counted; once the source answers, clients are served again. Later failures — a CRL too
+/// large, one from another CA, a source too slow — keep the last good CRL.
+#[tokio::test]
+async fn a_failing_crl_source_fails_closed_is_reported_and_keeps_the_last_good_crl() {
+    let server = CrlServer::start(crl("kommun-ca", &[])).await;
+    server.status.store(503, Ordering::SeqCst);
+    let url = server.url("/kommun-ca.crl");
+    let u = url.clone();
+    let s = harness::start_custom(
+        move |c, _| {
+            c.kommun_files.trust.crls.urls.push((9, u));
+            c.revocation.refresh = Duration::from_millis(300);
+            c.revocation.retry = Duration::from_millis(200);
+            c.revocation.timeout = Duration::from_millis(500);
+            c.revocation.max_bytes = 64 * 1024;
+            c.health.cache = Duration::ZERO;
+        },
+        true,
+    )
+    .await;
+    let err = stockholm_fresh(&s, None).await.unwrap_err();
+    assert!(!err.is_empty());
+    let ready = reqwest::get(format!("http://{}/readyz", s.inner.gateway.admin_addr))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body = ready.text().await.unwrap();
+    assert!(body.contains("\"crls\"") && body.contains(&url), "{body}");
+    let m = harness::admin_text(s.inner.gateway.admin_addr, "/metrics").await;
+    let source = format!("source=\"{url}\"");
+    assert!(metric(&m, "brygga_crl_fetch_failures_total", &[&source]).unwrap_or(0.0) >= 1.0);
+    assert_eq!(metric(&m, "brygga_crl_source_ok", &[&source]), Some(0.0));
+
+    server.status.store(200, Ordering::SeqCst);
+    until(
+        "served once the CRL is fetched",
+        Duration::from_secs(10),
+        || async { stockholm_fresh(&s, None).await == Ok(200) },
+    )
+    .await;
+
+    // Misbehaving sources: each is a failure, and the CRL held stays in force.
+    let failures = |m: &str| metric(m, "brygga_crl_fetch_failures_total", &[&source]).unwrap();
+    for (what, misbehave) in [
+        (
+            "too large",
+            Box::new(|s: &CrlServer| s.serve(vec![0x30; 100 * 1024])) as Box<dyn Fn(&CrlServer)>,
+        ),
+        (
+            "another CA's",
+            Box::new(|s: &CrlServer| s.serve(crl("af-ca", &[]))),
+        ),
+        (
+            "too slow",
+            Box::new(|s: &CrlServer| {
+                s.serve(crl("kommun-ca", &[example_cert("klient-0180")]));
+                s.delay_ms.store(2000, Ordering::SeqCst);
+            }),
+        ),
+    ] {
+        let before = failures(&harness::admin_text(s.inner.gateway.admin_addr, "/metrics").await);
+        misbehave(&server);
+        until(what, Duration::from_secs(10), || async {
+            failures(&harness::admin_text(s.inner.gateway.admin_addr, "/metrics").await) > before
+        })
+        .await;
+        assert_eq!(stockholm_fresh(&s, None).await, Ok(200), "{what}");
+    }
+    s.stop().await;
+}
+
+/// A connection older than `limits.max_connection_age` is closed gracefully, HTTP/1.1 and
+/// HTTP/2 alike, well before any idle deadline.
+#[tokio::test]
+async fn a_connection_is_retired_at_its_maximum_age() {
+    let s = harness::start_custom(
+        |c, _| c.limits.max_connection_age = Duration::from_millis(800),
+        true,
+    )
+    .await;
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let mut tls = harness::tls_as_stockholm(&s, alpn).await;
+        if alpn == b"http/1.1" {
+            tls.write_all(b"GET /kommun/v1?wsdl HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .await
+                .unwrap();
+        }
+        let started = Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(8), async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match tls.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "{alpn:?}: not closed");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(600) && took < Duration::from_secs(4),
+            "{alpn:?}: {took:?}"
+        );
+    }
+    // An HTTP/2 client that made a request: told GOAWAY at the age, and the connection ends.
+    let tls = harness::tls_as_stockholm(&s, b"h2").await;
+    let (mut send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let started = Instant::now();
+    let r = send
+        .send_request(
+            http::Request::get("https://localhost/kommun/v1?wsdl")
+                .body(http_body_util::Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(r);
+    let ended = tokio::time::timeout(Duration::from_secs(8), conn).await;
+    assert!(ended.is_ok(), "h2 client connection still open");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    s.stop().await;
+}
