@@ -44,7 +44,7 @@ async fn stack(st: &RunningKommunSim, gb: &RunningKommunSim, max_age: Duration) 
     .await
 }
 
-fn event(id: &str, pnr: &str, minute: u32) -> Value {
+pub fn event(id: &str, pnr: &str, minute: u32) -> Value {
     let today = time::OffsetDateTime::now_utc().date();
     json!({
         "handelseId": id,
@@ -65,7 +65,7 @@ fn following(f: Fraga, arende: &str) -> KommunRequest {
 }
 
 /// Stockholm subscribes to the registered person in case EB-1.
-async fn stockholm_follows(s: &Stack) {
+pub async fn stockholm_follows(s: &Stack) {
     answer(
         &s.st
             .call(
@@ -87,7 +87,7 @@ fn af_sender(url: &str) -> KommunClient {
     .unwrap()
 }
 
-async fn push(url: &str, events: Vec<Value>) {
+pub async fn push(url: &str, events: Vec<Value>) {
     let a = af_sender(url)
         .post_with_type(
             None,

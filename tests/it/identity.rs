@@ -386,6 +386,16 @@ async fn a_certificate_for_servers_only_is_refused_as_a_client_certificate() {
     s.stop().await;
 }
 
+/// RFC 5280 lets a certificate without extended key usages serve any purpose; a case
+/// system's certificate must say it is for client authentication.
+#[tokio::test]
+async fn a_certificate_that_names_no_use_is_refused_as_a_client_certificate() {
+    let s = harness::start().await;
+    let (no_eku, _) = sthlm_cert(|p| p.extended_key_usages = vec![]);
+    refused_at_handshake(&s, no_eku, "UnsupportedCertificate").await;
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn a_revoked_client_certificate_is_refused_at_the_handshake() {
     let dir = tempfile::tempdir().unwrap();

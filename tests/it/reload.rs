@@ -493,3 +493,304 @@ fn sighup_reloads_the_server_certificate_of_brygga_serve() {
         .status();
     let _ = child.wait();
 }
+
+/// A harness stack whose gateway reads every file from a private copy of the example PKI and
+/// configuration (under `root`), checked every 50 ms.
+async fn copied_stack(
+    root: &Path,
+    adjust: impl FnOnce(&mut Config) + 'static,
+) -> crate::harness::Stack {
+    let defaults = DemoFiles::default();
+    copy_dir(&defaults.certs, &root.join("certs-example"));
+    std::fs::create_dir_all(root.join("config")).unwrap();
+    for f in [
+        "example.toml",
+        "af-sim.example.toml",
+        "kommun-sim.example.toml",
+    ] {
+        std::fs::copy(
+            defaults.config.parent().unwrap().join(f),
+            root.join("config").join(f),
+        )
+        .unwrap();
+    }
+    let files = DemoFiles {
+        config: root.join("config/example.toml"),
+        sim_config: root.join("config/af-sim.example.toml"),
+        certs: root.join("certs-example"),
+    };
+    crate::harness::start_with_files(
+        files,
+        |c, _| {
+            c.reload_poll = Duration::from_millis(50);
+            adjust(c);
+        },
+        true,
+    )
+    .await
+}
+
+/// Copies a certificate and key of the PKI in `certs` over another pair, in one step each.
+fn swap_identity(certs: &Path, from: &str, to: &str) {
+    for ext in ["pem", "key"] {
+        replace(
+            &certs.join(format!("{to}.{ext}")),
+            &std::fs::read_to_string(certs.join(format!("{from}.{ext}"))).unwrap(),
+        );
+    }
+}
+
+/// Waits (bounded) until `f` holds.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `af` listener's own certificate, as AF sees it on a new connection.
+async fn af_listener_certificate(s: &crate::harness::Stack) -> Vec<u8> {
+    let tls = crate::harness::raw_tls(
+        s.inner.gateway.af_addr,
+        &s.files.certs.join("af-ca.pem"),
+        (
+            &s.files.certs.join("af-client.pem"),
+            &s.files.certs.join("af-client.key"),
+        ),
+        b"http/1.1",
+    )
+    .await;
+    tls.get_ref().1.peer_certificates().unwrap()[0]
+        .as_ref()
+        .to_vec()
+}
+
+/// The af listener's certificate and key, the client certificate towards AF, AF's CA (which
+/// is also the af listener's client CA) and the client certificate towards the case systems
+/// all reload without a restart: each is replaced on disk and the next connection shows it.
+/// A replacement that does not work (a certificate of the wrong CA) shows that the file is
+/// in use; putting the right one back restores service.
+#[tokio::test]
+async fn every_certificate_and_ca_reloads_without_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let s = copied_stack(root.path(), |_| {}).await;
+    let certs = s.files.certs.clone();
+
+    // The af listener: a new certificate from AF's CA.
+    let before = af_listener_certificate(&s).await;
+    let af_ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(certs.join("af-ca.key")).unwrap()).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(certs.join("af-ca.pem")).unwrap(),
+        &af_ca_key,
+    )
+    .unwrap();
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::new(vec!["localhost".into()]).unwrap();
+    p.distinguished_name
+        .push(DnType::CommonName, "brygga af renewed");
+    p.subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let renewed = p.signed_by(&key, &issuer).unwrap();
+    replace(&certs.join("gateway-af.key"), &key.serialize_pem());
+    replace(&certs.join("gateway-af.pem"), &renewed.pem());
+    eventually("the af listener presents the new certificate", || async {
+        af_listener_certificate(&s).await == renewed.der().as_ref()
+    })
+    .await;
+    assert_ne!(before, renewed.der().as_ref());
+
+    // Towards AF: a certificate of the municipal CA is refused by AF ...
+    swap_identity(&certs, "gateway-to-af", "gateway-to-af.orig");
+    swap_identity(&certs, "klient-0180", "gateway-to-af");
+    eventually("AF refuses the gateway's new certificate", || async {
+        s.ask(Some(&s.st_token())).await.status == 503
+    })
+    .await;
+    // ... and AF's own certificate back restores the calls.
+    swap_identity(&certs, "gateway-to-af.orig", "gateway-to-af");
+    eventually("AF answers again", || async {
+        s.ask(Some(&s.st_token())).await.status == 200
+    })
+    .await;
+
+    // AF's CA replaced by another: AF's server is no longer trusted, and AF's pushes are
+    // refused on the af listener.
+    let af_ca = std::fs::read_to_string(certs.join("af-ca.pem")).unwrap();
+    replace(
+        &certs.join("af-ca.pem"),
+        &std::fs::read_to_string(certs.join("kommun-ca.pem")).unwrap(),
+    );
+    eventually("AF is no longer trusted", || async {
+        s.ask(Some(&s.st_token())).await.status == 503
+    })
+    .await;
+    replace(&certs.join("af-ca.pem"), &af_ca);
+    eventually("AF is trusted again", || async {
+        s.ask(Some(&s.st_token())).await.status == 200
+    })
+    .await;
+    s.stop().await;
+}
+
+/// The client certificate towards the case systems reloads: a certificate the case system
+/// does not trust makes deliveries fail; the right one back delivers what waited.
+#[tokio::test]
+async fn the_delivery_certificate_reloads_without_a_restart() {
+    use brygga::kommun_sim::{self, KommunSimSettings};
+    let root = tempfile::tempdir().unwrap();
+    let defaults = DemoFiles::default();
+    let mut sim_settings = KommunSimSettings::load(
+        &defaults
+            .config
+            .parent()
+            .unwrap()
+            .join("kommun-sim.example.toml"),
+    )
+    .unwrap();
+    sim_settings.bind = "127.0.0.1:0".parse().unwrap();
+    let case_system = kommun_sim::start(&sim_settings, None).await.unwrap();
+    let url = case_system.url();
+    let s = copied_stack(root.path(), move |c| {
+        c.endpoints.get_mut("stockholm").unwrap().url = url;
+        c.delivery.first_retry = Duration::from_millis(50);
+        c.delivery.max_retry = Duration::from_millis(100);
+    })
+    .await;
+    let certs = s.files.certs.clone();
+    crate::delivery::stockholm_follows(&s).await;
+    swap_identity(&certs, "gateway-to-kommun", "gateway-to-kommun.orig");
+    swap_identity(&certs, "af-client", "gateway-to-kommun");
+    // Ten reload polls.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = |s: &crate::harness::Stack| {
+        let admin = s.inner.gateway.admin_addr;
+        async move { crate::harness::admin_text(admin, "/metrics").await }
+    };
+    crate::delivery::push(
+        &s.inner.af_url(),
+        vec![crate::delivery::event(
+            "33333333-aaaa-4bbb-8ccc-000000000001",
+            sim::REGISTRERAD,
+            1,
+        )],
+    )
+    .await;
+    // Refused in the handshake (TLS 1.3: after the gateway sent its request, so it counts as
+    // a case system that answered with an error).
+    eventually("a delivery fails with the wrong certificate", || async {
+        m(&s).await.lines().any(|l| {
+            l.starts_with("brygga_deliveries_total")
+                && !l.contains("outcome=\"OK\"")
+                && !l.ends_with(" 0")
+        })
+    })
+    .await;
+    assert!(case_system.state.received().is_empty());
+    swap_identity(&certs, "gateway-to-kommun.orig", "gateway-to-kommun");
+    eventually("delivered with the right certificate", || async {
+        !case_system.state.received().is_empty()
+    })
+    .await;
+    s.stop().await;
+}
+
+/// The checkpoint key and the pseudonym keys reload without a restart. A new signing key
+/// signs from then on under its own key id, and the chain verifies with the new public key
+/// and the old one; a pseudonym key added to the configuration writes the next record, and
+/// an extract for the person (every key searched) finds the records under both keys.
+#[tokio::test]
+async fn the_checkpoint_key_and_pseudonym_keys_reload_without_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let s = copied_stack(root.path(), |c| c.audit.policy.every_records = 1).await;
+    let certs = s.files.certs.clone();
+    let old_public = std::fs::read(certs.join("audit-signing.pub.pem")).unwrap();
+    crate::harness::status(&s.ask(Some(&s.st_token())).await);
+
+    let new = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    replace(&certs.join("audit-signing.key"), &new.serialize_pem());
+    replace(&certs.join("pseudonym-audit-2.key"), &"5a".repeat(32));
+    let config = s.files.config.clone();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[[pseudonyms]]\ndomain = \"audit\"\nid = \"a2\"\nfile = \"../certs-example/pseudonym-audit-2.key\"\n",
+    );
+    replace(&config, &text);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    crate::harness::status(&s.ask(Some(&s.st_token())).await);
+    let store = s.audit_store();
+    let _dir = s.stop().await;
+
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    let kids: Vec<String> = conn
+        .prepare("SELECT jws FROM checkpoints ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .filter_map(|j| jsonwebtoken::decode_header(j.unwrap()).ok()?.kid)
+        .collect();
+    let old_kid = brygga::audit::key_id(&old_public).unwrap();
+    let new_kid = brygga::audit::key_id(new.public_key_pem().as_bytes()).unwrap();
+    assert_eq!(kids.first(), Some(&old_kid), "{kids:?}");
+    assert_eq!(kids.last(), Some(&new_kid), "{kids:?}");
+    let new_public = new.public_key_pem();
+    let verified =
+        brygga::audit::verify(&conn, &[new_public.as_bytes(), &old_public], &mut |_, _| {})
+            .unwrap()
+            .unwrap();
+    assert_eq!(verified.signed_through, verified.records);
+
+    let person = brygga::model::Personnummer::parse(sim::REGISTRERAD).unwrap();
+    let keys = Config::load(&config).unwrap().pseudonyms;
+    let subjects = keys.all("audit", &person);
+    assert_eq!(subjects.len(), 2);
+    let found = brygga::audit::query(
+        &conn,
+        &brygga::audit::Filter {
+            subjects: subjects.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let under: Vec<&str> = found
+        .iter()
+        .filter_map(|r| r.entry.subject.as_deref())
+        .map(|p| &p[..3])
+        .collect();
+    assert_eq!(under, vec!["a1:", "a2:"]);
+}
+
+/// A file that does not load keeps the version in use, and the gateway says so: a log line,
+/// and `brygga_reload_problems` on `/metrics` until the file loads again.
+#[tokio::test]
+async fn a_file_that_fails_to_load_keeps_the_one_in_use_and_says_so() {
+    let root = tempfile::tempdir().unwrap();
+    let s = copied_stack(root.path(), |_| {}).await;
+    let certs = s.files.certs.clone();
+    let before = af_listener_certificate(&s).await;
+    let good = std::fs::read_to_string(certs.join("gateway-af.pem")).unwrap();
+    replace(
+        &certs.join("gateway-af.pem"),
+        "-----BEGIN CERTIFICATE-----\nbroken\n",
+    );
+    let admin = s.inner.gateway.admin_addr;
+    eventually("the problem is reported", || async {
+        crate::harness::admin_text(admin, "/metrics")
+            .await
+            .contains("brygga_reload_problems 1")
+    })
+    .await;
+    // Still served, with the certificate it had; the other listener is not held back.
+    assert_eq!(af_listener_certificate(&s).await, before);
+    crate::harness::status(&s.ask(Some(&s.st_token())).await);
+    replace(&certs.join("gateway-af.pem"), &good);
+    eventually("the problem is gone", || async {
+        crate::harness::admin_text(admin, "/metrics")
+            .await
+            .contains("brygga_reload_problems 0")
+    })
+    .await;
+    s.stop().await;
+}
