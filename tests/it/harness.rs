@@ -386,3 +386,35 @@ pub async fn read_answer(
     let _ = tokio::time::timeout(wait, conn.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// The example CA `ca` (`kommun-ca`, `af-ca`) of the PKI in `certs`, to issue certificates.
+pub fn issuer(certs: &std::path::Path, ca: &str) -> rcgen::Issuer<'static, rcgen::KeyPair> {
+    let read = |ext: &str| std::fs::read_to_string(certs.join(format!("{ca}.{ext}"))).unwrap();
+    rcgen::Issuer::from_ca_cert_pem(
+        &read("pem"),
+        rcgen::KeyPair::from_pem(&read("key")).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Reads until the server closes the connection; how long that took, or None when it was
+/// still open after `limit`.
+pub async fn until_closed(
+    conn: &mut (impl tokio::io::AsyncRead + Unpin),
+    limit: std::time::Duration,
+) -> Option<std::time::Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .ok()
+    .map(|()| started.elapsed())
+}

@@ -11,8 +11,7 @@ use brygga::config::Config;
 use brygga::demo::{DemoFiles, DemoStack};
 use brygga::sim::{self, SimSettings};
 use rcgen::{
-    CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256,
-    SanType,
+    CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, PKCS_ECDSA_P256_SHA256, SanType,
 };
 use rustls_pki_types::ServerName;
 
@@ -131,13 +130,7 @@ async fn the_server_certificate_rotates_while_a_client_keeps_sending() {
 
     let before = served_certificate(stack.gateway.kommun_addr, &certs).await;
     // A new server certificate from the same CA, written over the old files.
-    let ca_key =
-        KeyPair::from_pem(&std::fs::read_to_string(certs.join("kommun-ca.key")).unwrap()).unwrap();
-    let issuer = Issuer::from_ca_cert_pem(
-        &std::fs::read_to_string(certs.join("kommun-ca.pem")).unwrap(),
-        &ca_key,
-    )
-    .unwrap();
+    let issuer = crate::harness::issuer(&certs, "kommun-ca");
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     let mut p = CertificateParams::default();
     p.distinguished_name
@@ -457,13 +450,7 @@ fn sighup_reloads_the_server_certificate_of_brygga_serve() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let before = rt.block_on(served_certificate(addr, &certs));
 
-    let ca_key =
-        KeyPair::from_pem(&std::fs::read_to_string(certs.join("kommun-ca.key")).unwrap()).unwrap();
-    let issuer = Issuer::from_ca_cert_pem(
-        &std::fs::read_to_string(certs.join("kommun-ca.pem")).unwrap(),
-        &ca_key,
-    )
-    .unwrap();
+    let issuer = crate::harness::issuer(&certs, "kommun-ca");
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     let mut p = CertificateParams::default();
     p.subject_alt_names = vec![SanType::DnsName("localhost".try_into().unwrap())];
@@ -579,13 +566,7 @@ async fn every_certificate_and_ca_reloads_without_a_restart() {
 
     // The af listener: a new certificate from AF's CA.
     let before = af_listener_certificate(&s).await;
-    let af_ca_key =
-        KeyPair::from_pem(&std::fs::read_to_string(certs.join("af-ca.key")).unwrap()).unwrap();
-    let issuer = Issuer::from_ca_cert_pem(
-        &std::fs::read_to_string(certs.join("af-ca.pem")).unwrap(),
-        &af_ca_key,
-    )
-    .unwrap();
+    let issuer = crate::harness::issuer(&certs, "af-ca");
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     let mut p = CertificateParams::new(vec!["localhost".into()]).unwrap();
     p.distinguished_name

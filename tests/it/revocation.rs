@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use brygga::config::CertAndKey;
 use brygga::trust::NamedCrl;
 use rcgen::{
-    CertificateParams, CrlDistributionPoint, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
+    CertificateParams, CrlDistributionPoint, DnType, ExtendedKeyUsagePurpose, KeyPair,
     PKCS_ECDSA_P256_SHA256,
 };
 use rustls_pki_types::pem::PemObject;
@@ -312,17 +312,9 @@ async fn a_crl_from_a_url_is_refreshed_and_a_revocation_cuts_the_open_connection
 
     server.serve(crl("kommun-ca", &[example_cert("klient-0180")]));
     let changed = Instant::now();
-    let cut = tokio::time::timeout(Duration::from_secs(10), async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match open.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => continue,
-            }
-        }
-    })
-    .await;
-    assert!(cut.is_ok(), "the open connection was not closed");
+    harness::until_closed(&mut open, Duration::from_secs(10))
+        .await
+        .expect("the open connection is closed");
     let took = changed.elapsed();
     eprintln!("a CRL change at its URL closed the open connection after {took:?}");
     let err = stockholm_fresh(&s, None).await.unwrap_err();
@@ -379,16 +371,9 @@ async fn a_crl_file_replaced_cuts_the_open_connection_at_the_next_reload() {
     .unwrap();
     std::fs::rename(&revoked, &file).unwrap();
     let changed = Instant::now();
-    let cut = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match open.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => continue,
-            }
-        }
-    })
-    .await;
-    assert!(cut.is_ok(), "the open connection was not closed");
+    harness::until_closed(&mut open, Duration::from_secs(10))
+        .await
+        .expect("the open connection is closed");
     eprintln!(
         "a CRL file replaced closed the open connection after {:?}",
         changed.elapsed()
@@ -400,14 +385,7 @@ async fn a_crl_file_replaced_cuts_the_open_connection_at_the_next_reload() {
 /// A Stockholm certificate (from the example kommun CA) naming `url` as its CRL
 /// distribution point.
 fn sthlm_with_distribution_point(url: &str) -> CertAndKey {
-    let certs = harness::certs();
-    let ca_key =
-        KeyPair::from_pem(&std::fs::read_to_string(certs.join("kommun-ca.key")).unwrap()).unwrap();
-    let issuer = Issuer::from_ca_cert_pem(
-        &std::fs::read_to_string(certs.join("kommun-ca.pem")).unwrap(),
-        &ca_key,
-    )
-    .unwrap();
+    let issuer = harness::issuer(&harness::certs(), "kommun-ca");
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     let mut p = CertificateParams::default();
     p.distinguished_name
@@ -579,19 +557,9 @@ async fn a_connection_is_retired_at_its_maximum_age() {
                 .await
                 .unwrap();
         }
-        let started = Instant::now();
-        let closed = tokio::time::timeout(Duration::from_secs(8), async {
-            let mut buf = [0u8; 4096];
-            loop {
-                match tls.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => continue,
-                }
-            }
-        })
-        .await;
-        assert!(closed.is_ok(), "{alpn:?}: not closed");
-        let took = started.elapsed();
+        let took = harness::until_closed(&mut tls, Duration::from_secs(8))
+            .await
+            .unwrap_or_else(|| panic!("{alpn:?}: not closed"));
         assert!(
             took >= Duration::from_millis(600) && took < Duration::from_secs(4),
             "{alpn:?}: {took:?}"

@@ -912,9 +912,7 @@ struct ControlServer {
 }
 
 fn example_issuer(ca: &str) -> Issuer<'static, KeyPair> {
-    let certs = harness::certs();
-    let read = |ext: &str| std::fs::read_to_string(certs.join(format!("{ca}.{ext}"))).unwrap();
-    Issuer::from_ca_cert_pem(&read("pem"), KeyPair::from_pem(&read("key")).unwrap()).unwrap()
+    harness::issuer(&harness::certs(), ca)
 }
 
 fn validity(p: &mut CertificateParams) {
