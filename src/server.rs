@@ -382,7 +382,9 @@ impl ListenerMetrics {
 #[derive(Default)]
 struct ClosedEarly {
     metrics: Option<ListenerMetrics>,
-    warned: std::sync::Mutex<std::collections::HashMap<&'static str, (std::time::Instant, u64)>>,
+    warned: std::sync::Mutex<
+        std::collections::HashMap<&'static str, (Option<std::time::Instant>, u64)>,
+    >,
 }
 
 impl ClosedEarly {
@@ -393,18 +395,16 @@ impl ClosedEarly {
         let listener = self.metrics.as_ref().map(|m| m.listener).unwrap_or("-");
         let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
         let now = std::time::Instant::now();
-        let (last, since) = warned
-            .entry(reason)
-            .or_insert((now - Duration::from_secs(120), 0));
+        let (last, since) = warned.entry(reason).or_insert((None, 0));
         *since += 1;
-        if now.duration_since(*last) >= Duration::from_secs(60) {
+        if last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60)) {
             tracing::warn!(
                 listener,
                 reason,
                 closed = *since,
                 "{why}; connections closed (counted in brygga_connections_closed_early_total)"
             );
-            *last = now;
+            *last = Some(now);
             *since = 0;
         } else {
             tracing::debug!(listener, reason, "{why}");
@@ -602,8 +602,14 @@ pub async fn serve_tls<H, Fut>(
             let tls = match outcome {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
-                    closed_early.note("handshake_refused", "TLS handshakes refused");
-                    tracing::info!(%remote, error = %e, "TLS handshake refused");
+                    // Said once a minute at most (with the latest reason): a client that keeps
+                    // failing its handshake must not fill the log.
+                    closed_early.note(
+                        "handshake_refused",
+                        &crate::model::ident::mask_identity_numbers(&format!(
+                            "TLS handshakes refused, the latest from {remote}: {e}"
+                        )),
+                    );
                     return;
                 }
                 Err(_) => {

@@ -225,7 +225,8 @@ impl Edge {
 
     fn revocation_known(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         if !self.pending.is_empty() {
-            tracing::warn!(edge = %self.name, pending = ?self.pending, "a configured CRL has not been fetched yet; certificates are refused until it is");
+            // Per handshake: debug only (`/readyz` and `brygga_crl_source_ok` say it once).
+            tracing::debug!(edge = %self.name, pending = ?self.pending, "a configured CRL has not been fetched yet; certificates are refused until it is");
             self.fetcher.wake();
             return Err(rustls::Error::InvalidCertificate(
                 CertificateError::UnknownRevocationStatus,
@@ -246,7 +247,9 @@ impl Edge {
         for url in &points {
             asked |= self.fetcher.want(url, &self.name, &self.roots);
         }
-        tracing::info!(edge = %self.name, points = ?points, new = asked, "a certificate names a CRL distribution point whose CRL is not held yet; refused until it is fetched");
+        if asked {
+            tracing::info!(edge = %self.name, points = ?points, "a certificate names a CRL distribution point whose CRL is not held yet; refused until it is fetched");
+        }
         Err(rustls::Error::InvalidCertificate(
             CertificateError::UnknownRevocationStatus,
         ))
