@@ -108,7 +108,11 @@ pub async fn serve_kommun(
         let result = record(&gw, &trace, result, started).await;
         let response = match &result {
             Ok(xml) => respond(StatusCode::OK, "text/xml; charset=utf-8", xml.clone()),
-            Err(failure) => rescue(failure, trace.korrelationsid),
+            Err(failure) => rescue(
+                failure,
+                trace.korrelationsid,
+                trace.operation.or(trace.attempted),
+            ),
         };
         let felkod = result.as_ref().err().map(|f| f.felkod);
         // Every request has its trace, whether or not it reached AF.
@@ -145,7 +149,7 @@ pub async fn serve_kommun(
             gw_outside
                 .metrics
                 .request("-", None, Some(failure.felkod), started.elapsed());
-            rescue(&failure, trace.korrelationsid)
+            rescue(&failure, trace.korrelationsid, None)
         }
     }
 }
@@ -374,6 +378,10 @@ async fn exchange(
     // 3. Decode and validate against the contract.
     let request = soap::decode_request(&body, &gw.xml_limits).map_err(|e| {
         trace.attempted = e.operation;
+        // The caller's id, when it could be read: the case system matches the Fault to it.
+        if let Some(id) = e.korrelationsid {
+            trace.korrelationsid = id;
+        }
         Failure::from(e)
     })?;
     trace.korrelationsid = request.korrelationsid();
@@ -731,6 +739,7 @@ fn contract(query: Option<&str>) -> HttpResponse {
                 ),
             ),
             Uuid::new_v4(),
+            None,
         ),
     }
 }
@@ -849,11 +858,16 @@ pub fn refused_by_http(r: crate::server::Refusal) -> HttpResponse {
     rescue(
         &Failure::new(Felkod::FelaktigHttp, r.message).field(r.field),
         Uuid::new_v4(),
+        None,
     )
 }
 
 /// Turns a failure into the HTTP status and SOAP Fault the caller sees.
-pub fn rescue(failure: &Failure, korrelationsid: Uuid) -> HttpResponse {
+pub fn rescue(
+    failure: &Failure,
+    korrelationsid: Uuid,
+    operation: Option<Operation>,
+) -> HttpResponse {
     let code = failure.felkod;
     let fel = Fel {
         kalla: code.kalla(),
@@ -862,6 +876,7 @@ pub fn rescue(failure: &Failure, korrelationsid: Uuid) -> HttpResponse {
         falt: failure.field.as_deref().map(|f| fault_text(f, 200)),
         korrelationsid,
         kan_forsokas_igen: code.retry_can_help(),
+        operation: operation.map(|o| o.name().to_owned()),
     };
     let mut r = respond(
         code.status(),

@@ -53,8 +53,10 @@ pub struct DecodeError {
     pub kind: DecodeKind,
     pub path: Option<String>,
     pub message: String,
-    /// The operation the request was for, when the decoder got that far (for metrics).
+    /// The operation the request was for, when the decoder got that far.
     pub operation: Option<Operation>,
+    /// The request's Korrelationsid, when it could be read although the rest could not.
+    pub korrelationsid: Option<Uuid>,
 }
 
 impl DecodeError {
@@ -64,6 +66,7 @@ impl DecodeError {
             path: Some(path.to_owned()),
             message: message.into(),
             operation: None,
+            korrelationsid: None,
         }
     }
     fn doc(kind: DecodeKind, message: impl Into<String>) -> Self {
@@ -72,6 +75,7 @@ impl DecodeError {
             path: None,
             message: message.into(),
             operation: None,
+            korrelationsid: None,
         }
     }
 }
@@ -111,6 +115,11 @@ struct Seq<'a> {
     next: usize,
 }
 
+/// Whether `c` is an element of the contract's namespace (not an extension of another).
+fn ours(c: &Element) -> bool {
+    c.ns.as_deref().is_none_or(|ns| ns == KOMMUN_NS)
+}
+
 impl<'a> Seq<'a> {
     fn new(el: &'a Element, path: String) -> Result<Self, DecodeError> {
         no_attributes(el, &path)?;
@@ -138,11 +147,27 @@ impl<'a> Seq<'a> {
             return Ok(found);
         }
         let path = join(&self.path, name);
-        Err(match self.el.children.get(self.next) {
+        let children = &self.el.children;
+        Err(match children.get(self.next) {
             Some(c) if c.name == name => invalid(
                 &path,
                 format!("the element must be in namespace {KOMMUN_NS}"),
             ),
+            // What stands in its place is the fault when the required element comes later
+            // (out of order), or when it repeats one already read.
+            Some(c)
+                if ours(c)
+                    && (children[self.next..].iter().any(|l| l.is(KOMMUN_NS, name))
+                        || children[..self.next].iter().any(|e| e.name == c.name)) =>
+            {
+                DecodeError::at(
+                    DecodeKind::Unexpected,
+                    &join(&self.path, &c.name),
+                    format!(
+                        "element not allowed here: {name} is expected at this place (wrong order or repeated)"
+                    ),
+                )
+            }
             Some(c) => DecodeError::at(
                 DecodeKind::Missing,
                 &path,
@@ -660,8 +685,24 @@ pub fn decode_request(bytes: &[u8], limits: &XmlLimits) -> Result<KommunRequest,
     });
     decoded.map_err(|mut e| {
         e.operation = Some(op);
+        e.korrelationsid = korrelationsid_in(op_el);
         e
     })
+}
+
+/// The Korrelationsid of a request that could not be decoded whole: in its `Fraga`, or
+/// straight in the operation element, where it stands first.
+fn korrelationsid_in(op_el: &Element) -> Option<Uuid> {
+    let first = op_el.children.first()?;
+    let holder = if first.is(KOMMUN_NS, "Fraga") {
+        first.children.first()?
+    } else {
+        first
+    };
+    if !holder.is(KOMMUN_NS, "Korrelationsid") {
+        return None;
+    }
+    parse_uuid(holder.text.trim()).ok()
 }
 
 /// Builds XML text with the `soap` and `k` prefixes.
@@ -952,9 +993,8 @@ fn encode_avaktualisering(o: &mut Out, a: &Avaktualisering) {
     o.leaf("OrsakText", &a.orsak_text);
 }
 
-/// Encodes a SOAP 1.1 Fault with `detail/Fel`. `faultcode` is `soap:Client` when the caller
-/// can fix the request, `soap:Server` otherwise.
-/// A Fault with its `faultcode` (`soap:Client`, `soap:Server` or `soap:MustUnderstand`).
+/// Encodes a SOAP 1.1 Fault with `detail/Fel` and its `faultcode` (`soap:Client` when the
+/// caller can fix the request, `soap:MustUnderstand`, or `soap:Server`).
 pub fn encode_fault(fel: &Fel, code: &str) -> String {
     let mut o = Out::envelope();
     let _ = write!(
@@ -969,6 +1009,7 @@ pub fn encode_fault(fel: &Fel, code: &str) -> String {
         o.opt("Falt", fel.falt.as_deref());
         o.leaf("Korrelationsid", &fel.korrelationsid.to_string());
         o.boolean("KanForsokasIgen", fel.kan_forsokas_igen);
+        o.opt("Operation", fel.operation.as_deref());
     });
     o.0.push_str("</detail></soap:Fault>");
     o.finish()
@@ -1120,6 +1161,7 @@ fn decode_fel(s: &mut Seq<'_>) -> Result<Fel, DecodeError> {
         falt: s.opt_leaf("Falt", text(1, 200))?,
         korrelationsid: s.leaf("Korrelationsid", uuid)?,
         kan_forsokas_igen: s.leaf("KanForsokasIgen", boolean)?,
+        operation: s.opt_leaf("Operation", text(1, 64))?,
     })
 }
 

@@ -657,4 +657,6 @@ pub struct Fel {
     pub falt: Option<String>,
     pub korrelationsid: Uuid,
     pub kan_forsokas_igen: bool,
+    /// The operation the request was for, when that much could be read.
+    pub operation: Option<String>,
 }

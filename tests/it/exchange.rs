@@ -351,6 +351,27 @@ async fn bad_requests_get_a_fault_naming_the_problem() {
             "OGILTIG_XML",
             None,
         ),
+        // What stands in the wrong place is named, not what is expected there.
+        (
+            "Lagrum before Syfte",
+            good.replace(&el("Syfte"), "SYFTE-HERE")
+                .replace(&el("Lagrum"), &el("Syfte"))
+                .replace("SYFTE-HERE", &el("Lagrum")),
+            "OVANTAT_ELEMENT",
+            Some("Fraga/Lagrum"),
+        ),
+        (
+            "Syfte twice",
+            good.replace(&el("Syfte"), &format!("{0}{0}", el("Syfte"))),
+            "OVANTAT_ELEMENT",
+            Some("Fraga/Syfte"),
+        ),
+        (
+            "an unknown element before Korrelationsid",
+            good.replace("<k:Fraga>", "<k:Fraga><k:Okand>x</k:Okand>"),
+            "OVANTAT_ELEMENT",
+            Some("Fraga/Okand"),
+        ),
     ];
     for (name, body, code, field) in cases {
         let a = s.st.post_raw(Some(&token), body).await.unwrap();
@@ -376,6 +397,58 @@ async fn bad_requests_get_a_fault_naming_the_problem() {
         "OGILTIG_XML",
     );
     assert_eq!(s.af_data_requests(), 0, "no refused request reached AF");
+    s.stop().await;
+}
+
+/// A Fault carries the caller's Korrelationsid whenever it could be read (so the case system
+/// can match it to its request) and names the operation; a fresh id only when there is none.
+#[tokio::test]
+async fn a_fault_keeps_the_callers_korrelationsid_and_names_the_operation() {
+    let s = harness::start().await;
+    let token = s.st_token();
+    let fraga = s.st_fraga(sim::REGISTRERAD);
+    let id = fraga.korrelationsid;
+    let good = brygga::codec::soap::encode_request(&KommunRequest::HamtaArbetssokandeStatus(fraga));
+    for (what, body, felkod) in [
+        (
+            "a bad check digit",
+            good.replace(sim::REGISTRERAD, "198507099806"),
+            "OGILTIGT_FALT",
+        ),
+        (
+            "Syfte missing",
+            good.replace("<k:Syfte>EKB-BESLUT</k:Syfte>", ""),
+            "FALT_SAKNAS",
+        ),
+        (
+            "an element out of order",
+            good.replace("</k:Fraga>", "<k:Syfte>EKB-BESLUT</k:Syfte></k:Fraga>"),
+            "OVANTAT_ELEMENT",
+        ),
+    ] {
+        let f = fault(
+            &s.st.post_raw(Some(&token), body).await.unwrap(),
+            400,
+            felkod,
+        );
+        assert_eq!(f.korrelationsid, id, "{what}");
+        assert_eq!(
+            f.operation.as_deref(),
+            Some("HamtaArbetssokandeStatus"),
+            "{what}"
+        );
+    }
+    // No readable id: a fresh one, and no operation when that could not be read either.
+    let f = fault(
+        &s.st
+            .post_raw(Some(&token), "<a>not soap</a>")
+            .await
+            .unwrap(),
+        400,
+        "INTE_SOAP",
+    );
+    assert_ne!(f.korrelationsid, id);
+    assert_eq!(f.operation, None);
     s.stop().await;
 }
 

@@ -178,7 +178,7 @@ async fn metrics_count_what_happened_by_bounded_labels_and_pass_promtool() {
         requests(
             "HamtaArbetssokandeStatus",
             "stockholm",
-            "FALT_SAKNAS",
+            "OVANTAT_ELEMENT",
             "klient"
         ),
         Some(1.0),
@@ -206,7 +206,7 @@ async fn metrics_count_what_happened_by_bounded_labels_and_pass_promtool() {
     assert_eq!(
         sample(
             &text,
-            "brygga_validation_failures_total{source=\"kommun\",message=\"HamtaArbetssokandeStatus\",felkod=\"FALT_SAKNAS\"}"
+            "brygga_validation_failures_total{source=\"kommun\",message=\"HamtaArbetssokandeStatus\",felkod=\"OVANTAT_ELEMENT\"}"
         ),
         Some(1.0),
         "{text}"
