@@ -313,6 +313,23 @@ fn token(el: &Element, path: &str) -> Result<String, DecodeError> {
 }
 
 /// Leaf parsers: each takes the collapsed text and the path for its error.
+/// Text that is kept (in the audit chain, the subscriptions, the outbox) or logged: as
+/// [`text`], and refused when it embeds a valid personnummer or samordningsnummer, which the
+/// evidence must never hold in clear.
+fn kept_text(min: usize, max: usize) -> impl Fn(&str, &str) -> Result<String, DecodeError> {
+    let text = text(min, max);
+    move |t, p| {
+        let t = text(t, p)?;
+        if crate::model::ident::embeds_identity_number(&t) {
+            return Err(invalid(
+                p,
+                crate::model::ident::IdentError::EmbedsIdentityNumber.to_string(),
+            ));
+        }
+        Ok(t)
+    }
+}
+
 fn text(min: usize, max: usize) -> impl Fn(&str, &str) -> Result<String, DecodeError> {
     move |t, p| {
         let n = t.chars().count();
@@ -402,6 +419,8 @@ pub fn is_code(s: &str) -> bool {
         && b[1..]
             .iter()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'-')
+        // A code is recorded as sent, even when refused: it must not spell an identity number.
+        && !crate::model::ident::embeds_identity_number(s)
 }
 
 fn orgnr12(t: &str, p: &str) -> Result<Organisationsnummer, DecodeError> {
@@ -435,24 +454,30 @@ fn decode_fraga(s: &mut Seq<'_>) -> Result<Fraga, DecodeError> {
     Ok(Fraga {
         korrelationsid,
         ingivare,
-        arendeidentitet: s.leaf("Arendeidentitet", text(1, 64))?,
+        arendeidentitet: s.leaf("Arendeidentitet", kept_text(1, 64))?,
         personidentitet: s.leaf("Personidentitet", with(Personnummer::parse))?,
         tidsperiod: s.node("Tidsperiod", decode_tidsperiod)?,
         syfte: s.leaf("Syfte", syfte)?,
-        lagrum: s.leaf("Lagrum", text(1, 500))?,
-        personuppgiftsbitrade: s.opt_leaf("Personuppgiftsbitrade", text(1, 200))?,
+        lagrum: s.leaf("Lagrum", kept_text(1, 500))?,
+        personuppgiftsbitrade: s.opt_leaf("Personuppgiftsbitrade", kept_text(1, 200))?,
     })
 }
 
 fn decode_ingivare(s: &mut Seq<'_>) -> Result<Ingivare, DecodeError> {
     Ok(Ingivare {
         organisationsnummer: s.leaf("Organisationsnummer", orgnr12)?,
-        namn: s.leaf("Namn", text(1, 200))?,
+        namn: s.leaf("Namn", kept_text(1, 200))?,
         handlaggare: s.leaf("Handlaggare", with(HsaId::parse))?,
     })
 }
 
 fn syfte(t: &str, p: &str) -> Result<String, DecodeError> {
+    if crate::model::ident::embeds_identity_number(t) {
+        return Err(invalid(
+            p,
+            crate::model::ident::IdentError::EmbedsIdentityNumber.to_string(),
+        ));
+    }
     pattern(
         is_code,
         "must be a purpose code such as EKB-BESLUT (A-Z, 0-9, '-', 2 to 32 characters)",
@@ -463,7 +488,7 @@ fn decode_prenumerations_fraga(s: &mut Seq<'_>) -> Result<PrenumerationsFraga, D
     Ok(PrenumerationsFraga {
         korrelationsid: s.leaf("Korrelationsid", uuid)?,
         ingivare: s.node("Ingivare", decode_ingivare)?,
-        arendeidentitet: s.leaf("Arendeidentitet", text(1, 64))?,
+        arendeidentitet: s.leaf("Arendeidentitet", kept_text(1, 64))?,
         syfte: s.leaf("Syfte", syfte)?,
     })
 }

@@ -26,6 +26,10 @@ pub enum IdentError {
         "must be SE, a 10-digit organisation number, '-' and letters or digits, at most 31 characters"
     )]
     HsaShape,
+    #[error(
+        "must not contain a personal identity number (personnummer or samordningsnummer): it is kept in the audit chain"
+    )]
+    EmbedsIdentityNumber,
     #[error("must be a date YYYY-MM-DD, optionally with an offset such as +01:00 or Z")]
     DateShape,
     #[error("must be a UUID such as 3f1c6a52-8b9e-4c1f-9a57-0d6e2b7c4a10")]
@@ -241,6 +245,10 @@ impl HsaId {
             return Err(IdentError::HsaShape);
         }
         Organisationsnummer::parse(&s[2..12])?;
+        // The suffix is the organisation's own: it must not name the person behind it.
+        if embeds_identity_number(&s[13..]) {
+            return Err(IdentError::EmbedsIdentityNumber);
+        }
         Ok(Self(s.to_owned()))
     }
 

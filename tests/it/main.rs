@@ -9,6 +9,7 @@ mod connections;
 mod contracts;
 mod delivery;
 mod events;
+mod evidence;
 mod exchange;
 mod flood;
 mod harness;

@@ -1,0 +1,115 @@
+//! The evidence holds at its edges: no identity number in anything kept, every request that
+//! reaches the SOAP endpoint recorded, the purpose binding what leaves.
+
+use brygga::model::*;
+use brygga::sim;
+
+use crate::harness::{self, Stack};
+
+/// Every text kept by the store (audit records, subscriptions, outbox apart from the
+/// payloads the law lets travel), as one string.
+fn kept_text(store: &std::path::Path) -> String {
+    let conn = rusqlite::Connection::open(store).unwrap();
+    let mut out = String::new();
+    for q in [
+        "SELECT body FROM records",
+        "SELECT client || ' ' || arende || ' ' || syfte || ' ' || subject FROM subscriptions",
+        "SELECT client || ' ' || arende || ' ' || subject || ' ' || coalesce(last_error, '') FROM outbox",
+    ] {
+        let mut stmt = conn.prepare(q).unwrap();
+        for row in stmt.query_map([], |r| r.get::<_, String>(0)).unwrap() {
+            out.push_str(&row.unwrap());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A request of Stockholm's with `f` applied to its XML.
+async fn ask_with(s: &Stack, f: impl FnOnce(String) -> String) -> brygga::client::RawAnswer {
+    s.st.post_raw(Some(&s.st_token()), f(s.st_xml(sim::REGISTRERAD)))
+        .await
+        .unwrap()
+}
+
+/// A case id, a legal basis, a name or a case worker's HSA-id that embeds a valid
+/// personnummer or samordningsnummer is refused, naming the field; nothing of it is kept in
+/// the chain, the subscriptions or the outbox.
+#[tokio::test]
+async fn free_text_that_embeds_an_identity_number_is_refused_and_kept_nowhere() {
+    let s = harness::start().await;
+    let arende = "EB-2026-004711";
+    let cases = [
+        (
+            "a case id with a personnummer",
+            format!("<k:Arendeidentitet>{arende}</k:Arendeidentitet>"),
+            "<k:Arendeidentitet>EB-198507099805</k:Arendeidentitet>".to_owned(),
+            "Fraga/Arendeidentitet",
+        ),
+        (
+            "a case id with a samordningsnummer written with a dash",
+            format!("<k:Arendeidentitet>{arende}</k:Arendeidentitet>"),
+            "<k:Arendeidentitet>ärende 701063-2391</k:Arendeidentitet>".to_owned(),
+            "Fraga/Arendeidentitet",
+        ),
+        (
+            "a legal basis with one",
+            "<k:Lagrum>".to_owned(),
+            "<k:Lagrum>198507099805 ".to_owned(),
+            "Fraga/Lagrum",
+        ),
+        (
+            "the sender's name with one",
+            "<k:Namn>".to_owned(),
+            "<k:Namn>197010632391 ".to_owned(),
+            "Fraga/Ingivare/Namn",
+        ),
+        (
+            "a case worker's HSA-id with one",
+            "<k:Handlaggare>SE2120000142-HL01</k:Handlaggare>".to_owned(),
+            "<k:Handlaggare>SE2120000142-198507099805</k:Handlaggare>".to_owned(),
+            "Fraga/Ingivare/Handlaggare",
+        ),
+    ];
+    for (what, from, to, field) in &cases {
+        let a = ask_with(&s, |x| {
+            assert!(x.contains(from.as_str()), "{what}");
+            x.replacen(from.as_str(), to, 1)
+        })
+        .await;
+        let fel = harness::fault(&a, 400, "OGILTIGT_FALT");
+        assert_eq!(fel.falt.as_deref(), Some(*field), "{what}");
+        assert!(
+            fel.meddelande.contains("identity number"),
+            "{what}: {fel:?}"
+        );
+    }
+    // A subscription under such a case id is not stored.
+    let today = time::OffsetDateTime::now_utc().date();
+    let f = Fraga {
+        arendeidentitet: "EB-198507099805".into(),
+        tidsperiod: Tidsperiod::new(today, today + time::Duration::days(3)).unwrap(),
+        ..s.st_fraga(sim::REGISTRERAD)
+    };
+    let a =
+        s.st.call(&s.st_token(), &KommunRequest::RegistreraPrenumeration(f))
+            .await
+            .unwrap();
+    harness::fault(&a, 400, "OGILTIGT_FALT");
+    // A token whose purpose spells one.
+    let token = s
+        .st_idp
+        .token(&s.sthlm.handlaggare, "0180", "X198507099805")
+        .unwrap();
+    let a = s.ask(Some(&token)).await;
+    assert_eq!(a.status.as_u16(), 401);
+    assert_eq!(s.af_data_requests(), 0);
+    let kept = kept_text(&s.audit_store());
+    assert!(
+        harness::personnummer_like(&kept).is_empty(),
+        "{:?}",
+        harness::personnummer_like(&kept)
+    );
+    assert!(!kept.contains("701063-2391"), "{kept}");
+    s.stop().await;
+}
