@@ -213,9 +213,20 @@ pub fn example_fraga(
         personidentitet: Personnummer::parse(personnummer).map_err(|e| e.to_string())?,
         tidsperiod: Tidsperiod::new(date("2026-06-01")?, date("2026-11-30")?).ok_or("period")?,
         syfte: syfte.to_owned(),
-        lagrum: "11 kap. 11 a § socialtjänstlagen; 5 § förordningen (2008:975)".to_owned(),
+        lagrum: example_lagrum(syfte).to_owned(),
         personuppgiftsbitrade: None,
     })
+}
+
+/// The legal basis a case system states for each example purpose (as the example
+/// configuration accepts it).
+pub fn example_lagrum(syfte: &str) -> &'static str {
+    match syfte {
+        "AKT-PLANERING" | "AKT-UPPFOLJNING" => {
+            "Socialtjänstlagen, bestämmelserna om aktivitetskrav för den som får försörjningsstöd (i kraft 1 juli 2026)"
+        }
+        _ => "11 kap. 11 a § socialtjänstlagen; 5 § förordningen (2008:975)",
+    }
 }
 
 /// A plan with three activities of different kinds, 40 hours per week at most at any time.

@@ -558,7 +558,12 @@ fn default_leeway() -> Duration {
 pub struct SyfteFile {
     pub kod: String,
     pub beskrivning: String,
+    /// The legal basis, as recorded for what is disclosed under this purpose; a request's
+    /// `Lagrum` must state it, or one of `lagrum_godtas`.
     pub lagrum: String,
+    /// Other wordings of the legal basis a request may state for this purpose.
+    #[serde(default)]
+    pub lagrum_godtas: Vec<String>,
     /// The data categories this purpose may see; everything else is removed from answers.
     pub kategorier: Vec<String>,
 }
@@ -857,7 +862,26 @@ pub struct Syfte {
     pub kod: String,
     pub beskrivning: String,
     pub lagrum: String,
+    /// Every wording of the legal basis a request may state, normalised.
+    accepted: Vec<String>,
     pub kategorier: HashSet<Datakategori>,
+}
+
+impl Syfte {
+    /// Whether a request may state `lagrum` for this purpose: one of its configured wordings,
+    /// whitespace and letter case aside.
+    pub fn accepts(&self, lagrum: &str) -> bool {
+        let stated = normalise_lagrum(lagrum);
+        self.accepted.iter().any(|a| *a == stated)
+    }
+}
+
+/// A legal basis compared as a person reads it: runs of whitespace as one space, no case.
+fn normalise_lagrum(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// A municipal client, identified by the organisation number in its certificate.
@@ -1487,10 +1511,22 @@ impl Config {
                     ),
                 }
             }
+            for (j, l) in s.lagrum_godtas.iter().enumerate() {
+                if l.trim().is_empty() || l.chars().count() > 500 {
+                    c.fail(
+                        format!("{key}.lagrum_godtas[{j}]"),
+                        "must be 1-500 characters",
+                    );
+                }
+            }
             let syfte = Syfte {
                 kod: s.kod.clone(),
                 beskrivning: s.beskrivning.clone(),
                 lagrum: s.lagrum.clone(),
+                accepted: std::iter::once(&s.lagrum)
+                    .chain(&s.lagrum_godtas)
+                    .map(|l| normalise_lagrum(l))
+                    .collect(),
                 kategorier,
             };
             if syften.insert(s.kod.clone(), syfte).is_some() {

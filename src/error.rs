@@ -56,6 +56,7 @@ pub enum Felkod {
     SyfteMatcharEj,
     OperationEjTillaten,
     SyfteEjTillatet,
+    LagrumEjGodtaget,
     HandlaggareEjBehorig,
     AfEjNabar,
     AfTidsgrans,
@@ -119,6 +120,7 @@ impl Felkod {
             SyfteMatcharEj => "SYFTE_MATCHAR_EJ",
             OperationEjTillaten => "OPERATION_EJ_TILLATEN",
             SyfteEjTillatet => "SYFTE_EJ_TILLATET",
+            LagrumEjGodtaget => "LAGRUM_EJ_GODTAGET",
             HandlaggareEjBehorig => "HANDLAGGARE_EJ_BEHORIG",
             AfEjNabar => "AF_EJ_NABAR",
             AfTidsgrans => "AF_TIDSGRANS",
@@ -158,7 +160,9 @@ impl Felkod {
             | TokenFelMottagare | TokenSaknarAnsprak | TokenForLangLivstid | TokenAteranvant
             | TokenFelCertifikat | TokenKritiskUtokning => StatusCode::UNAUTHORIZED,
             KlientOkand | FelKommun | HandlaggareMatcharEj | IngivareMatcharEj | SyfteMatcharEj
-            | OperationEjTillaten | SyfteEjTillatet | HandlaggareEjBehorig => StatusCode::FORBIDDEN,
+            | OperationEjTillaten | SyfteEjTillatet | LagrumEjGodtaget | HandlaggareEjBehorig => {
+                StatusCode::FORBIDDEN
+            }
             AfEjNabar | AfOverbelastad | TokenkontrollFull | LoggningMisslyckades
             | LagringMisslyckades => StatusCode::SERVICE_UNAVAILABLE,
             AfTidsgrans | Tidsgrans => StatusCode::GATEWAY_TIMEOUT,
@@ -308,6 +312,7 @@ impl From<Denial> for Failure {
                 Felkod::HandlaggareEjBehorig,
                 Some("Fraga/Ingivare/Handlaggare"),
             ),
+            Denial::Lagrum(..) => (Felkod::LagrumEjGodtaget, Some("Fraga/Lagrum")),
         };
         Failure {
             felkod,

@@ -390,7 +390,8 @@ async fn exchange(
     if let Some(c) = request.caller() {
         trace.arende = Some(c.arendeidentitet.to_owned());
         trace.syfte = Some(c.syfte.to_owned());
-        trace.lagrum = syfte.map(|s| s.lagrum.clone());
+        // What the caller stated: the record keeps it (it must be the purpose's, below).
+        trace.lagrum = c.lagrum.map(str::to_owned);
     }
     if let Some(f) = request.fraga() {
         trace.subject = gw.pseudonyms().pseudonym("audit", &f.personidentitet);
@@ -402,7 +403,7 @@ async fn exchange(
         .map_err(Failure::from)?;
 
     // 4. Authorise: client × operation × purpose, own municipality, the token's case worker.
-    policy::authorise(&client, &worker, &request).map_err(|d| {
+    policy::authorise(&client, &worker, &request, syfte).map_err(|d| {
         let mut f = Failure::from(d);
         // ListaPrenumerationer carries the caller's fields at the top, not in a Fraga.
         if request.fraga().is_none() {

@@ -1,7 +1,7 @@
 //! Authorisation, deny by default: this client may run this operation for this purpose, for
 //! its own municipality only, as the case worker named in the token.
 
-use crate::config::Client;
+use crate::config::{Client, Syfte};
 use crate::identity::CaseWorker;
 use std::collections::HashSet;
 
@@ -26,10 +26,18 @@ pub enum Denial {
     SyfteForOperation(Operation, String),
     #[error("the case worker's HSA-id is not one this client has authorised")]
     HandlaggarePrefix,
+    #[error("the stated legal basis (Lagrum) is not one the purpose {0} accepts; state: {1}")]
+    Lagrum(String, String),
 }
 
-/// Checks a decoded request against the client's policy and the verified token.
-pub fn authorise(client: &Client, worker: &CaseWorker, req: &KommunRequest) -> Result<(), Denial> {
+/// Checks a decoded request against the client's policy, the verified token and the purpose
+/// it names (`syfte`, as configured; a purpose that is not is refused by the client's policy).
+pub fn authorise(
+    client: &Client,
+    worker: &CaseWorker,
+    req: &KommunRequest,
+    syfte: Option<&Syfte>,
+) -> Result<(), Denial> {
     if worker.kommunkod != client.kommunkod {
         return Err(Denial::ForeignKommun);
     }
@@ -67,6 +75,12 @@ pub fn authorise(client: &Client, worker: &CaseWorker, req: &KommunRequest) -> R
             .any(|p| worker.hsa_id.as_str().starts_with(p.as_str()))
     {
         return Err(Denial::HandlaggarePrefix);
+    }
+    // The legal basis the caller states must be the purpose's.
+    if let (Some(syfte), Some(stated)) = (syfte, caller.lagrum)
+        && !syfte.accepts(stated)
+    {
+        return Err(Denial::Lagrum(syfte.kod.clone(), syfte.lagrum.clone()));
     }
     Ok(())
 }

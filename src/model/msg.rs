@@ -164,11 +164,13 @@ impl KommunRequest {
                 ingivare: &l.ingivare,
                 arendeidentitet: &l.arendeidentitet,
                 syfte: &l.syfte,
+                lagrum: None,
             }),
             other => other.fraga().map(|f| Caller {
                 ingivare: &f.ingivare,
                 arendeidentitet: &f.arendeidentitet,
                 syfte: &f.syfte,
+                lagrum: Some(&f.lagrum),
             }),
         }
     }
@@ -188,6 +190,8 @@ pub struct Caller<'a> {
     pub ingivare: &'a Ingivare,
     pub arendeidentitet: &'a str,
     pub syfte: &'a str,
+    /// The legal basis the caller states (a listing of subscriptions states none).
+    pub lagrum: Option<&'a str>,
 }
 
 /// Defines a closed code list: an enum whose variants map one to one to the contract's codes.

@@ -107,7 +107,8 @@ async fn each_access_and_refusal_has_a_record_with_its_facts() {
             .pseudonym("audit", &Personnummer::parse(pnr).unwrap())
             .unwrap()
     };
-    let lagrum = config.syften["EKB-BESLUT"].lagrum.clone();
+    // The legal basis as the request stated it (one the purpose accepts).
+    let lagrum = brygga::client::example_lagrum("EKB-BESLUT").to_owned();
 
     let d = &r[0].entry;
     assert_eq!(r[0].seq, 1);

@@ -464,6 +464,7 @@ async fn xml_examples_and_gateway_messages_follow_the_xsd() {
     }
     let mut planning = s.st_fraga(sim::REGISTRERAD);
     planning.syfte = "AKT-PLANERING".into();
+    planning.lagrum = brygga::client::example_lagrum("AKT-PLANERING").into();
     let plan =
         KommunRequest::AnmalAktivitetsplan(planning, brygga::client::example_plan().unwrap());
     bodies.push(s.st.call(&plan_token, &plan).await.unwrap().body);

@@ -113,3 +113,63 @@ async fn free_text_that_embeds_an_identity_number_is_refused_and_kept_nowhere() 
     assert!(!kept.contains("701063-2391"), "{kept}");
     s.stop().await;
 }
+
+/// The legal basis a request states must be one its purpose accepts (whitespace and case
+/// aside): "ingen lag alls" is refused with its own Felkod before AF is asked, and the record
+/// keeps what was stated, not the configured basis.
+#[tokio::test]
+async fn the_stated_legal_basis_is_checked_and_kept() {
+    let s = harness::start().await;
+    let mut fraga = s.st_fraga(sim::REGISTRERAD);
+    fraga.lagrum = "ingen lag alls".into();
+    let a =
+        s.st.call(
+            &s.st_token(),
+            &KommunRequest::HamtaArbetssokandeStatus(fraga),
+        )
+        .await
+        .unwrap();
+    let fel = harness::fault(&a, 403, "LAGRUM_EJ_GODTAGET");
+    assert_eq!(fel.falt.as_deref(), Some("Fraga/Lagrum"));
+    assert_eq!(s.af_data_requests(), 0);
+    // Another purpose's basis is not this one's.
+    let mut fraga = s.st_fraga(sim::REGISTRERAD);
+    fraga.lagrum = brygga::client::example_lagrum("AKT-PLANERING").into();
+    harness::fault(
+        &s.st
+            .call(
+                &s.st_token(),
+                &KommunRequest::HamtaArbetssokandeStatus(fraga),
+            )
+            .await
+            .unwrap(),
+        403,
+        "LAGRUM_EJ_GODTAGET",
+    );
+    // The accepted wording, spaced and cased otherwise, is served; the record says it.
+    let mut fraga = s.st_fraga(sim::REGISTRERAD);
+    let stated = "  11 KAP. 11 a §   socialtjänstlagen;\n5 § förordningen (2008:975)";
+    fraga.lagrum = stated.into();
+    harness::status(
+        &s.st
+            .call(
+                &s.st_token(),
+                &KommunRequest::HamtaArbetssokandeStatus(fraga),
+            )
+            .await
+            .unwrap(),
+    );
+    let records = harness::audit_records(&s.audit_store());
+    let lagrum: Vec<Option<String>> = records.iter().map(|r| r.entry.lagrum.clone()).collect();
+    assert_eq!(
+        lagrum,
+        vec![
+            Some("ingen lag alls".to_owned()),
+            Some(brygga::client::example_lagrum("AKT-PLANERING").to_owned()),
+            // xs:token collapses the whitespace as the contract reads it.
+            Some("11 KAP. 11 a § socialtjänstlagen; 5 § förordningen (2008:975)".to_owned()),
+        ]
+    );
+    assert_eq!(records[0].entry.outcome, "LAGRUM_EJ_GODTAGET");
+    s.stop().await;
+}

@@ -96,6 +96,7 @@ async fn an_activity_plan_is_received_then_updated() {
         .unwrap();
     let mut fraga = s.st_fraga(sim::REGISTRERAD);
     fraga.syfte = "AKT-PLANERING".into();
+    fraga.lagrum = brygga::client::example_lagrum("AKT-PLANERING").into();
     let plan = brygga::client::example_plan().unwrap();
     let req = KommunRequest::AnmalAktivitetsplan(fraga.clone(), plan.clone());
     let KommunAnswer::Aktivitetsplan(first) = answer(&s.st.call(&token, &req).await.unwrap())

@@ -15,6 +15,7 @@ async fn a_purpose_that_may_not_see_benefit_decisions_gets_an_answer_without_the
         .unwrap();
     let mut fraga = s.st_fraga(sim::REGISTRERAD);
     fraga.syfte = "AKT-PLANERING".into();
+    fraga.lagrum = brygga::client::example_lagrum("AKT-PLANERING").into();
     let KommunAnswer::Ersattningsbeslut(e) = answer(
         &s.st
             .call(&token, &KommunRequest::HamtaErsattningsbeslut(fraga))
@@ -53,6 +54,7 @@ async fn follow_up_sees_registration_and_reports_but_not_category_office_or_a_ka
         .unwrap();
     let mut fraga = s.st_fraga(sim::REGISTRERAD);
     fraga.syfte = "AKT-UPPFOLJNING".into();
+    fraga.lagrum = brygga::client::example_lagrum("AKT-UPPFOLJNING").into();
     let st = status(
         &s.st
             .call(&token, &KommunRequest::HamtaArbetssokandeStatus(fraga))
@@ -67,6 +69,7 @@ async fn follow_up_sees_registration_and_reports_but_not_category_office_or_a_ka
     // Its handlingsplan has the plan and activities but not the office.
     let mut fraga = s.st_fraga(sim::REGISTRERAD);
     fraga.syfte = "AKT-UPPFOLJNING".into();
+    fraga.lagrum = brygga::client::example_lagrum("AKT-UPPFOLJNING").into();
     let KommunAnswer::Handlingsplan(h) = answer(
         &s.st
             .call(&token, &KommunRequest::HamtaHandlingsplan(fraga))
