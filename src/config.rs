@@ -872,7 +872,7 @@ impl Syfte {
     /// whitespace and letter case aside.
     pub fn accepts(&self, lagrum: &str) -> bool {
         let stated = normalise_lagrum(lagrum);
-        self.accepted.iter().any(|a| *a == stated)
+        self.accepted.contains(&stated)
     }
 }
 
