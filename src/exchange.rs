@@ -76,8 +76,12 @@ pub async fn serve_kommun(
     peer: Arc<Peer>,
     req: Request<Incoming>,
 ) -> HttpResponse {
-    if req.method() == Method::GET && req.uri().path() == KOMMUN_PATH {
-        return contract(req.uri().query());
+    // The published contract is public: serving it is no access to record.
+    if req.method() == Method::GET
+        && req.uri().path() == KOMMUN_PATH
+        && let Some(contract) = contract(req.uri().query())
+    {
+        return contract;
     }
     let started = Instant::now();
     let started_at = std::time::SystemTime::now();
@@ -337,12 +341,19 @@ async fn exchange(
     req: Request<Incoming>,
     trace: &mut Trace,
 ) -> Result<String, Failure> {
-    route(&req)?;
+    // From here every request is an access or a refusal with its record, whatever its fate
+    // (a wrong path or method, a wrong content type included).
     trace.audited = true;
     trace.incoming_trace = crate::tracectx::TraceContext::from_headers(req.headers());
-
     // 1. Identify: the organisation from the certificate, the case worker from the token.
     trace.organisation = peer.orgnr.as_ref().ok().map(ToString::to_string);
+    trace.client = peer
+        .orgnr
+        .as_ref()
+        .ok()
+        .and_then(|o| gw.config.client(o))
+        .map(|c| c.name.clone());
+    route(&req)?;
     let client = identify_client(gw, peer)?;
     trace.client = Some(client.name.clone());
     // 2. Limit: this client's rate and requests under way (the place is held to the end).
@@ -720,28 +731,20 @@ static SERVED_WSDL: std::sync::LazyLock<bytes::Bytes> = std::sync::LazyLock::new
 
 /// The published contract: `GET /kommun/v1?wsdl`, and the XSD it imports at
 /// `GET /kommun/v1?xsd=brygga-kommun-v1.xsd` (the WSDL's reference is rewritten to point there).
-fn contract(query: Option<&str>) -> HttpResponse {
+/// None for another query: the exchange refuses it (and records that).
+fn contract(query: Option<&str>) -> Option<HttpResponse> {
     match query {
-        Some(q) if q.eq_ignore_ascii_case("wsdl") => respond(
+        Some(q) if q.eq_ignore_ascii_case("wsdl") => Some(respond(
             StatusCode::OK,
             "text/xml; charset=utf-8",
             SERVED_WSDL.clone(),
-        ),
-        Some(q) if q.strip_prefix("xsd=") == Some(XSD_NAME) => respond(
+        )),
+        Some(q) if q.strip_prefix("xsd=") == Some(XSD_NAME) => Some(respond(
             StatusCode::OK,
             "text/xml; charset=utf-8",
             bytes::Bytes::from_static(XSD.as_bytes()),
-        ),
-        _ => rescue(
-            &Failure::new(
-                Felkod::OkandResurs,
-                format!(
-                    "GET {KOMMUN_PATH}?wsdl gives the WSDL, GET {KOMMUN_PATH}?xsd={XSD_NAME} its XSD; requests are POSTed"
-                ),
-            ),
-            Uuid::new_v4(),
-            None,
-        ),
+        )),
+        _ => None,
     }
 }
 
@@ -751,6 +754,14 @@ fn route(req: &Request<Incoming>) -> Result<(), Failure> {
         return Err(Failure::new(
             Felkod::OkandResurs,
             format!("no such resource; the SOAP endpoint is POST {KOMMUN_PATH}"),
+        ));
+    }
+    if req.method() == Method::GET {
+        return Err(Failure::new(
+            Felkod::OkandResurs,
+            format!(
+                "GET {KOMMUN_PATH}?wsdl gives the WSDL, GET {KOMMUN_PATH}?xsd={XSD_NAME} its XSD; requests are POSTed"
+            ),
         ));
     }
     if req.method() != Method::POST {

@@ -88,7 +88,9 @@ pub struct ListenerLabels {
 pub struct ClosedEarlyLabels {
     pub listener: &'static str,
     /// `address_handshakes`, `address_rate`, `handshake_evicted`, `handshake_timeout`,
-    /// `handshake_refused`, `max_connections` or `per_certificate`.
+    /// a refused handshake's `tls_*` reason (`tls_unknown_ca`, `tls_certificate_expired`,
+    /// `tls_certificate_revoked`, `tls_no_certificate`, …), `max_connections`,
+    /// `per_certificate`, `pending_bytes` or `no_longer_verified`.
     pub reason: &'static str,
 }
 

@@ -354,6 +354,37 @@ fn keep_alive_header(limits: &ConnLimits) -> http::HeaderValue {
         .unwrap_or_else(|_| http::HeaderValue::from_static("timeout=0"))
 }
 
+/// Why a TLS handshake was refused, as `brygga_connections_closed_early_total` counts it.
+fn handshake_refusal(e: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError as C, Error as E};
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<E>()) else {
+        return "tls_connection_lost";
+    };
+    match tls {
+        E::NoCertificatesPresented => "tls_no_certificate",
+        E::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => "tls_unknown_ca",
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => "tls_certificate_expired",
+            C::Revoked => "tls_certificate_revoked",
+            C::UnknownRevocationStatus
+            | C::ExpiredRevocationList
+            | C::ExpiredRevocationListContext { .. } => "tls_revocation_unknown",
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => "tls_certificate_wrong_purpose",
+            C::BadSignature | C::UnsupportedSignatureAlgorithmContext { .. } => "tls_bad_signature",
+            _ => "tls_certificate_invalid",
+        },
+        E::PeerIncompatible(_) => "tls_incompatible",
+        E::AlertReceived(_) => "tls_client_alert",
+        E::InvalidMessage(_)
+        | E::InappropriateMessage { .. }
+        | E::InappropriateHandshakeMessage { .. } => "tls_malformed",
+        _ => "tls_other",
+    }
+}
+
 /// Counters and gauges of one listener's connections.
 #[derive(Debug, Clone)]
 pub struct ListenerMetrics {
@@ -602,10 +633,10 @@ pub async fn serve_tls<H, Fut>(
             let tls = match outcome {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
-                    // Said once a minute at most (with the latest reason): a client that keeps
-                    // failing its handshake must not fill the log.
+                    // Counted by why (no identity to record yet); said once a minute at most,
+                    // with the latest: a client that keeps failing must not fill the log.
                     closed_early.note(
-                        "handshake_refused",
+                        handshake_refusal(&e),
                         &crate::model::ident::mask_identity_numbers(&format!(
                             "TLS handshakes refused, the latest from {remote}: {e}"
                         )),

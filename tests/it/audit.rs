@@ -90,7 +90,7 @@ async fn each_access_and_refusal_has_a_record_with_its_facts() {
     );
     let ping = soap::encode_request(&KommunRequest::Ping(uuid::Uuid::new_v4()));
     harness::answer(&s.st.post_raw(Some(&token), ping).await.unwrap());
-    // Not the SOAP endpoint: no access, no record.
+    // A wrong content type: refused, and recorded like any refusal.
     let wrong =
         s.st.post_with_type(Some(&token), s.st_xml(sim::REGISTRERAD), "application/json")
             .await
@@ -100,7 +100,7 @@ async fn each_access_and_refusal_has_a_record_with_its_facts() {
     let _data = s.stop().await;
 
     let r = records(&store);
-    assert_eq!(r.len(), 5, "{r:#?}");
+    assert_eq!(r.len(), 6, "{r:#?}");
     let pseudonym = |pnr: &str| {
         config
             .pseudonyms
@@ -168,10 +168,15 @@ async fn each_access_and_refusal_has_a_record_with_its_facts() {
         (Action::Read, "Ping")
     );
     assert_eq!(ping.subject, None);
+    let wrong = &r[5].entry;
+    assert_eq!(
+        (wrong.action, wrong.outcome.as_str(), wrong.organisation.as_str()),
+        (Action::Deny, "FEL_MEDIATYP", "212000-0142")
+    );
 
     // Each links to the one before, and the writer signed the head when it stopped.
     let v = verify(&store).unwrap();
-    assert_eq!((v.records, v.checkpoints), (5, 1));
+    assert_eq!((v.records, v.checkpoints), (6, 1));
 }
 
 #[tokio::test]

@@ -173,3 +173,132 @@ async fn the_stated_legal_basis_is_checked_and_kept() {
     assert_eq!(records[0].entry.outcome, "LAGRUM_EJ_GODTAGET");
     s.stop().await;
 }
+
+/// Every request that reaches the SOAP endpoint over a verified certificate is a record,
+/// whatever its fate: a wrong path or method, a wrong content type, a body too large or too
+/// slow. A refused handshake has no identity to record; it is counted by why on `/metrics`.
+#[tokio::test]
+async fn every_request_over_a_verified_certificate_is_recorded_and_refused_handshakes_counted() {
+    use tokio::io::AsyncWriteExt;
+    let s = harness::start_custom(
+        |c, _| c.limits.body_read_timeout = std::time::Duration::from_millis(300),
+        true,
+    )
+    .await;
+    let token = s.st_token();
+    let good = s.st_xml(sim::REGISTRERAD);
+    let mut expected = Vec::new();
+    let other_path = brygga::client::KommunClient::new(
+        &s.url.replace("/kommun/v1", "/annat"),
+        &harness::certs().join("kommun-ca.pem"),
+        Some((&s.sthlm.cert, &s.sthlm.key)),
+    )
+    .unwrap();
+    harness::fault(
+        &other_path
+            .post_raw(Some(&token), good.clone())
+            .await
+            .unwrap(),
+        404,
+        "OKAND_RESURS",
+    );
+    expected.push("OKAND_RESURS");
+    harness::fault(
+        &s.st
+            .post_with_type(Some(&token), good.clone(), "application/json")
+            .await
+            .unwrap(),
+        415,
+        "FEL_MEDIATYP",
+    );
+    expected.push("FEL_MEDIATYP");
+    harness::fault(
+        &s.st
+            .post_raw(
+                Some(&token),
+                good.replace("EB-2026-004711", &"x".repeat(300 * 1024)),
+            )
+            .await
+            .unwrap(),
+        413,
+        "FOR_STOR_BEGARAN",
+    );
+    expected.push("FOR_STOR_BEGARAN");
+    for (method, target, status, felkod) in [
+        ("PUT", "/kommun/v1", "405", "METOD_EJ_TILLATEN"),
+        ("GET", "/kommun/v1?foo", "404", "OKAND_RESURS"),
+    ] {
+        let mut tls = harness::tls_as_stockholm(&s, b"http/1.1").await;
+        tls.write_all(
+            format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let answer = harness::read_answer(&mut tls, std::time::Duration::from_secs(5)).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+        expected.push(felkod);
+    }
+    // A body that stops arriving.
+    let mut tls = harness::tls_as_stockholm(&s, b"http/1.1").await;
+    tls.write_all(
+        format!(
+            "POST /kommun/v1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml; charset=utf-8\r\n\
+             Authorization: Bearer {token}\r\nContent-Length: 2000\r\n\r\n<?xml"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let answer = harness::read_answer(&mut tls, std::time::Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    expected.push("LANGSAM_KLIENT");
+    // The WSDL is public: no access to record.
+    let mut tls = harness::tls_as_stockholm(&s, b"http/1.1").await;
+    tls.write_all(b"GET /kommun/v1?wsdl HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        harness::read_answer(&mut tls, std::time::Duration::from_secs(5))
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+
+    let records = harness::audit_records(&s.audit_store());
+    let outcomes: Vec<&str> = records.iter().map(|r| r.entry.outcome.as_str()).collect();
+    assert_eq!(outcomes, expected);
+    for r in &records {
+        assert_eq!(r.entry.action, brygga::audit::Action::Deny);
+        assert_eq!(r.entry.organisation, "212000-0142");
+    }
+
+    // Handshakes refused: without a certificate, and with AF's on the municipal listener.
+    let ca = harness::certs().join("kommun-ca.pem");
+    let none = brygga::client::KommunClient::new(&s.url, &ca, None).unwrap();
+    assert!(none.post_raw(Some(&token), good.clone()).await.is_err());
+    let foreign = brygga::client::KommunClient::new(
+        &s.url,
+        &ca,
+        Some((
+            &harness::certs().join("af-client.pem"),
+            &harness::certs().join("af-client.key"),
+        )),
+    )
+    .unwrap();
+    assert!(foreign.post_raw(Some(&token), good).await.is_err());
+    let m = harness::admin_text(s.inner.gateway.admin_addr, "/metrics").await;
+    for reason in ["tls_no_certificate", "tls_unknown_ca"] {
+        let line = format!(
+            "brygga_connections_closed_early_total{{listener=\"kommun\",reason=\"{reason}\"}} 1"
+        );
+        assert!(m.contains(&line), "{line} in\n{m}");
+    }
+    assert_eq!(
+        harness::audit_records(&s.audit_store()).len(),
+        records.len()
+    );
+    s.stop().await;
+}
