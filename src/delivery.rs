@@ -3,8 +3,9 @@
 //! which answers with `ArbetssokandeHandelseKvittens`. One person's events reach a case
 //! system in order (the outbox hands out only the oldest pending one per client and person);
 //! a failure waits `first_retry`, doubling with jitter up to `max_retry`; an event not
-//! delivered `max_age` after it arrived is given up. Every attempt that reached the case
-//! system, and every give-up, is a `disclose` record in the audit chain.
+//! delivered `max_age` after it arrived is given up. Every attempt is a `disclose` record in
+//! the audit chain (outcome `SKICKAS`) made durable before the event leaves — no record, no
+//! delivery — and every give-up is one too (`GAV_UPP`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,6 +147,8 @@ enum Attempt {
     Refused(String),
     /// It was not reached: nothing left the gateway.
     NotReached(String),
+    /// Its record could not be written, so it was not sent.
+    NotRecorded,
 }
 
 /// Delivers one; false when the outbox could not be updated (the caller then pauses, so a
@@ -176,20 +179,24 @@ async fn deliver(
         clients.clients.get(&item.client),
         gw.config.endpoints.get(&item.client),
     ) {
-        (Some(_), Some(http), Some(endpoint)) => attempt(http, &endpoint.url, &item, &event).await,
+        // No record, no delivery: the disclosure is durable in the chain before it leaves.
+        (Some(_), Some(http), Some(endpoint)) => {
+            if record(&gw, &item, client, Some(&event), "SKICKAS").await {
+                attempt(http, &endpoint.url, &item, &event).await
+            } else {
+                Attempt::NotRecorded
+            }
+        }
         (None, _, _) => Attempt::NotReached("the client is no longer configured".into()),
         _ => Attempt::NotReached("the client has no delivery endpoint".into()),
     };
-    let reached = !matches!(attempt, Attempt::NotReached(_));
     let outcome = match &attempt {
         Attempt::Delivered => "OK",
         Attempt::Refused(_) => "MOTTAGARE_FEL",
-        Attempt::NotReached(_) => "EJ_NADD",
+        Attempt::NotReached(_) | Attempt::NotRecorded => "EJ_NADD",
     };
-    // What reached a case system is recorded, whatever it answered.
-    let recorded = !reached || record(&gw, &item, client, Some(&event), outcome).await;
     match &attempt {
-        Attempt::Delivered if recorded => count(&gw.delivery_stats.delivered),
+        Attempt::Delivered => count(&gw.delivery_stats.delivered),
         _ => count(&gw.delivery_stats.failed),
     }
     gw.metrics.delivery(&item.client, outcome);
@@ -202,7 +209,7 @@ async fn deliver(
     let outbox = gw.outbox.clone();
     let seq = item.seq;
     let update = match attempt {
-        Attempt::Delivered if recorded => {
+        Attempt::Delivered => {
             let erased = tokio::task::spawn_blocking(move || outbox.delivered(seq, now)).await;
             if matches!(erased, Ok(Ok(true))) {
                 gw.erasures_due
@@ -210,11 +217,15 @@ async fn deliver(
             }
             erased
         }
-        Attempt::Delivered => {
-            // Receipted but not recorded: deliver again later (the id lets it drop the copy).
+        Attempt::NotRecorded => {
+            // Not sent: the chain did not take its record.
             let next = retry_at(item.attempts);
             tokio::task::spawn_blocking(move || {
-                outbox.retry(seq, next, "the delivery could not be recorded")
+                outbox.retry(
+                    seq,
+                    next,
+                    "the delivery could not be recorded; it was not sent",
+                )
             })
             .await
         }

@@ -79,11 +79,17 @@ pub struct Mottaget {
 pub struct SimState {
     pub received: Mutex<Vec<Mottaget>>,
     pub lage: Mutex<Lage>,
+    /// Every delivery posted to it, answered or not.
+    pub posted: std::sync::atomic::AtomicUsize,
 }
 
 impl SimState {
     pub fn received(&self) -> Vec<Mottaget> {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+    /// Deliveries posted to it so far, however it answered.
+    pub fn attempts(&self) -> usize {
+        self.posted.load(std::sync::atomic::Ordering::SeqCst)
     }
     pub fn set(&self, lage: Lage) {
         if let Ok(mut l) = self.lage.lock() {
@@ -128,6 +134,7 @@ pub async fn start(
         Arc::new(SimState {
             received: Mutex::new(Vec::new()),
             lage: Mutex::new(Lage::Ok),
+            posted: Default::default(),
         })
     });
     let (shutdown, rx) = watch::channel(false);
@@ -169,6 +176,9 @@ async fn handle(state: Arc<SimState>, _peer: Arc<Peer>, req: Request<Incoming>) 
             }
         }
         (Method::POST, RECEIVE_PATH) => {
+            state
+                .posted
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let lage = state.lage.lock().map(|l| *l).unwrap_or(Lage::Ok);
             let body = read(req).await;
             match lage {

@@ -170,7 +170,11 @@ async fn each_access_and_refusal_has_a_record_with_its_facts() {
     assert_eq!(ping.subject, None);
     let wrong = &r[5].entry;
     assert_eq!(
-        (wrong.action, wrong.outcome.as_str(), wrong.organisation.as_str()),
+        (
+            wrong.action,
+            wrong.outcome.as_str(),
+            wrong.organisation.as_str()
+        ),
         (Action::Deny, "FEL_MEDIATYP", "212000-0142")
     );
 

@@ -213,9 +213,10 @@ async fn the_subscriber_gets_the_event_and_the_other_municipality_does_not() {
         (e.organisation.as_str(), e.arende.as_deref()),
         ("212000-0142", Some("EB-1"))
     );
+    // Recorded before it left.
     assert_eq!(
         (e.outcome.as_str(), e.syfte.as_deref()),
-        ("OK", Some("EKB-BESLUT"))
+        ("SKICKAS", Some("EKB-BESLUT"))
     );
     assert_eq!(e.kategorier, ["AKTIVITETSRAPPORT"]);
     assert!(e.subject.as_deref().is_some_and(|p| p.starts_with("a1:")));
@@ -345,15 +346,16 @@ async fn a_delivery_is_given_up_after_its_maximum_age() {
 
     let _data = s.stop().await;
     let d = disclosures(&store);
-    // Each attempt reached the case system (which answered 503), the give-up, the delivery.
+    // Each attempt, recorded before it left (the case system answered 503), the give-up,
+    // and the attempt that was delivered.
     assert!(d.len() >= 3, "{d:#?}");
     assert!(
         d[..d.len() - 2]
             .iter()
-            .all(|r| r.entry.outcome == "MOTTAGARE_FEL")
+            .all(|r| r.entry.outcome == "SKICKAS")
     );
     assert_eq!(d[d.len() - 2].entry.outcome, "GAV_UPP");
-    assert_eq!(d[d.len() - 1].entry.outcome, "OK");
+    assert_eq!(d[d.len() - 1].entry.outcome, "SKICKAS");
     // The operator's commands are in the chain too.
     let conn = rusqlite::Connection::open(&store).unwrap();
     let ops: Vec<(String, String, String)> = conn
@@ -569,4 +571,44 @@ async fn an_erased_payload_is_gone_from_the_store_and_its_log() {
     })
     .await;
     s.stop().await;
+}
+
+/// No record, no delivery: an event's disclosure is made durable in the chain before it
+/// leaves. While the chain takes no record, nothing is sent; once it does again, the event
+/// is delivered, its record first.
+#[tokio::test]
+async fn a_delivery_leaves_only_after_its_record() {
+    let (st_sim, gb_sim) = (kommun_sim(0, None).await, kommun_sim(0, None).await);
+    let s = stack(&st_sim, &gb_sim, Duration::from_secs(3600)).await;
+    stockholm_follows(&s).await;
+    let store = s.audit_store();
+    st_sim.state.set(Lage::Fel);
+    push(&s.inner.af_url(), vec![event(E1, sim::REGISTRERAD, 1)]).await;
+    until("a first attempt failed", || st_sim.state.attempts() >= 1).await;
+    rusqlite::Connection::open(&store)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON records BEGIN SELECT RAISE(FAIL, 'no space left (test)'); END;",
+        )
+        .unwrap();
+    st_sim.state.set(Lage::Ok);
+    let attempts = st_sim.state.attempts();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(st_sim.state.attempts(), attempts, "nothing left unrecorded");
+    assert!(st_sim.state.received().is_empty());
+    rusqlite::Connection::open(&store)
+        .unwrap()
+        .execute_batch("DROP TRIGGER refuse;")
+        .unwrap();
+    until("delivered once recorded", || {
+        st_sim.state.received().len() == 1
+    })
+    .await;
+    let _data = s.stop().await;
+    let d = disclosures(&store);
+    assert!(d.iter().all(|r| r.entry.outcome == "SKICKAS"), "{d:#?}");
+    // One record per attempt that left: the failed one and the delivered one.
+    assert_eq!(d.len(), attempts + 1);
+    st_sim.shutdown().await;
+    gb_sim.shutdown().await;
 }
