@@ -174,6 +174,17 @@ async fn deliver(
         // Cannot happen for what the af listener stored; never retried forever either.
         Err(why) => return give_up(&gw, &item, client, None, &why).await,
     };
+    // The purpose binds what leaves: the subscription's purpose as it is now (it may have
+    // been registered again, or the purpose narrowed since the event arrived).
+    let kategori = crate::events::category(event.handelse.typ());
+    let may_see = item
+        .syfte
+        .as_ref()
+        .and_then(|s| gw.config.syften.get(s))
+        .is_some_and(|s| s.kategorier.contains(&kategori));
+    if !may_see {
+        return withhold(&gw, &item).await;
+    }
     let attempt = match (
         client,
         clients.clients.get(&item.client),
@@ -347,6 +358,22 @@ async fn give_up(
         tokio::task::spawn_blocking(move || outbox.dead(seq, now, &why)).await,
         item,
     )
+}
+
+/// A delivery its subscription's purpose may not see: dropped, its payload erased; nothing
+/// was disclosed, so there is nothing to record.
+async fn withhold(gw: &Arc<Gateway>, item: &Due) -> bool {
+    tracing::info!(client = %item.client, event = %crate::model::ident::mask_identity_numbers(&item.event_id), "the subscription's purpose may not see this event; it is not delivered");
+    let (outbox, seq) = (gw.outbox.clone(), item.seq);
+    let now = OffsetDateTime::now_utc();
+    let dropped =
+        tokio::task::spawn_blocking(move || outbox.drop_delivery(seq, now).map(|d| d.is_some()))
+            .await;
+    if matches!(dropped, Ok(Ok(true))) {
+        gw.erasures_due
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+    updated(dropped, item)
 }
 
 /// A `disclose` record of an attempt or a give-up; false when it could not be written.

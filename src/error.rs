@@ -56,6 +56,7 @@ pub enum Felkod {
     SyfteMatcharEj,
     OperationEjTillaten,
     SyfteEjTillatet,
+    SyfteUtanHandelser,
     LagrumEjGodtaget,
     HandlaggareEjBehorig,
     AfEjNabar,
@@ -120,6 +121,7 @@ impl Felkod {
             SyfteMatcharEj => "SYFTE_MATCHAR_EJ",
             OperationEjTillaten => "OPERATION_EJ_TILLATEN",
             SyfteEjTillatet => "SYFTE_EJ_TILLATET",
+            SyfteUtanHandelser => "SYFTE_UTAN_HANDELSER",
             LagrumEjGodtaget => "LAGRUM_EJ_GODTAGET",
             HandlaggareEjBehorig => "HANDLAGGARE_EJ_BEHORIG",
             AfEjNabar => "AF_EJ_NABAR",
@@ -160,9 +162,8 @@ impl Felkod {
             | TokenFelMottagare | TokenSaknarAnsprak | TokenForLangLivstid | TokenAteranvant
             | TokenFelCertifikat | TokenKritiskUtokning => StatusCode::UNAUTHORIZED,
             KlientOkand | FelKommun | HandlaggareMatcharEj | IngivareMatcharEj | SyfteMatcharEj
-            | OperationEjTillaten | SyfteEjTillatet | LagrumEjGodtaget | HandlaggareEjBehorig => {
-                StatusCode::FORBIDDEN
-            }
+            | OperationEjTillaten | SyfteEjTillatet | SyfteUtanHandelser | LagrumEjGodtaget
+            | HandlaggareEjBehorig => StatusCode::FORBIDDEN,
             AfEjNabar | AfOverbelastad | TokenkontrollFull | LoggningMisslyckades
             | LagringMisslyckades => StatusCode::SERVICE_UNAVAILABLE,
             AfTidsgrans | Tidsgrans => StatusCode::GATEWAY_TIMEOUT,

@@ -173,6 +173,7 @@ async fn receive(
             e.handelse_id,
         ));
         events.push(Event {
+            kategori: category(typ),
             handelse_id: e.handelse_id,
             typ: typ.code(),
             tidpunkt: e.tidpunkt,
@@ -230,17 +231,24 @@ async fn receive(
     let new_deliveries = gw.delivery_wake.clone();
     let outbox = gw.outbox.clone();
     let now = time::OffsetDateTime::now_utc();
-    let stored = tokio::task::spawn_blocking(move || outbox.accept(&events, now))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
-        .map_err(|e| {
-            tracing::error!(error = %e, "the event store failed");
-            Failure::new(
-                Felkod::LagringMisslyckades,
-                "the events could not be stored; none was accepted, send the batch again",
-            )
-        })?;
+    let syften = gw.config.syften.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        outbox.accept(&events, now, |syfte, kategori| {
+            syften
+                .get(syfte)
+                .is_some_and(|s| s.kategorier.contains(&kategori))
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()))
+    .map_err(|e| {
+        tracing::error!(error = %e, "the event store failed");
+        Failure::new(
+            Felkod::LagringMisslyckades,
+            "the events could not be stored; none was accepted, send the batch again",
+        )
+    })?;
 
     let receipt = Receipt {
         mottagna: stored.len(),
@@ -298,7 +306,16 @@ pub fn operation_name(event_id: &str) -> String {
     )
 }
 
-/// The data category an event of this kind carries.
+/// The categories AF's events carry: a purpose that may see none of them receives no event.
+pub const EVENT_CATEGORIES: [Datakategori; 4] = [
+    Datakategori::Registrering,
+    Datakategori::Sokandekategori,
+    Datakategori::Aktiviteter,
+    Datakategori::Aktivitetsrapport,
+];
+
+/// The data category an event of this kind carries (each kind carries one, whole: a purpose
+/// that may see it gets the event as it is, one that may not gets nothing of it).
 pub fn category(typ: HandelseTyp) -> Datakategori {
     match typ {
         HandelseTyp::Inskriven | HandelseTyp::Avaktualiserad => Datakategori::Registrering,

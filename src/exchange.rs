@@ -492,6 +492,24 @@ async fn subscribe(
         .map(|f| gw.pseudonyms().all("subscriptions", &f.personidentitet))
         .unwrap_or_default();
     let now = time::OffsetDateTime::now_utc();
+    // A purpose that may see none of what AF's events carry would follow the person for
+    // nothing it may receive.
+    if let KommunRequest::RegistreraPrenumeration(f) = &request
+        && !gw.config.syften.get(&f.syfte).is_some_and(|s| {
+            crate::events::EVENT_CATEGORIES
+                .iter()
+                .any(|k| s.kategorier.contains(k))
+        })
+    {
+        return Err(Failure::new(
+            Felkod::SyfteUtanHandelser,
+            format!(
+                "the purpose {} may see none of the categories AF's events carry, so it may not follow a person's events",
+                f.syfte
+            ),
+        )
+        .field("Fraga/Syfte"));
+    }
     if let KommunRequest::RegistreraPrenumeration(f) = &request
         && f.tidsperiod.tom() < now.date()
     {

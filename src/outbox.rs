@@ -23,6 +23,9 @@ pub struct Incoming {
     pub tidpunkt: OffsetDateTime,
     /// The person's pseudonyms in the `subscriptions` domain, under every key.
     pub subjects: Vec<String>,
+    /// The data category the event carries: a subscription whose purpose may not see it
+    /// gets no delivery.
+    pub kategori: crate::model::Datakategori,
     /// The event as AF's JSON, for delivery.
     pub payload: String,
 }
@@ -97,6 +100,7 @@ impl Outbox {
         &self,
         batch: &[Incoming],
         now: OffsetDateTime,
+        may_see: impl Fn(&str, crate::model::Datakategori) -> bool,
     ) -> Result<Vec<Accepted>, StoreError> {
         let mut conn = self
             .conn
@@ -124,7 +128,11 @@ impl Outbox {
                 continue;
             }
             let day = e.tidpunkt.date();
-            let subscribers = subscriptions::active_on(&tx, &e.subjects, day)?;
+            // Only subscriptions whose purpose may see what the event carries.
+            let subscribers: Vec<_> = subscriptions::active_on(&tx, &e.subjects, day)?
+                .into_iter()
+                .filter(|s| may_see(&s.syfte, e.kategori))
+                .collect();
             tx.execute(
                 "INSERT INTO events (id, typ, tidpunkt, received, recipients) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id, e.typ, stamp(e.tidpunkt), received, subscribers.len() as i64],

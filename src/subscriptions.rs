@@ -64,6 +64,8 @@ pub struct Subscriber {
     pub arende: String,
     /// The pseudonym it was registered with.
     pub subject: String,
+    /// The purpose it follows the person for.
+    pub syfte: String,
 }
 
 /// The active subscriptions, of any client, to the person (`subjects`: their pseudonyms under
@@ -75,7 +77,7 @@ pub fn active_on(
 ) -> Result<Vec<Subscriber>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT id, client, arende, subject FROM subscriptions
+            "SELECT id, client, arende, subject, syfte FROM subscriptions
              WHERE subject = ?1 AND ended IS NULL AND from_date <= ?2 AND tom_date >= ?2
              ORDER BY registered, id",
         )
@@ -90,6 +92,7 @@ pub fn active_on(
                     client: r.get(1)?,
                     arende: r.get(2)?,
                     subject: r.get(3)?,
+                    syfte: r.get(4)?,
                 })
             })
             .map_err(err)?;

@@ -612,3 +612,107 @@ async fn a_delivery_leaves_only_after_its_record() {
     st_sim.shutdown().await;
     gb_sim.shutdown().await;
 }
+
+fn category_changed(id: &str, pnr: &str) -> Value {
+    let today = time::OffsetDateTime::now_utc().date();
+    json!({
+        "handelseId": id,
+        "typ": "SOKANDEKATEGORI_ANDRAD",
+        "personnummer": pnr,
+        "tidpunkt": format!("{today}T08:00:03Z"),
+        "sokandekategori": {"kod": "21", "benamning": "Deltidsarbetslös", "fromDatum": today.to_string()}
+    })
+}
+
+/// Stockholm follows the person for `syfte`, in case EB-1.
+async fn stockholm_follows_for(s: &Stack, syfte: &str) -> brygga::client::RawAnswer {
+    let token = s.st_idp.token(&s.sthlm.handlaggare, "0180", syfte).unwrap();
+    let mut f = s.st_fraga(sim::REGISTRERAD);
+    f.syfte = syfte.into();
+    f.lagrum = brygga::client::example_lagrum(syfte).into();
+    s.st.call(&token, &following(f, "EB-1")).await.unwrap()
+}
+
+/// The purpose binds what leaves: a follow-up subscription (AKT-UPPFOLJNING) receives a
+/// missed activity but not a change of sökandekategori, which its purpose may not see, and
+/// nothing of the latter is recorded as disclosed; a subscription registered again under a
+/// narrower purpose gets nothing more of what it may no longer see; a purpose that may see
+/// none of what events carry cannot subscribe.
+#[tokio::test]
+async fn an_event_follows_the_purpose_of_its_subscription() {
+    let (st_sim, gb_sim) = (kommun_sim(0, None).await, kommun_sim(0, None).await);
+    let (st_url, gb_url) = (st_sim.url(), gb_sim.url());
+    let s = harness::start_custom(
+        move |c, _| {
+            c.endpoints.get_mut("stockholm").unwrap().url = st_url;
+            c.endpoints.get_mut("goteborg").unwrap().url = gb_url;
+            c.delivery.first_retry = Duration::from_millis(50);
+            c.delivery.max_retry = Duration::from_millis(100);
+            // A purpose that sees benefit decisions only.
+            let mut bidrag = c.syften["EKB-BESLUT"].clone();
+            bidrag.kod = "EKB-ERSATTNING".into();
+            bidrag.kategorier = [Datakategori::Ersattningar].into_iter().collect();
+            c.syften.insert(bidrag.kod.clone(), bidrag);
+            if let Some(st) = Arc::get_mut(&mut c.clients[0]) {
+                st.syften.insert("EKB-ERSATTNING".into());
+            }
+        },
+        true,
+    )
+    .await;
+    let refused = stockholm_follows_for(&s, "EKB-ERSATTNING").await;
+    let fel = harness::fault(&refused, 403, "SYFTE_UTAN_HANDELSER");
+    assert_eq!(fel.falt.as_deref(), Some("Fraga/Syfte"));
+
+    answer(&stockholm_follows_for(&s, "AKT-UPPFOLJNING").await);
+    push(
+        &s.inner.af_url(),
+        vec![
+            category_changed(E1, sim::REGISTRERAD),
+            event(E2, sim::REGISTRERAD, 2),
+        ],
+    )
+    .await;
+    until("the missed activity is delivered", || {
+        st_sim.state.received().len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got: Vec<String> = st_sim
+        .state
+        .received()
+        .iter()
+        .map(|m| m.handelse_id.to_string())
+        .collect();
+    assert_eq!(got, vec![E2.to_owned()]);
+
+    // Registered under EKB-BESLUT while the case system is away: the category change waits.
+    // Registered again under AKT-UPPFOLJNING before it is delivered: it is withheld.
+    answer(&stockholm_follows_for(&s, "EKB-BESLUT").await);
+    st_sim.state.set(Lage::Fel);
+    push(
+        &s.inner.af_url(),
+        vec![category_changed(E3, sim::REGISTRERAD)],
+    )
+    .await;
+    until("an attempt was made", || st_sim.state.attempts() >= 2).await;
+    answer(&stockholm_follows_for(&s, "AKT-UPPFOLJNING").await);
+    st_sim.state.set(Lage::Ok);
+    let store = s.audit_store();
+    until("it is withheld, its payload erased", || {
+        outbox_states(&store)
+            .iter()
+            .any(|(st, p)| st == "dropped" && p.is_none())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(st_sim.state.received().len(), 1);
+    let _data = s.stop().await;
+    let disclosed: Vec<String> = disclosures(&store)
+        .iter()
+        .map(|r| r.entry.operation.clone())
+        .collect();
+    assert!(disclosed.iter().all(|o| !o.contains(E1)), "{disclosed:?}");
+    st_sim.shutdown().await;
+    gb_sim.shutdown().await;
+}
