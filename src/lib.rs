@@ -17,6 +17,7 @@ pub mod demo;
 pub mod dpo;
 pub mod error;
 pub mod events;
+pub mod example_keys;
 pub mod exchange;
 pub mod gateway;
 pub mod gateway_tls;

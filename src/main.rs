@@ -50,6 +50,10 @@ enum Command {
     Serve {
         #[arg(long, env = "BRYGGA_CONFIG")]
         config: PathBuf,
+        /// Start even though a key is one of certs-example/'s public ones outside a test
+        /// environment (U1, I1, T1, T2): for a test that must look like production.
+        #[arg(long)]
+        allow_example_keys: bool,
     },
     /// Run the AF simulator, the gateway and a case-system client on loopback with the example
     /// certificates, and report every step.
@@ -109,15 +113,21 @@ enum Command {
     },
     /// Print the pseudonym of a personal identity number in a domain (e.g. for a log extract
     /// by hand). The number is read as 12 digits, or as YYYYMMDD-NNNN.
+    /// Print a person's pseudonym; the number is read from standard input (never the command
+    /// line, which other users and the shell's history can see).
     Pseudonymise {
         #[arg(long, default_value = "audit")]
         domain: String,
         /// Every key's pseudonym, newest first, instead of the newest only.
         #[arg(long)]
         all: bool,
+        /// The gateway's configuration, whose keys make the pseudonyms (required: the
+        /// example's keys say nothing of a real gateway's).
         #[arg(long, env = "BRYGGA_CONFIG")]
-        config: Option<PathBuf>,
-        number: String,
+        config: PathBuf,
+        /// Caught only to be refused without echoing it (clap's own error would quote it).
+        #[arg(hide = true)]
+        number: Option<String>,
     },
     /// The audit chain.
     Audit {
@@ -424,8 +434,13 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     let defaults = DemoFiles::default();
     match command {
-        Command::Serve { config } => {
+        Command::Serve {
+            config,
+            allow_example_keys,
+        } => {
             let config = Config::load(&config).map_err(|e| anyhow!("{e}"))?;
+            brygga::example_keys::refuse_in_production(&config, allow_example_keys)
+                .map_err(|e| anyhow!(e))?;
             apply_log_level(config.log_level.as_deref());
             let gw = brygga::gateway::start(config)
                 .await
@@ -468,12 +483,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::CheckConfig { config } => match Config::load(&config) {
-            Ok(c) => println!(
-                "{}: valid ({} client(s), {} purpose(s))",
-                config.display(),
-                c.clients.len(),
-                c.syften.len()
-            ),
+            Ok(c) => {
+                if let Err(e) = brygga::example_keys::refuse_in_production(&c, false) {
+                    println!("{}: {e}", config.display());
+                    return Ok(ExitCode::FAILURE);
+                }
+                println!(
+                    "{}: valid ({} client(s), {} purpose(s))",
+                    config.display(),
+                    c.clients.len(),
+                    c.syften.len()
+                )
+            }
             Err(e) => {
                 print!("{e}");
                 return Ok(ExitCode::FAILURE);
@@ -508,10 +529,24 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             config,
             number,
         } => {
-            let config =
-                Config::load(&config.unwrap_or(defaults.config)).map_err(|e| anyhow!("{e}"))?;
+            if number.is_some() {
+                return Err(anyhow!(
+                    "the number is never given on the command line (the process list and the shell's history would keep it); give it on standard input"
+                ));
+            }
+            let config = Config::load(&config).map_err(|e| anyhow!("{e}"))?;
+            let mut number = String::new();
+            std::io::stdin()
+                .read_line(&mut number)
+                .map_err(|e| anyhow!("standard input: {e}"))?;
+            let number = number.trim();
+            if number.is_empty() {
+                return Err(anyhow!(
+                    "give the number on standard input (e.g. from a file or a prompt), never on the command line"
+                ));
+            }
             // The number is never echoed, not even in an error.
-            let person = brygga::model::Personnummer::parse_written(&number).map_err(|e| {
+            let person = brygga::model::Personnummer::parse_written(number).map_err(|e| {
                 anyhow!("the number is not a valid personnummer or samordningsnummer: {e}")
             })?;
             let found = if all {

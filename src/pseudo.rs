@@ -83,6 +83,22 @@ pub fn read_key(file: Option<&Path>, env: Option<&str>) -> Result<Vec<u8>, KeyEr
 
 impl Pseudonymizer {
     /// Adds a key to a domain; keys added later are newer.
+    /// Whether `key` is one of the keys, in any domain.
+    pub fn holds_key(&self, key: &[u8]) -> bool {
+        // The keys are kept keyed, not as bytes: compare what each makes of one message.
+        let probe = |k: &DomainKey| {
+            let mut mac = k.mac.clone();
+            mac.update(b"brygga key probe");
+            mac.finalize().into_bytes()
+        };
+        let Ok(mut theirs) = <Hmac<Sha256> as KeyInit>::new_from_slice(key) else {
+            return false;
+        };
+        theirs.update(b"brygga key probe");
+        let theirs = theirs.finalize().into_bytes();
+        self.domains.values().flatten().any(|k| probe(k) == theirs)
+    }
+
     pub fn add_key(&mut self, domain: &str, id: &str, key: &[u8]) -> Result<(), KeyError> {
         let domain_ok = !domain.is_empty()
             && domain.len() <= 64

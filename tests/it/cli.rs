@@ -574,44 +574,137 @@ fn bench_runs_every_scenario_and_prints_the_json_line() {
     }
 }
 
+/// `brygga pseudonymise` with `args`, the number given on standard input.
+fn pseudonymise(args: &[&str], number: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = brygga()
+        .arg("pseudonymise")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{number}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn pseudonymise_prints_the_keyed_pseudonym_and_never_the_number() {
-    let out = brygga()
-        .args(["pseudonymise", "--domain", "audit", "198507099805"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let config = DemoFiles::default().config;
+    let config = config.to_str().unwrap();
+    let out = pseudonymise(&["--config", config, "--domain", "audit"], "198507099805");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let audit = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(audit.starts_with("a1:") && audit.len() == 25, "{audit}");
-    let again = brygga()
-        .args(["pseudonymise", "19850709-9805"])
-        .output()
-        .unwrap();
+    let again = pseudonymise(&["--config", config], "19850709-9805");
     assert_eq!(
         String::from_utf8(again.stdout).unwrap().trim(),
         audit,
         "the same person, the same pseudonym"
     );
-    let subs = brygga()
-        .args(["pseudonymise", "--domain", "subscriptions", "198507099805"])
-        .output()
-        .unwrap();
+    let subs = pseudonymise(
+        &["--config", config, "--domain", "subscriptions"],
+        "198507099805",
+    );
     let subs = String::from_utf8(subs.stdout).unwrap();
     assert!(subs.starts_with("s1:") && subs.trim()[3..] != audit[3..]);
-    let bad = brygga()
-        .args(["pseudonymise", "198507099806"])
-        .output()
-        .unwrap();
+    let bad = pseudonymise(&["--config", config], "198507099806");
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
         !bad.status.success() && err.contains("check digit") && !err.contains("198507099806"),
         "{err}"
     );
-    let unknown = brygga()
-        .args(["pseudonymise", "--domain", "nobody", "198507099805"])
+    let unknown = pseudonymise(&["--config", config, "--domain", "nobody"], "198507099805");
+    assert!(!unknown.status.success());
+    // The number is never taken from the command line, and a configuration is needed.
+    let argv = brygga()
+        .args(["pseudonymise", "--config", config, "198507099805"])
         .output()
         .unwrap();
-    assert!(!unknown.status.success());
+    assert!(!argv.status.success());
+    assert!(!String::from_utf8_lossy(&argv.stderr).contains("198507099805"));
+    let no_config = brygga()
+        .args(["pseudonymise"])
+        .env_remove("BRYGGA_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!no_config.status.success());
+    assert!(String::from_utf8_lossy(&no_config.stderr).contains("--config"));
+}
+
+/// The example keys are public: `serve` and `check-config` refuse them outside a test
+/// environment, naming each, unless `--allow-example-keys` says so.
+#[test]
+fn the_public_example_keys_cannot_reach_production() {
+    let example = std::fs::read_to_string(DemoFiles::default().config).unwrap();
+    let prod = example.replace("environment = \"U1\"", "environment = \"PROD\"");
+    assert_ne!(prod, example);
+    let dir = DemoFiles::default().config.parent().unwrap().to_owned();
+    let file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile_in(&dir)
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let store = data.path().join("audit.db");
+    std::fs::write(
+        file.path(),
+        brygga::demo::on_free_ports_unlimited(&prod).replace(
+            "\"../data/audit.db\"",
+            &format!("{:?}", store.display().to_string()),
+        ),
+    )
+    .unwrap();
+    let checked = brygga()
+        .args(["check-config", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(!checked.status.success());
+    let said = String::from_utf8_lossy(&checked.stdout);
+    for key in [
+        "kommun.key",
+        "af.client_key",
+        "audit.signing_key",
+        "pseudonyms",
+        "jwks_file",
+    ] {
+        assert!(said.contains(key), "{key}: {said}");
+    }
+    let served = brygga()
+        .args(["serve", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(!served.status.success());
+    assert!(String::from_utf8_lossy(&served.stderr).contains("certs-example"));
+    // Told so, it starts (and is stopped at once).
+    let mut child = brygga()
+        .args(["serve", "--allow-example-keys", "--config"])
+        .arg(file.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("kommun_url"), "{line}");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[test]
