@@ -27,6 +27,7 @@ fn entry(i: u64) -> Entry {
         outcome: "OK".into(),
         af_status: Some(200),
         duration_ms: 2,
+        genesis: None,
     }
 }
 
@@ -50,6 +51,7 @@ fn durable_appends(c: &mut Criterion) {
                 CheckpointPolicy {
                     every_records: 1000,
                     every: Duration::from_secs(60),
+                    witness: None,
                 },
             )
             .unwrap(),

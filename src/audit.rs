@@ -22,6 +22,8 @@ pub enum Action {
     Disclose,
     Receive,
     Deny,
+    /// The chain's first record (sequence 0): it names the chain and its signing key.
+    Genesis,
 }
 
 impl Action {
@@ -31,6 +33,7 @@ impl Action {
             Action::Disclose => "disclose",
             Action::Receive => "receive",
             Action::Deny => "deny",
+            Action::Genesis => "genesis",
         }
     }
 }
@@ -56,6 +59,18 @@ pub struct Entry {
     pub outcome: String,
     pub af_status: Option<u16>,
     pub duration_ms: u64,
+    /// Only in the genesis record: what chain this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genesis: Option<Genesis>,
+}
+
+/// What the first record of a chain says of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    /// The chain's id (a UUID), named in each of its checkpoints and witness lines.
+    pub chain: String,
+    /// The id of the key that signed its first checkpoints (see [`key_id`]).
+    pub key_id: String,
 }
 
 /// A stored record, as read back. Its canonical encoding is its JSON with the fields in this
@@ -116,13 +131,51 @@ pub struct CheckpointClaims {
     pub seq: u64,
     pub head: String,
     pub iat: u64,
+    /// The chain's id (from its genesis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
 }
 
-/// When to write a checkpoint.
-#[derive(Debug, Clone, Copy)]
+/// When to write a checkpoint, and where else it goes.
+#[derive(Debug, Clone)]
 pub struct CheckpointPolicy {
     pub every_records: u64,
     pub every: Duration,
+    /// An append-only file outside the store that every checkpoint is also written to, so a
+    /// store replaced, emptied or cut is caught (`brygga audit verify --witness`).
+    pub witness: Option<std::path::PathBuf>,
+}
+
+/// One line of a witness file: a checkpoint as it was signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessLine {
+    pub chain: String,
+    pub seq: u64,
+    pub head: String,
+    pub jws: String,
+}
+
+/// Checkpoints kept for a witness that cannot be written, at most.
+const MAX_WITNESS_BACKLOG: usize = 1024;
+
+/// Appends lines to the witness file and makes them durable.
+fn witness(path: &Path, lines: &[WitnessLine]) -> Result<(), String> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut text = String::new();
+    for l in lines {
+        text.push_str(&serde_json::to_string(l).map_err(|e| e.to_string())?);
+        text.push('\n');
+    }
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_data())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +226,76 @@ pub fn open_existing(store: &str) -> Result<Connection, AuditError> {
     if !path.is_file() {
         return Err(AuditError::Store(format!("{store}: no such audit store")));
     }
-    open(path)
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| AuditError::Store(format!("{store}: {e}")))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(store_err)?;
+    // A tool never makes an audit store of what is not one.
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('records', 'checkpoints')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| AuditError::Store(format!("{store}: not an SQLite database ({e})")))?;
+    if tables != 2 {
+        return Err(AuditError::Store(format!(
+            "{store}: not an audit store (it has no records and checkpoints tables)"
+        )));
+    }
+    Ok(conn)
+}
+
+/// The chain's genesis (record 0), when the store has one.
+fn read_genesis(conn: &Connection) -> Result<Option<Genesis>, AuditError> {
+    let body: Option<String> = conn
+        .query_row("SELECT body FROM records WHERE seq = 0", [], |r| r.get(0))
+        .optional()
+        .map_err(store_err)?;
+    Ok(body
+        .and_then(|b| serde_json::from_str::<Record>(&b).ok())
+        .and_then(|r| r.entry.genesis))
+}
+
+/// Starts a chain in an empty store: record 0, naming the chain and its signing key.
+fn write_genesis(conn: &mut Connection, key_id: &str) -> Result<Genesis, AuditError> {
+    let genesis = Genesis {
+        chain: uuid::Uuid::new_v4().to_string(),
+        key_id: key_id.to_owned(),
+    };
+    let entry = Entry {
+        time: now(),
+        korrelationsid: genesis.chain.clone(),
+        direction: "kedja".into(),
+        operation: "genesis".into(),
+        action: Action::Genesis,
+        organisation: "brygga".into(),
+        handlaggare: None,
+        arende: None,
+        subject: None,
+        syfte: None,
+        lagrum: None,
+        kategorier: Vec::new(),
+        outcome: "OK".into(),
+        af_status: None,
+        duration_ms: 0,
+        genesis: Some(genesis.clone()),
+    };
+    let body = canonical(0, &entry, GENESIS);
+    let hash = sha256_hex(&body);
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(store_err)?;
+    tx.execute(
+        "INSERT INTO records (seq, body, hash, subject, arende) VALUES (0, ?1, ?2, NULL, NULL)",
+        params![body, hash],
+    )
+    .map_err(store_err)?;
+    tx.commit().map_err(store_err)?;
+    Ok(genesis)
 }
 
 /// Appending to a chain that ends before its last checkpoint would fill the gap with new
@@ -295,6 +417,10 @@ pub struct AuditStats {
     pub failures: AtomicU64,
     /// The sequence number of the last durable record.
     pub head: AtomicU64,
+    /// Checkpoints that could not be written to the witness.
+    pub witness_failures: AtomicU64,
+    /// The latest write to the witness failed (until one succeeds).
+    pub witness_failing: std::sync::atomic::AtomicBool,
 }
 
 impl Default for AuditStats {
@@ -310,6 +436,8 @@ impl Default for AuditStats {
             commits: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             head: AtomicU64::new(0),
+            witness_failures: AtomicU64::new(0),
+            witness_failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -343,6 +471,24 @@ impl AuditLog {
         let mut conn = open(path)?;
         refuse_truncated(&conn)?;
         let key = signing_key.map(SigningKey::from_pem).transpose()?;
+        // A chain starts with its genesis; a store without one is not written to.
+        let records: i64 = conn
+            .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+            .map_err(store_err)?;
+        let genesis = match (read_genesis(&conn)?, records, &key) {
+            (Some(g), _, _) => g,
+            (None, 0, Some(k)) => write_genesis(&mut conn, &k.kid)?,
+            (None, 0, None) => {
+                return Err(AuditError::Store(
+                    "the store holds no chain yet; the gateway starts one".into(),
+                ));
+            }
+            (None, _, _) => {
+                return Err(AuditError::Store(
+                    "not a brygga audit chain: its first record is not a genesis (record 0); run `brygga audit verify`".into(),
+                ));
+            }
+        };
         let signing = Arc::new(std::sync::RwLock::new(key));
         let key = signing.clone();
         let (tx, rx) = mpsc::channel::<Pending>();
@@ -362,6 +508,10 @@ impl AuditLog {
             .spawn(move || {
                 let mut signer = Signer {
                     key,
+                    chain: genesis.chain,
+                    witness_due: Vec::new(),
+                    witness_backlog: Vec::new(),
+                    stats: counted.clone(),
                     policy,
                     since: 0,
                     last: Instant::now(),
@@ -369,10 +519,11 @@ impl AuditLog {
                 };
                 loop {
                     // Unsigned records wait at most `every` after the last checkpoint.
+                    let every = signer.policy.every;
                     let wait = if signer.since == 0 {
-                        policy.every
+                        every
                     } else {
-                        (signer.last + policy.every).saturating_duration_since(Instant::now())
+                        (signer.last + every).saturating_duration_since(Instant::now())
                     };
                     let first = match rx.recv_timeout(wait) {
                         Ok(first) => first,
@@ -479,6 +630,13 @@ impl AuditLog {
 /// Signs checkpoints every N records or T seconds.
 struct Signer {
     key: Arc<std::sync::RwLock<Option<SigningKey>>>,
+    /// The chain's id, named in each checkpoint.
+    chain: String,
+    /// Checkpoints signed in the transaction under way, for the witness once it commits.
+    witness_due: Vec<WitnessLine>,
+    /// Committed checkpoints the witness has not taken yet (it failed).
+    witness_backlog: Vec<WitnessLine>,
+    stats: Arc<AuditStats>,
     policy: CheckpointPolicy,
     /// Records since the last checkpoint.
     since: u64,
@@ -511,6 +669,7 @@ impl Signer {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            chain: Some(self.chain.clone()),
         };
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
@@ -522,6 +681,12 @@ impl Signer {
             params![head.0 as i64, jws],
         )
         .map_err(|e| e.to_string())?;
+        self.witness_due.push(WitnessLine {
+            chain: self.chain.clone(),
+            seq: head.0,
+            head: head.1.clone(),
+            jws,
+        });
         self.since = 0;
         self.last = Instant::now();
         self.signed = head.0;
@@ -538,7 +703,43 @@ impl Signer {
             .map_err(|e| e.to_string())?;
         let head = read_head(&tx).map_err(|e| e.to_string())?;
         self.maybe_sign(&tx, &head, force)?;
-        tx.commit().map_err(|e| e.to_string())
+        let committed = tx.commit().map_err(|e| e.to_string());
+        self.witness(committed.is_ok());
+        committed
+    }
+
+    /// After a commit: the checkpoints it held go to the witness (none when it failed), after
+    /// those an earlier write could not deliver.
+    fn witness(&mut self, committed: bool) {
+        let due = std::mem::take(&mut self.witness_due);
+        let Some(path) = &self.policy.witness else {
+            return;
+        };
+        if committed {
+            self.witness_backlog.extend(due);
+        }
+        if self.witness_backlog.is_empty() {
+            return;
+        }
+        match witness(path, &self.witness_backlog) {
+            Ok(()) => {
+                self.witness_backlog.clear();
+                self.stats.witness_failing.store(false, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // The records are durable; what failed is the copy outside the store. The
+                // lines wait for the next checkpoint (bounded: the newest checkpoint covers
+                // the heads before it, so the oldest are let go first).
+                tracing::error!(error = %e, "a checkpoint could not be written to the witness");
+                self.stats.witness_failures.fetch_add(1, Ordering::Relaxed);
+                self.stats.witness_failing.store(true, Ordering::Relaxed);
+                let over = self
+                    .witness_backlog
+                    .len()
+                    .saturating_sub(MAX_WITNESS_BACKLOG);
+                self.witness_backlog.drain(..over);
+            }
+        }
     }
 }
 
@@ -582,7 +783,9 @@ fn write_batch(
     signer.since += batch.len() as u64;
     signer.maybe_sign(&tx, &head, false)?;
     // One fsync for the whole group: the answers wait for it.
-    tx.commit().map_err(|e| e.to_string())?;
+    let committed = tx.commit().map_err(|e| e.to_string());
+    signer.witness(committed.is_ok());
+    committed?;
     Ok(first)
 }
 
@@ -611,11 +814,30 @@ pub enum Tamper {
     CheckpointMismatch(u64),
     #[error("records after checkpoint {0} were removed: the chain ends at {1}")]
     Truncated(u64, u64),
+    #[error("the store holds no record, not even the chain's genesis: it was emptied")]
+    Empty,
+    #[error(
+        "the first record is not the chain's genesis (record 0): the chain was cut at its start or replaced"
+    )]
+    NoGenesis,
+    #[error("record {0} claims to start a chain: only record 0 may")]
+    SecondGenesis(u64),
+    #[error("checkpoint at record {0} was signed for another chain")]
+    OtherChain(u64),
+    #[error(
+        "the witness holds checkpoint {0} (head {1}), but the store {2}: it was cut below a published checkpoint, or replaced"
+    )]
+    WitnessedHeadMissing(u64, String, &'static str),
 }
 
 /// The outcome of a verification that found nothing wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
+    /// The chain's id, from its genesis.
+    pub chain: String,
+    /// The key id its genesis names.
+    pub genesis_key: String,
+    /// Records after the genesis (the last one's sequence number).
     pub records: u64,
     pub checkpoints: u64,
     /// The last record a checkpoint signs (0: none yet); the records after it are linked but
@@ -635,18 +857,9 @@ pub fn verify(
     public_keys_pem: &[&[u8]],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Result<Verified, Tamper>, AuditError> {
-    let mut keys = Vec::new();
-    for pem in public_keys_pem {
-        let key = jsonwebtoken::DecodingKey::from_ed_pem(pem).map_err(|e| {
-            AuditError::Store(format!("the public key is not an Ed25519 key in PEM: {e}"))
-        })?;
-        keys.push((key_id(pem)?, key));
-    }
+    let keys = CheckpointKeys::new(public_keys_pem)?;
     // One snapshot: a gateway may append while this runs.
     let conn = conn.unchecked_transaction().map_err(store_err)?;
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
     // The checkpoints first: each signature, and the head it vouches for.
     let stored: Vec<(i64, String)> = conn
         .prepare("SELECT seq, jws FROM checkpoints ORDER BY seq")
@@ -658,21 +871,16 @@ pub fn verify(
     let mut checkpoints = std::collections::BTreeMap::new();
     for (seq, jws) in &stored {
         let seq = u64::try_from(*seq).unwrap_or(0);
-        // The key the checkpoint names; one written before key ids may be by any of them.
-        let named = jsonwebtoken::decode_header(jws).ok().and_then(|h| h.kid);
-        let signed = keys
-            .iter()
-            .filter(|(kid, _)| named.as_ref().is_none_or(|n| n == kid))
-            .find_map(|(_, key)| {
-                jsonwebtoken::decode::<CheckpointClaims>(jws, key, &validation).ok()
-            });
-        let Some(signed) = signed else {
+        let Some(claims) = keys
+            .claims(jws)
+            .checkable(&format!("the checkpoint at record {seq}"))?
+        else {
             return Ok(Err(Tamper::BadSignature(seq)));
         };
-        if signed.claims.seq != seq || seq == 0 {
+        if claims.seq != seq || seq == 0 {
             return Ok(Err(Tamper::BadSignature(seq)));
         }
-        checkpoints.insert(seq, signed.claims.head);
+        checkpoints.insert(seq, (claims.head, claims.chain));
     }
 
     let total: i64 = conn
@@ -685,16 +893,22 @@ pub fn verify(
     let mut rows = stmt.query([]).map_err(store_err)?;
     let mut prev = GENESIS.to_owned();
     let mut checked = 0u64;
+    let mut genesis: Option<Genesis> = None;
     while let Some(row) = rows.next().map_err(store_err)? {
         let seq: i64 = row.get(0).map_err(store_err)?;
         let body: String = row.get(1).map_err(store_err)?;
         let stored_hash: String = row.get(2).map_err(store_err)?;
         let subject: Option<String> = row.get(3).map_err(store_err)?;
         let arende: Option<String> = row.get(4).map_err(store_err)?;
-        let expected = checked + 1;
+        // Record 0 is the genesis; the accesses follow from 1.
+        let expected = checked;
         let seq = u64::try_from(seq).unwrap_or(0);
         if seq != expected {
-            return Ok(Err(Tamper::Removed(expected)));
+            return Ok(Err(if expected == 0 {
+                Tamper::NoGenesis
+            } else {
+                Tamper::Removed(expected)
+            }));
         }
         let Ok(record) = serde_json::from_str::<Record>(&body) else {
             return Ok(Err(Tamper::Changed(seq)));
@@ -723,8 +937,23 @@ pub fn verify(
         if subject != record.entry.subject || arende != record.entry.arende {
             return Ok(Err(Tamper::IndexChanged(seq)));
         }
-        if checkpoints.get(&seq).is_some_and(|h| *h != stored_hash) {
-            return Ok(Err(Tamper::CheckpointMismatch(seq)));
+        let starts = record.entry.action == Action::Genesis || record.entry.genesis.is_some();
+        match (seq, starts) {
+            (0, true) => genesis = record.entry.genesis.clone(),
+            (0, false) => return Ok(Err(Tamper::NoGenesis)),
+            (_, true) => return Ok(Err(Tamper::SecondGenesis(seq))),
+            _ => {}
+        }
+        if let Some((h, chain)) = checkpoints.get(&seq) {
+            if *h != stored_hash {
+                return Ok(Err(Tamper::CheckpointMismatch(seq)));
+            }
+            if chain
+                .as_ref()
+                .is_some_and(|c| genesis.as_ref().is_none_or(|g| g.chain != *c))
+            {
+                return Ok(Err(Tamper::OtherChain(seq)));
+            }
         }
         prev = stored_hash;
         checked += 1;
@@ -733,15 +962,161 @@ pub fn verify(
         }
     }
     progress(checked, total);
-    if let Some((&last, _)) = checkpoints.range(checked + 1..).next() {
-        return Ok(Err(Tamper::Truncated(last, checked)));
+    let Some(genesis) = genesis else {
+        return Ok(Err(if checked == 0 {
+            Tamper::Empty
+        } else {
+            Tamper::NoGenesis
+        }));
+    };
+    let last = checked - 1;
+    if let Some((&signed, _)) = checkpoints.range(last + 1..).next() {
+        return Ok(Err(Tamper::Truncated(signed, last)));
     }
     Ok(Ok(Verified {
-        records: checked,
+        chain: genesis.chain,
+        genesis_key: genesis.key_id,
+        records: last,
         checkpoints: checkpoints.len() as u64,
         signed_through: checkpoints.keys().next_back().copied().unwrap_or(0),
         head: prev,
     }))
+}
+
+/// The public keys checkpoints are verified with, by key id.
+struct CheckpointKeys {
+    keys: Vec<(String, jsonwebtoken::DecodingKey)>,
+    validation: jsonwebtoken::Validation,
+}
+
+impl CheckpointKeys {
+    fn new(public_keys_pem: &[&[u8]]) -> Result<Self, AuditError> {
+        let mut keys = Vec::new();
+        for pem in public_keys_pem {
+            let key = jsonwebtoken::DecodingKey::from_ed_pem(pem).map_err(|e| {
+                AuditError::Store(format!("the public key is not an Ed25519 key in PEM: {e}"))
+            })?;
+            keys.push((key_id(pem)?, key));
+        }
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        Ok(Self { keys, validation })
+    }
+
+    /// What a checkpoint signs, when its signature verifies with the key it names (one
+    /// written before key ids, with any of them). A key id none of the keys has is told
+    /// apart: the chain cannot be checked without that key, which is not a verdict on it.
+    fn claims(&self, jws: &str) -> Signed {
+        let named = jsonwebtoken::decode_header(jws).ok().and_then(|h| h.kid);
+        if let Some(n) = &named
+            && !self.keys.iter().any(|(kid, _)| kid == n)
+        {
+            return Signed::UnknownKey(n.clone());
+        }
+        self.keys
+            .iter()
+            .filter(|(kid, _)| named.as_ref().is_none_or(|n| n == kid))
+            .find_map(|(_, key)| {
+                jsonwebtoken::decode::<CheckpointClaims>(jws, key, &self.validation).ok()
+            })
+            .map_or(Signed::Bad, |d| Signed::Claims(d.claims))
+    }
+}
+
+/// What a checkpoint's signature says.
+enum Signed {
+    Claims(CheckpointClaims),
+    /// Signed with a key whose public half was not given.
+    UnknownKey(String),
+    /// It does not verify.
+    Bad,
+}
+
+impl Signed {
+    /// The claims, or why the chain cannot be checked (`Ok(None)`: the signature is bad).
+    fn checkable(self, what: &str) -> Result<Option<CheckpointClaims>, AuditError> {
+        match self {
+            Signed::Claims(c) => Ok(Some(c)),
+            Signed::Bad => Ok(None),
+            Signed::UnknownKey(kid) => Err(AuditError::Store(format!(
+                "{what} is signed with key {kid}, whose public key was not given (--public-key, or audit.previous_public_keys)"
+            ))),
+        }
+    }
+}
+
+/// Checks a store against its witness (`witness_text`, the lines of the witness file): every
+/// checkpoint the witness holds must verify, belong to this chain, and name a head the store
+/// still holds at that record. The outer error: the witness could not be checked (unreadable,
+/// signed with a key not given, another chain's); the inner: the store lost what was
+/// witnessed. Returns how many checkpoints the witness held.
+pub fn verify_witness(
+    conn: &Connection,
+    witness_text: &str,
+    public_keys_pem: &[&[u8]],
+) -> Result<Result<u64, Tamper>, AuditError> {
+    let keys = CheckpointKeys::new(public_keys_pem)?;
+    let chain = read_genesis(conn)?.map(|g| g.chain);
+    let mut held = 0;
+    for (i, line) in witness_text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = |why: &str| AuditError::Store(format!("witness line {}: {why}", i + 1));
+        let w: WitnessLine = serde_json::from_str(line).map_err(|_| at("not a witness line"))?;
+        let claims = keys
+            .claims(&w.jws)
+            .checkable(&format!("witness line {}", i + 1))?
+            .ok_or_else(|| at("its signature does not verify with the keys given"))?;
+        if claims.seq != w.seq || claims.head != w.head || claims.chain.as_ref() != Some(&w.chain) {
+            return Err(at("its line does not match what it signs"));
+        }
+        match &chain {
+            Some(c) if *c == w.chain => {}
+            // Signed by this gateway's key for another chain: the store was replaced.
+            Some(_) => {
+                return Ok(Err(Tamper::WitnessedHeadMissing(
+                    w.seq,
+                    w.head,
+                    "is another chain (another genesis)",
+                )));
+            }
+            None => {
+                return Ok(Err(Tamper::WitnessedHeadMissing(
+                    w.seq,
+                    w.head,
+                    "has no chain (no genesis)",
+                )));
+            }
+        }
+        let hash: Option<String> = conn
+            .query_row(
+                "SELECT hash FROM records WHERE seq = ?1",
+                params![w.seq as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(store_err)?;
+        match hash {
+            Some(h) if h == w.head => held += 1,
+            Some(_) => {
+                return Ok(Err(Tamper::WitnessedHeadMissing(
+                    w.seq,
+                    w.head,
+                    "holds another record there",
+                )));
+            }
+            None => {
+                return Ok(Err(Tamper::WitnessedHeadMissing(
+                    w.seq,
+                    w.head,
+                    "no longer holds that record",
+                )));
+            }
+        }
+    }
+    Ok(Ok(held))
 }
 
 /// What an extract selects. Every condition given must hold.
@@ -894,6 +1269,7 @@ mod tests {
             outcome: "OK".into(),
             af_status: Some(200),
             duration_ms: i,
+            genesis: None,
         }
     }
 
@@ -915,6 +1291,7 @@ mod tests {
             CheckpointPolicy {
                 every_records: 4,
                 every: Duration::from_secs(3600),
+                witness: None,
             },
         )
         .unwrap();
@@ -995,17 +1372,16 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        assert_eq!(kids, vec![old_kid.clone(), old_kid, new_kid]);
+        assert_eq!(kids, vec![old_kid.clone(), old_kid.clone(), new_kid]);
         let new_public = new.public_key_pem();
         let both: [&[u8]; 2] = [new_public.as_bytes(), &c.public];
         let verified = verify(&conn, &both, &mut |_, _| {}).unwrap().unwrap();
         assert_eq!(verified.signed_through, 11);
-        // Without the old public key, the old checkpoints cannot be vouched for.
+        // Without the old public key the old checkpoints cannot be checked, which is not a
+        // verdict on the chain.
         let only_new: [&[u8]; 1] = [new_public.as_bytes()];
-        assert_eq!(
-            verify(&conn, &only_new, &mut |_, _| {}).unwrap(),
-            Err(Tamper::BadSignature(4))
-        );
+        let err = verify(&conn, &only_new, &mut |_, _| {}).unwrap_err();
+        assert!(err.to_string().contains(&old_kid), "{err}");
     }
 
     /// Another writer on a chain's store, with its key.
@@ -1016,6 +1392,7 @@ mod tests {
             CheckpointPolicy {
                 every_records: 1000,
                 every: Duration::from_secs(3600),
+                witness: None,
             },
         )
     }
@@ -1077,11 +1454,12 @@ mod tests {
         let c = chain(5);
         let mut out = Vec::new();
         let conn = Connection::open(&c.path).unwrap();
-        assert_eq!(export(&conn, &mut out).unwrap(), 5);
+        // The genesis and five records.
+        assert_eq!(export(&conn, &mut out).unwrap(), 6);
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        // Five records, a checkpoint after record 4 and one after 5 (the writer's last).
-        assert_eq!(lines.len(), 7, "{text}");
+        // A checkpoint after record 4 and one after 5 (the writer's last).
+        assert_eq!(lines.len(), 8, "{text}");
         let mut prev = GENESIS.to_owned();
         for line in lines.iter().filter(|l| !l.starts_with("{\"checkpoint\"")) {
             let (hashed, hash) = line.rsplit_once(",\"hash\":\"").unwrap();
@@ -1092,10 +1470,11 @@ mod tests {
             assert_eq!(record.prev, prev);
             prev = hash.to_owned();
         }
+        assert!(lines[0].contains("\"action\":\"genesis\""), "{}", lines[0]);
         assert!(
-            lines[4].starts_with("{\"checkpoint\":{\"jws\":"),
+            lines[5].starts_with("{\"checkpoint\":{\"jws\":"),
             "{}",
-            lines[4]
+            lines[5]
         );
     }
 
@@ -1187,6 +1566,7 @@ mod tests {
             seq: 4,
             head: "00".repeat(32),
             iat: 0,
+            chain: None,
         };
         let jws = jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
@@ -1221,6 +1601,7 @@ mod tests {
             CheckpointPolicy {
                 every_records: 1000,
                 every: Duration::from_secs(3600),
+                witness: None,
             },
         )
         .unwrap();
@@ -1256,6 +1637,7 @@ mod tests {
             CheckpointPolicy {
                 every_records: 1000,
                 every: Duration::from_secs(3600),
+                witness: None,
             },
         )
         .unwrap();

@@ -158,6 +158,11 @@ pub struct AuditFile {
     /// … or this long after the last one, whichever comes first.
     #[serde(with = "humantime_serde", default = "default_checkpoint_every")]
     pub checkpoint_every: Duration,
+    /// A file outside the store (another disk, a mount another host copies from) that every
+    /// checkpoint is appended to as well: `brygga audit verify --witness FILE` then proves the
+    /// store still holds every head it witnessed.
+    #[serde(default)]
+    pub witness: Option<PathBuf>,
 }
 
 fn default_checkpoint_records() -> u64 {
@@ -1593,6 +1598,27 @@ impl Config {
                 format!("{} is not a directory", dir.display()),
             );
         }
+        // A witness beside the store's own files is no witness: whoever replaces the one
+        // replaces the other.
+        if let Some(w) = &f.audit.witness {
+            let w = c.path(w);
+            let store_files =
+                ["", "-wal", "-shm", "-journal"].map(|s| format!("{}{s}", store.display()));
+            if store_files.iter().any(|s| Path::new(s) == w) {
+                c.fail(
+                    "audit.witness",
+                    format!(
+                        "{} is the store itself; name a file on another path",
+                        w.display()
+                    ),
+                );
+            } else if w.is_dir() {
+                c.fail(
+                    "audit.witness",
+                    format!("{} is a directory; name the file to append to", w.display()),
+                );
+            }
+        }
         if f.audit.checkpoint_every_records == 0 {
             c.fail("audit.checkpoint_every_records", "must be at least 1");
         }
@@ -1859,6 +1885,7 @@ impl Config {
                         policy: crate::audit::CheckpointPolicy {
                             every_records: f.audit.checkpoint_every_records,
                             every: f.audit.checkpoint_every,
+                            witness: f.audit.witness.as_ref().map(|w| c.path(w)),
                         },
                     },
                     certificates: std::mem::take(&mut c.loaded),

@@ -405,6 +405,7 @@ async fn record(
         outcome: outcome.into(),
         af_status: None,
         duration_ms: 0,
+        genesis: None,
     };
     match gw.audit.append(entry).await {
         Ok(_) => true,

@@ -691,8 +691,11 @@ async fn audit_report(config: Config, data_dir: &Path, requests: u64) -> Result<
     let store = data_dir.join("audit.db");
     let records: i64 = crate::audit::open(&store)
         .and_then(|c| {
-            c.query_row("SELECT count(*) FROM records", [], |r| r.get(0))
-                .map_err(|e| crate::audit::AuditError::Store(e.to_string()))
+            // After the chain's genesis (record 0).
+            c.query_row("SELECT count(*) FROM records WHERE seq > 0", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| crate::audit::AuditError::Store(e.to_string()))
         })
         .map_err(|e| e.to_string())?;
     let one_each = records as u64 == requests;
@@ -707,7 +710,7 @@ async fn audit_report(config: Config, data_dir: &Path, requests: u64) -> Result<
         operator: "demo".into(),
     };
     print!("\n$ brygga audit verify\n");
-    let verified = crate::dpo::verify(&dpo, &[], false).await?;
+    let verified = crate::dpo::verify(&dpo, &[], None, false).await?;
     println!("\n$ brygga audit query --personnummer <the registered example person>");
     crate::dpo::query(
         &dpo,

@@ -61,6 +61,7 @@ impl Store {
         let policy = audit::CheckpointPolicy {
             every_records: u64::MAX,
             every: Duration::from_secs(3600),
+            witness: None,
         };
         let log = audit::AuditLog::start(&self.path, None, policy).map_err(|e| e.to_string())?;
         let seq = log.append(entry).await.map_err(|e| e.to_string())?;
@@ -92,14 +93,19 @@ impl Store {
             outcome: "OK".into(),
             af_status: None,
             duration_ms: started.elapsed().as_millis() as u64,
+            genesis: None,
         }
     }
 }
 
-/// `brygga audit verify`. Returns whether the chain verified; prints the verdict.
+/// `brygga audit verify`. Returns whether the chain (and the witness, when one is given or
+/// configured) verified, and prints the verdict; an error means it could not be checked at
+/// all (an unreadable store or witness, a bad key file), which a nightly job must tell apart
+/// from an attack.
 pub async fn verify(
     store: &Store,
     public_keys: &[std::path::PathBuf],
+    witness: Option<&Path>,
     progress: bool,
 ) -> Result<bool, String> {
     let started = Instant::now();
@@ -117,7 +123,20 @@ pub async fn verify(
         }
     };
     let public: Vec<&[u8]> = public.iter().map(Vec::as_slice).collect();
-    let conn = audit::open(&store.path).map_err(|e| e.to_string())?;
+    // Read as it is: a tool never makes an audit store of what is not one.
+    let conn = audit::open_existing(&store.path.to_string_lossy()).map_err(|e| e.to_string())?;
+    let witness = witness.map(Path::to_path_buf).or_else(|| {
+        store
+            .config
+            .as_ref()
+            .and_then(|c| c.audit.policy.witness.clone())
+    });
+    let witness_text = witness
+        .as_ref()
+        .map(|w| {
+            std::fs::read_to_string(w).map_err(|e| format!("the witness {}: {e}", w.display()))
+        })
+        .transpose()?;
     let mut last_shown = Instant::now();
     let mut bar = |done: u64, total: u64| {
         if progress && (last_shown.elapsed() >= Duration::from_millis(100) || done == total) {
@@ -135,7 +154,22 @@ pub async fn verify(
         }
     };
     // An unreadable store or a bad key file is an error, not a verdict on the chain.
-    let verdict = audit::verify(&conn, &public, &mut bar).map_err(|e| e.to_string())?;
+    let mut verdict = audit::verify(&conn, &public, &mut bar).map_err(|e| e.to_string())?;
+    // The witness proves the store was not cut below, or replaced behind, what left the host.
+    let mut witnessed = None;
+    if let (Some(text), Ok(_)) = (&witness_text, &verdict) {
+        match audit::verify_witness(&conn, text, &public).map_err(|e| {
+            format!(
+                "the witness {}: {e}",
+                witness
+                    .as_ref()
+                    .map_or_else(String::new, |w| w.display().to_string())
+            )
+        })? {
+            Ok(n) => witnessed = Some(n),
+            Err(t) => verdict = Err(t),
+        }
+    }
     drop(conn);
     let shown = store.path.display();
     let mut entry = store.entry("audit verify", started);
@@ -153,6 +187,12 @@ pub async fn verify(
                 "{shown}: the chain verifies: {} record(s), {} signed checkpoint(s), {signed}; head {}",
                 v.records, v.checkpoints, v.head
             );
+            println!("chain {} (genesis key {})", v.chain, v.genesis_key);
+            if let Some(n) = witnessed {
+                println!(
+                    "the witness holds {n} checkpoint(s); the store holds every head it witnessed"
+                );
+            }
             true
         }
         Err(t) => {

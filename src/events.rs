@@ -217,6 +217,7 @@ async fn receive(
             outcome: if repeat { "DUBBLETT" } else { "OK" }.into(),
             af_status: None,
             duration_ms: started.elapsed().as_millis() as u64,
+            genesis: None,
         };
         gw.audit.append(entry).await.map_err(|e| {
             tracing::error!(error = %e, "the audit record of an event could not be written");
@@ -291,6 +292,7 @@ async fn refused(gw: &Gateway, peer: &Peer, f: &Failure, tracking: Uuid, started
         outcome: f.felkod.as_str().into(),
         af_status: None,
         duration_ms: started.elapsed().as_millis() as u64,
+        genesis: None,
     };
     if let Err(e) = gw.audit.append(entry).await {
         tracing::error!(error = %e, "the audit record of a refused batch could not be written");

@@ -318,6 +318,7 @@ async fn record(
         outcome: felkod.map(Felkod::as_str).unwrap_or("OK").to_owned(),
         af_status: trace.af_status,
         duration_ms: started.elapsed().as_millis() as u64,
+        genesis: None,
     };
     match (gw.audit.append(entry).await, result) {
         (Ok(_), result) => result,

@@ -238,7 +238,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
     let audit = AuditLog::start(
         &config.audit.store,
         Some(&config.audit.signing_key),
-        config.audit.policy,
+        config.audit.policy.clone(),
     )
     .map_err(|e| format!("{}: {e}", config.audit.store.display()))?;
     // After the audit log made the store's directory (0700).

@@ -258,6 +258,10 @@ enum AuditCommand {
         /// `audit.previous_public_keys`.
         #[arg(long)]
         public_key: Vec<PathBuf>,
+        /// The witness file the gateway appends each signed checkpoint to (default with
+        /// --config: `audit.witness`): the store must still hold every head it witnessed.
+        #[arg(long)]
+        witness: Option<PathBuf>,
         /// Show progress on stderr even when it is not a terminal.
         #[arg(long)]
         progress: bool,
@@ -622,15 +626,26 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 AuditCommand::Verify {
                     store,
                     public_key,
+                    witness,
                     progress,
                 } => {
-                    let store = resolve(store)?;
+                    // 0 verifies, 1 tampered, 2 could not check: a nightly job tells an
+                    // attack from a missing file.
                     let progress = progress || std::io::IsTerminal::is_terminal(&std::io::stderr());
-                    if !brygga::dpo::verify(&store, &public_key, progress)
-                        .await
-                        .map_err(|e| anyhow!(e))?
-                    {
-                        return Ok(ExitCode::FAILURE);
+                    let verdict = match resolve(store) {
+                        Ok(store) => {
+                            brygga::dpo::verify(&store, &public_key, witness.as_deref(), progress)
+                                .await
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match verdict {
+                        Ok(true) => {}
+                        Ok(false) => return Ok(ExitCode::from(1)),
+                        Err(e) => {
+                            eprintln!("error: could not check the chain: {e}");
+                            return Ok(ExitCode::from(2));
+                        }
                     }
                 }
                 AuditCommand::Query {

@@ -156,6 +156,7 @@ pub struct Metrics {
     audit_records: Counter,
     audit_commits: Counter,
     audit_commit_failures: Counter,
+    audit_witness_failures: Counter,
     pub audit_head: Gauge,
     pub audit_checkpoint: Gauge,
     pub outbox_pending: Gauge,
@@ -301,6 +302,12 @@ impl Metrics {
             "Time of one durable commit of the audit chain",
             audit_commit_seconds,
         );
+        let audit_witness_failures = Counter::default();
+        r.register(
+            "audit_witness_failures",
+            "Signed checkpoints that could not be written to the witness outside the store (retried with the next one)",
+            audit_witness_failures.clone(),
+        );
         let audit_head = Gauge::default();
         r.register(
             "audit_head_sequence",
@@ -395,6 +402,7 @@ impl Metrics {
             audit_records,
             audit_commits,
             audit_commit_failures,
+            audit_witness_failures,
             audit_head,
             audit_checkpoint,
             outbox_pending,
@@ -604,6 +612,10 @@ impl Metrics {
         Self::mirror(&self.audit_records, stats.records.load(Relaxed));
         Self::mirror(&self.audit_commits, stats.commits.load(Relaxed));
         Self::mirror(&self.audit_commit_failures, stats.failures.load(Relaxed));
+        Self::mirror(
+            &self.audit_witness_failures,
+            stats.witness_failures.load(Relaxed),
+        );
         self.audit_head.set(gauge_value(stats.head.load(Relaxed)));
         self.audit_checkpoint
             .set(gauge_value(stats.checkpoint.load(Relaxed)));

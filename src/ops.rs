@@ -98,6 +98,27 @@ pub async fn readiness(gw: &Gateway) -> Readiness {
         Err(_) => check("store", false, "the check failed".into()),
     }
 
+    // Checkpoints that do not leave the host are evidence an attacker on it could replace.
+    if let Some(w) = &gw.config.audit.policy.witness {
+        let failing = gw
+            .audit
+            .stats
+            .witness_failing
+            .load(std::sync::atomic::Ordering::Relaxed);
+        check(
+            "witness",
+            !failing,
+            if failing {
+                format!(
+                    "the latest signed checkpoint could not be written to {}; it is retried with the next",
+                    w.display()
+                )
+            } else {
+                format!("checkpoints go to {}", w.display())
+            },
+        );
+    }
+
     let (af, ms) = gw.af.health().await;
     let breaker_open = gw.af.breaker.is_open();
     let af_ok = af == TjanstStatus::Ok && !breaker_open;

@@ -410,16 +410,16 @@ async fn export_writes_json_lines_and_verify_shows_progress() {
     let (lines, checkpoints): (Vec<&str>, Vec<&str>) = text
         .lines()
         .partition(|l| !l.starts_with("{\"checkpoint\""));
-    // Four accesses and the export itself, recorded before it was written; the gateway signed
-    // the head (record 4) when it stopped.
-    assert_eq!(lines.len(), 5, "{text}");
+    // The genesis, four accesses and the export itself, recorded before it was written; the
+    // gateway signed the head (record 4) when it stopped.
+    assert_eq!(lines.len(), 6, "{text}");
     assert_eq!(checkpoints.len(), 1, "{text}");
     let cp: serde_json::Value = serde_json::from_str(checkpoints[0]).unwrap();
     assert_eq!(cp["checkpoint"]["seq"], 4);
     let mut prev = "0".repeat(64);
     for (i, line) in lines.iter().enumerate() {
         let l: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(l["seq"], i as u64 + 1);
+        assert_eq!(l["seq"], i as u64);
         assert_eq!(l["prev"], prev.as_str());
         // The line less its last member `hash` is the canonical encoding that was hashed.
         let hash = l["hash"].as_str().unwrap();
@@ -429,7 +429,7 @@ async fn export_writes_json_lines_and_verify_shows_progress() {
         assert_eq!(canonical.canonical(), hashed);
         prev = hash.to_owned();
     }
-    let last: serde_json::Value = serde_json::from_str(lines[4]).unwrap();
+    let last: serde_json::Value = serde_json::from_str(lines[5]).unwrap();
     assert_eq!(last["entry"]["operation"], "audit export");
 
     let v = brygga()
@@ -442,7 +442,7 @@ async fn export_writes_json_lines_and_verify_shows_progress() {
     let err = String::from_utf8_lossy(&v.stderr);
     assert!(v.status.success(), "{err}");
     assert!(
-        err.contains("verifying [####################] 5/5 records (100 %)"),
+        err.contains("verifying [####################] 6/6 records (100 %)"),
         "{err}"
     );
     assert!(String::from_utf8_lossy(&v.stdout).contains("the chain verifies: 5 record(s)"));
@@ -661,4 +661,251 @@ async fn sigterm_under_load_loses_no_answered_record() {
     assert!(lost.is_empty(), "{} answered without a record", lost.len());
     assert_eq!(v.signed_through, v.records, "the stop signed the head");
     setup.af.shutdown().await;
+}
+
+/// `brygga audit verify` on `store` with the example checkpoint key and `extra` arguments:
+/// its exit code and what it printed.
+fn verify_cli(store: &Path, extra: &[&std::ffi::OsStr]) -> (i32, String) {
+    let out = brygga()
+        .args(["audit", "verify", "--store"])
+        .arg(store)
+        .arg("--public-key")
+        .arg(harness::certs().join("audit-signing.pub.pem"))
+        .args(extra)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn sql(store: &Path, statements: &str) {
+    rusqlite::Connection::open(store)
+        .unwrap()
+        .execute_batch(statements)
+        .unwrap();
+}
+
+fn tables(file: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(file).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn verify_tells_a_replaced_or_emptied_chain_from_a_store_it_cannot_read() {
+    let (dir, store) = store_with_accesses().await;
+    let copy = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::copy(&store, &p).unwrap();
+        p
+    };
+    // The chain starts with its genesis, which names the chain and its signing key.
+    let first = &harness::audit_records_with_genesis(&store)[0];
+    assert_eq!(first.seq, 0);
+    let genesis = first
+        .entry
+        .genesis
+        .as_ref()
+        .expect("record 0 is the genesis");
+    let (code, text) = verify_cli(&store, &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(&format!("chain {}", genesis.chain)), "{text}");
+    assert!(text.contains(&genesis.key_id), "{text}");
+
+    // Tampered: exit 1, saying how.
+    let emptied = copy("emptied.db");
+    sql(&emptied, "DELETE FROM records; DELETE FROM checkpoints;");
+    let (code, text) = verify_cli(&emptied, &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("TAMPERED") && text.contains("emptied"),
+        "{text}"
+    );
+
+    let headless = copy("headless.db");
+    sql(&headless, "DELETE FROM records WHERE seq = 0;");
+    let (code, text) = verify_cli(&headless, &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("not the chain's genesis"), "{text}");
+
+    // A fresh genesis put in front of the old records: the second chain start is refused.
+    let restarted = copy("restarted.db");
+    sql(
+        &restarted,
+        "UPDATE records SET body = replace(body, '\"chain\":\"', '\"chain\":\"0') WHERE seq = 0;",
+    );
+    let (code, text) = verify_cli(&restarted, &[]);
+    assert_eq!(code, 1, "{text}");
+
+    // Could not check: exit 2, and the file is left as it was.
+    let foreign = dir.path().join("foreign.db");
+    sql(&foreign, "CREATE TABLE invoices (id INTEGER);");
+    let (code, text) = verify_cli(&foreign, &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("not an audit store"), "{text}");
+    assert_eq!(tables(&foreign), ["invoices"], "verify created tables");
+
+    let text_file = dir.path().join("notes.txt");
+    std::fs::write(
+        &text_file,
+        "not a database at all, only words\n".repeat(100),
+    )
+    .unwrap();
+    let (code, text) = verify_cli(&text_file, &[]);
+    assert_eq!(code, 2, "{text}");
+
+    let missing = dir.path().join("missing.db");
+    let (code, text) = verify_cli(&missing, &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(!missing.exists(), "verify created the store");
+
+    // A key that did not sign the checkpoints: the chain cannot be checked, not tampered.
+    let other_key = dir.path().join("other.pub.pem");
+    std::fs::write(
+        &other_key,
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .unwrap()
+            .public_key_pem(),
+    )
+    .unwrap();
+    let out = brygga()
+        .args(["audit", "verify", "--store"])
+        .arg(&store)
+        .arg("--public-key")
+        .arg(&other_key)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("was not given"), "{text}");
+}
+
+#[tokio::test]
+async fn a_store_cut_below_or_replaced_behind_a_witnessed_checkpoint_fails_verify() {
+    let witness_dir = tempfile::tempdir().unwrap();
+    let witness = witness_dir.path().join("checkpoints.witness");
+    let w = witness.clone();
+    let s = harness::start_custom(
+        move |c, _| {
+            c.audit.policy.witness = Some(w);
+            c.audit.policy.every_records = 2;
+        },
+        true,
+    )
+    .await;
+    let token = s.st_token();
+    for _ in 0..6 {
+        status(
+            &s.st
+                .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+                .await
+                .unwrap(),
+        );
+    }
+    let store = s.audit_store();
+    let dir = s.stop().await;
+
+    // Every signed checkpoint also left the store, durable, one JSON line each.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&witness)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    let checkpoints: i64 = conn
+        .query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0))
+        .unwrap();
+    drop(conn);
+    assert!(checkpoints >= 3, "{checkpoints}");
+    assert_eq!(lines.len() as i64, checkpoints);
+    let w = witness.as_os_str();
+    let (code, text) = verify_cli(&store, &[std::ffi::OsStr::new("--witness"), w]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("the witness holds {checkpoints} checkpoint(s)")),
+        "{text}"
+    );
+
+    // Cut below the last witnessed checkpoint, its checkpoint row gone with it: the store
+    // alone still looks whole; the witness shows what was lost.
+    let last_seq = lines.last().unwrap()["seq"].as_u64().unwrap();
+    let cut = dir.path().join("cut.db");
+    std::fs::copy(&store, &cut).unwrap();
+    sql(
+        &cut,
+        &format!(
+            "DELETE FROM records WHERE seq >= {last_seq}; DELETE FROM checkpoints WHERE seq >= {last_seq};"
+        ),
+    );
+    let (code, text) = verify_cli(&cut, &[]);
+    assert_eq!(code, 0, "without the witness the cut is invisible: {text}");
+    let (code, text) = verify_cli(&cut, &[std::ffi::OsStr::new("--witness"), w]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains(&format!("checkpoint {last_seq}")), "{text}");
+
+    // Replaced by another chain the same key signed (a fresh store from the same gateway).
+    let other = harness::start().await;
+    let other_store = other.audit_store();
+    let other_dir = other.stop().await;
+    let (code, text) = verify_cli(&other_store, &[std::ffi::OsStr::new("--witness"), w]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("another chain"), "{text}");
+    drop(other_dir);
+
+    // An unreadable witness is not a verdict on the store.
+    let (code, text) = verify_cli(
+        &store,
+        &[
+            std::ffi::OsStr::new("--witness"),
+            witness_dir.path().join("absent").as_os_str(),
+        ],
+    );
+    assert_eq!(code, 2, "{text}");
+}
+
+// /dev/full takes the open and fails every write, like a full disk.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_witness_that_cannot_be_written_is_counted_retried_and_makes_the_gateway_unready() {
+    let s = harness::start_custom(
+        |c, _| {
+            c.audit.policy.witness = Some(PathBuf::from("/dev/full"));
+            c.audit.policy.every_records = 1;
+        },
+        true,
+    )
+    .await;
+    let token = s.st_token();
+    // The answers still come: the records are durable in the store.
+    for _ in 0..3 {
+        status(
+            &s.st
+                .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+                .await
+                .unwrap(),
+        );
+    }
+    let admin = s.inner.gateway.admin_addr;
+    let metrics = harness::admin_text(admin, "/metrics").await;
+    let failures = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("brygga_audit_witness_failures_total "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(failures.parse::<f64>().unwrap() >= 3.0, "{failures}");
+    let ready = reqwest::get(format!("http://{admin}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["witness"]["status"], "fail", "{body}");
+    s.stop().await;
 }

@@ -761,6 +761,7 @@ fn audit_verify_finds_a_hand_edited_record() {
         CheckpointPolicy {
             every_records: 2,
             every: std::time::Duration::from_secs(3600),
+            witness: None,
         },
     )
     .unwrap();
@@ -784,6 +785,7 @@ fn audit_verify_finds_a_hand_edited_record() {
             outcome: "OK".into(),
             af_status: Some(200),
             duration_ms: i,
+            genesis: None,
         }))
         .unwrap();
     }

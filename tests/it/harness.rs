@@ -25,8 +25,15 @@ pub struct Stack {
     pub data: tempfile::TempDir,
 }
 
-/// Every record in an audit store, oldest first.
+/// Every record after the genesis in an audit store, oldest first.
 pub fn audit_records(store: &std::path::Path) -> Vec<brygga::audit::Record> {
+    let mut all = audit_records_with_genesis(store);
+    all.retain(|r| r.seq > 0);
+    all
+}
+
+/// Every record of the chain, its genesis (record 0) first.
+pub fn audit_records_with_genesis(store: &std::path::Path) -> Vec<brygga::audit::Record> {
     let conn = rusqlite::Connection::open(store).unwrap();
     let mut stmt = conn
         .prepare("SELECT body FROM records ORDER BY seq")
