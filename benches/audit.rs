@@ -28,6 +28,7 @@ fn entry(i: u64) -> Entry {
         af_status: Some(200),
         duration_ms: 2,
         genesis: None,
+        pruned: None,
     }
 }
 
@@ -52,6 +53,7 @@ fn durable_appends(c: &mut Criterion) {
                     every_records: 1000,
                     every: Duration::from_secs(60),
                     witness: None,
+                    retention: None,
                 },
             )
             .unwrap(),

@@ -24,6 +24,9 @@ pub enum Action {
     Deny,
     /// The chain's first record (sequence 0): it names the chain and its signing key.
     Genesis,
+    /// Records older than the retention period were removed (gallring); the record says
+    /// through which one, and the checkpoint there is where the chain now starts.
+    Prune,
 }
 
 impl Action {
@@ -34,6 +37,7 @@ impl Action {
             Action::Receive => "receive",
             Action::Deny => "deny",
             Action::Genesis => "genesis",
+            Action::Prune => "prune",
         }
     }
 }
@@ -62,6 +66,24 @@ pub struct Entry {
     /// Only in the genesis record: what chain this is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genesis: Option<Genesis>,
+    /// Only in a pruning record: what was removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<Pruned>,
+}
+
+/// What a pruning record says of the records it removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    /// Records 1 through this one were removed; the genesis stays.
+    pub through: u64,
+    /// Its hash, which the checkpoint kept at `through` signs and the next record links to.
+    pub head: String,
+    /// They were all older than this (UTC, RFC 3339) …
+    pub before: String,
+    /// … the configured retention, in seconds.
+    pub retention_seconds: u64,
+    /// How many records went.
+    pub removed: u64,
 }
 
 /// What the first record of a chain says of it.
@@ -144,6 +166,17 @@ pub struct CheckpointPolicy {
     /// An append-only file outside the store that every checkpoint is also written to, so a
     /// store replaced, emptied or cut is caught (`brygga audit verify --witness`).
     pub witness: Option<std::path::PathBuf>,
+    /// Records older than this are pruned (gallring), behind a signed checkpoint; None keeps
+    /// them all.
+    pub retention: Option<Duration>,
+}
+
+impl CheckpointPolicy {
+    /// How often the writer looks for records past the retention period.
+    fn prune_interval(&self) -> Option<Duration> {
+        self.retention
+            .map(|r| (r / 10).clamp(Duration::from_millis(100), Duration::from_secs(3600)))
+    }
 }
 
 /// One line of a witness file: a checkpoint as it was signed.
@@ -203,6 +236,9 @@ pub fn open(path: &Path) -> Result<Connection, AuditError> {
     conn.execute_batch(
         "PRAGMA journal_mode=WAL;
          PRAGMA synchronous=FULL;
+         -- Pruned records are zeroed, not only unlinked (their pseudonyms must not stay in
+         -- free space), and so are the stale copies a page split leaves behind.
+         PRAGMA secure_delete=ON;
          CREATE TABLE IF NOT EXISTS records (
              seq INTEGER PRIMARY KEY, body TEXT NOT NULL, hash TEXT NOT NULL,
              subject TEXT, arende TEXT);
@@ -283,6 +319,7 @@ fn write_genesis(conn: &mut Connection, key_id: &str) -> Result<Genesis, AuditEr
         af_status: None,
         duration_ms: 0,
         genesis: Some(genesis.clone()),
+        pruned: None,
     };
     let body = canonical(0, &entry, GENESIS);
     let hash = sha256_hex(&body);
@@ -421,6 +458,10 @@ pub struct AuditStats {
     pub witness_failures: AtomicU64,
     /// The latest write to the witness failed (until one succeeds).
     pub witness_failing: std::sync::atomic::AtomicBool,
+    /// Records pruned past the retention period.
+    pub pruned: AtomicU64,
+    /// Prunings that failed (retried at the next interval).
+    pub prune_failures: AtomicU64,
 }
 
 impl Default for AuditStats {
@@ -438,6 +479,8 @@ impl Default for AuditStats {
             head: AtomicU64::new(0),
             witness_failures: AtomicU64::new(0),
             witness_failing: std::sync::atomic::AtomicBool::new(false),
+            pruned: AtomicU64::new(0),
+            prune_failures: AtomicU64::new(0),
         }
     }
 }
@@ -517,14 +560,37 @@ impl AuditLog {
                     last: Instant::now(),
                     signed: signed.unwrap_or(0).max(0) as u64,
                 };
+                let prune_interval = signer.policy.prune_interval();
+                let mut next_prune = Instant::now();
                 loop {
+                    if let Some(interval) = prune_interval
+                        && Instant::now() >= next_prune
+                    {
+                        next_prune = Instant::now() + interval;
+                        match signer.prune(&mut conn) {
+                            Ok(Some(p)) => {
+                                counted.checkpoint.store(signer.signed, Ordering::Relaxed);
+                                counted.head.store(p.seq, Ordering::Relaxed);
+                                counted.pruned.fetch_add(p.removed, Ordering::Relaxed);
+                                tracing::info!(through = p.through, removed = p.removed, "audit records past the retention period pruned");
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                counted.prune_failures.fetch_add(1, Ordering::Relaxed);
+                                tracing::error!(error = %e, "pruning the audit chain failed");
+                            }
+                        }
+                    }
                     // Unsigned records wait at most `every` after the last checkpoint.
                     let every = signer.policy.every;
-                    let wait = if signer.since == 0 {
+                    let mut wait = if signer.since == 0 {
                         every
                     } else {
                         (signer.last + every).saturating_duration_since(Instant::now())
                     };
+                    if prune_interval.is_some() {
+                        wait = wait.min(next_prune.saturating_duration_since(Instant::now()));
+                    }
                     let first = match rx.recv_timeout(wait) {
                         Ok(first) => first,
                         Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -627,6 +693,13 @@ impl AuditLog {
     }
 }
 
+/// A pruning done: its record's number, and what it removed.
+struct PruneDone {
+    seq: u64,
+    through: u64,
+    removed: u64,
+}
+
 /// Signs checkpoints every N records or T seconds.
 struct Signer {
     key: Arc<std::sync::RwLock<Option<SigningKey>>>,
@@ -706,6 +779,101 @@ impl Signer {
         let committed = tx.commit().map_err(|e| e.to_string());
         self.witness(committed.is_ok());
         committed
+    }
+
+    /// Gallring: removes the records older than the retention period, through the newest
+    /// checkpoint among them, in one transaction that appends the pruning record and signs a
+    /// checkpoint over it (so verification accepts this cut and no other). Nothing without a
+    /// signing key: the cut must be signed.
+    fn prune(&mut self, conn: &mut Connection) -> Result<Option<PruneDone>, String> {
+        let Some(retention) = self.policy.retention else {
+            return Ok(None);
+        };
+        if self.key.read().unwrap_or_else(|p| p.into_inner()).is_none() {
+            return Ok(None);
+        }
+        let before = format_time(time::OffsetDateTime::now_utc() - retention);
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| e.to_string())?;
+        let cut: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT c.seq, r.hash FROM checkpoints c JOIN records r ON r.seq = c.seq
+                 WHERE c.seq > 0 AND json_extract(r.body, '$.entry.time') < ?1
+                 ORDER BY c.seq DESC LIMIT 1",
+                params![before],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| e.to_string())?;
+        let Some((through, through_hash)) = cut else {
+            return Ok(None);
+        };
+        let removed: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM records WHERE seq > 0 AND seq <= ?1",
+                params![through],
+                |r| r.get(0),
+            )
+            .map_err(|e| e.to_string())?;
+        if removed == 0 {
+            return Ok(None);
+        }
+        let head = read_head(&tx).map_err(|e| e.to_string())?;
+        let seq = head.0 + 1;
+        let entry = Entry {
+            time: now(),
+            korrelationsid: uuid::Uuid::new_v4().to_string(),
+            direction: "kedja".into(),
+            operation: "gallring".into(),
+            action: Action::Prune,
+            organisation: "brygga".into(),
+            handlaggare: None,
+            arende: None,
+            subject: None,
+            syfte: None,
+            lagrum: None,
+            kategorier: Vec::new(),
+            outcome: "OK".into(),
+            af_status: None,
+            duration_ms: 0,
+            genesis: None,
+            pruned: Some(Pruned {
+                through: through as u64,
+                head: through_hash,
+                before,
+                retention_seconds: retention.as_secs(),
+                removed: removed as u64,
+            }),
+        };
+        let body = canonical(seq, &entry, &head.1);
+        let hash = sha256_hex(&body);
+        tx.execute(
+            "INSERT INTO records (seq, body, hash, subject, arende) VALUES (?1, ?2, ?3, NULL, NULL)",
+            params![seq as i64, body, hash],
+        )
+        .map_err(|e| e.to_string())?;
+        self.since += 1;
+        self.maybe_sign(&tx, &(seq, hash), true)?;
+        tx.execute(
+            "DELETE FROM records WHERE seq > 0 AND seq <= ?1",
+            params![through],
+        )
+        .map_err(|e| e.to_string())?;
+        // The checkpoint at the cut stays: it is where the chain now starts.
+        tx.execute("DELETE FROM checkpoints WHERE seq < ?1", params![through])
+            .map_err(|e| e.to_string())?;
+        let committed = tx.commit().map_err(|e| e.to_string());
+        self.witness(committed.is_ok());
+        committed?;
+        // Out of the write-ahead log too.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| e.to_string())?;
+        Ok(Some(PruneDone {
+            seq,
+            through: through as u64,
+            removed: removed as u64,
+        }))
     }
 
     /// After a commit: the checkpoints it held go to the witness (none when it failed), after
@@ -825,6 +993,14 @@ pub enum Tamper {
     #[error("checkpoint at record {0} was signed for another chain")]
     OtherChain(u64),
     #[error(
+        "records 1 through {0} are missing and no pruning record accounts for them: the chain was cut at its start"
+    )]
+    Cut(u64),
+    #[error(
+        "the pruning record {0} is not signed by any checkpoint: a pruning is accepted only once the gateway signed it"
+    )]
+    PruningUnsigned(u64),
+    #[error(
         "the witness holds checkpoint {0} (head {1}), but the store {2}: it was cut below a published checkpoint, or replaced"
     )]
     WitnessedHeadMissing(u64, String, &'static str),
@@ -839,6 +1015,10 @@ pub struct Verified {
     pub genesis_key: String,
     /// Records after the genesis (the last one's sequence number).
     pub records: u64,
+    /// Records the store holds, the genesis included (fewer than `records + 1` once pruned).
+    pub held: u64,
+    /// The pruning the chain now starts behind, when it was pruned.
+    pub pruned: Option<Pruned>,
     pub checkpoints: u64,
     /// The last record a checkpoint signs (0: none yet); the records after it are linked but
     /// not yet signed.
@@ -860,7 +1040,6 @@ pub fn verify(
     let keys = CheckpointKeys::new(public_keys_pem)?;
     // One snapshot: a gateway may append while this runs.
     let conn = conn.unchecked_transaction().map_err(store_err)?;
-    // The checkpoints first: each signature, and the head it vouches for.
     let stored: Vec<(i64, String)> = conn
         .prepare("SELECT seq, jws FROM checkpoints ORDER BY seq")
         .map_err(store_err)?
@@ -868,21 +1047,13 @@ pub fn verify(
         .map_err(store_err)?
         .collect::<Result<_, _>>()
         .map_err(store_err)?;
-    let mut checkpoints = std::collections::BTreeMap::new();
-    for (seq, jws) in &stored {
-        let seq = u64::try_from(*seq).unwrap_or(0);
-        let Some(claims) = keys
-            .claims(jws)
-            .checkable(&format!("the checkpoint at record {seq}"))?
-        else {
-            return Ok(Err(Tamper::BadSignature(seq)));
-        };
-        if claims.seq != seq || seq == 0 {
-            return Ok(Err(Tamper::BadSignature(seq)));
-        }
-        checkpoints.insert(seq, (claims.head, claims.chain));
-    }
-
+    let stored = stored
+        .into_iter()
+        .map(|(seq, jws)| (u64::try_from(seq).unwrap_or(0), jws));
+    let mut check = match ChainCheck::new(&keys, stored)? {
+        Ok(c) => c,
+        Err(t) => return Ok(Err(t)),
+    };
     let total: i64 = conn
         .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
         .map_err(store_err)?;
@@ -891,96 +1062,208 @@ pub fn verify(
         .prepare("SELECT seq, body, hash, subject, arende FROM records ORDER BY seq")
         .map_err(store_err)?;
     let mut rows = stmt.query([]).map_err(store_err)?;
-    let mut prev = GENESIS.to_owned();
-    let mut checked = 0u64;
-    let mut genesis: Option<Genesis> = None;
     while let Some(row) = rows.next().map_err(store_err)? {
         let seq: i64 = row.get(0).map_err(store_err)?;
         let body: String = row.get(1).map_err(store_err)?;
         let stored_hash: String = row.get(2).map_err(store_err)?;
-        let subject: Option<String> = row.get(3).map_err(store_err)?;
-        let arende: Option<String> = row.get(4).map_err(store_err)?;
-        // Record 0 is the genesis; the accesses follow from 1.
-        let expected = checked;
+        let index: (Option<String>, Option<String>) = (
+            row.get(3).map_err(store_err)?,
+            row.get(4).map_err(store_err)?,
+        );
         let seq = u64::try_from(seq).unwrap_or(0);
-        if seq != expected {
-            return Ok(Err(if expected == 0 {
-                Tamper::NoGenesis
-            } else {
-                Tamper::Removed(expected)
-            }));
+        match check.record(seq, &body, &stored_hash, Some(index)) {
+            Ok(()) => {}
+            Err(Tamper::Inserted(seq)) => {
+                // Its predecessor exists elsewhere in the chain: moved; nowhere: inserted.
+                let prev = serde_json::from_str::<Record>(&body)
+                    .map(|r| r.prev)
+                    .unwrap_or_default();
+                let moved: bool = conn
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM records WHERE hash = ?1)",
+                        params![prev],
+                        |r| r.get(0),
+                    )
+                    .map_err(store_err)?;
+                return Ok(Err(if moved {
+                    Tamper::Reordered(seq)
+                } else {
+                    Tamper::Inserted(seq)
+                }));
+            }
+            Err(t) => return Ok(Err(t)),
         }
-        let Ok(record) = serde_json::from_str::<Record>(&body) else {
-            return Ok(Err(Tamper::Changed(seq)));
+        if check.checked.is_multiple_of(4096) {
+            progress(check.checked, total);
+        }
+    }
+    progress(check.checked, total);
+    Ok(check.finish())
+}
+
+/// The checks a chain must pass, fed its records in order: from the store, or from an
+/// export read away from it.
+pub(crate) struct ChainCheck {
+    /// Each checkpoint's record number, the head it signs and the chain it names.
+    checkpoints: std::collections::BTreeMap<u64, (String, Option<String>)>,
+    expected: u64,
+    prev: String,
+    checked: u64,
+    genesis: Option<Genesis>,
+    /// The chain was pruned: where it now starts (the record before the first kept one,
+    /// and its hash, which the checkpoint there signs).
+    start: Option<(u64, String)>,
+    /// The pruning record that accounts for `start`.
+    pruning: Option<(u64, Pruned)>,
+}
+
+impl ChainCheck {
+    /// Checks the checkpoints (`(record number, JWS)`) first: each signature, and the head it
+    /// vouches for.
+    fn new(
+        keys: &CheckpointKeys,
+        checkpoints: impl IntoIterator<Item = (u64, String)>,
+    ) -> Result<Result<Self, Tamper>, AuditError> {
+        let mut signed = std::collections::BTreeMap::new();
+        for (seq, jws) in checkpoints {
+            let Some(claims) = keys
+                .claims(&jws)
+                .checkable(&format!("the checkpoint at record {seq}"))?
+            else {
+                return Ok(Err(Tamper::BadSignature(seq)));
+            };
+            if claims.seq != seq || seq == 0 {
+                return Ok(Err(Tamper::BadSignature(seq)));
+            }
+            signed.insert(seq, (claims.head, claims.chain));
+        }
+        Ok(Ok(Self {
+            checkpoints: signed,
+            expected: 0,
+            prev: GENESIS.to_owned(),
+            checked: 0,
+            genesis: None,
+            start: None,
+            pruning: None,
+        }))
+    }
+
+    /// The next record: its number, its stored body and hash, and (from a store) its search
+    /// columns. `Inserted` also stands for a record moved from elsewhere, which only the
+    /// caller can tell.
+    fn record(
+        &mut self,
+        seq: u64,
+        body: &str,
+        stored_hash: &str,
+        index: Option<(Option<String>, Option<String>)>,
+    ) -> Result<(), Tamper> {
+        let Ok(record) = serde_json::from_str::<Record>(body) else {
+            return Err(self.gap(seq).unwrap_or(Tamper::Changed(seq)));
         };
-        if sha256_hex(&body) != stored_hash || record.canonical() != body {
-            return Ok(Err(Tamper::Changed(seq)));
+        if sha256_hex(body) != stored_hash || record.canonical() != body {
+            return Err(self.gap(seq).unwrap_or(Tamper::Changed(seq)));
         }
         if record.seq != seq {
-            return Ok(Err(Tamper::Reordered(seq)));
+            return Err(Tamper::Reordered(seq));
         }
-        if record.prev != prev {
-            // Its predecessor exists elsewhere in the chain: moved; nowhere: inserted.
-            let moved: bool = conn
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM records WHERE hash = ?1)",
-                    params![record.prev],
-                    |r| r.get(0),
-                )
-                .map_err(store_err)?;
-            return Ok(Err(if moved {
-                Tamper::Reordered(seq)
-            } else {
-                Tamper::Inserted(seq)
-            }));
+        if seq != self.expected {
+            // Only a signed pruning may cut the chain, and only right after its genesis, at a
+            // checkpoint this record links to.
+            let pruned_start = self.expected == 1
+                && seq > 1
+                && self
+                    .checkpoints
+                    .get(&(seq - 1))
+                    .is_some_and(|(h, _)| *h == record.prev);
+            if !pruned_start {
+                return Err(self.gap(seq).unwrap_or(Tamper::Removed(self.expected)));
+            }
+            self.start = Some((seq - 1, record.prev.clone()));
+            self.prev = record.prev.clone();
         }
-        if subject != record.entry.subject || arende != record.entry.arende {
-            return Ok(Err(Tamper::IndexChanged(seq)));
+        if record.prev != self.prev {
+            return Err(Tamper::Inserted(seq));
+        }
+        if let Some((subject, arende)) = index
+            && (subject != record.entry.subject || arende != record.entry.arende)
+        {
+            return Err(Tamper::IndexChanged(seq));
         }
         let starts = record.entry.action == Action::Genesis || record.entry.genesis.is_some();
         match (seq, starts) {
-            (0, true) => genesis = record.entry.genesis.clone(),
-            (0, false) => return Ok(Err(Tamper::NoGenesis)),
-            (_, true) => return Ok(Err(Tamper::SecondGenesis(seq))),
+            (0, true) => self.genesis = record.entry.genesis.clone(),
+            (0, false) => return Err(Tamper::NoGenesis),
+            (_, true) => return Err(Tamper::SecondGenesis(seq)),
             _ => {}
         }
-        if let Some((h, chain)) = checkpoints.get(&seq) {
-            if *h != stored_hash {
-                return Ok(Err(Tamper::CheckpointMismatch(seq)));
+        if (record.entry.action == Action::Prune) != record.entry.pruned.is_some() {
+            return Err(Tamper::Changed(seq));
+        }
+        if let Some(p) = &record.entry.pruned
+            && self
+                .start
+                .as_ref()
+                .is_some_and(|(through, head)| p.through == *through && p.head == *head)
+        {
+            self.pruning = Some((seq, p.clone()));
+        }
+        if let Some((h, chain)) = self.checkpoints.get(&seq) {
+            if h != stored_hash {
+                return Err(Tamper::CheckpointMismatch(seq));
             }
             if chain
                 .as_ref()
-                .is_some_and(|c| genesis.as_ref().is_none_or(|g| g.chain != *c))
+                .is_some_and(|c| self.genesis.as_ref().is_none_or(|g| g.chain != *c))
             {
-                return Ok(Err(Tamper::OtherChain(seq)));
+                return Err(Tamper::OtherChain(seq));
             }
         }
-        prev = stored_hash;
-        checked += 1;
-        if checked.is_multiple_of(4096) {
-            progress(checked, total);
+        self.prev = stored_hash.to_owned();
+        self.expected = seq + 1;
+        self.checked += 1;
+        Ok(())
+    }
+
+    /// A chain whose first record is not its genesis says so, whatever else is wrong.
+    fn gap(&self, seq: u64) -> Option<Tamper> {
+        (self.expected == 0 && seq != 0).then_some(Tamper::NoGenesis)
+    }
+
+    fn finish(self) -> Result<Verified, Tamper> {
+        let Some(genesis) = self.genesis else {
+            return Err(if self.checked == 0 {
+                Tamper::Empty
+            } else {
+                Tamper::NoGenesis
+            });
+        };
+        let last = self.expected.saturating_sub(1);
+        if let Some((&signed, _)) = self.checkpoints.range(last + 1..).next() {
+            return Err(Tamper::Truncated(signed, last));
         }
+        let signed_through = self.checkpoints.keys().next_back().copied().unwrap_or(0);
+        // A cut is accepted only with its pruning record, and only once a checkpoint signs
+        // that record: whoever cannot sign cannot prune.
+        let pruned = match (self.start, self.pruning) {
+            (None, _) => None,
+            (Some((through, _)), None) => return Err(Tamper::Cut(through)),
+            (Some(_), Some((seq, _))) if seq > signed_through => {
+                return Err(Tamper::PruningUnsigned(seq));
+            }
+            (Some(_), Some((_, p))) => Some(p),
+        };
+        Ok(Verified {
+            chain: genesis.chain,
+            genesis_key: genesis.key_id,
+            records: last,
+            held: self.checked,
+            pruned,
+            checkpoints: self.checkpoints.len() as u64,
+            signed_through,
+            head: self.prev,
+        })
     }
-    progress(checked, total);
-    let Some(genesis) = genesis else {
-        return Ok(Err(if checked == 0 {
-            Tamper::Empty
-        } else {
-            Tamper::NoGenesis
-        }));
-    };
-    let last = checked - 1;
-    if let Some((&signed, _)) = checkpoints.range(last + 1..).next() {
-        return Ok(Err(Tamper::Truncated(signed, last)));
-    }
-    Ok(Ok(Verified {
-        chain: genesis.chain,
-        genesis_key: genesis.key_id,
-        records: last,
-        checkpoints: checkpoints.len() as u64,
-        signed_through: checkpoints.keys().next_back().copied().unwrap_or(0),
-        head: prev,
-    }))
 }
 
 /// The public keys checkpoints are verified with, by key id.
@@ -1050,15 +1333,17 @@ impl Signed {
 /// checkpoint the witness holds must verify, belong to this chain, and name a head the store
 /// still holds at that record. The outer error: the witness could not be checked (unreadable,
 /// signed with a key not given, another chain's); the inner: the store lost what was
-/// witnessed. Returns how many checkpoints the witness held.
+/// witnessed. `pruned` is the pruning a verification of the store accepted: heads before it
+/// are gone by design, the one at it is the chain's start.
 pub fn verify_witness(
     conn: &Connection,
     witness_text: &str,
     public_keys_pem: &[&[u8]],
-) -> Result<Result<u64, Tamper>, AuditError> {
+    pruned: Option<&Pruned>,
+) -> Result<Result<Witnessed, Tamper>, AuditError> {
     let keys = CheckpointKeys::new(public_keys_pem)?;
     let chain = read_genesis(conn)?.map(|g| g.chain);
-    let mut held = 0;
+    let mut seen = Witnessed::default();
     for (i, line) in witness_text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -1090,16 +1375,23 @@ pub fn verify_witness(
                 )));
             }
         }
-        let hash: Option<String> = conn
-            .query_row(
-                "SELECT hash FROM records WHERE seq = ?1",
-                params![w.seq as i64],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(store_err)?;
+        let hash: Option<String> = match pruned {
+            Some(p) if w.seq < p.through => {
+                seen.pruned += 1;
+                continue;
+            }
+            Some(p) if w.seq == p.through => Some(p.head.clone()),
+            _ => conn
+                .query_row(
+                    "SELECT hash FROM records WHERE seq = ?1",
+                    params![w.seq as i64],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(store_err)?,
+        };
         match hash {
-            Some(h) if h == w.head => held += 1,
+            Some(h) if h == w.head => seen.held += 1,
             Some(_) => {
                 return Ok(Err(Tamper::WitnessedHeadMissing(
                     w.seq,
@@ -1116,7 +1408,16 @@ pub fn verify_witness(
             }
         }
     }
-    Ok(Ok(held))
+    Ok(Ok(seen))
+}
+
+/// What a witness showed of a store that holds every head it witnessed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Witnessed {
+    /// Checkpoints whose heads the store holds.
+    pub held: u64,
+    /// Checkpoints before the chain's pruned start (their records are gone by design).
+    pub pruned: u64,
 }
 
 /// What an extract selects. Every condition given must hold.
@@ -1270,6 +1571,7 @@ mod tests {
             af_status: Some(200),
             duration_ms: i,
             genesis: None,
+            pruned: None,
         }
     }
 
@@ -1292,6 +1594,7 @@ mod tests {
                 every_records: 4,
                 every: Duration::from_secs(3600),
                 witness: None,
+                retention: None,
             },
         )
         .unwrap();
@@ -1384,6 +1687,140 @@ mod tests {
         assert!(err.to_string().contains(&old_kid), "{err}");
     }
 
+    /// A writer on a chain's store that prunes records older than a day (the test entries
+    /// are from 2026-11-25), with a checkpoint every 4 records; returns once it pruned.
+    fn pruning_writer(c: &Chain) -> AuditLog {
+        let log = AuditLog::start(
+            &c.path,
+            Some(c.private.as_bytes()),
+            CheckpointPolicy {
+                every_records: 4,
+                every: Duration::from_secs(3600),
+                witness: None,
+                retention: Some(Duration::from_secs(86_400)),
+            },
+        )
+        .unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while log.stats.pruned.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < until, "nothing was pruned");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        log
+    }
+
+    fn seqs(c: &Chain, table: &str) -> Vec<u64> {
+        let conn = Connection::open(&c.path).unwrap();
+        let mut stmt = conn
+            .prepare(&format!("SELECT seq FROM {table} ORDER BY seq"))
+            .unwrap();
+        stmt.query_map([], |r| r.get::<_, i64>(0))
+            .unwrap()
+            .map(|s| s.unwrap() as u64)
+            .collect()
+    }
+
+    #[test]
+    fn pruning_removes_what_is_past_retention_behind_a_signed_checkpoint() {
+        let c = chain(10); // checkpoints at 4, 8 and (at shutdown) 10
+        let log = pruning_writer(&c);
+        // The newest checkpoint older than the retention period is 10: all ten go, in one
+        // step that appends the pruning record and signs it.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut fresh = entry(100);
+        fresh.time = now();
+        fresh.subject = Some("a1:fresh".into());
+        assert_eq!(rt.block_on(log.append(fresh)).unwrap(), 12);
+        drop(log);
+        assert_eq!(seqs(&c, "records"), [0, 11, 12]);
+        assert_eq!(seqs(&c, "checkpoints"), [10, 11, 12]);
+        let v = check(&c).unwrap();
+        let p = v.pruned.expect("a pruned chain");
+        assert_eq!(
+            (p.through, p.removed, p.retention_seconds),
+            (10, 10, 86_400)
+        );
+        assert_eq!((v.records, v.held), (12, 3));
+        // The pruned pseudonyms are gone from the files, not only from the table.
+        for file in ["audit.db", "audit.db-wal"] {
+            let path = c.path.with_file_name(file);
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            let needle = b"iwKJo_Ja8C0fJvWvjcm_zg";
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{file} still holds a pruned subject"
+            );
+        }
+
+        // Pruned again later (another stale pruning record stays or goes with it): one start.
+        let log = writer(&c).unwrap();
+        rt.block_on(async {
+            for i in 0..4 {
+                log.append(entry(200 + i)).await.unwrap();
+            }
+        });
+        drop(log);
+        let log = pruning_writer(&c);
+        drop(log);
+        let v = check(&c).unwrap();
+        assert_eq!(v.pruned.unwrap().through, 16);
+        assert_eq!(seqs(&c, "records"), [0, 17]);
+    }
+
+    #[test]
+    fn a_cut_without_its_signed_pruning_record_is_tampering() {
+        // Cut at a checkpoint, no pruning record.
+        let c = chain(8);
+        sql(&c, "DELETE FROM records WHERE seq BETWEEN 1 AND 4");
+        assert_eq!(check(&c), Err(Tamper::Cut(4)));
+        // Cut elsewhere.
+        let c = chain(8);
+        sql(&c, "DELETE FROM records WHERE seq BETWEEN 1 AND 3");
+        assert_eq!(check(&c), Err(Tamper::Removed(1)));
+
+        // A pruning record forged by whoever cannot sign: linked, but no checkpoint over it.
+        let c = chain(8);
+        let conn = Connection::open(&c.path).unwrap();
+        let hash = |seq: i64| -> String {
+            conn.query_row("SELECT hash FROM records WHERE seq = ?1", [seq], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        let (at4, head) = (hash(4), hash(8));
+        let mut forged = entry(9);
+        forged.action = Action::Prune;
+        forged.subject = None;
+        forged.arende = None;
+        forged.pruned = Some(Pruned {
+            through: 4,
+            head: at4,
+            before: "2026-11-26T00:00:00.000Z".into(),
+            retention_seconds: 86_400,
+            removed: 4,
+        });
+        let body = canonical(9, &forged, &head);
+        conn.execute(
+            "INSERT INTO records (seq, body, hash) VALUES (9, ?1, ?2)",
+            params![body, sha256_hex(&body)],
+        )
+        .unwrap();
+        conn.execute("DELETE FROM records WHERE seq BETWEEN 1 AND 4", [])
+            .unwrap();
+        drop(conn);
+        assert_eq!(check(&c), Err(Tamper::PruningUnsigned(9)));
+
+        // A record claiming to prune that is not a pruning (or the other way round).
+        let c = chain(4);
+        sql(
+            &c,
+            "UPDATE records SET body = replace(body, '\"action\":\"disclose\"', '\"action\":\"prune\"') WHERE seq = 2",
+        );
+        assert!(check(&c).is_err());
+    }
+
     /// Another writer on a chain's store, with its key.
     fn writer(c: &Chain) -> Result<AuditLog, AuditError> {
         AuditLog::start(
@@ -1393,6 +1830,7 @@ mod tests {
                 every_records: 1000,
                 every: Duration::from_secs(3600),
                 witness: None,
+                retention: None,
             },
         )
     }
@@ -1602,6 +2040,7 @@ mod tests {
                 every_records: 1000,
                 every: Duration::from_secs(3600),
                 witness: None,
+                retention: None,
             },
         )
         .unwrap();
@@ -1638,6 +2077,7 @@ mod tests {
                 every_records: 1000,
                 every: Duration::from_secs(3600),
                 witness: None,
+                retention: None,
             },
         )
         .unwrap();

@@ -163,6 +163,10 @@ pub struct AuditFile {
     /// store still holds every head it witnessed.
     #[serde(default)]
     pub witness: Option<PathBuf>,
+    /// Gallring: records older than this are removed, behind a signed checkpoint that becomes
+    /// the chain's start (at least a day; unset keeps every record).
+    #[serde(with = "humantime_serde", default)]
+    pub retention: Option<Duration>,
 }
 
 fn default_checkpoint_records() -> u64 {
@@ -1598,6 +1602,18 @@ impl Config {
                 format!("{} is not a directory", dir.display()),
             );
         }
+        // A typo here erases the evidence: "2s" for "2y".
+        if let Some(r) = f.audit.retention
+            && r < Duration::from_secs(86_400)
+        {
+            c.fail(
+                "audit.retention",
+                format!(
+                    "{} is shorter than a day; give the period records are kept (e.g. \"2years\")",
+                    humantime::format_duration(r)
+                ),
+            );
+        }
         // A witness beside the store's own files is no witness: whoever replaces the one
         // replaces the other.
         if let Some(w) = &f.audit.witness {
@@ -1886,6 +1902,7 @@ impl Config {
                             every_records: f.audit.checkpoint_every_records,
                             every: f.audit.checkpoint_every,
                             witness: f.audit.witness.as_ref().map(|w| c.path(w)),
+                            retention: f.audit.retention,
                         },
                     },
                     certificates: std::mem::take(&mut c.loaded),

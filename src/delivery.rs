@@ -406,6 +406,7 @@ async fn record(
         af_status: None,
         duration_ms: 0,
         genesis: None,
+        pruned: None,
     };
     match gw.audit.append(entry).await {
         Ok(_) => true,

@@ -62,6 +62,7 @@ impl Store {
             every_records: u64::MAX,
             every: Duration::from_secs(3600),
             witness: None,
+            retention: None,
         };
         let log = audit::AuditLog::start(&self.path, None, policy).map_err(|e| e.to_string())?;
         let seq = log.append(entry).await.map_err(|e| e.to_string())?;
@@ -94,6 +95,7 @@ impl Store {
             af_status: None,
             duration_ms: started.elapsed().as_millis() as u64,
             genesis: None,
+            pruned: None,
         }
     }
 }
@@ -157,8 +159,8 @@ pub async fn verify(
     let mut verdict = audit::verify(&conn, &public, &mut bar).map_err(|e| e.to_string())?;
     // The witness proves the store was not cut below, or replaced behind, what left the host.
     let mut witnessed = None;
-    if let (Some(text), Ok(_)) = (&witness_text, &verdict) {
-        match audit::verify_witness(&conn, text, &public).map_err(|e| {
+    if let (Some(text), Ok(v)) = (&witness_text, &verdict) {
+        match audit::verify_witness(&conn, text, &public, v.pruned.as_ref()).map_err(|e| {
             format!(
                 "the witness {}: {e}",
                 witness
@@ -188,9 +190,23 @@ pub async fn verify(
                 v.records, v.checkpoints, v.head
             );
             println!("chain {} (genesis key {})", v.chain, v.genesis_key);
-            if let Some(n) = witnessed {
+            if let Some(p) = &v.pruned {
                 println!(
-                    "the witness holds {n} checkpoint(s); the store holds every head it witnessed"
+                    "pruned (gallring): records 1 through {} removed, all older than {} (retention {}); the chain starts at the checkpoint there",
+                    p.through,
+                    p.before,
+                    humantime::format_duration(Duration::from_secs(p.retention_seconds))
+                );
+            }
+            if let Some(w) = witnessed {
+                println!(
+                    "the witness holds {} checkpoint(s); the store holds every head it witnessed{}",
+                    w.held + w.pruned,
+                    if w.pruned > 0 {
+                        format!(" ({} before the pruned start)", w.pruned)
+                    } else {
+                        String::new()
+                    }
                 );
             }
             true

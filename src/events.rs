@@ -218,6 +218,7 @@ async fn receive(
             af_status: None,
             duration_ms: started.elapsed().as_millis() as u64,
             genesis: None,
+            pruned: None,
         };
         gw.audit.append(entry).await.map_err(|e| {
             tracing::error!(error = %e, "the audit record of an event could not be written");
@@ -293,6 +294,7 @@ async fn refused(gw: &Gateway, peer: &Peer, f: &Failure, tracking: Uuid, started
         af_status: None,
         duration_ms: started.elapsed().as_millis() as u64,
         genesis: None,
+        pruned: None,
     };
     if let Err(e) = gw.audit.append(entry).await {
         tracing::error!(error = %e, "the audit record of a refused batch could not be written");

@@ -319,6 +319,7 @@ async fn record(
         af_status: trace.af_status,
         duration_ms: started.elapsed().as_millis() as u64,
         genesis: None,
+        pruned: None,
     };
     match (gw.audit.append(entry).await, result) {
         (Ok(_), result) => result,

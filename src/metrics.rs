@@ -157,6 +157,8 @@ pub struct Metrics {
     audit_commits: Counter,
     audit_commit_failures: Counter,
     audit_witness_failures: Counter,
+    audit_pruned: Counter,
+    audit_prune_failures: Counter,
     pub audit_head: Gauge,
     pub audit_checkpoint: Gauge,
     pub outbox_pending: Gauge,
@@ -308,6 +310,18 @@ impl Metrics {
             "Signed checkpoints that could not be written to the witness outside the store (retried with the next one)",
             audit_witness_failures.clone(),
         );
+        let audit_pruned = Counter::default();
+        r.register(
+            "audit_pruned_records",
+            "Audit records removed past the retention period (gallring), behind a signed checkpoint",
+            audit_pruned.clone(),
+        );
+        let audit_prune_failures = Counter::default();
+        r.register(
+            "audit_prune_failures",
+            "Prunings of the audit chain that failed (retried at the next interval)",
+            audit_prune_failures.clone(),
+        );
         let audit_head = Gauge::default();
         r.register(
             "audit_head_sequence",
@@ -403,6 +417,8 @@ impl Metrics {
             audit_commits,
             audit_commit_failures,
             audit_witness_failures,
+            audit_pruned,
+            audit_prune_failures,
             audit_head,
             audit_checkpoint,
             outbox_pending,
@@ -615,6 +631,11 @@ impl Metrics {
         Self::mirror(
             &self.audit_witness_failures,
             stats.witness_failures.load(Relaxed),
+        );
+        Self::mirror(&self.audit_pruned, stats.pruned.load(Relaxed));
+        Self::mirror(
+            &self.audit_prune_failures,
+            stats.prune_failures.load(Relaxed),
         );
         self.audit_head.set(gauge_value(stats.head.load(Relaxed)));
         self.audit_checkpoint

@@ -148,6 +148,11 @@ fn check_config_reports_every_problem_with_its_key() {
         .replace(
             "# otlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"",
             "otlp_endpoint = \"https://collector.example:4318/v1/traces\"",
+        )
+        // "2s" for "2y" would erase the evidence; a witness in the store is no witness.
+        .replace(
+            "checkpoint_every = \"60s\"",
+            "checkpoint_every = \"60s\"\nretention = \"2s\"\nwitness = \"../data/audit.db-wal\"",
         );
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let file = tempfile::Builder::new()
@@ -176,13 +181,15 @@ fn check_config_reports_every_problem_with_its_key() {
         "health.warn_certificate_days",
         "log.level",
         "telemetry.ca",
+        "audit.retention",
+        "audit.witness",
     ] {
         assert!(
             text.contains(&format!("  {key}: ")),
             "{key} missing in:\n{text}"
         );
     }
-    assert!(text.contains("13 problem(s)"), "{text}");
+    assert!(text.contains("15 problem(s)"), "{text}");
 
     let unknown = std::fs::read_to_string(DemoFiles::default().config)
         .unwrap()
@@ -762,6 +769,7 @@ fn audit_verify_finds_a_hand_edited_record() {
             every_records: 2,
             every: std::time::Duration::from_secs(3600),
             witness: None,
+            retention: None,
         },
     )
     .unwrap();
@@ -786,6 +794,7 @@ fn audit_verify_finds_a_hand_edited_record() {
             af_status: Some(200),
             duration_ms: i,
             genesis: None,
+            pruned: None,
         }))
         .unwrap();
     }
