@@ -28,6 +28,10 @@ fn entry(i: u64) -> Entry {
         af_status: Some(200),
         duration_ms: 2,
         genesis: None,
+        enhet: None,
+        funktion: None,
+        personuppgiftsbitrade: None,
+        skyddad_identitet: false,
         pruned: None,
     }
 }

@@ -53,12 +53,23 @@ pub struct Entry {
     pub action: Action,
     pub organisation: String,
     pub handlaggare: Option<String>,
+    /// The case worker's unit (HSA-id) and function, when the token names them.
+    #[serde(default)]
+    pub enhet: Option<String>,
+    #[serde(default)]
+    pub funktion: Option<String>,
     pub arende: Option<String>,
     /// The subject's pseudonym (domain `audit`), never the number.
     pub subject: Option<String>,
     pub syfte: Option<String>,
     pub lagrum: Option<String>,
+    /// The processor (personuppgiftsbiträde) the request named, when there is one.
+    #[serde(default)]
+    pub personuppgiftsbitrade: Option<String>,
     pub kategorier: Vec<String>,
+    /// AF marked the person's identity as protected (sekretessmarkering).
+    #[serde(default)]
+    pub skyddad_identitet: bool,
     /// `OK` or the Felkod.
     pub outcome: String,
     pub af_status: Option<u16>,
@@ -110,8 +121,21 @@ impl Record {
         canonical(self.seq, &self.entry, &self.prev)
     }
     pub fn hash(&self) -> String {
-        sha256_hex(&self.canonical())
+        record_hash(
+            self.seq,
+            &sha256_hex(&encode_entry(&self.entry)),
+            &self.prev,
+        )
     }
+}
+
+/// A record's hash: over its number, its predecessor's hash and the SHA-256 of its entry's
+/// canonical encoding (`entry_digest`). An extract proves a record is in the chain by showing
+/// only the entry digests of the records between it and a checkpoint, not their content.
+pub fn record_hash(seq: u64, entry_digest: &str, prev: &str) -> String {
+    sha256_hex(&format!(
+        "{{\"seq\":{seq},\"entry_sha256\":\"{entry_digest}\",\"prev\":\"{prev}\"}}"
+    ))
 }
 
 /// The canonical encoding: `{"seq":…,"entry":{…},"prev":"…"}`, serde_json's compact form with
@@ -319,10 +343,15 @@ fn write_genesis(conn: &mut Connection, key_id: &str) -> Result<Genesis, AuditEr
         af_status: None,
         duration_ms: 0,
         genesis: Some(genesis.clone()),
+        enhet: None,
+        funktion: None,
+        personuppgiftsbitrade: None,
+        skyddad_identitet: false,
         pruned: None,
     };
-    let body = canonical(0, &entry, GENESIS);
-    let hash = sha256_hex(&body);
+    let entry_json = encode_entry(&entry);
+    let body = canonical_of_encoded(0, &entry_json, GENESIS);
+    let hash = record_hash(0, &sha256_hex(&entry_json), GENESIS);
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(store_err)?;
@@ -838,6 +867,10 @@ impl Signer {
             af_status: None,
             duration_ms: 0,
             genesis: None,
+            enhet: None,
+            funktion: None,
+            personuppgiftsbitrade: None,
+            skyddad_identitet: false,
             pruned: Some(Pruned {
                 through: through as u64,
                 head: through_hash,
@@ -846,8 +879,9 @@ impl Signer {
                 removed: removed as u64,
             }),
         };
-        let body = canonical(seq, &entry, &head.1);
-        let hash = sha256_hex(&body);
+        let entry_json = encode_entry(&entry);
+        let body = canonical_of_encoded(seq, &entry_json, &head.1);
+        let hash = record_hash(seq, &sha256_hex(&entry_json), &head.1);
         tx.execute(
             "INSERT INTO records (seq, body, hash, subject, arende) VALUES (?1, ?2, ?3, NULL, NULL)",
             params![seq as i64, body, hash],
@@ -941,7 +975,7 @@ fn write_batch(
         for p in batch {
             let seq = head.0 + 1;
             let body = canonical_of_encoded(seq, &p.entry_json, &head.1);
-            let hash = sha256_hex(&body);
+            let hash = record_hash(seq, &sha256_hex(&p.entry_json), &head.1);
             insert
                 .execute(params![seq as i64, body, hash, p.subject, p.arende])
                 .map_err(|e| e.to_string())?;
@@ -1161,7 +1195,10 @@ impl ChainCheck {
         let Ok(record) = serde_json::from_str::<Record>(body) else {
             return Err(self.gap(seq).unwrap_or(Tamper::Changed(seq)));
         };
-        if sha256_hex(body) != stored_hash || record.canonical() != body {
+        let entry_json = encode_entry(&record.entry);
+        if canonical_of_encoded(record.seq, &entry_json, &record.prev) != body
+            || record_hash(record.seq, &sha256_hex(&entry_json), &record.prev) != stored_hash
+        {
             return Err(self.gap(seq).unwrap_or(Tamper::Changed(seq)));
         }
         if record.seq != seq {
@@ -1522,6 +1559,254 @@ pub fn export(conn: &Connection, out: &mut dyn std::io::Write) -> Result<u64, Au
     Ok(n)
 }
 
+/// Verifies an `audit export` (JSON Lines: each record's canonical body with its hash as the
+/// last member, and checkpoint lines) as [`verify`] verifies a store, without the store.
+pub fn verify_export_lines(
+    text: &str,
+    public_keys_pem: &[&[u8]],
+) -> Result<Result<Verified, Tamper>, AuditError> {
+    #[derive(Deserialize)]
+    struct CheckpointLine {
+        checkpoint: StoredCheckpoint,
+    }
+    #[derive(Deserialize)]
+    struct StoredCheckpoint {
+        seq: u64,
+        jws: String,
+    }
+    let keys = CheckpointKeys::new(public_keys_pem)?;
+    let line_error = |i: usize, why: &str| AuditError::Store(format!("line {}: {why}", i + 1));
+    let mut checkpoints = Vec::new();
+    let mut records = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.starts_with("{\"checkpoint\"") {
+            let c: CheckpointLine =
+                serde_json::from_str(line).map_err(|_| line_error(i, "not a checkpoint line"))?;
+            checkpoints.push((c.checkpoint.seq, c.checkpoint.jws));
+            continue;
+        }
+        // The line is the body with `,"hash":"…"` added as its last member.
+        let (body, hash) = line
+            .rsplit_once(",\"hash\":\"")
+            .and_then(|(b, h)| Some((format!("{b}}}"), h.strip_suffix("\"}")?.to_owned())))
+            .ok_or_else(|| line_error(i, "not a record line of an audit export"))?;
+        let seq = serde_json::from_str::<Record>(&body)
+            .map(|r| r.seq)
+            .map_err(|_| line_error(i, "not a record line of an audit export"))?;
+        records.push((seq, body, hash));
+    }
+    let mut check = match ChainCheck::new(&keys, checkpoints)? {
+        Ok(c) => c,
+        Err(t) => return Ok(Err(t)),
+    };
+    for (seq, body, hash) in &records {
+        if let Err(t) = check.record(*seq, body, hash, None) {
+            return Ok(Err(t));
+        }
+    }
+    Ok(check.finish())
+}
+
+/// What proves an extract's records are in the chain, without the store: per group of
+/// records, the entry digests of the records between them and the checkpoint after them, and
+/// that checkpoint. Records after the last checkpoint are listed, not proven (nothing signs
+/// them yet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proof {
+    /// The chain's id, from its genesis.
+    pub chain: String,
+    pub segments: Vec<Segment>,
+    /// Extracted records no checkpoint signs yet.
+    pub unsigned: Vec<u64>,
+}
+
+/// A run of the chain from an extracted record to the checkpoint after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Every record of the run in order: an extracted one with its stored body, any other
+    /// with only the SHA-256 of its entry.
+    pub steps: Vec<Step>,
+    pub checkpoint_seq: u64,
+    pub checkpoint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_sha256: Option<String>,
+}
+
+/// The proof for `seqs` (records of the store, ascending).
+pub fn prove(conn: &Connection, seqs: &[u64]) -> Result<Proof, AuditError> {
+    let conn = conn.unchecked_transaction().map_err(store_err)?;
+    let chain = read_genesis(&conn)?
+        .map(|g| g.chain)
+        .ok_or_else(|| AuditError::Store("the store has no genesis: verify it".into()))?;
+    let checkpoints: std::collections::BTreeMap<u64, String> = conn
+        .prepare("SELECT seq, jws FROM checkpoints")
+        .map_err(store_err)?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .map_err(store_err)?
+        .collect::<Result<_, _>>()
+        .map_err(store_err)?;
+    let wanted: std::collections::BTreeSet<u64> = seqs.iter().copied().collect();
+    let mut proof = Proof {
+        chain,
+        segments: Vec::new(),
+        unsigned: Vec::new(),
+    };
+    let mut stmt = conn
+        .prepare("SELECT seq, body FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq")
+        .map_err(store_err)?;
+    let mut next = wanted.iter().copied().peekable();
+    while let Some(first) = next.next() {
+        let Some((&at, jws)) = checkpoints.range(first..).next() else {
+            proof.unsigned.push(first);
+            proof.unsigned.extend(next.by_ref());
+            break;
+        };
+        // Every extracted record up to that checkpoint shares the run.
+        while next.peek().is_some_and(|s| *s <= at) {
+            next.next();
+        }
+        let mut steps = Vec::new();
+        let mut rows = stmt
+            .query(params![first as i64, at as i64])
+            .map_err(store_err)?;
+        while let Some(row) = rows.next().map_err(store_err)? {
+            let seq = row.get::<_, i64>(0).map_err(store_err)? as u64;
+            let body: String = row.get(1).map_err(store_err)?;
+            steps.push(if wanted.contains(&seq) {
+                Step {
+                    seq,
+                    body: Some(body),
+                    entry_sha256: None,
+                }
+            } else {
+                let entry_json = entry_json_of(&body).ok_or_else(|| {
+                    AuditError::Store(format!("record {seq} cannot be read: verify the store"))
+                })?;
+                Step {
+                    seq,
+                    body: None,
+                    entry_sha256: Some(sha256_hex(entry_json)),
+                }
+            });
+        }
+        proof.segments.push(Segment {
+            steps,
+            checkpoint_seq: at,
+            checkpoint: jws.clone(),
+        });
+    }
+    Ok(proof)
+}
+
+/// The entry's bytes inside a stored canonical body.
+fn entry_json_of(body: &str) -> Option<&str> {
+    let (_, rest) = body.split_once(",\"entry\":")?;
+    let (entry, _) = rest.rsplit_once(",\"prev\":\"")?;
+    Some(entry)
+}
+
+/// What a proof showed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proven {
+    pub chain: String,
+    /// The extracted records, as they are in the chain, by number.
+    pub records: std::collections::BTreeMap<u64, Record>,
+    pub checkpoints: u64,
+    pub unsigned: Vec<u64>,
+}
+
+/// Checks a proof away from the store: each record's body and hash, each run's links up to
+/// its checkpoint, each checkpoint's signature and chain. The outer error: it could not be
+/// checked (a key not given); the inner: what does not hold.
+pub fn check_proof(
+    proof: &Proof,
+    public_keys_pem: &[&[u8]],
+) -> Result<Result<Proven, String>, AuditError> {
+    let keys = CheckpointKeys::new(public_keys_pem)?;
+    let mut records = std::collections::BTreeMap::new();
+    for segment in &proof.segments {
+        let Some(claims) = keys.claims(&segment.checkpoint).checkable(&format!(
+            "the checkpoint at record {}",
+            segment.checkpoint_seq
+        ))?
+        else {
+            return Ok(Err(format!(
+                "the checkpoint at record {} has a bad signature",
+                segment.checkpoint_seq
+            )));
+        };
+        if claims.seq != segment.checkpoint_seq || claims.chain.as_ref() != Some(&proof.chain) {
+            return Ok(Err(format!(
+                "the checkpoint at record {} signs another record or another chain",
+                segment.checkpoint_seq
+            )));
+        }
+        let mut running: Option<String> = None;
+        let mut expected_seq: Option<u64> = None;
+        for step in &segment.steps {
+            if expected_seq.is_some_and(|e| e != step.seq) {
+                return Ok(Err(format!(
+                    "record {} is out of its place in the run",
+                    step.seq
+                )));
+            }
+            let hash = match (&step.body, &step.entry_sha256, &running) {
+                (Some(body), _, _) => {
+                    let Ok(record) = serde_json::from_str::<Record>(body) else {
+                        return Ok(Err(format!("record {} is not a record", step.seq)));
+                    };
+                    let entry_json = encode_entry(&record.entry);
+                    if record.seq != step.seq
+                        || canonical_of_encoded(record.seq, &entry_json, &record.prev) != *body
+                        || running.as_ref().is_some_and(|r| *r != record.prev)
+                    {
+                        return Ok(Err(format!(
+                            "record {} was changed, or does not link to the one before it",
+                            step.seq
+                        )));
+                    }
+                    let hash = record_hash(record.seq, &sha256_hex(&entry_json), &record.prev);
+                    records.insert(record.seq, record);
+                    hash
+                }
+                (None, Some(digest), Some(prev)) => record_hash(step.seq, digest, prev),
+                _ => {
+                    return Ok(Err(format!(
+                        "the run to checkpoint {} does not start with an extracted record",
+                        segment.checkpoint_seq
+                    )));
+                }
+            };
+            running = Some(hash);
+            expected_seq = Some(step.seq + 1);
+        }
+        if expected_seq != Some(segment.checkpoint_seq + 1)
+            || running.as_deref() != Some(claims.head.as_str())
+        {
+            return Ok(Err(format!(
+                "the records do not lead to the head checkpoint {} signed: one was changed, removed or inserted",
+                segment.checkpoint_seq
+            )));
+        }
+    }
+    Ok(Ok(Proven {
+        chain: proof.chain.clone(),
+        records,
+        checkpoints: proof.segments.len() as u64,
+        unsigned: proof.unsigned.clone(),
+    }))
+}
+
 /// A Korrelationsid as a record keeps it: whole, so a DPO can match it with the case system's
 /// own log, unless a caller made its digits spell an identity number (then those are masked).
 pub fn recorded_korrelationsid(id: &uuid::Uuid) -> String {
@@ -1571,6 +1856,10 @@ mod tests {
             af_status: Some(200),
             duration_ms: i,
             genesis: None,
+            enhet: None,
+            funktion: None,
+            personuppgiftsbitrade: None,
+            skyddad_identitet: false,
             pruned: None,
         }
     }
@@ -1802,9 +2091,14 @@ mod tests {
             removed: 4,
         });
         let body = canonical(9, &forged, &head);
+        let forged = Record {
+            seq: 9,
+            entry: forged,
+            prev: head.clone(),
+        };
         conn.execute(
             "INSERT INTO records (seq, body, hash) VALUES (9, ?1, ?2)",
-            params![body, sha256_hex(&body)],
+            params![body, forged.hash()],
         )
         .unwrap();
         conn.execute("DELETE FROM records WHERE seq BETWEEN 1 AND 4", [])
@@ -1868,7 +2162,7 @@ mod tests {
             .unwrap();
         for seq in 7..=9 {
             let body = canonical(seq, &entry(seq + 100), &prev);
-            let hash = sha256_hex(&body);
+            let hash = serde_json::from_str::<Record>(&body).unwrap().hash();
             conn.execute(
                 "INSERT INTO records (seq, body, hash, subject, arende) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![seq as i64, body, hash, entry(0).subject, entry(0).arende],
@@ -1903,8 +2197,14 @@ mod tests {
             let (hashed, hash) = line.rsplit_once(",\"hash\":\"").unwrap();
             let hash = hash.strip_suffix("\"}").unwrap();
             let hashed = format!("{hashed}}}");
-            assert_eq!(sha256_hex(&hashed), hash);
             let record: Record = serde_json::from_str(&hashed).unwrap();
+            // The hash covers the number, the link and the digest of the entry as written.
+            let (_, entry_json) = hashed.split_once(",\"entry\":").unwrap();
+            let (entry_json, _) = entry_json.rsplit_once(",\"prev\":").unwrap();
+            assert_eq!(
+                record_hash(record.seq, &sha256_hex(entry_json), &record.prev),
+                hash
+            );
             assert_eq!(record.prev, prev);
             prev = hash.to_owned();
         }
@@ -1962,7 +2262,7 @@ mod tests {
             .query_row("SELECT body FROM records WHERE seq = 5", [], |r| r.get(0))
             .unwrap();
         let forged = body.replace("EKB-BESLUT", "AKT-PLANERING");
-        let hash = hex::encode(sha2::Sha256::digest(forged.as_bytes()));
+        let hash = serde_json::from_str::<Record>(&forged).unwrap().hash();
         conn.execute(
             "UPDATE records SET body = ?1, hash = ?2 WHERE seq = 5",
             params![forged, hash],

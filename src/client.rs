@@ -65,6 +65,8 @@ impl TokenMinter {
             exp: now.saturating_add(lifetime.as_secs()),
             jti: Some(Uuid::new_v4().to_string()),
             cnf: None,
+            enhet: None,
+            funktion: None,
         }
     }
 

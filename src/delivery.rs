@@ -406,6 +406,10 @@ async fn record(
         af_status: None,
         duration_ms: 0,
         genesis: None,
+        enhet: None,
+        funktion: None,
+        personuppgiftsbitrade: None,
+        skyddad_identitet: false,
         pruned: None,
     };
     match gw.audit.append(entry).await {

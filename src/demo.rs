@@ -719,7 +719,9 @@ async fn audit_report(config: Config, data_dir: &Path, requests: u64) -> Result<
             arende: None,
             from: None,
             to: None,
-            json: false,
+            format: crate::extract::Format::Text,
+            output: None,
+            public_keys: Vec::new(),
             syfte: Some("demo".into()),
         },
     )

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::audit::{self, Action, Entry, Filter, Record};
+use crate::audit::{self, Action, Entry, Filter};
 use crate::config::Config;
 use crate::model::Personnummer;
 
@@ -47,6 +47,7 @@ impl Store {
             .or_else(|| std::env::var("USER").ok())
             .or_else(|| std::env::var("LOGNAME").ok())
             .unwrap_or_else(|| "okand".into());
+        let operator = kept_operator_text("--operator", &operator)?;
         Ok(Self {
             path,
             config,
@@ -95,6 +96,10 @@ impl Store {
             af_status: None,
             duration_ms: started.elapsed().as_millis() as u64,
             genesis: None,
+            enhet: None,
+            funktion: None,
+            personuppgiftsbitrade: None,
+            skyddad_identitet: false,
             pruned: None,
         }
     }
@@ -111,19 +116,7 @@ pub async fn verify(
     progress: bool,
 ) -> Result<bool, String> {
     let started = Instant::now();
-    let public: Vec<Vec<u8>> = match (public_keys, &store.config) {
-        ([_, ..], _) => public_keys
-            .iter()
-            .map(|p| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())))
-            .collect::<Result<_, _>>()?,
-        // The key that signs now, and those that signed before it.
-        ([], Some(c)) => std::iter::once(c.audit.public_key_pem()?.into_bytes())
-            .chain(c.audit.previous_public_keys.iter().cloned())
-            .collect(),
-        ([], None) => {
-            return Err("give the checkpoint public key: --public-key FILE (or --config)".into());
-        }
-    };
+    let public = public_keys_of(public_keys, store.config.as_ref())?;
     let public: Vec<&[u8]> = public.iter().map(Vec::as_slice).collect();
     // Read as it is: a tool never makes an audit store of what is not one.
     let conn = audit::open_existing(&store.path.to_string_lossy()).map_err(|e| e.to_string())?;
@@ -224,13 +217,121 @@ pub async fn verify(
     Ok(ok)
 }
 
+/// The checkpoint public keys: the files given, or the configuration's (the key that signs
+/// now, and those that signed before it).
+fn public_keys_of(given: &[PathBuf], config: Option<&Config>) -> Result<Vec<Vec<u8>>, String> {
+    match (given, config) {
+        ([_, ..], _) => given
+            .iter()
+            .map(|p| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())))
+            .collect(),
+        ([], Some(c)) => Ok(std::iter::once(c.audit.public_key_pem()?.into_bytes())
+            .chain(c.audit.previous_public_keys.iter().cloned())
+            .collect()),
+        ([], None) => Err("give the checkpoint public key: --public-key FILE (or --config)".into()),
+    }
+}
+
+/// `brygga audit verify --export FILE`: checks an `audit export` (the whole chain, as the
+/// store would be verified) or a JSON extract (each record's body and hash, the links from
+/// it to a signed checkpoint), away from the store. Nothing is recorded: there is no store.
+pub fn verify_export(
+    file: &Path,
+    public_keys: &[PathBuf],
+    config: Option<&Path>,
+) -> Result<bool, String> {
+    let config = config
+        .map(|c| Config::load(c).map_err(|e| e.to_string()))
+        .transpose()?;
+    let public = public_keys_of(public_keys, config.as_ref())?;
+    let public: Vec<&[u8]> = public.iter().map(Vec::as_slice).collect();
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let shown = file.display();
+    // An extract is one JSON document with its header; an export is JSON Lines.
+    if let Ok(x) = serde_json::from_str::<crate::extract::Extract>(&text) {
+        let proven = audit::check_proof(&x.proof, &public).map_err(|e| e.to_string())?;
+        let verdict = proven.and_then(|p| {
+            // What the extract shows must be what was proven.
+            for row in &x.records {
+                let in_proof = p.records.get(&row.seq).map(|r| &r.entry);
+                let unsigned = p.unsigned.contains(&row.seq);
+                if in_proof != Some(&row.entry) && !unsigned {
+                    return Err(format!(
+                        "record {} as the extract shows it is not the record the proof holds",
+                        row.seq
+                    ));
+                }
+            }
+            if p.records.len() + p.unsigned.len() != x.records.len() {
+                return Err("the proof holds other records than the extract shows".into());
+            }
+            Ok(p)
+        });
+        return Ok(match verdict {
+            Ok(p) => {
+                println!(
+                    "{shown}: the extract verifies: {} record(s) proven against {} signed checkpoint(s) of chain {}{}",
+                    p.records.len(),
+                    p.checkpoints,
+                    p.chain,
+                    if p.unsigned.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; {} record(s) after the last checkpoint are not signed yet, so not proven",
+                            p.unsigned.len()
+                        )
+                    }
+                );
+                true
+            }
+            Err(why) => {
+                println!("{shown}: TAMPERED: {why}");
+                false
+            }
+        });
+    }
+    match audit::verify_export_lines(&text, &public).map_err(|e| format!("{shown}: {e}"))? {
+        Ok(v) => {
+            println!(
+                "{shown}: the export verifies: {} record(s), {} signed checkpoint(s), signed through record {}; chain {}",
+                v.records, v.checkpoints, v.signed_through, v.chain
+            );
+            Ok(true)
+        }
+        Err(t) => {
+            println!("{shown}: TAMPERED: {t}");
+            Ok(false)
+        }
+    }
+}
+
+/// Text an operator gives that is kept in the chain (who they are, why they ran the
+/// command): short, printable, and never an identity number, which is not echoed.
+fn kept_operator_text(flag: &str, s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() || s.chars().count() > 128 || s.chars().any(char::is_control) {
+        return Err(format!("{flag} must be 1 to 128 printable characters"));
+    }
+    if crate::model::ident::embeds_identity_number(s) {
+        return Err(format!(
+            "{flag} embeds a personnummer or samordningsnummer, which the audit chain never holds"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 /// What `brygga audit query` selects.
 pub struct Query {
     pub personnummer: Option<String>,
     pub arende: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
-    pub json: bool,
+    pub format: crate::extract::Format,
+    /// Where it is written (stdout when None).
+    pub output: Option<PathBuf>,
+    /// The checkpoint public keys for the header's verification (else the configuration's).
+    pub public_keys: Vec<PathBuf>,
     /// Why the extract is made, for its own record (e.g. a data subject's request).
     pub syfte: Option<String>,
 }
@@ -272,104 +373,113 @@ pub async fn query(store: &Store, q: Query) -> Result<(), String> {
         return Err("give --personnummer N or --arende ID".into());
     }
     entry.arende = q.arende.clone();
-    entry.syfte = q.syfte.clone();
+    entry.syfte = q
+        .syfte
+        .as_deref()
+        .map(|s| kept_operator_text("--syfte", s))
+        .transpose()?;
+    let format = q.format;
+    if format == crate::extract::Format::Pdf
+        && q.output.is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stdout())
+    {
+        return Err("a PDF is not written to a terminal: give --output FILE".into());
+    }
+    let made_at = entry.time.clone();
+    let reason = entry.syfte.clone();
     // Recorded before anything is shown: the extract itself is an access.
     store.record(entry).await?;
-    let conn = audit::open(&store.path).map_err(|e| e.to_string())?;
-    let records = audit::query(&conn, &filter).map_err(|e| e.to_string())?;
-    let mut out = std::io::stdout().lock();
-    let written = if q.json {
-        let rows: Vec<_> = records.iter().map(extract_row).collect();
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        )
-    } else {
-        write_table(&mut out, &records)
-    };
-    written.map_err(|e| e.to_string())
-}
-
-/// One line of an extract, as JSON.
-fn extract_row(r: &Record) -> serde_json::Value {
-    let e = &r.entry;
-    serde_json::json!({
-        "seq": r.seq,
-        "time": e.time,
-        "organisation": e.organisation,
-        "handlaggare": e.handlaggare,
-        "arende": e.arende,
-        "operation": e.operation,
-        "action": e.action,
-        "direction": e.direction,
-        "kategorier": e.kategorier,
-        "syfte": e.syfte,
-        "lagrum": e.lagrum,
-        "outcome": e.outcome,
-        "korrelationsid": e.korrelationsid,
-    })
-}
-
-fn write_table(out: &mut dyn Write, records: &[Record]) -> std::io::Result<()> {
-    let head = [
-        "seq",
-        "time (UTC)",
-        "organisation",
-        "handläggare",
-        "ärende",
-        "operation",
-        "action",
-        "outcome",
-        "syfte",
-        "kategorier",
-        "lagrum",
-    ];
-    let rows: Vec<[String; 11]> = records
-        .iter()
-        .map(|r| {
-            let e = &r.entry;
-            let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-            [
-                r.seq.to_string(),
-                e.time.clone(),
-                e.organisation.clone(),
-                opt(&e.handlaggare),
-                opt(&e.arende),
-                e.operation.clone(),
-                e.action.as_str().to_owned(),
-                e.outcome.clone(),
-                opt(&e.syfte),
-                if e.kategorier.is_empty() {
-                    "-".into()
-                } else {
-                    e.kategorier.join(",")
-                },
-                opt(&e.lagrum),
-            ]
-        })
-        .collect();
-    let mut widths = head.map(|h| h.chars().count());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+    let conn = audit::open_existing(&store.path.to_string_lossy()).map_err(|e| e.to_string())?;
+    // The header says whether the chain verified when the extract was made.
+    let (chain_verified, chain, chain_id, pruned) = match public_keys_of(
+        &q.public_keys,
+        store.config.as_ref(),
+    ) {
+        Ok(public) => {
+            let public: Vec<&[u8]> = public.iter().map(Vec::as_slice).collect();
+            match audit::verify(&conn, &public, &mut |_, _| {}) {
+                Ok(Ok(v)) => (
+                    true,
+                    format!(
+                        "verified when this extract was made: {} record(s), signed through record {}",
+                        v.records, v.signed_through
+                    ),
+                    Some(v.chain),
+                    v.pruned,
+                ),
+                Ok(Err(t)) => (false, format!("TAMPERED: {t}"), None, None),
+                Err(e) => (false, format!("could not be verified: {e}"), None, None),
+            }
         }
-    }
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
+        Err(e) => (false, format!("not verified: {e}"), None, None),
     };
-    writeln!(out, "{}", line(&head.map(String::from)))?;
-    for row in &rows {
-        writeln!(out, "{}", line(row))?;
+    let records = audit::query(&conn, &filter).map_err(|e| e.to_string())?;
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    let proof = audit::prove(&conn, &seqs).map_err(|e| e.to_string())?;
+    drop(conn);
+    let describe = |kod: &Option<String>| {
+        let config = store.config.as_ref()?;
+        config
+            .syften
+            .get(kod.as_deref()?)
+            .map(|s| s.beskrivning.clone())
+    };
+    let mut concerns = Vec::new();
+    if q.personnummer.is_some() {
+        let keys: Vec<&str> = filter
+            .subjects
+            .iter()
+            .filter_map(|s| s.split_once(':').map(|(k, _)| k))
+            .collect();
+        concerns.push(format!(
+            "the person whose personnummer was given to the command (it is not shown here), searched under every audit pseudonym key ({})",
+            keys.join(", ")
+        ));
     }
-    writeln!(out, "{} record(s)", rows.len())
+    if let Some(a) = &q.arende {
+        concerns.push(format!("the case (ärende) {a}"));
+    }
+    let mut period = match (&filter.from, &filter.to) {
+        (None, None) => "the whole chain".to_owned(),
+        (Some(f), None) => format!("from {f}"),
+        (None, Some(t)) => format!("before {t}"),
+        (Some(f), Some(t)) => format!("from {f}, before {t}"),
+    };
+    if let Some(p) = pruned {
+        period.push_str(&format!(
+            "; records older than {} were pruned (gallring) and are not in the chain",
+            p.before
+        ));
+    }
+    let extract = crate::extract::Extract {
+        extract: crate::extract::Header {
+            concerns: concerns.join("; "),
+            period,
+            made_by: store.operator.clone(),
+            made_at,
+            reason,
+            chain_verified,
+            chain,
+            chain_id,
+        },
+        records: records
+            .into_iter()
+            .map(|r| crate::extract::Row {
+                seq: r.seq,
+                syfte_beskrivning: describe(&r.entry.syfte),
+                entry: r.entry,
+            })
+            .collect(),
+        proof,
+    };
+    let bytes = crate::extract::render(&extract, format);
+    match &q.output {
+        Some(p) => std::fs::write(p, &bytes).map_err(|e| format!("{}: {e}", p.display())),
+        None => std::io::stdout()
+            .lock()
+            .write_all(&bytes)
+            .map_err(|e| e.to_string()),
+    }
 }
 
 /// `brygga audit export`: every record as JSON Lines, to `output` or stdout.

@@ -218,6 +218,10 @@ async fn receive(
             af_status: None,
             duration_ms: started.elapsed().as_millis() as u64,
             genesis: None,
+            enhet: None,
+            funktion: None,
+            personuppgiftsbitrade: None,
+            skyddad_identitet: false,
             pruned: None,
         };
         gw.audit.append(entry).await.map_err(|e| {
@@ -294,6 +298,10 @@ async fn refused(gw: &Gateway, peer: &Peer, f: &Failure, tracking: Uuid, started
         af_status: None,
         duration_ms: started.elapsed().as_millis() as u64,
         genesis: None,
+        enhet: None,
+        funktion: None,
+        personuppgiftsbitrade: None,
+        skyddad_identitet: false,
         pruned: None,
     };
     if let Err(e) = gw.audit.append(entry).await {

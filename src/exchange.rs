@@ -40,6 +40,9 @@ struct Trace {
     organisation: Option<String>,
     operation: Option<Operation>,
     handlaggare: Option<String>,
+    /// The case worker's unit and function, from the token.
+    enhet: Option<String>,
+    funktion: Option<String>,
     arende: Option<String>,
     /// The person's pseudonym in the `audit` domain.
     subject: Option<String>,
@@ -47,6 +50,9 @@ struct Trace {
     /// The legal basis configured for the purpose.
     lagrum: Option<String>,
     kategorier: Vec<Datakategori>,
+    personuppgiftsbitrade: Option<String>,
+    /// AF marked the person's identity as protected.
+    skyddad_identitet: bool,
     af_status: Option<u16>,
     /// The operation a request that failed to decode was for, when that much was read.
     attempted: Option<Operation>,
@@ -319,6 +325,10 @@ async fn record(
         af_status: trace.af_status,
         duration_ms: started.elapsed().as_millis() as u64,
         genesis: None,
+        enhet: trace.enhet.clone(),
+        funktion: trace.funktion.clone(),
+        personuppgiftsbitrade: trace.personuppgiftsbitrade.clone(),
+        skyddad_identitet: trace.skyddad_identitet,
         pruned: None,
     };
     match (gw.audit.append(entry).await, result) {
@@ -384,6 +394,8 @@ async fn exchange(
         .tokens
         .verify(&presenter, &gw.config.token_rules, token)?;
     trace.handlaggare = Some(worker.hsa_id.as_str().to_owned());
+    trace.enhet = worker.enhet.as_ref().map(|e| e.as_str().to_owned());
+    trace.funktion = worker.funktion.clone();
 
     // Body size and time.
     let body = read_body(gw, req).await?;
@@ -408,6 +420,7 @@ async fn exchange(
     }
     if let Some(f) = request.fraga() {
         trace.subject = gw.pseudonyms().pseudonym("audit", &f.personidentitet);
+        trace.personuppgiftsbitrade = f.personuppgiftsbitrade.clone();
     }
 
     // The operation's own rate for this client.
@@ -470,6 +483,7 @@ async fn exchange(
         felkod: af_felkod,
     });
     let answer = answer?;
+    trace.skyddad_identitet = policy::protected_identity(&answer);
     // Only what the purpose may see leaves; a purpose without a list sees nothing optional
     // (Ping carries no personal data).
     let answer = match &kategorier {

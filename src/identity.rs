@@ -426,6 +426,12 @@ pub struct TokenClaims {
     /// RFC 8705 confirmation: `{"x5t#S256": …}` binds the token to a client certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<serde_json::Value>,
+    /// The case worker's unit, an HSA-id (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enhet: Option<String>,
+    /// The case worker's function, e.g. "Handläggare ekonomiskt bistånd" (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub funktion: Option<String>,
 }
 
 /// The rules every token must meet, from the configuration.
@@ -456,6 +462,8 @@ struct RawClaims {
     iat: Option<u64>,
     jti: Option<String>,
     cnf: Option<serde_json::Value>,
+    enhet: Option<String>,
+    funktion: Option<String>,
 }
 
 /// A verified token: who the case worker is, for which municipality and purpose.
@@ -469,6 +477,9 @@ pub struct CaseWorker {
     pub jti: Option<String>,
     /// `cnf.x5t#S256`: the thumbprint of the certificate the token is bound to, if any.
     pub bound_to: Option<String>,
+    /// The unit (HSA-id) and function the token names, for the audit record.
+    pub enhet: Option<HsaId>,
+    pub funktion: Option<String>,
 }
 
 /// Why a token was refused. Messages never echo the token.
@@ -592,6 +603,20 @@ pub fn verify_token(
                 .ok_or(TokenError::Claim("cnf"))?,
         ),
     };
+    // Kept in the audit chain: a unit is an HSA-id, a function a short name, and neither
+    // may carry an identity number.
+    let enhet = c
+        .enhet
+        .map(|e| HsaId::parse(&e).map_err(|_| TokenError::Claim("enhet")))
+        .transpose()?;
+    let funktion = c
+        .funktion
+        .map(|f| {
+            is_funktion(&f)
+                .then_some(f)
+                .ok_or(TokenError::Claim("funktion"))
+        })
+        .transpose()?;
     Ok(CaseWorker {
         hsa_id,
         kommunkod,
@@ -599,7 +624,18 @@ pub fn verify_token(
         expires: c.exp,
         jti,
         bound_to,
+        enhet,
+        funktion,
     })
+}
+
+/// A function's name: 1 to 64 letters, digits, spaces and `-.,/`, no identity number.
+fn is_funktion(s: &str) -> bool {
+    (1..=64).contains(&s.chars().count())
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '.' | ',' | '/'))
+        && s.trim() == s
+        && !crate::model::ident::embeds_identity_number(s)
 }
 
 fn now_secs() -> u64 {
@@ -779,6 +815,8 @@ mod tests {
             exp: now.saturating_add_signed(exp_in),
             jti: jti.map(str::to_owned),
             cnf: None,
+            enhet: None,
+            funktion: None,
         };
         let key = std::fs::read(certs(&format!("idp-{kommun}.key"))).unwrap();
         let jwks: serde_json::Value = serde_json::from_slice(

@@ -262,6 +262,10 @@ enum AuditCommand {
         /// --config: `audit.witness`): the store must still hold every head it witnessed.
         #[arg(long)]
         witness: Option<PathBuf>,
+        /// Check this file instead of the store: an `audit export` (the whole chain) or an
+        /// `audit query --format json` extract (its records and their proof).
+        #[arg(long)]
+        export: Option<PathBuf>,
         /// Show progress on stderr even when it is not a terminal.
         #[arg(long)]
         progress: bool,
@@ -283,9 +287,19 @@ enum AuditCommand {
         /// To this date or RFC 3339 time, inclusive.
         #[arg(long)]
         to: Option<String>,
-        /// JSON instead of a table.
-        #[arg(long)]
+        /// text (default), html, pdf, or json (with the proof `audit verify --export` checks).
+        #[arg(long, value_enum, default_value = "text")]
+        format: brygga::extract::Format,
+        /// The same as --format json.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Write to this file instead of stdout (a PDF is not written to a terminal).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// The checkpoint public keys the chain is verified with for the header (default with
+        /// --config: the signing key's and `audit.previous_public_keys`).
+        #[arg(long)]
+        public_key: Vec<PathBuf>,
         /// Why the extract is made (recorded with it), e.g. a data subject's request.
         #[arg(long)]
         syfte: Option<String>,
@@ -627,17 +641,28 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     store,
                     public_key,
                     witness,
+                    export,
                     progress,
                 } => {
                     // 0 verifies, 1 tampered, 2 could not check: a nightly job tells an
                     // attack from a missing file.
                     let progress = progress || std::io::IsTerminal::is_terminal(&std::io::stderr());
-                    let verdict = match resolve(store) {
-                        Ok(store) => {
-                            brygga::dpo::verify(&store, &public_key, witness.as_deref(), progress)
-                                .await
+                    let verdict = match export {
+                        Some(file) => {
+                            brygga::dpo::verify_export(&file, &public_key, store.config.as_deref())
                         }
-                        Err(e) => Err(e.to_string()),
+                        None => match resolve(store) {
+                            Ok(store) => {
+                                brygga::dpo::verify(
+                                    &store,
+                                    &public_key,
+                                    witness.as_deref(),
+                                    progress,
+                                )
+                                .await
+                            }
+                            Err(e) => Err(e.to_string()),
+                        },
                     };
                     match verdict {
                         Ok(true) => {}
@@ -654,7 +679,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     arende,
                     from,
                     to,
+                    format,
                     json,
+                    output,
+                    public_key,
                     syfte,
                 } => {
                     let store = resolve(store)?;
@@ -663,7 +691,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         arende,
                         from,
                         to,
-                        json,
+                        format: if json {
+                            brygga::extract::Format::Json
+                        } else {
+                            format
+                        },
+                        output,
+                        public_keys: public_key,
                         syfte,
                     };
                     brygga::dpo::query(&store, q)

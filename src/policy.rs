@@ -141,6 +141,12 @@ pub fn minimise(answer: KommunAnswer, may_see: &HashSet<Datakategori>) -> Kommun
 
 /// The data categories an answer actually carries, for the audit record. Whether the person
 /// is known, registered and protected is registration data and is in every status answer.
+/// Whether AF marked the person's identity as protected (sekretessmarkering), which the
+/// audit record flags. Read before minimisation: the flag holds whatever the purpose sees.
+pub fn protected_identity(answer: &KommunAnswer) -> bool {
+    matches!(answer, KommunAnswer::Status(svar) if svar.status.sekretessmarkering)
+}
+
 pub fn disclosed(answer: &KommunAnswer) -> Vec<Datakategori> {
     let mut out = Vec::new();
     let mut add = |present: bool, d: Datakategori| {

@@ -284,9 +284,15 @@ async fn the_dpo_extract_names_who_when_what_why_for_a_person_or_a_case() {
         "{text}{}",
         String::from_utf8_lossy(&table.stderr)
     );
-    assert!(text.starts_with("seq  time (UTC)"), "{text}");
+    assert!(text.starts_with("Log extract (registerutdrag)"), "{text}");
+    assert!(text.contains("Made by      dso-anna at "), "{text}");
+    assert!(text.contains("Reason       registerutdrag"), "{text}");
+    assert!(
+        text.contains("verified when this extract was made"),
+        "{text}"
+    );
     // Three accesses to the person, and this extract itself.
-    assert!(text.contains("4 record(s)"), "{text}");
+    assert!(text.contains("\n4 record(s)"), "{text}");
     assert_eq!(
         text.matches("HamtaArbetssokandeStatus").count(),
         3,
@@ -298,27 +304,31 @@ async fn the_dpo_extract_names_who_when_what_why_for_a_person_or_a_case() {
     assert!(!text.contains("198507099805") && !text.contains("850709"));
 
     let json = run(&["--personnummer", sim::REGISTRERAD, "--json"]);
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
+    let rows = json_rows(&json.stdout);
     assert_eq!(rows.len(), 5, "and the first extract is now in it too");
-    assert_eq!(rows[0]["operation"], "HamtaArbetssokandeStatus");
-    assert_eq!(rows[0]["action"], "disclose");
-    assert_eq!(rows[0]["syfte"], "EKB-BESLUT");
-    assert_eq!(rows[0]["organisation"], "212000-0142");
-    assert_eq!(rows[0]["kategorier"][0], "REGISTRERING");
+    assert_eq!(rows[0]["entry"]["operation"], "HamtaArbetssokandeStatus");
+    assert_eq!(rows[0]["entry"]["action"], "disclose");
+    assert_eq!(rows[0]["entry"]["syfte"], "EKB-BESLUT");
+    assert_eq!(
+        rows[0]["syfte_beskrivning"],
+        "Beslut om eller kontroll av ekonomiskt bistånd"
+    );
+    assert_eq!(rows[0]["entry"]["organisation"], "212000-0142");
+    assert_eq!(rows[0]["entry"]["kategorier"][0], "REGISTRERING");
     assert!(
-        rows[0]["lagrum"]
+        rows[0]["entry"]["lagrum"]
             .as_str()
             .unwrap()
             .contains("socialtjänstlagen")
     );
-    assert_eq!(rows[3]["handlaggare"], "dso-anna");
+    assert_eq!(rows[3]["entry"]["handlaggare"], "dso-anna");
 
     let case = run(&["--arende", "EB-2026-000099", "--json"]);
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&case.stdout).unwrap();
+    let rows = json_rows(&case.stdout);
     // The access in that case, and this extract about it.
     assert_eq!(rows.len(), 2, "{rows:#?}");
-    assert_eq!(rows[0]["operation"], "HamtaArbetssokandeStatus");
-    assert_eq!(rows[1]["operation"], "audit query");
+    assert_eq!(rows[0]["entry"]["operation"], "HamtaArbetssokandeStatus");
+    assert_eq!(rows[1]["entry"]["operation"], "audit query");
     let tomorrow = time::OffsetDateTime::now_utc().date().next_day().unwrap();
     let later = run(&[
         "--personnummer",
@@ -327,12 +337,7 @@ async fn the_dpo_extract_names_who_when_what_why_for_a_person_or_a_case() {
         &tomorrow.to_string(),
         "--json",
     ]);
-    assert_eq!(
-        serde_json::from_slice::<Vec<serde_json::Value>>(&later.stdout)
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(json_rows(&later.stdout).len(), 0);
     let today = time::OffsetDateTime::now_utc().date().to_string();
     let window = run(&[
         "--personnummer",
@@ -343,12 +348,7 @@ async fn the_dpo_extract_names_who_when_what_why_for_a_person_or_a_case() {
         &today,
         "--json",
     ]);
-    assert!(
-        serde_json::from_slice::<Vec<serde_json::Value>>(&window.stdout)
-            .unwrap()
-            .len()
-            >= 3
-    );
+    assert!(json_rows(&window.stdout).len() >= 3);
 
     // Bad input: specific, and the number never echoed.
     let bad = run(&["--personnummer", "198507099806"]);
@@ -421,16 +421,44 @@ async fn export_writes_json_lines_and_verify_shows_progress() {
         let l: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(l["seq"], i as u64);
         assert_eq!(l["prev"], prev.as_str());
-        // The line less its last member `hash` is the canonical encoding that was hashed.
+        // The line less its last member `hash` is the canonical encoding; the hash covers
+        // its number, its link and the SHA-256 of its entry as written there.
         let hash = l["hash"].as_str().unwrap();
         let hashed = line.replace(&format!(",\"hash\":\"{hash}\""), "");
-        assert_eq!(hex::encode(Sha256::digest(hashed.as_bytes())), hash);
         let canonical: Record = serde_json::from_str(&hashed).unwrap();
         assert_eq!(canonical.canonical(), hashed);
+        let entry_json = hashed
+            .split_once(",\"entry\":")
+            .and_then(|(_, e)| e.rsplit_once(",\"prev\":"))
+            .unwrap()
+            .0;
+        let entry_digest = hex::encode(Sha256::digest(entry_json.as_bytes()));
+        let covered =
+            format!("{{\"seq\":{i},\"entry_sha256\":\"{entry_digest}\",\"prev\":\"{prev}\"}}");
+        assert_eq!(hex::encode(Sha256::digest(covered.as_bytes())), hash);
         prev = hash.to_owned();
     }
     let last: serde_json::Value = serde_json::from_str(lines[5]).unwrap();
     assert_eq!(last["entry"]["operation"], "audit export");
+
+    // The export is checked as the store is, without it.
+    let (code, shown) = verify_cli(
+        Path::new("/nonexistent"),
+        &[std::ffi::OsStr::new("--export"), out.as_os_str()],
+    );
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        shown.contains("the export verifies: 5 record(s)"),
+        "{shown}"
+    );
+    let forged = dir.path().join("forged.jsonl");
+    std::fs::write(&forged, text.replacen("\"disclose\"", "\"read\"", 1)).unwrap();
+    let (code, shown) = verify_cli(
+        Path::new("/nonexistent"),
+        &[std::ffi::OsStr::new("--export"), forged.as_os_str()],
+    );
+    assert_eq!(code, 1, "{shown}");
+    assert!(shown.contains("TAMPERED: record 1 was changed"), "{shown}");
 
     let v = brygga()
         .args(["audit", "verify", "--progress", "--store"])
@@ -661,6 +689,13 @@ async fn sigterm_under_load_loses_no_answered_record() {
     assert!(lost.is_empty(), "{} answered without a record", lost.len());
     assert_eq!(v.signed_through, v.records, "the stop signed the head");
     setup.af.shutdown().await;
+}
+
+/// The records of a JSON extract.
+fn json_rows(stdout: &[u8]) -> Vec<serde_json::Value> {
+    let doc: serde_json::Value = serde_json::from_slice(stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(stdout)));
+    doc["records"].as_array().unwrap().clone()
 }
 
 /// `brygga audit verify` on `store` with the example checkpoint key and `extra` arguments:
@@ -989,4 +1024,210 @@ async fn records_past_retention_are_pruned_behind_a_signed_checkpoint_and_the_pr
     let (code, text) = verify_cli(&cut, &[]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("TAMPERED"), "{text}");
+}
+
+#[tokio::test]
+async fn the_extract_answers_4_9_in_every_format_and_its_json_proves_itself_away_from_the_store() {
+    let s = harness::start().await;
+    // A token naming the case worker's unit and function; a request naming a processor.
+    let mut claims = s.st_idp.claims(
+        &s.sthlm.handlaggare,
+        "0180",
+        "EKB-BESLUT",
+        Duration::from_secs(300),
+    );
+    claims.enhet = Some("SE2120000142-EKB1".into());
+    claims.funktion = Some("Handläggare ekonomiskt bistånd".into());
+    let token = s.st_idp.sign(&claims).unwrap();
+    let mut fraga = s.st_fraga(sim::SKYDDAD);
+    fraga.personuppgiftsbitrade = Some("Exempelbolaget Drift AB".into());
+    status(
+        &s.st
+            .call(&token, &KommunRequest::HamtaArbetssokandeStatus(fraga))
+            .await
+            .unwrap(),
+    );
+    // A unit that is not an HSA-id, or a function carrying a number, is refused, naming it.
+    for (enhet, funktion, claim) in [
+        (Some("avdelning 3"), None, "enhet"),
+        (None, Some("handläggare 198507099805"), "funktion"),
+    ] {
+        let mut bad = claims.clone();
+        bad.jti = Some(uuid::Uuid::new_v4().to_string());
+        bad.enhet = enhet.map(str::to_owned);
+        bad.funktion = funktion.map(str::to_owned);
+        let answer =
+            s.st.post_raw(Some(&s.st_idp.sign(&bad).unwrap()), s.st_xml(sim::SKYDDAD))
+                .await
+                .unwrap();
+        assert_eq!(answer.status, 401);
+        let body = String::from_utf8_lossy(&answer.body);
+        assert!(body.contains(claim), "{body}");
+        assert!(!body.contains("198507099805"), "{body}");
+    }
+    let store = s.audit_store();
+    let dir = s.stop().await;
+    let config = config_with_store(&store, None);
+    let extract = |format: &str, out: &Path| {
+        let run = brygga()
+            .args(["audit", "query", "--operator", "dso-anna", "--config"])
+            .arg(config.path())
+            .args([
+                "--personnummer",
+                "-",
+                "--syfte",
+                "registerutdrag",
+                "--format",
+                format,
+            ])
+            .arg("--output")
+            .arg(out)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        run.stdin
+            .as_ref()
+            .unwrap()
+            .write_all(sim::SKYDDAD.as_bytes())
+            .unwrap();
+        let out = run.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    // JSON: the header, every 4:9 field, and the proof.
+    let json_file = dir.path().join("extract.json");
+    extract("json", &json_file);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_file).unwrap()).unwrap();
+    let header = &doc["extract"];
+    assert_eq!(header["made_by"], "dso-anna");
+    assert_eq!(header["chain_verified"], true);
+    assert!(header["concerns"].as_str().unwrap().contains("not shown"));
+    assert_eq!(header["period"], "the whole chain");
+    let access = &doc["records"][0];
+    let e = &access["entry"];
+    assert_eq!(e["operation"], "HamtaArbetssokandeStatus");
+    assert_eq!(e["handlaggare"], s_handlaggare());
+    assert_eq!(e["enhet"], "SE2120000142-EKB1");
+    assert_eq!(e["funktion"], "Handläggare ekonomiskt bistånd");
+    assert_eq!(e["organisation"], "212000-0142");
+    assert_eq!(e["syfte"], "EKB-BESLUT");
+    assert_eq!(
+        access["syfte_beskrivning"],
+        "Beslut om eller kontroll av ekonomiskt bistånd"
+    );
+    assert!(e["lagrum"].as_str().unwrap().contains("11 kap. 11 a §"));
+    assert_eq!(e["personuppgiftsbitrade"], "Exempelbolaget Drift AB");
+    assert_eq!(e["skyddad_identitet"], true);
+    assert!(!e["kategorier"].as_array().unwrap().is_empty());
+    assert!(e["time"].as_str().unwrap().ends_with('Z'));
+    let raw = std::fs::read_to_string(&json_file).unwrap();
+    assert!(!raw.contains(sim::SKYDDAD) && !raw.contains(&sim::SKYDDAD[2..8]));
+
+    // For people: text, HTML and PDF say the same.
+    for format in ["text", "html", "pdf"] {
+        let file = dir.path().join(format!("extract.{format}"));
+        extract(format, &file);
+        let shown = match format {
+            "pdf" => {
+                let bytes = std::fs::read(&file).unwrap();
+                assert!(bytes.starts_with(b"%PDF-1.4") && bytes.ends_with(b"%%EOF\n"));
+                if !crate::contracts::tool_from_package("qpdf", &["--version"], "qpdf")
+                    || !crate::contracts::tool_from_package("pdftotext", &["-v"], "poppler-utils")
+                {
+                    continue;
+                }
+                let check = Command::new("qpdf")
+                    .arg("--check")
+                    .arg(&file)
+                    .output()
+                    .unwrap();
+                assert!(
+                    check.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&check.stdout)
+                );
+                let text = Command::new("pdftotext")
+                    .args(["-layout", "-enc", "UTF-8"])
+                    .arg(&file)
+                    .arg("-")
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&text.stdout).into_owned()
+            }
+            _ => std::fs::read_to_string(&file).unwrap(),
+        };
+        for expected in [
+            "Log extract (registerutdrag)",
+            "dso-anna",
+            "verified when this extract was made",
+            "SE2120000142-EKB1",
+            "Handläggare ekonomiskt bistånd",
+            "Beslut om eller kontroll av ekonomiskt bistånd",
+            "11 kap. 11 a § socialtjänstlagen",
+            "Exempelbolaget Drift AB",
+            "Protected identity",
+        ] {
+            assert!(
+                shown.contains(expected),
+                "{format}: {expected} missing in\n{shown}"
+            );
+        }
+        assert!(!shown.contains(sim::SKYDDAD), "{format}");
+    }
+
+    // Checked away from the store: it verifies; a changed field or a dropped link does not.
+    let verify_export = |file: &Path| {
+        let out = brygga()
+            .args(["audit", "verify", "--export"])
+            .arg(file)
+            .arg("--public-key")
+            .arg(harness::certs().join("audit-signing.pub.pem"))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    std::fs::remove_file(&store).unwrap();
+    let (code, text) = verify_export(&json_file);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("the extract verifies"), "{text}");
+    let forged = dir.path().join("forged.json");
+    let mut changed = doc.clone();
+    changed["records"][0]["entry"]["handlaggare"] = "SE2120000142-HL99".into();
+    std::fs::write(&forged, changed.to_string()).unwrap();
+    assert_eq!(verify_export(&forged).0, 1);
+    let mut changed = doc.clone();
+    let steps = changed["proof"]["segments"][0]["steps"]
+        .as_array_mut()
+        .unwrap();
+    assert!(steps.len() >= 2, "a run to its checkpoint: {steps:?}");
+    let body = steps[0]["body"]
+        .as_str()
+        .unwrap()
+        .replace("\"OK\"", "\"NEKAD\"");
+    steps[0]["body"] = body.into();
+    std::fs::write(&forged, changed.to_string()).unwrap();
+    let (code, text) = verify_export(&forged);
+    assert_eq!(code, 1, "{text}");
+    std::fs::write(&forged, "{\"not\": \"an extract\"").unwrap();
+    assert_eq!(verify_export(&forged).0, 2);
+}
+
+fn s_handlaggare() -> String {
+    example_clients(
+        &Config::load(&DemoFiles::default().config).unwrap(),
+        &DemoFiles::default().certs,
+    )[0]
+    .handlaggare
+    .clone()
 }

@@ -794,6 +794,10 @@ fn audit_verify_finds_a_hand_edited_record() {
             af_status: Some(200),
             duration_ms: i,
             genesis: None,
+            enhet: None,
+            funktion: None,
+            personuppgiftsbitrade: None,
+            skyddad_identitet: false,
             pruned: None,
         }))
         .unwrap();
