@@ -33,6 +33,8 @@ fn entry(i: u64) -> Entry {
         personuppgiftsbitrade: None,
         skyddad_identitet: false,
         pruned: None,
+        sample: None,
+        review: None,
     }
 }
 

@@ -80,6 +80,60 @@ pub struct Entry {
     /// Only in a pruning record: what was removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruned: Option<Pruned>,
+    /// Only in the record of a sample drawn for review (loggkontroll): what was drawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<Sample>,
+    /// Only in the record of a review: which record, and the verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+}
+
+/// A random sample of accesses drawn for review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    /// The sample's id, which each review of it names.
+    pub id: String,
+    /// The period drawn from (UTC, RFC 3339: `from <= time < to`).
+    pub from: String,
+    pub to: String,
+    /// How many accesses the period held.
+    pub population: u64,
+    /// The records drawn, ascending.
+    pub records: Vec<u64>,
+}
+
+/// A reviewer's verdict on one access.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    pub record: u64,
+    /// The sample it was drawn in, when it was.
+    pub sample: Option<String>,
+    pub verdict: Verdict,
+    /// Where the follow-up is kept (a case number in the reviewer's own system), when there
+    /// is one: a reference, not a description.
+    pub reference: Option<String>,
+}
+
+/// What a review found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    /// The access had a legitimate need (godkänd).
+    Godkand,
+    /// It did not, or the record does not show that it did: a deviation to follow up.
+    Avvikelse,
+    /// Under investigation.
+    Utreds,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Godkand => "GODKAND",
+            Verdict::Avvikelse => "AVVIKELSE",
+            Verdict::Utreds => "UTREDS",
+        }
+    }
 }
 
 /// What a pruning record says of the records it removed.
@@ -348,6 +402,8 @@ fn write_genesis(conn: &mut Connection, key_id: &str) -> Result<Genesis, AuditEr
         personuppgiftsbitrade: None,
         skyddad_identitet: false,
         pruned: None,
+        sample: None,
+        review: None,
     };
     let entry_json = encode_entry(&entry);
     let body = canonical_of_encoded(0, &entry_json, GENESIS);
@@ -878,6 +934,8 @@ impl Signer {
                 retention_seconds: retention.as_secs(),
                 removed: removed as u64,
             }),
+            sample: None,
+            review: None,
         };
         let entry_json = encode_entry(&entry);
         let body = canonical_of_encoded(seq, &entry_json, &head.1);
@@ -1457,6 +1515,65 @@ pub struct Witnessed {
     pub pruned: u64,
 }
 
+/// The accesses (records about a person, whatever their outcome) from `from` to before `to`
+/// (record-time text), by number: what a sample for review is drawn from. The DPO's own
+/// records and the chain's are not accesses.
+pub fn accesses_between(conn: &Connection, from: &str, to: &str) -> Result<Vec<u64>, AuditError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq FROM records
+             WHERE seq > 0 AND subject IS NOT NULL
+               AND json_extract(body, '$.entry.time') >= ?1
+               AND json_extract(body, '$.entry.time') < ?2
+               AND json_extract(body, '$.entry.direction') NOT IN ('dpo', 'kedja')
+             ORDER BY seq",
+        )
+        .map_err(store_err)?;
+    let seqs = stmt
+        .query_map(params![from, to], |r| r.get::<_, i64>(0))
+        .map_err(store_err)?
+        .map(|r| r.map(|s| s as u64))
+        .collect::<Result<_, _>>()
+        .map_err(store_err)?;
+    Ok(seqs)
+}
+
+/// The records with these numbers, in order (those the store does not hold are left out).
+pub fn records_by_seq(conn: &Connection, seqs: &[u64]) -> Result<Vec<Record>, AuditError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT body FROM records WHERE seq = ?1")
+        .map_err(store_err)?;
+    let mut out = Vec::new();
+    for seq in seqs {
+        let body: Option<String> = stmt
+            .query_row(params![*seq as i64], |r| r.get(0))
+            .optional()
+            .map_err(store_err)?;
+        if let Some(body) = body {
+            out.push(
+                serde_json::from_str(&body)
+                    .map_err(|e| AuditError::Store(format!("record {seq} cannot be read: {e}")))?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The sample record with this id, when the chain holds one.
+pub fn find_sample(conn: &Connection, id: &str) -> Result<Option<Sample>, AuditError> {
+    let body: Option<String> = conn
+        .query_row(
+            "SELECT body FROM records WHERE json_extract(body, '$.entry.sample.id') = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(store_err)?;
+    Ok(body
+        .and_then(|b| serde_json::from_str::<Record>(&b).ok())
+        .and_then(|r| r.entry.sample))
+}
+
 /// What an extract selects. Every condition given must hold.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -1861,6 +1978,8 @@ mod tests {
             personuppgiftsbitrade: None,
             skyddad_identitet: false,
             pruned: None,
+            sample: None,
+            review: None,
         }
     }
 

@@ -411,6 +411,8 @@ async fn record(
         personuppgiftsbitrade: None,
         skyddad_identitet: false,
         pruned: None,
+        sample: None,
+        review: None,
     };
     match gw.audit.append(entry).await {
         Ok(_) => true,

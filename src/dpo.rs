@@ -101,6 +101,8 @@ impl Store {
             personuppgiftsbitrade: None,
             skyddad_identitet: false,
             pruned: None,
+            sample: None,
+            review: None,
         }
     }
 }
@@ -480,6 +482,171 @@ pub async fn query(store: &Store, q: Query) -> Result<(), String> {
             .write_all(&bytes)
             .map_err(|e| e.to_string()),
     }
+}
+
+/// What `brygga audit sample` draws.
+pub struct SampleQuery {
+    pub from: String,
+    pub to: String,
+    pub n: u64,
+    pub format: crate::extract::Format,
+    pub output: Option<PathBuf>,
+}
+
+/// The most a sample may draw: a review is read by a person.
+pub const MAX_SAMPLE: u64 = 10_000;
+
+/// `brygga audit sample`: a random sample of the accesses in a period, for systematic
+/// follow-up (loggkontroll). The draw is recorded (which records, from how many) before it is
+/// shown, so a reviewer cannot draw until the sample suits them without it showing.
+pub async fn sample(store: &Store, q: SampleQuery) -> Result<(), String> {
+    let started = Instant::now();
+    if !(1..=MAX_SAMPLE).contains(&q.n) {
+        return Err(format!("--n must be 1 to {MAX_SAMPLE}"));
+    }
+    let from = bound(&q.from, false)?;
+    let to = bound(&q.to, true)?;
+    if from >= to {
+        return Err("--from must be before --to".into());
+    }
+    let conn = audit::open_existing(&store.path.to_string_lossy()).map_err(|e| e.to_string())?;
+    let population = audit::accesses_between(&conn, &from, &to).map_err(|e| e.to_string())?;
+    let drawn = draw(&population, q.n as usize)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut entry = store.entry("audit sample", started);
+    entry.sample = Some(audit::Sample {
+        id: id.clone(),
+        from: from.clone(),
+        to: to.clone(),
+        population: population.len() as u64,
+        records: drawn.clone(),
+    });
+    let made_at = entry.time.clone();
+    store.record(entry).await?;
+    let records = audit::records_by_seq(&conn, &drawn).map_err(|e| e.to_string())?;
+    let proof = audit::prove(&conn, &drawn).map_err(|e| e.to_string())?;
+    drop(conn);
+    let extract = crate::extract::Extract {
+        extract: crate::extract::Header {
+            concerns: format!(
+                "sample {id} for review (loggkontroll): {} of the {} access(es) in the period, drawn at random; record each verdict with `brygga audit review --sample {id} --record N --verdict godkand|avvikelse|utreds`",
+                drawn.len(),
+                population.len()
+            ),
+            period: format!("from {from}, before {to}"),
+            made_by: store.operator.clone(),
+            made_at,
+            reason: Some("loggkontroll".into()),
+            chain_verified: false,
+            chain: "not verified by the sample: run `brygga audit verify`".into(),
+            chain_id: None,
+        },
+        records: records
+            .into_iter()
+            .map(|r| crate::extract::Row {
+                seq: r.seq,
+                syfte_beskrivning: store
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.syften.get(r.entry.syfte.as_deref()?))
+                    .map(|s| s.beskrivning.clone()),
+                entry: r.entry,
+            })
+            .collect(),
+        proof,
+    };
+    let bytes = crate::extract::render(&extract, q.format);
+    match &q.output {
+        Some(p) => std::fs::write(p, &bytes).map_err(|e| format!("{}: {e}", p.display())),
+        None => std::io::stdout()
+            .lock()
+            .write_all(&bytes)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// `n` of `population` drawn uniformly without replacement (all of them when it holds fewer),
+/// ascending; the randomness is the TLS provider's CSPRNG.
+fn draw(population: &[u64], n: usize) -> Result<Vec<u64>, String> {
+    let mut pool = population.to_vec();
+    let n = n.min(pool.len());
+    let random = rustls::crypto::aws_lc_rs::default_provider().secure_random;
+    // A partial Fisher–Yates shuffle: the first n places end up a uniform sample.
+    for i in 0..n {
+        let span = (pool.len() - i) as u64;
+        // Rejection sampling: no bias towards small numbers.
+        let zone = u64::MAX - (u64::MAX % span);
+        let pick = loop {
+            let mut b = [0u8; 8];
+            random
+                .fill(&mut b)
+                .map_err(|_| "no randomness from the operating system".to_owned())?;
+            let v = u64::from_le_bytes(b);
+            if v < zone {
+                break v % span;
+            }
+        };
+        pool.swap(i, i + pick as usize);
+    }
+    pool.truncate(n);
+    pool.sort_unstable();
+    Ok(pool)
+}
+
+/// `brygga audit review`: the reviewer's verdict on one access, recorded in the chain. The
+/// record must exist; with `--sample`, it must have been drawn in that sample.
+pub async fn review(
+    store: &Store,
+    record: u64,
+    verdict: audit::Verdict,
+    sample: Option<String>,
+    reference: Option<String>,
+) -> Result<u64, String> {
+    let started = Instant::now();
+    let reference = reference
+        .map(|r| {
+            let ok = (1..=64).contains(&r.len())
+                && r.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./:".contains(&b))
+                && !crate::model::ident::embeds_identity_number(&r);
+            ok.then_some(r).ok_or_else(|| {
+                "--reference must be a reference (1 to 64 of A-Z, a-z, 0-9 and -_./:, no identity number), not a description".to_owned()
+            })
+        })
+        .transpose()?;
+    let conn = audit::open_existing(&store.path.to_string_lossy()).map_err(|e| e.to_string())?;
+    let reviewed = audit::records_by_seq(&conn, &[record]).map_err(|e| e.to_string())?;
+    let Some(reviewed) = reviewed.first() else {
+        return Err(format!("--record {record}: the chain holds no such record"));
+    };
+    if reviewed.entry.subject.is_none()
+        || matches!(reviewed.entry.direction.as_str(), "dpo" | "kedja")
+    {
+        return Err(format!(
+            "--record {record}: not an access to a person's data ({} {})",
+            reviewed.entry.direction, reviewed.entry.operation
+        ));
+    }
+    if let Some(id) = &sample {
+        let drawn = audit::find_sample(&conn, id).map_err(|e| e.to_string())?;
+        match drawn {
+            None => return Err(format!("--sample {id}: the chain holds no such sample")),
+            Some(s) if !s.records.contains(&record) => {
+                return Err(format!("--record {record} was not drawn in sample {id}"));
+            }
+            Some(_) => {}
+        }
+    }
+    drop(conn);
+    let mut entry = store.entry("audit review", started);
+    entry.outcome = verdict.as_str().into();
+    entry.review = Some(audit::Review {
+        record,
+        sample,
+        verdict,
+        reference,
+    });
+    store.record(entry).await
 }
 
 /// `brygga audit export`: every record as JSON Lines, to `output` or stdout.

@@ -223,6 +223,8 @@ async fn receive(
             personuppgiftsbitrade: None,
             skyddad_identitet: false,
             pruned: None,
+            sample: None,
+            review: None,
         };
         gw.audit.append(entry).await.map_err(|e| {
             tracing::error!(error = %e, "the audit record of an event could not be written");
@@ -303,6 +305,8 @@ async fn refused(gw: &Gateway, peer: &Peer, f: &Failure, tracking: Uuid, started
         personuppgiftsbitrade: None,
         skyddad_identitet: false,
         pruned: None,
+        sample: None,
+        review: None,
     };
     if let Err(e) = gw.audit.append(entry).await {
         tracing::error!(error = %e, "the audit record of a refused batch could not be written");

@@ -330,6 +330,8 @@ async fn record(
         personuppgiftsbitrade: trace.personuppgiftsbitrade.clone(),
         skyddad_identitet: trace.skyddad_identitet,
         pruned: None,
+        sample: None,
+        review: None,
     };
     match (gw.audit.append(entry).await, result) {
         (Ok(_), result) => result,

@@ -140,6 +140,45 @@ fn row_fields(r: &Row) -> Vec<(&'static str, String)> {
             "yes: AF marks the person's identity as protected (sekretessmarkering)".into(),
         ));
     }
+    if let Some(sample) = &e.sample {
+        out.push((
+            "Sample drawn",
+            format!(
+                "{}: {} of {} access(es) from {} before {}: records {}",
+                sample.id,
+                sample.records.len(),
+                sample.population,
+                sample.from,
+                sample.to,
+                sample
+                    .records
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if let Some(review) = &e.review {
+        out.push((
+            "Review",
+            format!(
+                "record {}: {}{}{}",
+                review.record,
+                review.verdict.as_str(),
+                review
+                    .sample
+                    .as_ref()
+                    .map(|s| format!(", sample {s}"))
+                    .unwrap_or_default(),
+                review
+                    .reference
+                    .as_ref()
+                    .map(|r| format!(", follow-up {r}"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
     out.push((
         "Case, correlation",
         format!("{} / {}", or_dash(&e.arende), e.korrelationsid),

@@ -312,6 +312,41 @@ enum AuditCommand {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// A random sample of the accesses in a period, for systematic follow-up (loggkontroll);
+    /// the draw is recorded in the chain before it is shown.
+    Sample {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// From this date (2026-11-01) or RFC 3339 time, inclusive.
+        #[arg(long)]
+        from: String,
+        /// To this date or RFC 3339 time, inclusive.
+        #[arg(long)]
+        to: String,
+        /// How many accesses to draw (all of them when the period holds fewer).
+        #[arg(long)]
+        n: u64,
+        #[arg(long, value_enum, default_value = "text")]
+        format: brygga::extract::Format,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Record a reviewer's verdict on one access in the chain.
+    Review {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The record reviewed.
+        #[arg(long)]
+        record: u64,
+        #[arg(long, value_enum)]
+        verdict: brygga::audit::Verdict,
+        /// The sample it was drawn in (its id), checked against the recorded draw.
+        #[arg(long)]
+        sample: Option<String>,
+        /// Where the follow-up is kept (a case number), not a description.
+        #[arg(long)]
+        reference: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -703,6 +738,42 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     brygga::dpo::query(&store, q)
                         .await
                         .map_err(|e| anyhow!(e))?;
+                }
+                AuditCommand::Sample {
+                    store,
+                    from,
+                    to,
+                    n,
+                    format,
+                    output,
+                } => {
+                    let store = resolve(store)?;
+                    let q = brygga::dpo::SampleQuery {
+                        from,
+                        to,
+                        n,
+                        format,
+                        output,
+                    };
+                    brygga::dpo::sample(&store, q)
+                        .await
+                        .map_err(|e| anyhow!(e))?;
+                }
+                AuditCommand::Review {
+                    store,
+                    record,
+                    verdict,
+                    sample,
+                    reference,
+                } => {
+                    let store = resolve(store)?;
+                    let seq = brygga::dpo::review(&store, record, verdict, sample, reference)
+                        .await
+                        .map_err(|e| anyhow!(e))?;
+                    println!(
+                        "the review of record {record} ({}) is record {seq} of the chain",
+                        verdict.as_str()
+                    );
                 }
                 AuditCommand::Export { store, output } => {
                     let store = resolve(store)?;

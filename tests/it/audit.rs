@@ -1231,3 +1231,153 @@ fn s_handlaggare() -> String {
     .handlaggare
     .clone()
 }
+
+#[tokio::test]
+async fn a_sample_for_review_is_drawn_at_random_and_recorded_and_each_verdict_is_a_record() {
+    let s = harness::start().await;
+    let token = s.st_token();
+    for _ in 0..20 {
+        status(
+            &s.st
+                .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+                .await
+                .unwrap(),
+        );
+    }
+    let store = s.audit_store();
+    let _dir = s.stop().await;
+    let config = config_with_store(&store, None);
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    let dpo = |args: &[&str]| {
+        brygga()
+            .args(["audit"])
+            .args(&args[..1])
+            .args(["--operator", "dso-anna", "--config"])
+            .arg(config.path())
+            .args(&args[1..])
+            .output()
+            .unwrap()
+    };
+    let draw = |n: &str| {
+        let out = dpo(&[
+            "sample", "--from", &today, "--to", &today, "--n", n, "--format", "json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc
+    };
+    let first = draw("5");
+    let rows = first["records"].as_array().unwrap();
+    let seqs: Vec<u64> = rows.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs.len(), 5);
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "distinct, ascending: {seqs:?}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["entry"]["operation"] == "HamtaArbetssokandeStatus")
+    );
+    // The draw is in the chain: which records, from how many, by whom.
+    let recorded = records(&store)
+        .into_iter()
+        .rfind(|r| r.entry.operation == "audit sample")
+        .unwrap();
+    let sample = recorded.entry.sample.clone().unwrap();
+    assert_eq!(sample.records, seqs);
+    assert_eq!(sample.population, 20);
+    assert_eq!(recorded.entry.handlaggare.as_deref(), Some("dso-anna"));
+    assert!(
+        first["extract"]["concerns"]
+            .as_str()
+            .unwrap()
+            .contains(&sample.id)
+    );
+    // Drawn at random: three more draws of 5 of 20 are not all the same one.
+    let others: Vec<Vec<u64>> = (0..3)
+        .map(|_| {
+            draw("5")["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["seq"].as_u64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert!(
+        others.iter().any(|o| *o != seqs),
+        "{others:?} all equal {seqs:?}"
+    );
+    // Asking for more than the period holds gives all of it.
+    assert_eq!(draw("500")["records"].as_array().unwrap().len(), 20);
+
+    // Each verdict is a record naming the access, the sample and the follow-up.
+    let ok = dpo(&[
+        "review",
+        "--sample",
+        &sample.id,
+        "--record",
+        &seqs[0].to_string(),
+        "--verdict",
+        "avvikelse",
+        "--reference",
+        "DSO-2026-17",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let review = records(&store).pop().unwrap();
+    assert_eq!(review.entry.operation, "audit review");
+    assert_eq!(review.entry.outcome, "AVVIKELSE");
+    let r = review.entry.review.unwrap();
+    assert_eq!(
+        (r.record, r.sample.as_deref()),
+        (seqs[0], Some(sample.id.as_str()))
+    );
+    assert_eq!(r.reference.as_deref(), Some("DSO-2026-17"));
+
+    // Refused, saying why: a record not drawn in that sample, none at all, a DPO record, a
+    // reference that is a description or carries a number.
+    let not_drawn = (1..=20).find(|s| !seqs.contains(s)).unwrap().to_string();
+    let dpo_record = recorded.seq.to_string();
+    for (record, reference, why) in [
+        (not_drawn.as_str(), None, "was not drawn in sample"),
+        ("99999", None, "no such record"),
+        (dpo_record.as_str(), None, "not an access"),
+        (
+            &seqs[1].to_string()[..],
+            Some("tittade på grannens uppgifter"),
+            "a reference",
+        ),
+        (
+            &seqs[1].to_string()[..],
+            Some("DSO-198507099805"),
+            "a reference",
+        ),
+    ] {
+        let mut args = vec!["review", "--sample", &sample.id, "--record", record];
+        args.extend(["--verdict", "godkand"]);
+        if let Some(r) = reference {
+            args.extend(["--reference", r]);
+        }
+        let out = dpo(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(why),
+            "{record}: {err}"
+        );
+        assert!(!err.contains("198507099805"), "{err}");
+    }
+    assert_eq!(
+        records(&store).pop().unwrap().seq,
+        review.seq,
+        "nothing recorded"
+    );
+    verify(&store).unwrap();
+}

@@ -799,6 +799,8 @@ fn audit_verify_finds_a_hand_edited_record() {
             personuppgiftsbitrade: None,
             skyddad_identitet: false,
             pruned: None,
+            sample: None,
+            review: None,
         }))
         .unwrap();
     }
