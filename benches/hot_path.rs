@@ -84,8 +84,27 @@ fn json_and_translation(c: &mut Criterion) {
         "EKB-BESLUT",
     )
     .unwrap();
+    let fragande = brygga::codec::af_json::FragandeJson {
+        organisationsnummer: "212000-0142".into(),
+        organisationsnamn: "Stockholms stad".into(),
+        handlaggare: "SE2120000142-HL01".into(),
+        enhet: None,
+        syfte: "EKB-BESLUT".into(),
+        syfte_beskrivning: "Beslut om eller kontroll av ekonomiskt bistånd".into(),
+        lagrum: "11 kap. 11 a § socialtjänstlagen".into(),
+        arendereferens: "a1:AAAAAAAAAAAAAAAAAAAAAA".into(),
+        personuppgiftsbitrade: None,
+    };
+    let kategorier: Vec<String> = vec!["KONTOR".into(), "REGISTRERING".into()];
     c.bench_function("translate request to AF JSON", |b| {
-        b.iter(|| serde_json::to_vec(&translate::person_request(black_box(&fraga))).unwrap())
+        b.iter(|| {
+            serde_json::to_vec(&translate::person_request(
+                black_box(&fraga),
+                fragande.clone(),
+                Some(kategorier.clone()),
+            ))
+            .unwrap()
+        })
     });
 }
 

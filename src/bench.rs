@@ -466,8 +466,9 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
     let json_bodies: Vec<Bytes> = people
         .iter()
         .map(|p| {
+            // What the gateway sends: who asks and why, and the purpose's categories.
             Bytes::from(format!(
-                r#"{{"personnummer":"{p}","fromDatum":"2026-06-01","tomDatum":"2026-11-30"}}"#
+                r#"{{"personnummer":"{p}","fromDatum":"2026-06-01","tomDatum":"2026-11-30","fragande":{{"organisationsnummer":"212000-0142","organisationsnamn":"Stockholms stad","handlaggare":"SE2120000142-HL01","syfte":"EKB-BESLUT","syfteBeskrivning":"Beslut om eller kontroll av ekonomiskt bistånd","lagrum":"11 kap. 11 a § socialtjänstlagen; 5 § förordningen (2008:975)","arendereferens":"a1:SM5Gwe7hTmTc4YSM_5yTZw"}},"kategorier":["AKASSA","AKTIVITETER","AKTIVITETSRAPPORT","ERSATTNINGAR","HANDLINGSPLAN","KONTOR","REGISTRERING","SOKANDEKATEGORI"]}}"#
             ))
         })
         .collect();

@@ -466,11 +466,24 @@ async fn exchange(
     trace.trace_id = Some(context.trace_id);
     let af_started = Instant::now();
     let af_started_at = std::time::SystemTime::now();
+    // AF is told who asks and why, and asked only for what the purpose may see.
+    let asking = match (request.fraga(), syfte) {
+        (Some(f), Some(s)) => Some(Asking {
+            fragande: fragande(gw, &client, &worker, f, s)?,
+            kategorier: {
+                let mut k: Vec<String> = s.kategorier.iter().map(|d| d.code().to_owned()).collect();
+                k.sort();
+                k
+            },
+        }),
+        _ => None,
+    };
     let answer = call_af(
         gw,
         &client,
         &worker,
         request,
+        asking,
         &traceparent,
         &mut trace.af_status,
     )
@@ -610,11 +623,46 @@ async fn subscribe(
 
 /// Steps 5–8 for each operation: the AF request, AF's answer checked against its contract,
 /// and the municipal answer.
+/// What goes to AF with a person request besides the person: who asks and why, and the data
+/// categories the purpose may see.
+struct Asking {
+    fragande: crate::codec::af_json::FragandeJson,
+    kategorier: Vec<String>,
+}
+
+/// Who asks, as AF is told (see [`translate::fragande`]), with the case as a keyed reference.
+fn fragande(
+    gw: &Gateway,
+    client: &Client,
+    worker: &CaseWorker,
+    fraga: &Fraga,
+    syfte: &crate::config::Syfte,
+) -> Result<crate::codec::af_json::FragandeJson, Failure> {
+    let arendereferens = gw
+        .pseudonyms()
+        .case_reference(&client.orgnr, &fraga.arendeidentitet)
+        .ok_or_else(|| {
+            Failure::new(
+                Felkod::InterntFel,
+                "no pseudonym key for the domain 'audit' to make AF's case reference with",
+            )
+        })?;
+    Ok(translate::fragande(
+        &client.orgnr,
+        fraga,
+        &worker.hsa_id,
+        worker.enhet.as_ref(),
+        (&syfte.kod, &syfte.beskrivning),
+        arendereferens,
+    ))
+}
+
 async fn call_af(
     gw: &Gateway,
     client: &Client,
     worker: &CaseWorker,
     request: KommunRequest,
+    asking: Option<Asking>,
     traceparent: &crate::tracectx::Outgoing,
     af_status: &mut Option<u16>,
 ) -> Result<KommunAnswer, Failure> {
@@ -641,13 +689,19 @@ async fn call_af(
         tracing::warn!(korrelationsid = %redact_digit_runs(&korrelationsid.to_string()), error = %e, "AF answer breaks the contract");
         Failure::from(e)
     };
+    // Every person request carries who asks; authorisation made sure there is a purpose.
+    let asked = || {
+        asking
+            .ok_or_else(|| Failure::new(Felkod::InterntFel, "a person request without its purpose"))
+    };
     Ok(match request {
         KommunRequest::HamtaArbetssokandeStatus(f) => {
             let r = gw
                 .af
                 .post_json(
                     upstream::STATUS_PATH,
-                    &translate::person_request(&f),
+                    &asked()
+                        .map(|a| translate::person_request(&f, a.fragande, Some(a.kategorier)))?,
                     korrelationsid,
                     end_user,
                     traceparent,
@@ -665,7 +719,8 @@ async fn call_af(
                 .af
                 .post_json(
                     upstream::ERSATTNINGSBESLUT_PATH,
-                    &translate::person_request(&f),
+                    &asked()
+                        .map(|a| translate::person_request(&f, a.fragande, Some(a.kategorier)))?,
                     korrelationsid,
                     end_user,
                     traceparent,
@@ -683,7 +738,8 @@ async fn call_af(
                 .af
                 .post_json(
                     upstream::HANDLINGSPLAN_PATH,
-                    &translate::person_request(&f),
+                    &asked()
+                        .map(|a| translate::person_request(&f, a.fragande, Some(a.kategorier)))?,
                     korrelationsid,
                     end_user,
                     traceparent,
@@ -697,7 +753,8 @@ async fn call_af(
             })
         }
         KommunRequest::AnmalAktivitetsplan(f, plan) => {
-            let body = translate::aktivitetsplan_request(&f, client.kommunkod, &plan);
+            let fragande = asked()?.fragande;
+            let body = translate::aktivitetsplan_request(&f, client.kommunkod, &plan, fragande);
             let r = gw
                 .af
                 .post_json(

@@ -153,6 +153,29 @@ impl Pseudonymizer {
         Some(Self::with_key(key, domain, person))
     }
 
+    /// The case reference AF is told instead of the case id: keyed (the `audit` domain's
+    /// newest key, mixed with its own label so it is unrelated to the pseudonyms), stable for
+    /// one case of one organisation, and telling nothing of the id without the key.
+    pub fn case_reference(
+        &self,
+        organisation: &crate::model::Organisationsnummer,
+        arende: &str,
+    ) -> Option<String> {
+        let key = self.domains.get("audit")?.last()?;
+        let mut mac = key.mac.clone();
+        mac.update(b"af-arendereferens");
+        mac.update(&[0]);
+        mac.update(organisation.plain().as_bytes());
+        mac.update(b"/");
+        mac.update(arende.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        Some(format!(
+            "{}:{}",
+            key.id,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag[..16])
+        ))
+    }
+
     /// The pseudonyms under every key of the domain, newest first: what to search for.
     pub fn all(&self, domain: &str, person: &Personnummer) -> Vec<String> {
         self.domains

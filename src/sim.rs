@@ -132,6 +132,8 @@ pub struct SimStats {
     /// The `traceparent` and `tracestate` of the latest data request.
     pub last_traceparent: Mutex<Option<String>>,
     pub last_tracestate: Mutex<Option<String>>,
+    /// Who asked, and for which categories, in the latest accepted person request.
+    pub last_asked: Mutex<Option<(crate::codec::af_json::FragandeJson, Option<Vec<String>>)>>,
 }
 
 /// Counts a data request as under way while it lives.
@@ -448,19 +450,24 @@ async fn data(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
             r#"{"kandAvAf":true,"inskriven":true,"omfattningProcent":250,"beslut":[{"typ":"X"}],"handlingsplan":{"status":1},"referens":""}"#,
         );
     }
+    answer(sim, &path, &body)
+}
+
+/// AF's answer to a data request's body at `path`: the request checked as AF checks it (who
+/// asks and why included), then only what the asking purpose may see.
+fn answer(sim: &Sim, path: &str, body: &[u8]) -> HttpResponse {
     let bad = |what: String| problem(StatusCode::BAD_REQUEST, "Bad request", what);
     if path == upstream::AKTIVITETSPLAN_PATH {
-        let request: AktivitetsplanRequest = match serde_json::from_slice(&body) {
+        let request: AktivitetsplanRequest = match serde_json::from_slice(body) {
             Ok(r) => r,
-            Err(e) => {
-                return bad(format!(
-                    "body: line {} column {}: {:?}",
-                    e.line(),
-                    e.column(),
-                    e.classify()
-                ));
-            }
+            Err(e) => return bad(json_error(&e)),
         };
+        if let Err(e) = crate::translate::check_fragande(&request.fragande) {
+            return bad(e.to_string());
+        }
+        if let Ok(mut l) = sim.stats.last_asked.lock() {
+            *l = Some((request.fragande.clone(), None));
+        }
         return match crate::translate::aktivitetsplan_from_request(&request) {
             Ok((person, ..)) if is_af_failure(&person) => problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -471,21 +478,37 @@ async fn data(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
             Err(e) => bad(e.to_string()),
         };
     }
-    let request: PersonRequest = match serde_json::from_slice(&body) {
+    let request: PersonRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
-        Err(e) => {
-            return bad(format!(
-                "body: line {} column {}: {:?}",
-                e.line(),
-                e.column(),
-                e.classify()
-            ));
-        }
+        Err(e) => return bad(json_error(&e)),
     };
     let person = match Personnummer::parse(&request.personnummer) {
         Ok(p) => p,
         Err(e) => return bad(format!("personnummer: {e}")),
     };
+    // AF's own secrecy assessment and log need to know who asks and why.
+    if let Err(e) = crate::translate::check_fragande(&request.fragande) {
+        return bad(e.to_string());
+    }
+    let kategorier = match request
+        .kategorier
+        .as_deref()
+        .map(|k| {
+            k.iter()
+                .map(|c| {
+                    crate::model::Datakategori::from_code(c)
+                        .ok_or_else(|| format!("kategorier: unknown category {c:?}"))
+                })
+                .collect::<Result<std::collections::HashSet<_>, _>>()
+        })
+        .transpose()
+    {
+        Ok(k) => k,
+        Err(e) => return bad(e),
+    };
+    if let Ok(mut l) = sim.stats.last_asked.lock() {
+        *l = Some((request.fragande.clone(), request.kategorier.clone()));
+    }
     if is_af_failure(&person) {
         return problem(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -493,12 +516,69 @@ async fn data(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
             "simulated internal error",
         );
     }
-    match path.as_str() {
-        upstream::STATUS_PATH => json(&status_for(&person).unwrap_or_else(okand)),
-        upstream::ERSATTNINGSBESLUT_PATH => json(&ersattningar_for(&person)),
-        upstream::HANDLINGSPLAN_PATH => json(&handlingsplan_for(&person)),
+    // Only what the asking purpose may see leaves AF (minimisation at the source).
+    let sees = |d: crate::model::Datakategori| kategorier.as_ref().is_none_or(|k| k.contains(&d));
+    use crate::model::Datakategori as D;
+    match path {
+        upstream::STATUS_PATH => {
+            let mut r = status_for(&person).unwrap_or_else(okand);
+            if !sees(D::Kontor) {
+                r.kontor = None;
+            }
+            if !sees(D::Sokandekategori) {
+                r.sokandekategori = None;
+                r.omfattning_procent = None;
+            }
+            if !sees(D::Aktivitetsrapport) {
+                r.senaste_aktivitetsrapport = None;
+            }
+            if !sees(D::AKassa) {
+                r.a_kassa = None;
+            }
+            json(&r)
+        }
+        upstream::ERSATTNINGSBESLUT_PATH => {
+            let mut r = ersattningar_for(&person);
+            if !sees(D::Ersattningar) {
+                r.beslut.clear();
+                r.aktivitetsstod_dagar = None;
+                r.senaste_utbetalning = None;
+            }
+            json(&r)
+        }
+        upstream::HANDLINGSPLAN_PATH => {
+            let mut r = handlingsplan_for(&person);
+            if !sees(D::Handlingsplan) {
+                r.handlingsplan = None;
+            }
+            if let Some(plan) = r.handlingsplan.as_mut() {
+                if !sees(D::Aktiviteter) {
+                    plan.aktiviteter.clear();
+                }
+                if !sees(D::Kontor) {
+                    plan.kontor = None;
+                }
+            }
+            json(&r)
+        }
         _ => problem(StatusCode::NOT_FOUND, "Not found", "no such resource"),
     }
+}
+
+/// A request body serde could not read, said without echoing its values: a missing or
+/// unknown member is named (its name is the contract's), anything else only located.
+fn json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("missing field") || text.starts_with("unknown field") {
+        let named = text.split(" at line").next().unwrap_or(&text);
+        return format!("body: {named}");
+    }
+    format!(
+        "body: line {} column {}: {:?}",
+        e.line(),
+        e.column(),
+        e.classify()
+    )
 }
 
 fn is_af_failure(p: &Personnummer) -> bool {
@@ -881,6 +961,101 @@ mod tests {
         let a = status_for(&p).unwrap();
         assert_eq!(Some(a.clone()), status_for(&p));
         assert!(crate::translate::status_from_af(&a).is_ok());
+    }
+
+    fn sim() -> Sim {
+        Sim {
+            settings: SimSettings::load(&crate::demo::DemoFiles::default().sim_config).unwrap(),
+            tokens: Mutex::new(HashMap::new()),
+            plans: Mutex::new(std::collections::HashSet::new()),
+            stats: Arc::new(SimStats::default()),
+        }
+    }
+
+    fn asked(kategorier: Option<&[&str]>) -> serde_json::Value {
+        let mut body = serde_json::json!({
+            "personnummer": REGISTRERAD,
+            "fromDatum": "2026-06-01",
+            "tomDatum": "2026-11-30",
+            "fragande": {
+                "organisationsnummer": "212000-0142",
+                "organisationsnamn": "Stockholms stad",
+                "handlaggare": "SE2120000142-HL01",
+                "syfte": "AKT-UPPFOLJNING",
+                "syfteBeskrivning": "Uppföljning av aktivitetskravet",
+                "lagrum": "Socialtjänstlagen",
+                "arendereferens": "a1:SM5Gwe7hTmTc4YSM_5yTZw"
+            }
+        });
+        if let Some(k) = kategorier {
+            body["kategorier"] = serde_json::json!(k);
+        }
+        body
+    }
+
+    async fn call(sim: &Sim, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        use http_body_util::BodyExt;
+        let r = answer(sim, path, body.to_string().as_bytes());
+        let status = r.status().as_u16();
+        let bytes = r.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn af_is_told_who_asks_and_answers_only_the_categories_asked_for() {
+        let sim = sim();
+        let (status, full) = call(&sim, upstream::STATUS_PATH, &asked(None)).await;
+        assert_eq!(status, 200, "{full}");
+        assert!(
+            full.get("kontor").is_some() && full.get("aKassa").is_some(),
+            "{full}"
+        );
+        let (_, narrow) = call(
+            &sim,
+            upstream::STATUS_PATH,
+            &asked(Some(&["REGISTRERING", "AKTIVITETSRAPPORT"])),
+        )
+        .await;
+        assert_eq!(narrow["inskriven"], true);
+        for absent in ["kontor", "aKassa", "sokandekategori", "omfattningProcent"] {
+            assert!(narrow.get(absent).is_none(), "{absent} in {narrow}");
+        }
+        assert!(narrow.get("senasteAktivitetsrapport").is_some(), "{narrow}");
+        let (_, plan) = call(
+            &sim,
+            upstream::HANDLINGSPLAN_PATH,
+            &asked(Some(&["REGISTRERING"])),
+        )
+        .await;
+        assert!(plan["handlingsplan"].is_null(), "{plan}");
+        let (_, ers) = call(
+            &sim,
+            upstream::ERSATTNINGSBESLUT_PATH,
+            &asked(Some(&["KONTOR"])),
+        )
+        .await;
+        assert_eq!(ers["beslut"], serde_json::json!([]), "{ers}");
+        let told = sim.stats.last_asked.lock().unwrap().clone().unwrap();
+        assert_eq!(told.0.syfte, "AKT-UPPFOLJNING");
+
+        // Refused, naming what is wrong, without echoing the number.
+        let mut missing = asked(None);
+        missing.as_object_mut().unwrap().remove("fragande");
+        let mut clear_case = asked(None);
+        clear_case["fragande"]["arendereferens"] = "EB-2026-004711".into();
+        let mut unknown = asked(None);
+        unknown["kategorier"] = serde_json::json!(["ALLT"]);
+        for (body, named) in [
+            (missing, "fragande"),
+            (clear_case, "fragande.arendereferens"),
+            (unknown, "kategorier"),
+        ] {
+            let (status, problem) = call(&sim, upstream::STATUS_PATH, &body).await;
+            assert_eq!(status, 400, "{problem}");
+            let detail = problem["detail"].as_str().unwrap();
+            assert!(detail.contains(named), "{named}: {detail}");
+            assert!(!detail.contains(REGISTRERAD), "{detail}");
+        }
     }
 
     #[test]

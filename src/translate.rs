@@ -10,13 +10,81 @@ use crate::model::ident::{format_date, parse_date};
 use crate::model::lexical;
 use crate::model::*;
 
-/// The AF request for the reads about one person (status, benefit decisions, handlingsplan).
-pub fn person_request(fraga: &Fraga) -> af::PersonRequest {
+/// The AF request for the reads about one person (status, benefit decisions, handlingsplan):
+/// who asks and why go with it, and the categories the purpose may see (`None`: all).
+pub fn person_request(
+    fraga: &Fraga,
+    fragande: af::FragandeJson,
+    kategorier: Option<Vec<String>>,
+) -> af::PersonRequest {
     af::StatusRequest {
         personnummer: fraga.personidentitet.expose(),
         from_datum: format_date(fraga.tidsperiod.from()),
         tom_datum: format_date(fraga.tidsperiod.tom()),
+        fragande,
+        kategorier,
     }
+}
+
+/// Who asks, as AF is told: the organisation of the client certificate, the case worker and
+/// unit of the token, the purpose (code and description), the legal basis the request stated,
+/// any processor it named, and the case as a keyed reference (AF can tell two questions in
+/// one case from two cases, and learns no id).
+pub fn fragande(
+    organisation: &Organisationsnummer,
+    fraga: &Fraga,
+    handlaggare: &HsaId,
+    enhet: Option<&HsaId>,
+    (syfte, beskrivning): (&str, &str),
+    arendereferens: String,
+) -> af::FragandeJson {
+    af::FragandeJson {
+        organisationsnummer: organisation.to_string(),
+        organisationsnamn: fraga.ingivare.namn.clone(),
+        handlaggare: handlaggare.as_str().to_owned(),
+        enhet: enhet.map(|e| e.as_str().to_owned()),
+        syfte: syfte.to_owned(),
+        syfte_beskrivning: beskrivning.to_owned(),
+        lagrum: fraga.lagrum.clone(),
+        arendereferens,
+        personuppgiftsbitrade: fraga.personuppgiftsbitrade.clone(),
+    }
+}
+
+/// AF's side: who asks, checked (what AF, and the simulator, require of every person
+/// request): an organisation number, a case worker's and any unit's HSA-id, a purpose code, a
+/// stated legal basis and a keyed case reference, never the case id in clear.
+pub fn check_fragande(f: &af::FragandeJson) -> Result<(), AfContractError> {
+    Organisationsnummer::parse(&f.organisationsnummer)
+        .map_err(|e| bad("fragande.organisationsnummer", e.to_string()))?;
+    text("fragande.organisationsnamn", &f.organisationsnamn, 200)?;
+    HsaId::parse(&f.handlaggare).map_err(|e| bad("fragande.handlaggare", e.to_string()))?;
+    if let Some(e) = &f.enhet {
+        HsaId::parse(e).map_err(|e| bad("fragande.enhet", e.to_string()))?;
+    }
+    if !crate::codec::soap::is_code(&f.syfte) {
+        return Err(bad("fragande.syfte", "must be a purpose code"));
+    }
+    text("fragande.syfteBeskrivning", &f.syfte_beskrivning, 500)?;
+    text("fragande.lagrum", &f.lagrum, 500)?;
+    let reference_ok = f.arendereferens.split_once(':').is_some_and(|(id, mac)| {
+        (1..=16).contains(&id.len())
+            && id.bytes().all(|b| b.is_ascii_alphanumeric())
+            && mac.len() == 22
+            && mac
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    if !reference_ok {
+        return Err(bad(
+            "fragande.arendereferens",
+            "must be a keyed case reference (key id, ':', 22 base64url characters)",
+        ));
+    }
+    if let Some(p) = &f.personuppgiftsbitrade {
+        text("fragande.personuppgiftsbitrade", p, 200)?;
+    }
+    Ok(())
 }
 
 /// A field of AF's answer that breaks the contract: JSON path and rule.
@@ -442,8 +510,10 @@ pub fn aktivitetsplan_request(
     fraga: &Fraga,
     kommunkod: Kommunkod,
     plan: &Aktivitetsplan,
+    fragande: af::FragandeJson,
 ) -> af::AktivitetsplanRequest {
     af::AktivitetsplanRequest {
+        fragande,
         personnummer: fraga.personidentitet.expose(),
         kommunkod: kommunkod.to_string(),
         plan_id: plan.plan_id.clone(),

@@ -136,6 +136,15 @@ fn contract(e: AfContractError) -> String {
 
 fn person_request(r: &af::PersonRequest) -> Result<(), String> {
     Personnummer::parse(&r.personnummer).map_err(|e| format!("personnummer: {e}"))?;
+    crate::translate::check_fragande(&r.fragande).map_err(contract)?;
+    for k in r.kategorier.iter().flatten() {
+        if crate::model::Datakategori::from_code(k).is_none() {
+            return Err(format!(
+                "kategorier: not a data category (one of {})",
+                crate::model::Datakategori::codes()
+            ));
+        }
+    }
     let mut dates = Vec::new();
     for (name, d) in [("fromDatum", &r.from_datum), ("tomDatum", &r.tom_datum)] {
         if d.len() != 10 {
@@ -228,6 +237,7 @@ pub fn validate_json_as(bytes: &[u8], schema: &str) -> Verdict {
         "handelse" => parse::<af::HandelseJson>(bytes)
             .and_then(|h| translate::handelse_from_af(&h).map(drop).map_err(contract)),
         "aktivitetsplan-request" => parse::<af::AktivitetsplanRequest>(bytes).and_then(|r| {
+            translate::check_fragande(&r.fragande).map_err(contract)?;
             translate::aktivitetsplan_from_request(&r)
                 .map(drop)
                 .map_err(contract)

@@ -34,6 +34,12 @@ pub struct StatusRequest {
     pub personnummer: String,
     pub from_datum: String,
     pub tom_datum: String,
+    /// Who asks and why, so AF can make its own secrecy assessment and keep its own log.
+    pub fragande: FragandeJson,
+    /// The data categories the purpose may see: AF leaves out the rest (minimisation at the
+    /// source). Absent: every category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kategorier: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for StatusRequest {
@@ -42,8 +48,33 @@ impl std::fmt::Debug for StatusRequest {
             .field("personnummer", &"************")
             .field("from_datum", &self.from_datum)
             .field("tom_datum", &self.tom_datum)
+            .field("fragande", &self.fragande)
+            .field("kategorier", &self.kategorier)
             .finish()
     }
+}
+
+/// Who asks AF about a person, and why: as SSBTEK's AF part is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FragandeJson {
+    /// The requesting organisation (the client certificate's), NNNNNN-NNNN.
+    pub organisationsnummer: String,
+    pub organisationsnamn: String,
+    /// The case worker (HSA-id), as in `AF-EndUserId`.
+    pub handlaggare: String,
+    /// The case worker's unit (HSA-id), when the token names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enhet: Option<String>,
+    /// The purpose code and its description.
+    pub syfte: String,
+    pub syfte_beskrivning: String,
+    /// The legal basis the request states.
+    pub lagrum: String,
+    /// The case, as a keyed hash: stable for one case, never the case id in clear.
+    pub arendereferens: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personuppgiftsbitrade: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,6 +345,8 @@ pub struct AktivitetsplanRequest {
     pub plan_id: String,
     pub beslutsdatum: String,
     pub aktiviteter: Vec<KravAktivitetJson>,
+    /// Who sends the plan and why.
+    pub fragande: FragandeJson,
 }
 
 impl std::fmt::Debug for AktivitetsplanRequest {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use brygga::codec::af_json::{StatusRequest, StatusResponse};
+use brygga::codec::af_json::{FragandeJson, StatusRequest, StatusResponse};
 
 use brygga::codec::soap::{self, KommunResponse};
 use brygga::codec::xml::XmlLimits;
@@ -23,6 +23,40 @@ fn read(p: &str) -> Vec<u8> {
 
 fn json(p: &str) -> serde_json::Value {
     serde_json::from_slice(&read(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+/// Who asks in the examples, as the gateway tells AF: the example configuration's purpose
+/// and audit key, the token's case worker as the request names them, no unit.
+fn example_fragande(fraga: &Fraga) -> FragandeJson {
+    let config = brygga::config::Config::load(&brygga::demo::DemoFiles::default().config).unwrap();
+    let syfte = config.syften.get(&fraga.syfte).unwrap();
+    let org = fraga.ingivare.organisationsnummer;
+    translate::fragande(
+        &org,
+        fraga,
+        &fraga.ingivare.handlaggare,
+        None,
+        (&syfte.kod, &syfte.beskrivning),
+        config
+            .pseudonyms
+            .case_reference(&org, &fraga.arendeidentitet)
+            .unwrap(),
+    )
+}
+
+/// The categories the example's purpose may see, as AF is asked for them.
+fn example_kategorier(fraga: &Fraga) -> Option<Vec<String>> {
+    let config = brygga::config::Config::load(&brygga::demo::DemoFiles::default().config).unwrap();
+    let mut k: Vec<String> = config
+        .syften
+        .get(&fraga.syfte)
+        .unwrap()
+        .kategorier
+        .iter()
+        .map(|d| d.code().to_owned())
+        .collect();
+    k.sort();
+    Some(k)
 }
 
 /// Whether a test needing an outside tool should run: skips with a message naming the tool,
@@ -93,7 +127,12 @@ fn the_request_example_translates_to_the_af_request_example() {
         fraga.korrelationsid.to_string(),
         "3f1c6a52-8b9e-4c1f-9a57-0d6e2b7c4a10"
     );
-    let af = serde_json::to_value(translate::person_request(fraga)).unwrap();
+    let af = serde_json::to_value(translate::person_request(
+        fraga,
+        example_fragande(fraga),
+        example_kategorier(fraga),
+    ))
+    .unwrap();
     assert_eq!(af, json("af/v1/examples/arbetssokande-status.request.json"));
     // And back: brygga's encoding of the request decodes to the same model.
     let again =
@@ -245,12 +284,23 @@ fn json_examples_and_brygga_output_follow_the_af_schemas() {
         let errors: Vec<String> = v.iter_errors(&value).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{errors:?} in {value}");
     };
+    let asking = brygga::client::example_fraga(
+        "2120000142",
+        "Stockholms stad",
+        "SE2120000142-HL01",
+        sim::REGISTRERAD,
+        "EKB-BESLUT",
+    )
+    .unwrap();
+    let fragande = example_fragande(&asking);
     for pnr in persons {
         let p = Personnummer::parse(&pnr).unwrap();
         let req = StatusRequest {
             personnummer: p.expose(),
             from_datum: "2026-01-01".into(),
             tom_datum: "2026-06-30".into(),
+            fragande: fragande.clone(),
+            kategorier: Some(vec!["REGISTRERING".into(), "KONTOR".into()]),
         };
         check(&req_v, serde_json::to_value(&req).unwrap());
         if let Some(answer) = sim::status_for(&p) {
@@ -273,7 +323,12 @@ fn json_examples_and_brygga_output_follow_the_af_schemas() {
         "AKT-PLANERING",
     )
     .unwrap();
-    let body = translate::aktivitetsplan_request(&fraga, Kommunkod::parse("0180").unwrap(), &plan);
+    let body = translate::aktivitetsplan_request(
+        &fraga,
+        Kommunkod::parse("0180").unwrap(),
+        &plan,
+        example_fragande(&fraga),
+    );
     check(
         &validator("aktivitetsplan-request"),
         serde_json::to_value(&body).unwrap(),
@@ -311,7 +366,12 @@ fn every_example_pair_translates_into_the_other() {
             "handlingsplan"
         };
         assert_eq!(
-            serde_json::to_value(translate::person_request(fraga)).unwrap(),
+            serde_json::to_value(translate::person_request(
+                fraga,
+                example_fragande(fraga),
+                example_kategorier(fraga)
+            ))
+            .unwrap(),
             json(&format!("af/v1/examples/{af_name}.request.json")),
             "{op}"
         );
@@ -354,7 +414,12 @@ fn every_example_pair_translates_into_the_other() {
     let KommunRequest::AnmalAktivitetsplan(fraga, plan) = &req else {
         panic!("{req:?}")
     };
-    let body = translate::aktivitetsplan_request(fraga, Kommunkod::parse("0180").unwrap(), plan);
+    let body = translate::aktivitetsplan_request(
+        fraga,
+        Kommunkod::parse("0180").unwrap(),
+        plan,
+        example_fragande(fraga),
+    );
     assert_eq!(
         serde_json::to_value(&body).unwrap(),
         json("af/v1/examples/aktivitetsplan.request.json")

@@ -302,3 +302,85 @@ async fn every_request_over_a_verified_certificate_is_recorded_and_refused_hands
     );
     s.stop().await;
 }
+
+/// AF is told who asks and why with every person request, as SSBTEK's AF part is, and asked
+/// only for what the purpose may see.
+#[tokio::test]
+async fn af_is_told_who_asks_why_and_under_which_law_and_asked_only_for_what_the_purpose_sees() {
+    let s = harness::start().await;
+    let uppfoljning = brygga::config::Config::load(&s.files.config)
+        .unwrap()
+        .syften
+        .get("AKT-UPPFOLJNING")
+        .unwrap()
+        .clone();
+    let mut claims = s.st_idp.claims(
+        &s.sthlm.handlaggare,
+        "0180",
+        "AKT-UPPFOLJNING",
+        std::time::Duration::from_secs(300),
+    );
+    claims.enhet = Some("SE2120000142-EKB1".into());
+    let token = s.st_idp.sign(&claims).unwrap();
+    let ask = |arende: &str| {
+        let mut f = s.st_fraga(sim::REGISTRERAD);
+        f.syfte = "AKT-UPPFOLJNING".into();
+        f.lagrum = uppfoljning.lagrum.clone();
+        f.arendeidentitet = arende.into();
+        f.personuppgiftsbitrade = Some("Exempelbolaget Drift AB".into());
+        KommunRequest::HamtaArbetssokandeStatus(f)
+    };
+    let told = || {
+        s.inner
+            .sim
+            .stats
+            .last_asked
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap()
+    };
+
+    let answer = s.st.call(&token, &ask("EB-2026-004711")).await.unwrap();
+    harness::status(&answer);
+    let (fragande, kategorier) = told();
+    assert_eq!(fragande.organisationsnummer, "212000-0142");
+    assert_eq!(fragande.organisationsnamn, s.sthlm.namn);
+    assert_eq!(fragande.handlaggare, s.sthlm.handlaggare);
+    assert_eq!(fragande.enhet.as_deref(), Some("SE2120000142-EKB1"));
+    assert_eq!(fragande.syfte, "AKT-UPPFOLJNING");
+    assert_eq!(fragande.syfte_beskrivning, uppfoljning.beskrivning);
+    assert_eq!(fragande.lagrum, uppfoljning.lagrum);
+    assert_eq!(
+        fragande.personuppgiftsbitrade.as_deref(),
+        Some("Exempelbolaget Drift AB")
+    );
+    // The case as a keyed reference: not the id, stable for the case, another for another.
+    let reference = fragande.arendereferens.clone();
+    assert!(!reference.contains("EB-2026") && !reference.contains("004711"));
+    let mut expected: Vec<String> = uppfoljning
+        .kategorier
+        .iter()
+        .map(|d| d.code().to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(kategorier, Some(expected.clone()));
+    assert!(!expected.contains(&"KONTOR".to_owned()));
+    let again = s.st.call(&token, &ask("EB-2026-004711")).await.unwrap();
+    harness::status(&again);
+    assert_eq!(told().0.arendereferens, reference);
+    let other = s.st.call(&token, &ask("EB-2026-000099")).await.unwrap();
+    harness::status(&other);
+    assert_ne!(told().0.arendereferens, reference);
+
+    // Every person operation carries it, the plan included.
+    let plan = KommunRequest::HamtaHandlingsplan(s.st_fraga(sim::REGISTRERAD));
+    let plan = s.st.call(&s.st_token(), &plan).await.unwrap();
+    assert_eq!(plan.status, 200, "{}", String::from_utf8_lossy(&plan.body));
+    assert!(matches!(
+        harness::answer(&plan),
+        KommunAnswer::Handlingsplan(_)
+    ));
+    assert_eq!(told().0.syfte, "EKB-BESLUT");
+    s.stop().await;
+}

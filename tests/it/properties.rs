@@ -353,7 +353,10 @@ proptest! {
         let req = KommunRequest::AnmalAktivitetsplan(fraga.clone(), p.clone());
         let decoded = soap::decode_request(soap::encode_request(&req).as_bytes(), &XmlLimits::default()).unwrap();
         prop_assert_eq!(&decoded, &req);
-        let json = json_round_trip(&translate::aktivitetsplan_request(&fraga, Kommunkod::parse("0180").unwrap(), &p));
+        let fragande = translate::fragande(&fraga.ingivare.organisationsnummer, &fraga, &fraga.ingivare.handlaggare, None, ("AKT-PLANERING", "Planering"), "a1:AAAAAAAAAAAAAAAAAAAAAA".into());
+        let json = json_round_trip(&translate::aktivitetsplan_request(&fraga, Kommunkod::parse("0180").unwrap(), &p, fragande.clone()));
+        prop_assert_eq!(&json.fragande, &fragande);
+        prop_assert!(translate::check_fragande(&json.fragande).is_ok());
         let (back_pnr, _, back) = translate::aktivitetsplan_from_request(&json).unwrap();
         prop_assert_eq!(&back, &p);
         prop_assert_eq!(back_pnr, fraga.personidentitet);
