@@ -333,7 +333,18 @@ pub async fn run(files: &DemoFiles, data_dir: Option<&Path>) -> Result<bool, Str
     let gb_client = KommunClient::new(&url, &ca, Some((&gbg.cert, &gbg.key)))?;
     let st_idp = TokenMinter::load(&sthlm.idp_key, &sthlm.issuer, &aud)?;
     let gb_idp = TokenMinter::load(&gbg.idp_key, &gbg.issuer, &aud)?;
-    let st_token = st_idp.token(&sthlm.handlaggare, "0180", "EKB-BESLUT")?;
+    // Stockholm's case worker's token names the unit and function, which the records keep.
+    let st_token = {
+        let mut c = st_idp.claims(
+            &sthlm.handlaggare,
+            "0180",
+            "EKB-BESLUT",
+            std::time::Duration::from_secs(300),
+        );
+        c.enhet = Some(format!("SE{}-EKB1", sthlm.orgnr.replace('-', "")));
+        c.funktion = Some("Handläggare ekonomiskt bistånd".into());
+        st_idp.sign(&c)?
+    };
     let st_plan_token = st_idp.token(&sthlm.handlaggare, "0180", "AKT-PLANERING")?;
     let gb_token = gb_idp.token(&gbg.handlaggare, "1480", "EKB-BESLUT")?;
     let fraga = |c: &ExampleClient, pnr: &str, syfte: &str| {

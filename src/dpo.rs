@@ -455,6 +455,7 @@ pub async fn query(store: &Store, q: Query) -> Result<(), String> {
     }
     let extract = crate::extract::Extract {
         extract: crate::extract::Header {
+            title: crate::extract::EXTRACT_TITLE.into(),
             concerns: concerns.join("; "),
             period,
             made_by: store.operator.clone(),
@@ -528,6 +529,7 @@ pub async fn sample(store: &Store, q: SampleQuery) -> Result<(), String> {
     drop(conn);
     let extract = crate::extract::Extract {
         extract: crate::extract::Header {
+            title: crate::extract::SAMPLE_TITLE.into(),
             concerns: format!(
                 "sample {id} for review (loggkontroll): {} of the {} access(es) in the period, drawn at random; record each verdict with `brygga audit review --sample {id} --record N --verdict godkand|avvikelse|utreds`",
                 drawn.len(),

@@ -14,6 +14,8 @@ use crate::pdf::{self, Line};
 /// The extract's header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
+    /// What the document is: a log extract, or a sample for review.
+    pub title: String,
     /// Whom or what it concerns, in words; never the identity number.
     pub concerns: String,
     /// The period it covers.
@@ -186,10 +188,13 @@ fn row_fields(r: &Row) -> Vec<(&'static str, String)> {
     out
 }
 
-const TITLE: &str = "Log extract (registerutdrag) from brygga's audit chain";
+/// The title of a log extract.
+pub const EXTRACT_TITLE: &str = "Log extract (registerutdrag) from brygga's audit chain";
+/// The title of a sample drawn for review.
+pub const SAMPLE_TITLE: &str = "Sample for review (loggkontroll) from brygga's audit chain";
 
 fn text(x: &Extract) -> String {
-    let mut out = format!("{TITLE}\n\n");
+    let mut out = format!("{}\n\n", x.extract.title);
     for (k, v) in header_fields(&x.extract) {
         out.push_str(&format!("{k:<12} {v}\n"));
     }
@@ -210,11 +215,12 @@ fn html(x: &Extract) -> String {
             .replace('>', "&gt;")
             .replace('"', "&quot;")
     };
+    let title = esc(&x.extract.title);
     let mut out = format!(
-        "<!doctype html>\n<html lang=\"sv\"><head><meta charset=\"utf-8\"><title>{TITLE}</title>\
+        "<!doctype html>\n<html lang=\"sv\"><head><meta charset=\"utf-8\"><title>{title}</title>\
          <style>body{{font-family:sans-serif;font-size:10pt}}table{{border-collapse:collapse}}\
          td,th{{border:1px solid #999;padding:2px 6px;text-align:left;vertical-align:top}}\
-         .bad{{color:#a00;font-weight:bold}}</style></head><body>\n<h1>{TITLE}</h1>\n<table id=\"header\">\n"
+         .bad{{color:#a00;font-weight:bold}}</style></head><body>\n<h1>{title}</h1>\n<table id=\"header\">\n"
     );
     for (k, v) in header_fields(&x.extract) {
         let class = if k == "Audit chain" && !x.extract.chain_verified {
@@ -249,7 +255,7 @@ fn html(x: &Extract) -> String {
 }
 
 fn pdf(x: &Extract) -> Vec<u8> {
-    let mut lines = vec![Line::heading(TITLE, 14.0), Line::text("")];
+    let mut lines = vec![Line::heading(x.extract.title.clone(), 14.0), Line::text("")];
     for (k, v) in header_fields(&x.extract) {
         lines.push(Line::text(format!("{k}: {v}")).bold());
     }
@@ -267,6 +273,6 @@ fn pdf(x: &Extract) -> Vec<u8> {
     }
     pdf::document(
         &lines,
-        &format!("{TITLE}, made {} (UTC)", x.extract.made_at),
+        &format!("{}, made {} (UTC)", x.extract.title, x.extract.made_at),
     )
 }
