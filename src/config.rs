@@ -243,6 +243,14 @@ pub struct EventsListenerFile {
     /// The largest batch body accepted.
     #[serde(default = "default_events_body")]
     pub max_body_bytes: usize,
+    /// Batches read at once; more are refused (429, Retry-After) before their bodies are read,
+    /// so the listener holds at most this many bodies.
+    #[serde(default = "default_batches_in_flight")]
+    pub max_batches_in_flight: usize,
+}
+
+fn default_batches_in_flight() -> usize {
+    8
 }
 
 fn default_events_body() -> usize {
@@ -737,6 +745,7 @@ pub struct EventsSettings {
     pub files: TlsFiles,
     pub sender: Organisationsnummer,
     pub max_body_bytes: usize,
+    pub max_batches_in_flight: usize,
 }
 
 impl fmt::Debug for EventsSettings {
@@ -1227,6 +1236,9 @@ impl Config {
         if !(1024..=64 * 1024 * 1024).contains(&f.events.max_body_bytes) {
             c.fail("events.max_body_bytes", "must be from 1024 to 67108864");
         }
+        if !(1..=1024).contains(&f.events.max_batches_in_flight) {
+            c.fail("events.max_batches_in_flight", "must be from 1 to 1024");
+        }
         let af_rate = f
             .limits
             .af_rate
@@ -1280,6 +1292,7 @@ impl Config {
                 files,
                 sender,
                 max_body_bytes: f.events.max_body_bytes,
+                max_batches_in_flight: f.events.max_batches_in_flight,
             }),
             _ => None,
         };

@@ -140,6 +140,18 @@ async fn receive(
             "the batch must be sent as application/json",
         ));
     }
+    // At most so many bodies held at once, whatever the number of streams or connections.
+    let _reading = gw.event_batches.try_acquire().map_err(|_| {
+        let mut f = Failure::new(
+            Felkod::ForMangaSamtidiga,
+            format!(
+                "{} batches are being received already; send this one again shortly",
+                gw.config.events.max_batches_in_flight
+            ),
+        );
+        f.retry_after = Some(1);
+        f
+    })?;
     let body = crate::exchange::read_bounded_body(
         req,
         gw.config.events.max_body_bytes,
@@ -362,6 +374,10 @@ pub fn problem(f: &Failure, tracking: Uuid) -> HttpResponse {
     if f.felkod == Felkod::MetodEjTillaten {
         r.headers_mut()
             .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
+    }
+    if let Some(secs) = f.retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from(secs));
     }
     r
 }

@@ -83,11 +83,15 @@ pub async fn serve_kommun(
     req: Request<Incoming>,
 ) -> HttpResponse {
     // The published contract is public: serving it is no access to record.
-    if req.method() == Method::GET
+    if (req.method() == Method::GET || req.method() == Method::HEAD)
         && req.uri().path() == KOMMUN_PATH
         && let Some(contract) = contract(req.uri().query())
     {
-        return contract;
+        return if req.method() == Method::HEAD {
+            crate::server::head_only(contract)
+        } else {
+            contract
+        };
     }
     let started = Instant::now();
     let started_at = std::time::SystemTime::now();
@@ -849,7 +853,7 @@ fn route(req: &Request<Incoming>) -> Result<(), Failure> {
             format!("no such resource; the SOAP endpoint is POST {KOMMUN_PATH}"),
         ));
     }
-    if req.method() == Method::GET {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
         return Err(Failure::new(
             Felkod::OkandResurs,
             format!(
@@ -1000,10 +1004,10 @@ pub fn rescue(
                 HeaderValue::from_static(r#"Bearer error="invalid_token""#),
             );
         }
-        // The endpoint answers GET (its WSDL and XSD) and POST (the exchange).
+        // The endpoint answers GET and HEAD (its WSDL and XSD) and POST (the exchange).
         Felkod::MetodEjTillaten => {
             r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
         }
         _ => {}
     }

@@ -48,6 +48,8 @@ pub struct Gateway {
     pub outbox: Arc<Outbox>,
     /// Wakes the delivery worker when new deliveries are stored.
     pub delivery_wake: Arc<tokio::sync::Notify>,
+    /// Event batches being read on the `af` listener (`events.max_batches_in_flight`).
+    pub event_batches: tokio::sync::Semaphore,
     /// A payload was erased and the store's files may still hold it: the delivery worker
     /// empties the write-ahead log (see [`Outbox::erase_from_files`]). True at start, for
     /// what a killed gateway erased last.
@@ -302,6 +304,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, String> {
         delivery_clients: RwLock::new(Arc::new(delivery_clients)),
         crls: fetcher.clone(),
         pseudonyms: RwLock::new(Arc::new(config.pseudonyms.clone())),
+        event_batches: tokio::sync::Semaphore::new(config.events.max_batches_in_flight),
         held: RwLock::new(BTreeMap::from([
             ("kommun", kommun_held),
             ("af-listener", af_listener_held),

@@ -18,13 +18,20 @@ use crate::server::{HttpResponse, respond};
 
 /// Serves `/healthz`, `/readyz`, `/metrics` and `/status`.
 pub async fn serve_admin(gw: Arc<Gateway>, req: Request<Incoming>) -> HttpResponse {
-    if req.method() != Method::GET {
+    let path = req.uri().path();
+    if !matches!(path, "/healthz" | "/readyz" | "/metrics" | "/status") {
+        return respond(StatusCode::NOT_FOUND, "text/plain", "not found\n");
+    }
+    let head = req.method() == Method::HEAD;
+    if req.method() != Method::GET && !head {
         let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n");
-        r.headers_mut()
-            .insert(http::header::ALLOW, http::HeaderValue::from_static("GET"));
+        r.headers_mut().insert(
+            http::header::ALLOW,
+            http::HeaderValue::from_static("GET, HEAD"),
+        );
         return r;
     }
-    match req.uri().path() {
+    let r = match path {
         "/healthz" => respond(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
         "/readyz" => {
             let r = readiness(&gw).await;
@@ -35,7 +42,7 @@ pub async fn serve_admin(gw: Arc<Gateway>, req: Request<Incoming>) -> HttpRespon
             "text/plain; version=0.0.4; charset=utf-8",
             scrape(&gw).await,
         ),
-        "/status" => {
+        _ => {
             let snapshot = snapshot(&gw).await;
             respond(
                 StatusCode::OK,
@@ -43,8 +50,8 @@ pub async fn serve_admin(gw: Arc<Gateway>, req: Request<Incoming>) -> HttpRespon
                 status_page(&snapshot),
             )
         }
-        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
-    }
+    };
+    if head { crate::server::head_only(r) } else { r }
 }
 
 /// A readiness answer, reused for `health.cache`.

@@ -3,15 +3,18 @@
 //! pin every answer in memory; past its budget, the connection that went over is closed.
 //!
 //! An answer is counted (its bytes, and [`STREAM_COST`] for the stream that carries it) from
-//! the moment it is built until its body has been handed to the connection. The body hands
-//! over its bytes in pieces no larger than [`CHUNK`], the last no larger than [`LAST_CHUNK`]:
-//! HTTP/2 only takes the next piece once the peer's window has taken the previous one, so
-//! what is still buffered after the count ends is at most the last small piece.
+//! the moment it is built until its bytes are written to the connection: handing a piece to
+//! HTTP/2 is not enough, since h2 buffers what the peer's window does not take (a window of
+//! one byte takes every answer at once). The connection's writes ([`Written`]) count down what
+//! was handed over and not yet written; when the connection ends, what it still buffered is
+//! let go with it. The body hands over its bytes in pieces no larger than [`CHUNK`], the last
+//! no larger than [`LAST_CHUNK`].
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::ready;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -52,6 +55,8 @@ impl Budget {
 pub struct Pending {
     connection: Arc<Budget>,
     certificate: Option<Arc<Budget>>,
+    /// Bytes handed to the connection and not yet written by it.
+    buffered: Arc<AtomicUsize>,
     /// Fires when this connection went over a budget: it is then closed.
     pub over: Arc<Notify>,
 }
@@ -61,8 +66,42 @@ impl Pending {
         Self {
             connection,
             certificate,
+            buffered: Arc::new(AtomicUsize::new(0)),
             over: Arc::new(Notify::new()),
         }
+    }
+
+    fn release(&self, n: usize) {
+        for budget in std::iter::once(&self.connection).chain(self.certificate.as_ref()) {
+            budget.held.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The connection wrote `n` bytes: that much of what was handed over has left (frame
+    /// headers count too, so this errs towards letting go early, by a few bytes a frame).
+    fn written(&self, n: usize) {
+        let mut now = self.buffered.load(Ordering::Relaxed);
+        loop {
+            let gone = now.min(n);
+            if gone == 0 {
+                return;
+            }
+            match self.buffered.compare_exchange_weak(
+                now,
+                now - gone,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return self.release(gone),
+                Err(actual) => now = actual,
+            }
+        }
+    }
+
+    /// The connection is gone, and with it what it still buffered.
+    fn ended(&self) {
+        let left = self.buffered.swap(0, Ordering::Relaxed);
+        self.release(left);
     }
 
     /// Counts an answer of `len` bytes until the returned body has handed it over. An answer
@@ -95,12 +134,19 @@ struct Charge {
     n: usize,
 }
 
+impl Charge {
+    /// A piece of `k` bytes was handed over: it stays counted, now as the connection's
+    /// buffered bytes, until written.
+    fn handed(&mut self, k: usize) {
+        let k = k.min(self.n);
+        self.n -= k;
+        self.pending.buffered.fetch_add(k, Ordering::Relaxed);
+    }
+}
+
 impl Drop for Charge {
     fn drop(&mut self) {
-        let p = &self.pending;
-        for budget in std::iter::once(&p.connection).chain(p.certificate.as_ref()) {
-            budget.held.fetch_sub(self.n, Ordering::Relaxed);
-        }
+        self.pending.release(self.n);
     }
 }
 
@@ -129,6 +175,9 @@ impl Body for ChargedBody {
             CHUNK.min(len - LAST_CHUNK)
         };
         let piece = self.rest.split_to(take);
+        if let Some(charge) = self.charge.as_mut() {
+            charge.handed(take);
+        }
         if self.rest.is_empty() {
             self.charge = None;
         }
@@ -141,6 +190,71 @@ impl Body for ChargedBody {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.rest.len() as u64)
+    }
+}
+
+/// A connection's transport, counting what it writes against what its answers handed over.
+pub struct Written<IO> {
+    io: IO,
+    pending: Pending,
+}
+
+impl<IO> Written<IO> {
+    pub fn new(io: IO, pending: &Pending) -> Self {
+        Self {
+            io,
+            pending: pending.clone(),
+        }
+    }
+}
+
+impl<IO> Drop for Written<IO> {
+    fn drop(&mut self) {
+        self.pending.ended();
+    }
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Written<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Written<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.io).poll_write(cx, buf))?;
+        self.pending.written(n);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, bufs))?;
+        self.pending.written(n);
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -181,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn answers_are_counted_until_handed_over_and_a_second_one_past_the_budget_closes() {
+    fn answers_are_counted_until_written_and_a_second_one_past_the_budget_closes() {
         let conn = Budget::new(30_000);
         let cert = Budget::new(1 << 20);
         let p = Pending::new(conn.clone(), Some(cert.clone()));
@@ -209,7 +323,28 @@ mod tests {
             pieces(big),
             vec![CHUNK, CHUNK, 40_000 - 2 * CHUNK - LAST_CHUNK, LAST_CHUNK]
         );
+        // Dropped before it was handed over (its stream was reset): let go.
         drop(small);
+        // Handed over, not yet written: still held, less the stream's cost.
+        assert_eq!((conn.held(), cert.held()), (40_000, 40_000));
+        p.written(39_000);
+        assert_eq!((conn.held(), cert.held()), (1_000, 1_000));
+        // Writes beyond what was handed over (frame headers) let go of nothing more.
+        p.written(1_000_000);
+        assert_eq!((conn.held(), cert.held()), (0, 0));
+        p.written(10);
+        assert_eq!((conn.held(), cert.held()), (0, 0));
+    }
+
+    #[test]
+    fn what_a_connection_buffered_goes_with_it() {
+        let conn = Budget::new(1 << 20);
+        let cert = Budget::new(1 << 20);
+        let p = Pending::new(conn.clone(), Some(cert.clone()));
+        let io = Written::new(tokio::io::empty(), &p);
+        pieces(p.charge(Full::new(Bytes::from(vec![0u8; 5_000]))));
+        assert_eq!(cert.held(), 5_000);
+        drop(io);
         assert_eq!((conn.held(), cert.held()), (0, 0));
     }
 }

@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{Admission, HandshakeLimits};
 use crate::model::Organisationsnummer;
-use crate::pending::{Budget, Pending};
+use crate::pending::{Budget, Pending, Written};
 
 /// What is known of a connection's peer after the handshake.
 #[derive(Debug)]
@@ -100,6 +100,15 @@ pub fn host_refusal<B>(req: &Request<B>) -> Option<Refusal> {
             message: message.to_owned(),
         })
     };
+    // user@host in the request target (HTTP/2's :authority, HTTP/1.1's absolute form) is
+    // deprecated and only ever used to mislead (RFC 9110 4.2.4).
+    if req
+        .uri()
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return refusal("the request target's authority carries userinfo (user@host)");
+    }
     let mut hosts = req.headers().get_all(http::header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
@@ -123,13 +132,18 @@ pub fn host_refusal<B>(req: &Request<B>) -> Option<Refusal> {
     let Some(authority) = valid else {
         return refusal("the Host header field is not a valid host[:port]");
     };
-    if req.version() == http::Version::HTTP_2
-        && req
-            .uri()
-            .authority()
-            .is_some_and(|a| !a.as_str().eq_ignore_ascii_case(authority.as_str()))
+    // One request, one authority: a target that names another host than the Host header
+    // field is refused, in either version.
+    if req
+        .uri()
+        .authority()
+        .is_some_and(|a| !a.as_str().eq_ignore_ascii_case(authority.as_str()))
     {
-        return refusal("the Host header field names another authority than :authority");
+        return refusal(if req.version() == http::Version::HTTP_2 {
+            "the Host header field names another authority than :authority"
+        } else {
+            "the request target names another authority than the Host header field"
+        });
     }
     None
 }
@@ -692,7 +706,9 @@ pub async fn serve_tls<H, Fut>(
                 Budget::new(limits.max_pending_per_connection),
                 _held.as_ref().map(|h| h.budget.clone()),
             );
-            let ended = serve_http(TokioIo::new(tls), h2, limits, pending, ends, move |req| {
+            // Answers stay counted until the connection has written them.
+            let io = TokioIo::new(Written::new(tls, &pending));
+            let ended = serve_http(io, h2, limits, pending, ends, move |req| {
                 handler(peer.clone(), req)
             })
             .await;
@@ -858,7 +874,7 @@ pub async fn serve_plain<H, Fut>(
         let counted = Counted::open(limits.observe.as_ref().map(|m| m.open.clone()));
         let pending = Pending::new(Budget::new(limits.max_pending_per_connection), None);
         let serving = serve_http(
-            TokioIo::new(tcp),
+            TokioIo::new(Written::new(tcp, &pending)),
             false,
             limits.clone(),
             pending,
@@ -885,6 +901,15 @@ pub fn respond(
         r.headers_mut().insert(http::header::CONTENT_TYPE, v);
     }
     r
+}
+
+/// The answer to a HEAD request: the GET answer's head, its length said, its body left out.
+pub fn head_only(mut r: HttpResponse) -> HttpResponse {
+    use hyper::body::Body as _;
+    let len = r.body().size_hint().exact().unwrap_or(0);
+    r.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    r.map(|_| Full::new(Bytes::new()))
 }
 
 /// Binds a TCP listener, naming the address on failure.

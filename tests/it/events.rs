@@ -449,3 +449,89 @@ async fn content_after_the_batch_is_refused_and_nothing_is_stored() {
     assert_eq!(received, vec![format!("ArbetssokandeHandelse {E1}")]);
     s.stop().await;
 }
+
+/// Batches whose bodies arrive slowly hold the listener's memory while they are read: at most
+/// `events.max_batches_in_flight` are read at once; the rest are refused at once (429 with
+/// `Retry-After`) before their bodies are read, whatever the number of streams. Before, 300
+/// streams of 1 MiB bodies grew the gateway by 396 MiB.
+#[tokio::test]
+async fn batches_read_at_once_are_bounded_and_the_rest_told_to_come_back() {
+    let s = harness::start().await;
+    let max = s.inner.config.events.max_batches_in_flight;
+    let certs = harness::certs();
+    let tls = harness::raw_tls(
+        s.inner.gateway.af_addr,
+        &certs.join("af-ca.pem"),
+        (&certs.join("af-client.pem"), &certs.join("af-client.key")),
+        b"h2",
+    )
+    .await;
+    let (send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake::<_, Held>(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    // 40 batches, each sending a first kilobyte of its body and then holding the rest.
+    let mut holds = Vec::new();
+    let mut answers = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(1);
+        tx.send(bytes::Bytes::from(vec![b' '; 1024])).await.unwrap();
+        holds.push(tx);
+        let req = http::Request::post("https://localhost/af/v1/handelser")
+            .header("content-type", "application/json")
+            .body(Held(rx))
+            .unwrap();
+        let mut send = send.clone();
+        answers.spawn(async move {
+            send.ready().await.unwrap();
+            let r = send.send_request(req).await.unwrap();
+            (
+                r.status().as_u16(),
+                r.headers().get("retry-after").is_some(),
+            )
+        });
+    }
+    // The refused ones answer at once; the ones being read wait for their bodies.
+    let mut refused = 0;
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while refused < 40 - max {
+        let next = tokio::time::timeout_at(until, answers.join_next()).await;
+        let (status, retry_after) = next.expect("the refusals come at once").unwrap().unwrap();
+        assert_eq!((status, retry_after), (429, true));
+        refused += 1;
+    }
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), answers.join_next())
+            .await
+            .is_err(),
+        "only the {max} being read are left waiting"
+    );
+    assert_eq!(answers.len(), max);
+    // Their bodies end (not JSON): each is answered, and the places are free again.
+    drop(holds);
+    while let Some(a) = answers.join_next().await {
+        assert_eq!(a.unwrap().0, 400);
+    }
+    let a = post(&af_sender(&s), &json!({"handelser": []})).await;
+    problem(&a, 400, "OGILTIGT_FALT");
+    s.stop().await;
+}
+
+/// A request body that sends what its channel gives, and ends when the channel closes.
+struct Held(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+impl hyper::body::Body for Held {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|b| b.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}

@@ -270,8 +270,9 @@ async fn http11_without_exactly_one_host_is_refused_on_every_listener() {
     s.stop().await;
 }
 
-/// Every 405 says what is allowed (RFC 9110 §15.5.6): the kommun endpoint GET and POST, the
-/// af listener POST, the admin listener GET.
+/// Every 405 says what is allowed (RFC 9110 §15.5.6): the kommun endpoint GET, HEAD and POST,
+/// the af listener POST, the admin listener GET and HEAD; a path that is not there is 404
+/// whatever the method.
 #[tokio::test]
 async fn method_not_allowed_names_what_is_allowed_on_every_listener() {
     let s = harness::start().await;
@@ -297,7 +298,7 @@ async fn method_not_allowed_names_what_is_allowed_on_every_listener() {
             .unwrap();
         check(
             &harness::read_answer(&mut kommun, Duration::from_secs(5)).await,
-            "GET, POST",
+            "GET, HEAD, POST",
             "kommun",
         );
     }
@@ -322,9 +323,118 @@ async fn method_not_allowed_names_what_is_allowed_on_every_listener() {
             .unwrap();
         check(
             &harness::read_answer(&mut admin, Duration::from_secs(5)).await,
-            "GET",
+            "GET, HEAD",
             "admin",
         );
+        let mut admin = tokio::net::TcpStream::connect(s.inner.gateway.admin_addr)
+            .await
+            .unwrap();
+        admin
+            .write_all(request(method, "/nothing-here").as_bytes())
+            .await
+            .unwrap();
+        let answer = harness::read_answer(&mut admin, Duration::from_secs(5)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 404"),
+            "admin {method}: {answer}"
+        );
     }
+    s.stop().await;
+}
+
+/// HEAD is answered wherever GET is (RFC 9110 §9.3.2): the same head, its length, no body.
+#[tokio::test]
+async fn head_is_answered_wherever_get_is() {
+    let s = harness::start().await;
+    let request = |method: &str, path: &str| {
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    };
+    let length = |answer: &str| -> usize {
+        answer
+            .to_ascii_lowercase()
+            .split("\r\ncontent-length: ")
+            .nth(1)
+            .and_then(|r| r.split("\r\n").next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no length: {answer}"))
+    };
+    let body = |answer: &str| answer.split("\r\n\r\n").nth(1).unwrap_or("").len();
+    for path in ["/kommun/v1?wsdl", "/kommun/v1?xsd=brygga-kommun-v1.xsd"] {
+        let mut get = harness::tls_as_stockholm(&s, b"http/1.1").await;
+        get.write_all(request("GET", path).as_bytes())
+            .await
+            .unwrap();
+        let got = harness::read_answer(&mut get, Duration::from_secs(5)).await;
+        let mut head = harness::tls_as_stockholm(&s, b"http/1.1").await;
+        head.write_all(request("HEAD", path).as_bytes())
+            .await
+            .unwrap();
+        let headed = harness::read_answer(&mut head, Duration::from_secs(5)).await;
+        assert!(headed.starts_with("HTTP/1.1 200"), "{path}: {headed}");
+        assert_eq!(length(&headed), length(&got), "{path}");
+        assert_eq!(length(&got), body(&got), "{path}");
+        assert_eq!(body(&headed), 0, "{path}: {headed}");
+    }
+    for path in ["/healthz", "/metrics", "/status"] {
+        let mut admin = tokio::net::TcpStream::connect(s.inner.gateway.admin_addr)
+            .await
+            .unwrap();
+        admin
+            .write_all(request("HEAD", path).as_bytes())
+            .await
+            .unwrap();
+        let headed = harness::read_answer(&mut admin, Duration::from_secs(5)).await;
+        assert!(headed.starts_with("HTTP/1.1 200"), "{path}: {headed}");
+        assert!(length(&headed) > 0, "{path}: {headed}");
+        assert_eq!(body(&headed), 0, "{path}: {headed}");
+    }
+    s.stop().await;
+}
+
+/// The request target names one authority, the one in Host, and never with user@.
+#[tokio::test]
+async fn a_request_target_naming_another_authority_or_userinfo_is_refused() {
+    let s = harness::start().await;
+    for (what, line) in [
+        (
+            "absolute form, another host",
+            "GET https://elsewhere.example/kommun/v1?wsdl HTTP/1.1\r\nHost: localhost\r\n",
+        ),
+        (
+            "absolute form with userinfo",
+            "GET https://user@localhost/kommun/v1?wsdl HTTP/1.1\r\nHost: localhost\r\n",
+        ),
+    ] {
+        let mut kommun = harness::tls_as_stockholm(&s, b"http/1.1").await;
+        kommun
+            .write_all(format!("{line}Connection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let answer = harness::read_answer(&mut kommun, Duration::from_secs(5)).await;
+        assert!(answer.contains(" 400 "), "{what}: {answer}");
+        assert!(answer.contains("FELAKTIG_HTTP"), "{what}: {answer}");
+    }
+    // The same authority in absolute form is served.
+    let mut kommun = harness::tls_as_stockholm(&s, b"http/1.1").await;
+    kommun
+        .write_all(b"GET https://localhost/kommun/v1?wsdl HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = harness::read_answer(&mut kommun, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // HTTP/2: an :authority with userinfo.
+    let tls = harness::tls_as_stockholm(&s, b"h2").await;
+    let (mut send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("https://user@localhost/kommun/v1?wsdl")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let r = send.send_request(req).await.unwrap();
+    assert_eq!(r.status(), 400);
     s.stop().await;
 }
