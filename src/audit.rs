@@ -1839,6 +1839,8 @@ pub struct Proven {
     /// The extracted records, as they are in the chain, by number.
     pub records: std::collections::BTreeMap<u64, Record>,
     pub checkpoints: u64,
+    /// The last record a checkpoint of the proof signs.
+    pub last_checkpoint: Option<u64>,
     pub unsigned: Vec<u64>,
 }
 
@@ -1916,10 +1918,30 @@ pub fn check_proof(
             )));
         }
     }
+    // Runs in order, none overlapping another, and the unsigned records after them all.
+    let mut after = 0;
+    for segment in &proof.segments {
+        let first = segment.steps.first().map_or(0, |s| s.seq);
+        if first <= after && after > 0 {
+            return Ok(Err(format!(
+                "the run to checkpoint {} overlaps the one before it",
+                segment.checkpoint_seq
+            )));
+        }
+        after = segment.checkpoint_seq;
+    }
+    if !proof.unsigned.windows(2).all(|w| w[0] < w[1])
+        || proof.unsigned.first().is_some_and(|u| *u <= after)
+    {
+        return Ok(Err(
+            "records said to be after the last checkpoint are not, or are repeated".into(),
+        ));
+    }
     Ok(Ok(Proven {
         chain: proof.chain.clone(),
         records,
         checkpoints: proof.segments.len() as u64,
+        last_checkpoint: proof.segments.last().map(|s| s.checkpoint_seq),
         unsigned: proof.unsigned.clone(),
     }))
 }

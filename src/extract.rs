@@ -47,7 +47,8 @@ pub struct Row {
 pub struct Extract {
     pub extract: Header,
     pub records: Vec<Row>,
-    pub proof: Proof,
+    /// What proves the records are in the chain; absent when the chain could not prove it.
+    pub proof: Option<Proof>,
 }
 
 /// The forms an extract is written in.

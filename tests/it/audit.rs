@@ -1219,6 +1219,25 @@ async fn the_extract_answers_4_9_in_every_format_and_its_json_proves_itself_away
     std::fs::write(&forged, changed.to_string()).unwrap();
     let (code, text) = verify_export(&forged);
     assert_eq!(code, 1, "{text}");
+    // A record smuggled in as "not signed yet", before the checkpoint: refused.
+    let mut changed = doc.clone();
+    let mut smuggled = changed["records"][0].clone();
+    smuggled["seq"] = 0.into();
+    smuggled["entry"]["handlaggare"] = "SE2120000142-HL99".into();
+    changed["records"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, smuggled);
+    changed["proof"]["unsigned"] = serde_json::json!([0]);
+    std::fs::write(&forged, changed.to_string()).unwrap();
+    let (code, text) = verify_export(&forged);
+    assert_eq!(code, 1, "{text}");
+    // A record shown twice: refused.
+    let mut changed = doc.clone();
+    let again = changed["records"][0].clone();
+    changed["records"].as_array_mut().unwrap().insert(1, again);
+    std::fs::write(&forged, changed.to_string()).unwrap();
+    assert_eq!(verify_export(&forged).0, 1);
     std::fs::write(&forged, "{\"not\": \"an extract\"").unwrap();
     assert_eq!(verify_export(&forged).0, 2);
 }
