@@ -589,3 +589,164 @@ async fn a_connection_is_retired_at_its_maximum_age() {
     assert!(started.elapsed() < Duration::from_secs(4));
     s.stop().await;
 }
+
+/// A Stockholm client certificate signed by `issuer`, naming `points` as its CRL distribution
+/// points, valid until `not_after` when given.
+fn sthlm_signed_by(
+    issuer: &rcgen::Issuer<'_, KeyPair>,
+    points: Vec<String>,
+    not_after: Option<time::OffsetDateTime>,
+) -> (CertificateDer<'static>, KeyPair) {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::default();
+    p.distinguished_name
+        .push(DnType::CommonName, "Stockholms stad, ett system till");
+    p.distinguished_name
+        .push(DnType::CustomDnType(vec![2, 5, 4, 97]), "NTRSE-2120000142");
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    if !points.is_empty() {
+        p.crl_distribution_points = vec![CrlDistributionPoint { uris: points }];
+    }
+    if let Some(t) = not_after {
+        p.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        p.not_after = t;
+    }
+    (p.signed_by(&key, issuer).unwrap().der().clone(), key)
+}
+
+/// Presents a certificate chain with whatever key it is given (rustls would otherwise refuse
+/// a key that is not the certificate's).
+#[derive(Debug)]
+struct Presents(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Presents {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A client of `ca`'s servers presenting `chain` with `key`, speaking only `version`, and
+/// keeping its TLS sessions to resume them (rustls's default).
+fn resuming_client(
+    ca: &str,
+    chain: Vec<CertificateDer<'static>>,
+    key: &KeyPair,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Arc<rustls::ClientConfig> {
+    let provider = brygga::tls::provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap())
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in brygga::tls::load_certs(&harness::certs().join(format!("{ca}.pem"))).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(Presents(Arc::new(
+            rustls::sign::CertifiedKey::new(chain, signing),
+        ))));
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+/// One GET on a new connection to `addr` made with `cfg`: whether the handshake resumed a
+/// session, and the answer's status line or why there was none.
+async fn get_on_a_new_connection(
+    addr: SocketAddr,
+    cfg: &Arc<rustls::ClientConfig>,
+    path: &str,
+) -> (bool, Result<String, String>) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = match tokio_rustls::TlsConnector::from(cfg.clone())
+        .connect(name, tcp)
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return (false, Err(format!("handshake: {e}"))),
+    };
+    let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    if let Err(e) = tls.write_all(request.as_bytes()).await {
+        return (resumed, Err(format!("write: {e}")));
+    }
+    let mut answer = Vec::new();
+    match tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await {
+        _ if answer.starts_with(b"HTTP/") => {
+            let text = String::from_utf8_lossy(&answer);
+            (resumed, Ok(text.lines().next().unwrap_or("").to_owned()))
+        }
+        Ok(Err(e)) => (resumed, Err(e.to_string())),
+        _ => (resumed, Err("no answer".into())),
+    }
+}
+
+/// No listener resumes a TLS session (TLS 1.2 or 1.3): a resumed session would restore the
+/// client certificate without verifying it again. So a client certificate that expired after
+/// its first handshake is refused on the next one, made with the same client and its kept
+/// session.
+#[tokio::test]
+async fn no_session_is_resumed_so_a_certificate_expired_since_is_refused_on_the_next_handshake() {
+    let s = harness::start().await;
+    let af_key = KeyPair::from_pem(
+        &std::fs::read_to_string(harness::certs().join("af-client.key")).unwrap(),
+    )
+    .unwrap();
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        for (addr, ca, chain, key) in [
+            (
+                s.inner.gateway.af_addr,
+                "af-ca",
+                vec![example_cert("af-client")],
+                &af_key,
+            ),
+            (
+                s.inner.gateway.kommun_addr,
+                "kommun-ca",
+                vec![example_cert("klient-0180")],
+                &KeyPair::from_pem(&std::fs::read_to_string(&s.sthlm.key).unwrap()).unwrap(),
+            ),
+        ] {
+            let cfg = resuming_client(ca, chain, key, version);
+            let first = get_on_a_new_connection(addr, &cfg, "/kommun/v1?wsdl").await;
+            let second = get_on_a_new_connection(addr, &cfg, "/kommun/v1?wsdl").await;
+            assert!(first.1.is_ok() && second.1.is_ok(), "{first:?} {second:?}");
+            assert!(
+                !second.0,
+                "{ca} listener, {version:?}: a session was resumed"
+            );
+        }
+    }
+
+    let root = harness::issuer(&harness::certs(), "kommun-ca");
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    let (cert, key) = sthlm_signed_by(&root, Vec::new(), Some(expires));
+    let cfg = resuming_client("kommun-ca", vec![cert], &key, &rustls::version::TLS13);
+    let addr = s.inner.gateway.kommun_addr;
+    let (_, first) = get_on_a_new_connection(addr, &cfg, "/kommun/v1?wsdl").await;
+    assert_eq!(first.as_deref(), Ok("HTTP/1.1 200 OK"));
+    while time::OffsetDateTime::now_utc() < expires + time::Duration::seconds(1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (resumed, after) = get_on_a_new_connection(addr, &cfg, "/kommun/v1?wsdl").await;
+    assert!(!resumed);
+    assert!(
+        after
+            .as_ref()
+            .is_err_and(|e| e.contains("CertificateExpired")),
+        "the expired certificate: {after:?}"
+    );
+    s.stop().await;
+}
