@@ -498,7 +498,12 @@ impl Gateway {
         }
         match self.config.pseudonyms_now() {
             Ok(keys) => {
-                *self.pseudonyms.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys)
+                let refused = self.pseudonyms().refusals(&keys);
+                if refused.is_empty() {
+                    *self.pseudonyms.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys)
+                } else {
+                    problems.extend(refused.into_iter().map(|r| format!("pseudonyms: {r}")));
+                }
             }
             Err(e) => problems.push(format!("pseudonyms: {e}")),
         }

@@ -775,3 +775,90 @@ async fn a_file_that_fails_to_load_keeps_the_one_in_use_and_says_so() {
     .await;
     s.stop().await;
 }
+
+/// `brygga_reload_problems` on the stack's `/metrics`.
+async fn reload_problems(s: &crate::harness::Stack) -> u64 {
+    crate::harness::admin_text(s.inner.gateway.admin_addr, "/metrics")
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("brygga_reload_problems "))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// A pseudonym key edited in place (same id, other bytes) or removed from the configuration
+/// is refused by the reload: the keys in use stay (an event for a followed person still
+/// finds its subscription) and the reload reports why. A key added is taken.
+#[tokio::test]
+async fn a_pseudonym_key_edited_in_place_or_removed_is_refused_and_the_keys_in_use_stay() {
+    let root = tempfile::tempdir().unwrap();
+    let s = copied_stack(root.path(), |_| {}).await;
+    let certs = s.files.certs.clone();
+    crate::delivery::stockholm_follows(&s).await;
+    let af = brygga::client::KommunClient::new(
+        &s.inner.af_url(),
+        &certs.join("af-ca.pem"),
+        Some((&certs.join("af-client.pem"), &certs.join("af-client.key"))),
+    )
+    .unwrap();
+    let deliveries = |n: u32| {
+        let event = crate::delivery::event(
+            &format!("44444444-aaaa-4bbb-8ccc-{n:012}"),
+            sim::REGISTRERAD,
+            n,
+        );
+        let af = af.clone();
+        async move {
+            let a = af
+                .post_with_type(
+                    None,
+                    serde_json::json!({ "handelser": [event] }).to_string(),
+                    "application/json",
+                )
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+            body["leveranser"].as_u64().unwrap()
+        }
+    };
+    assert_eq!(deliveries(1).await, 1);
+
+    let key_file = certs.join("pseudonym-subscriptions.key");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    replace(&key_file, &"6b".repeat(32));
+    eventually("the edited key is refused", || async {
+        reload_problems(&s).await >= 1
+    })
+    .await;
+    assert_eq!(deliveries(2).await, 1, "the subscription was lost");
+    replace(&key_file, &key);
+    eventually("the key in use is back", || async {
+        reload_problems(&s).await == 0
+    })
+    .await;
+
+    // A new key added last is taken; the old one removed is refused.
+    replace(
+        &certs.join("pseudonym-subscriptions-2.key"),
+        &"7c".repeat(32),
+    );
+    let config = s.files.config.clone();
+    let with_both = std::fs::read_to_string(&config).unwrap()
+        + "\n[[pseudonyms]]\ndomain = \"subscriptions\"\nid = \"s2\"\nfile = \"../certs-example/pseudonym-subscriptions-2.key\"\n";
+    replace(&config, &with_both);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(reload_problems(&s).await, 0);
+    replace(
+        &config,
+        &with_both.replace(
+            "[[pseudonyms]]\ndomain = \"subscriptions\"\nid = \"s1\"\nfile = \"../certs-example/pseudonym-subscriptions.key\"\n",
+            "",
+        ),
+    );
+    eventually("the removed key is refused", || async {
+        reload_problems(&s).await >= 1
+    })
+    .await;
+    assert_eq!(deliveries(3).await, 1, "the subscription was lost");
+    s.stop().await;
+}
