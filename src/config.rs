@@ -64,6 +64,10 @@ pub struct RevocationFile {
     /// Fetch the CRL distribution points that CA certificates and peers' certificates name; a
     /// certificate naming one whose CRL is not held yet is refused until it is fetched.
     pub follow_distribution_points: bool,
+    /// A distribution point learned from a peer's certificate is forgotten, with its CRL, when
+    /// no verified certificate has named it for this long.
+    #[serde(with = "humantime_serde")]
+    pub forget_unused_after: Duration,
 }
 
 impl Default for RevocationFile {
@@ -75,6 +79,7 @@ impl Default for RevocationFile {
             timeout: d.timeout,
             max_bytes: d.max_bytes,
             follow_distribution_points: d.follow_distribution_points,
+            forget_unused_after: d.forget_unused_after,
         }
     }
 }
@@ -829,10 +834,11 @@ pub struct TlsFiles {
 impl TlsFiles {
     /// Reads every file again.
     pub fn load(&self) -> Result<TlsMaterial, String> {
+        let roots = tls::load_certs(&self.trust.ca).map_err(|e| e.to_string())?;
         Ok(TlsMaterial {
             identity: self.identity.load()?,
-            roots: tls::load_certs(&self.trust.ca).map_err(|e| e.to_string())?,
-            crls: self.trust.crls.load_files()?,
+            crls: self.trust.crls.load_files(&roots)?,
+            roots,
         })
     }
 
@@ -1040,11 +1046,13 @@ impl Checker {
         let p = self.path(p);
         tls::load_key(&p).map_err(|e| self.fail(key, e)).ok()
     }
-    /// CRL entries: files are read now, URLs checked (fetched once the gateway runs).
+    /// CRL entries: files are read now (each CRL one WebPKI reads, signed by one of `cas`
+    /// when they loaded), URLs checked (fetched once the gateway runs).
     fn crl_sources(
         &mut self,
         key: &str,
         entries: &[String],
+        cas: Option<&[CertificateDer<'static>]>,
     ) -> (crate::trust::CrlSources, Vec<crate::trust::NamedCrl>) {
         let sources = crate::trust::CrlSources::from_entries(key, entries, &self.dir);
         for (i, url) in &sources.urls {
@@ -1055,7 +1063,7 @@ impl Checker {
         }
         let mut crls = Vec::new();
         for (i, file) in &sources.files {
-            match tls::load_crls(file) {
+            match crate::crl::read_file(file, cas) {
                 Ok(found) => crls.extend(found.into_iter().map(|der| crate::trust::NamedCrl {
                     name: format!("{key}[{i}]"),
                     der,
@@ -1079,7 +1087,7 @@ impl Checker {
         let chain = self.certs(cert.0, cert.1);
         let private = self.key(key.0, key.1);
         let roots = self.certs(ca.0, ca.1);
-        let (sources, loaded) = self.crl_sources(crls.0, crls.1);
+        let (sources, loaded) = self.crl_sources(crls.0, crls.1, roots.as_deref());
         let files = TlsFiles {
             identity: IdentityFiles {
                 cert: self.path(cert.1),
@@ -1339,6 +1347,11 @@ impl Config {
             ("revocation.refresh", r.refresh, 7 * 24 * 3600),
             ("revocation.retry", r.retry, 24 * 3600),
             ("revocation.timeout", r.timeout, 300),
+            (
+                "revocation.forget_unused_after",
+                r.forget_unused_after,
+                30 * 24 * 3600,
+            ),
         ] {
             c.positive(key, d);
             if d > Duration::from_secs(most) {
@@ -1749,8 +1762,10 @@ impl Config {
                 if !d.url.starts_with("https://") || d.url.parse::<http::Uri>().is_err() {
                     c.fail(format!("{key}.delivery.url"), "must be an https URL");
                 }
-                let (sources, crls) = c.crl_sources(&format!("{key}.delivery.crls"), &d.crls);
-                if let Some(ca) = c.certs(&format!("{key}.delivery.ca"), &d.ca) {
+                let ca = c.certs(&format!("{key}.delivery.ca"), &d.ca);
+                let (sources, crls) =
+                    c.crl_sources(&format!("{key}.delivery.crls"), &d.crls, ca.as_deref());
+                if let Some(ca) = ca {
                     endpoints.insert(
                         cf.name.clone(),
                         ClientDelivery {
@@ -1858,6 +1873,7 @@ impl Config {
             timeout: f.revocation.timeout,
             max_bytes: f.revocation.max_bytes,
             follow_distribution_points: f.revocation.follow_distribution_points,
+            forget_unused_after: f.revocation.forget_unused_after,
         };
         match (kommun_bind, kommun, admin_bind, af_tls) {
             (Some(kb), Some((kommun, kommun_files)), Some(ab), Some((af_tls, af_files)))

@@ -139,7 +139,7 @@ impl Material {
                     DeliveryClients::build(&identity, &endpoints, config.delivery.timeout, fetcher);
                 let mut held = Held {
                     certificates: gateway_tls::named("delivery.client_cert", &identity.chain),
-                    crls: Vec::new(),
+                    ..Held::default()
                 };
                 for edge in &clients.edges {
                     held.certificates.extend(gateway_tls::named(
@@ -147,6 +147,7 @@ impl Material {
                         &edge.roots,
                     ));
                     held.crls.extend(edge.crls.iter().cloned());
+                    held.problems.extend(edge.problems.iter().cloned());
                 }
                 (clients, held, problems)
             }
@@ -458,6 +459,7 @@ impl Gateway {
         match pieces.kommun {
             Ok((tls, held)) => {
                 self.kommun_tls.send_replace(tls);
+                problems.extend(held.problems.iter().cloned());
                 self.hold("kommun", held);
             }
             Err(e) => problems.push(format!("kommun listener TLS: {e}")),
@@ -465,6 +467,7 @@ impl Gateway {
         match pieces.af_listener {
             Ok((tls, held)) => {
                 self.af_listener_tls.send_replace(tls);
+                problems.extend(held.problems.iter().cloned());
                 self.hold("af-listener", held);
             }
             Err(e) => problems.push(format!("af listener TLS: {e}")),
@@ -473,10 +476,14 @@ impl Gateway {
             self.af.set_tls(tls)?;
             Ok(held)
         }) {
-            Ok(held) => self.hold("af", held),
+            Ok(held) => {
+                problems.extend(held.problems.iter().cloned());
+                self.hold("af", held)
+            }
             Err(e) => problems.push(format!("TLS towards AF: {e}")),
         }
         let (clients, held, delivery_problems) = pieces.delivery;
+        problems.extend(held.problems.iter().cloned());
         if delivery_problems.is_empty() {
             *self
                 .delivery_clients
@@ -501,7 +508,12 @@ impl Gateway {
         }
         match self.config.pseudonyms_now() {
             Ok(keys) => {
-                *self.pseudonyms.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys)
+                let refused = self.pseudonyms().refusals(&keys);
+                if refused.is_empty() {
+                    *self.pseudonyms.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys)
+                } else {
+                    problems.extend(refused.into_iter().map(|r| format!("pseudonyms: {r}")));
+                }
             }
             Err(e) => problems.push(format!("pseudonyms: {e}")),
         }

@@ -20,13 +20,13 @@ pub fn listener(
     fetcher: &Arc<CrlFetcher>,
 ) -> Result<(Arc<ListenerTls>, Edge), String> {
     let edge = Edge::new(edge, m.roots, m.crls, fetcher);
-    let verifier = trust::client_verifier(&edge, &tls::provider())?;
-    let config = tls::mtls_server_config_with(m.identity.chain, m.identity.key, verifier.clone())
+    let (handshakes, again) = trust::client_verifiers(&edge, &tls::provider())?;
+    let config = tls::mtls_server_config_with(m.identity.chain, m.identity.key, handshakes)
         .map_err(|e| e.to_string())?;
     Ok((
         Arc::new(ListenerTls {
             config: Arc::new(config),
-            verifier,
+            verifier: again,
         }),
         edge,
     ))
@@ -123,7 +123,7 @@ pub fn reread_endpoints(
             let crls = e
                 .trust
                 .crls
-                .load_files()
+                .load_files(&ca)
                 .map_err(|err| format!("{name}: {err}"))?;
             Ok((
                 name.clone(),
@@ -157,11 +157,14 @@ pub fn named(
         .collect()
 }
 
-/// What a piece holds of certificates and CRLs, for expiry figures.
+/// What a piece holds of certificates and CRLs, for expiry figures, and the CRLs it was given
+/// but did not take.
 #[derive(Debug, Clone, Default)]
 pub struct Held {
     pub certificates: Vec<NamedCertificate>,
     pub crls: Vec<NamedCrl>,
+    /// Why a CRL was not taken (an older one than the one in use): reload problems.
+    pub problems: Vec<String>,
 }
 
 impl Held {
@@ -172,6 +175,7 @@ impl Held {
         Self {
             certificates,
             crls: edge.crls.clone(),
+            problems: edge.problems.clone(),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod certs;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod crl;
 pub mod crl_fetch;
 pub mod delivery;
 pub mod demo;

@@ -171,6 +171,8 @@ pub struct Metrics {
     pub crl_fetch_failures: Family<CrlSourceLabels, Counter>,
     /// 1 while a source's CRL is held and not past its next update.
     pub crl_source_ok: Family<CrlSourceLabels, Gauge>,
+    /// The sources `crl_sources` has series for.
+    crl_sources_shown: Mutex<std::collections::BTreeSet<String>>,
     /// Files the last reload could not load (each kept the version in use).
     pub reload_problems: Gauge,
     /// The last minutes per operation and client, for `/status`.
@@ -429,6 +431,7 @@ impl Metrics {
             jwks_keys,
             crl_fetch_failures,
             crl_source_ok,
+            crl_sources_shown: Mutex::default(),
             reload_problems,
             recent: Recent::default(),
             status_renders: AtomicU64::new(0),
@@ -646,8 +649,22 @@ impl Metrics {
         Self::mirror(&self.af_retries, total);
     }
 
-    /// Each CRL source's state, at a scrape.
+    /// Each CRL source's state, at a scrape; a source forgotten since loses its series.
     pub fn crl_sources(&self, sources: &[crate::crl_fetch::SourceStatus]) {
+        let mut shown = self
+            .crl_sources_shown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now: std::collections::BTreeSet<String> =
+            sources.iter().map(|s| s.url.clone()).collect();
+        for gone in shown.difference(&now) {
+            let labels = CrlSourceLabels {
+                source: gone.clone(),
+            };
+            self.crl_fetch_failures.remove(&labels);
+            self.crl_source_ok.remove(&labels);
+        }
+        *shown = now;
         for s in sources {
             let labels = CrlSourceLabels {
                 source: s.url.clone(),

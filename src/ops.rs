@@ -195,21 +195,29 @@ pub async fn readiness(gw: &Gateway) -> Readiness {
         },
     );
 
-    let crl_problems: Vec<String> = gw
-        .crls
-        .status()
-        .iter()
-        .filter_map(crate::crl_fetch::SourceStatus::problem)
-        .collect();
-    check(
-        "crls",
-        crl_problems.is_empty(),
-        if crl_problems.is_empty() {
-            format!("{} fetched source(s) current", gw.crls.status().len())
-        } else {
-            crl_problems.join("; ")
-        },
-    );
+    // A source learned from a peer's certificate concerns that peer's CA alone (its
+    // certificates are refused until its CRL is here): it is named, but does not make the
+    // gateway unready.
+    let sources = gw.crls.status();
+    let (learned, own): (Vec<_>, Vec<_>) = sources.iter().partition(|s| s.learned);
+    let crl_problems: Vec<String> = own.iter().filter_map(|s| s.problem()).collect();
+    let learned_problems: Vec<String> = learned.iter().filter_map(|s| s.problem()).collect();
+    let mut detail = if crl_problems.is_empty() {
+        format!(
+            "{} configured source(s) current, {} learned",
+            own.len(),
+            learned.len()
+        )
+    } else {
+        crl_problems.join("; ")
+    };
+    if !learned_problems.is_empty() {
+        detail.push_str(&format!(
+            "; learned from certificates (not counted): {}",
+            learned_problems.join("; ")
+        ));
+    }
+    check("crls", crl_problems.is_empty(), detail);
 
     let r = Readiness {
         status: if ready {

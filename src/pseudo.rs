@@ -22,6 +22,15 @@ pub const MIN_KEY_BYTES: usize = 32;
 struct DomainKey {
     id: String,
     mac: Hmac<Sha256>,
+    /// What the key makes of a fixed message: tells two keys apart without keeping the bytes.
+    print: [u8; 32],
+}
+
+/// What `mac`'s key makes of a fixed message.
+fn print(mac: &Hmac<Sha256>) -> [u8; 32] {
+    let mut mac = mac.clone();
+    mac.update(b"brygga key probe");
+    mac.finalize().into_bytes().into()
 }
 
 /// Every domain's keys, oldest first.
@@ -86,17 +95,39 @@ impl Pseudonymizer {
     /// Whether `key` is one of the keys, in any domain.
     pub fn holds_key(&self, key: &[u8]) -> bool {
         // The keys are kept keyed, not as bytes: compare what each makes of one message.
-        let probe = |k: &DomainKey| {
-            let mut mac = k.mac.clone();
-            mac.update(b"brygga key probe");
-            mac.finalize().into_bytes()
-        };
-        let Ok(mut theirs) = <Hmac<Sha256> as KeyInit>::new_from_slice(key) else {
+        let Ok(theirs) = <Hmac<Sha256> as KeyInit>::new_from_slice(key) else {
             return false;
         };
-        theirs.update(b"brygga key probe");
-        let theirs = theirs.finalize().into_bytes();
-        self.domains.values().flatten().any(|k| probe(k) == theirs)
+        let theirs = print(&theirs);
+        self.domains.values().flatten().any(|k| k.print == theirs)
+    }
+
+    /// Why `next` (the keys as configured now) may not take the place of these keys: a key id
+    /// that now names other bytes, or one that is gone. Pseudonyms made under it — audit
+    /// records, subscriptions, deliveries waiting for them — would no longer be found. A key
+    /// held now may have made some, so every one counts as in use; new keys may be added.
+    pub fn refusals(&self, next: &Pseudonymizer) -> Vec<String> {
+        let mut out = Vec::new();
+        for (domain, keys) in &self.domains {
+            for key in keys {
+                let theirs = next
+                    .domains
+                    .get(domain)
+                    .and_then(|k| k.iter().find(|k| k.id == key.id));
+                match theirs {
+                    None => out.push(format!(
+                        "key id {} of domain '{domain}' is no longer configured; pseudonyms made with it would no longer be found (a key in use stays until a restart)",
+                        key.id
+                    )),
+                    Some(k) if k.print != key.print => out.push(format!(
+                        "key id {} of domain '{domain}' now names another key; pseudonyms made with it would no longer be found (a new key takes a new id, added last)",
+                        key.id
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+        out
     }
 
     pub fn add_key(&mut self, domain: &str, id: &str, key: &[u8]) -> Result<(), KeyError> {
@@ -122,6 +153,7 @@ impl Pseudonymizer {
             .map_err(|_| KeyError::TooShort(key.len()))?;
         keys.push(DomainKey {
             id: id.to_owned(),
+            print: print(&mac),
             mac,
         });
         Ok(())
@@ -196,6 +228,31 @@ mod tests {
 
     fn p() -> Personnummer {
         Personnummer::parse("198507099805").unwrap()
+    }
+
+    #[test]
+    fn a_key_in_use_may_not_change_its_bytes_nor_go_but_keys_may_be_added() {
+        let mut now = Pseudonymizer::default();
+        now.add_key("subscriptions", "s1", &[1; 32]).unwrap();
+        let mut added = now.clone();
+        added.add_key("subscriptions", "s2", &[2; 32]).unwrap();
+        assert!(now.refusals(&added).is_empty());
+        let mut edited = Pseudonymizer::default();
+        edited.add_key("subscriptions", "s1", &[3; 32]).unwrap();
+        let r = now.refusals(&edited);
+        assert!(
+            r.len() == 1 && r[0].contains("now names another key"),
+            "{r:?}"
+        );
+        let mut gone = Pseudonymizer::default();
+        gone.add_key("subscriptions", "s2", &[2; 32]).unwrap();
+        let r = now.refusals(&gone);
+        assert!(
+            r.len() == 1 && r[0].contains("no longer configured"),
+            "{r:?}"
+        );
+        // The messages never show a key.
+        assert!(!r[0].contains("0101") && !r[0].contains("0303"));
     }
 
     #[test]

@@ -7,10 +7,16 @@
 //! every certificate of its CA), wrapped so that a certificate naming a distribution point
 //! whose CRL brygga does not hold yet is refused until it is fetched, and a client
 //! certificate must say it is for client authentication.
+//!
+//! A peer's distribution points are learned only once its chain verifies *and* it has proved
+//! it holds the certificate's key: rustls checks the chain before the peer's signature over
+//! the handshake, so in a handshake such a certificate passes the chain check on probation
+//! and is refused at the signature, which then has its CRLs fetched. A copied certificate
+//! (certificates travel in clear in TLS 1.2) makes brygga fetch nothing.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -21,10 +27,11 @@ use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
 };
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
+use sha2::{Digest, Sha256};
+use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
 
 use crate::crl_fetch::CrlFetcher;
-use crate::tls;
 
 /// Where one edge's CRLs come from, as configured: files, and URLs fetched by brygga.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,13 +68,15 @@ impl CrlSources {
         out
     }
 
-    /// The CRLs in the files, each named by its entry (`kommun.client_crls[0]`).
-    pub fn load_files(&self) -> Result<Vec<NamedCrl>, String> {
+    /// The CRLs in the files, each named by its entry (`kommun.client_crls[0]`), each one
+    /// WebPKI reads and one of `signers` (the edge's CAs) signed.
+    pub fn load_files(&self, signers: &[CertificateDer<'_>]) -> Result<Vec<NamedCrl>, String> {
         let mut out = Vec::new();
         for (i, f) in &self.files {
-            for der in tls::load_crls(f).map_err(|e| e.to_string())? {
+            let name = format!("{}[{i}]", self.key);
+            for der in crate::crl::read_file(f, Some(signers)).map_err(|e| format!("{name} {e}"))? {
                 out.push(NamedCrl {
-                    name: format!("{}[{i}]", self.key),
+                    name: name.clone(),
                     der,
                 });
             }
@@ -106,6 +115,13 @@ impl EdgeFiles {
     }
 }
 
+/// At most this many distribution points are taken from one certificate: a CA names one or
+/// two; the rest of a long list is not fetched.
+pub const MAX_POINTS_PER_CERTIFICATE: usize = 2;
+
+/// At most this many certificates wait for their peer's proof at once, per edge.
+const MAX_ON_PROBATION: usize = 1024;
+
 /// One edge as loaded now.
 #[derive(Debug, Clone)]
 pub struct Edge {
@@ -120,13 +136,39 @@ pub struct Edge {
     /// Those of them never fetched yet: until they are, which CA they speak for is unknown,
     /// so every certificate is refused (fail closed; `/readyz` says why).
     pub pending: Vec<String>,
+    /// CRLs it was given and did not take, and why (an older one than the one in use).
+    pub problems: Vec<String>,
+    /// What each certificate on probation (by its SHA-256) would have fetched once its peer
+    /// proves its key: its own points and those of its intermediates.
+    on_probation: Arc<Mutex<HashMap<[u8; 32], Vec<String>>>>,
     fetcher: Arc<CrlFetcher>,
+}
+
+/// When a verifier may learn from a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Learning {
+    /// In a handshake: once the peer has signed it with the certificate's key.
+    AfterProof,
+    /// Verifying an open connection again: its peer proved that at its handshake.
+    Now,
+}
+
+/// What the chain check says, beyond WebPKI.
+enum Judged {
+    Verified,
+    /// The certificate's CRL is not held: it is refused at the peer's signature, which then
+    /// has that CRL fetched.
+    OnProbation,
+}
+
+fn revocation_unknown() -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::UnknownRevocationStatus)
 }
 
 impl Edge {
     /// The edge with these CAs and CRLs read from its files: asks the fetcher for the
     /// configured URLs and the distribution points the CA certificates name, and takes what
-    /// it holds of them.
+    /// it holds of them. A CRL older than the one of its issuer in use keeps that one.
     pub fn new(
         files: &EdgeFiles,
         roots: Vec<CertificateDer<'static>>,
@@ -172,7 +214,7 @@ impl Edge {
                 .filter(|(u, _)| !urls.iter().any(|(own, _)| own == u))
                 .map(|(url, der)| NamedCrl { name: url, der }),
         );
-        let crls = newest_per_issuer(crls);
+        let (crls, problems) = fetcher.taken.settle(&files.name, newest_per_issuer(crls));
         let crl_issuers = crls.iter().filter_map(|c| issuer_of_crl(&c.der)).collect();
         let urls = urls.into_iter().map(|(u, _)| u).collect();
         Edge {
@@ -182,6 +224,8 @@ impl Edge {
             crl_issuers,
             urls,
             pending,
+            problems,
+            on_probation: Arc::default(),
             fetcher: fetcher.clone(),
         }
     }
@@ -201,69 +245,219 @@ impl Edge {
         Ok(store)
     }
 
-    /// WebPKI's verdict on a peer's chain, and what it teaches: a certificate that chains to
-    /// this edge's CAs (verified, or refused only because its CA's CRL is not held) and names
-    /// a distribution point whose CRL is not here yet has that CRL fetched, and is refused
-    /// until it is. Only such certificates are learned from, so no stranger can make brygga
-    /// fetch a URL of its choosing.
-    fn learn<V>(
+    /// WebPKI's verdict on a peer's chain, completed. A chain that verifies, or is refused
+    /// only because a CRL it needs is not held, teaches: a certificate naming a distribution
+    /// point whose CRL is not here has it fetched and is refused until then — in a handshake
+    /// only after its peer signed with its key (see [`Edge::proven`]). Only such chains are
+    /// learned from, so no stranger can make brygga fetch a URL of its choosing.
+    fn judge(
         &self,
-        verdict: Result<V, rustls::Error>,
+        verdict: Result<(), rustls::Error>,
         end_entity: &CertificateDer<'_>,
-    ) -> Result<V, rustls::Error> {
-        match verdict {
-            Ok(v) => self.revocation_known(end_entity).map(|()| v),
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        learning: Learning,
+    ) -> Result<Judged, rustls::Error> {
+        let status_unknown = match verdict {
+            Ok(()) => false,
             Err(rustls::Error::InvalidCertificate(CertificateError::UnknownRevocationStatus)) => {
-                let _ = self.revocation_known(end_entity);
-                Err(rustls::Error::InvalidCertificate(
-                    CertificateError::UnknownRevocationStatus,
-                ))
+                true
             }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn revocation_known(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+            Err(e) => return Err(e),
+        };
         if !self.pending.is_empty() {
             // Per handshake: debug only (`/readyz` and `brygga_crl_source_ok` say it once).
             tracing::debug!(edge = %self.name, pending = ?self.pending, "a configured CRL has not been fetched yet; certificates are refused until it is");
+            // A configured CRL may be an intermediate's.
+            self.know(intermediates, now);
             self.fetcher.wake();
-            return Err(rustls::Error::InvalidCertificate(
-                CertificateError::UnknownRevocationStatus,
-            ));
+            return Err(revocation_unknown());
         }
+        if !self.fetcher.follows_distribution_points() {
+            return match status_unknown {
+                true => Err(revocation_unknown()),
+                false => Ok(Judged::Verified),
+            };
+        }
+        let Ok((_, leaf)) = x509_parser::parse_x509_certificate(end_entity.as_ref()) else {
+            // WebPKI refuses what cannot be parsed.
+            return match status_unknown {
+                true => Err(revocation_unknown()),
+                false => Ok(Judged::Verified),
+            };
+        };
+        if self.crl_missing(&leaf) {
+            let verified = self.know(intermediates, now);
+            let lesson = self.lesson(&leaf, &verified);
+            return match learning {
+                Learning::AfterProof => {
+                    let mut waiting = self.on_probation.lock().unwrap_or_else(|p| p.into_inner());
+                    if waiting.len() >= MAX_ON_PROBATION {
+                        // Only what to fetch is lost: the leaf's own points are taken then.
+                        waiting.clear();
+                    }
+                    waiting.insert(fingerprint(end_entity), lesson);
+                    Ok(Judged::OnProbation)
+                }
+                Learning::Now => {
+                    self.teach(&lesson);
+                    Err(revocation_unknown())
+                }
+            };
+        }
+        if status_unknown {
+            // The certificate's own CRL is held; an intermediate's is not. Its points are
+            // learned at once, before the peer's proof: they come from a CA certificate
+            // verified up to this edge's CAs, so they are the CA's choice, not the peer's.
+            let verified = self.know(intermediates, now);
+            let lesson = self.lesson(&leaf, &verified);
+            self.teach(&lesson);
+            return Err(revocation_unknown());
+        }
+        if self.fetcher.learns() {
+            let mut used = points_of(&leaf);
+            for i in intermediates {
+                used.extend(distribution_points(i));
+            }
+            self.fetcher.touch(&used);
+        }
+        Ok(Judged::Verified)
+    }
+
+    /// The peer has signed the handshake with `end_entity`'s key: a certificate that was on
+    /// probation is refused now, and its CRLs are fetched. Decided from the certificate and
+    /// this edge alone, as [`Edge::judge`] decided, so no other handshake can change it.
+    fn proven(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         if !self.fetcher.follows_distribution_points() {
             return Ok(());
         }
-        let Ok((_, cert)) = x509_parser::parse_x509_certificate(end_entity.as_ref()) else {
-            // WebPKI refuses what cannot be parsed.
+        let Ok((_, leaf)) = x509_parser::parse_x509_certificate(end_entity.as_ref()) else {
             return Ok(());
         };
-        let points = points_of(&cert);
-        if points.is_empty() || self.crl_issuers.contains(cert.issuer().as_raw()) {
+        if !self.crl_missing(&leaf) {
             return Ok(());
         }
+        let lesson = self
+            .on_probation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fingerprint(end_entity))
+            .unwrap_or_else(|| points_of(&leaf));
+        self.teach(&lesson);
+        Err(revocation_unknown())
+    }
+
+    /// Whether `cert` names a distribution point and no CRL of its issuer is held here.
+    fn crl_missing(&self, cert: &X509Certificate<'_>) -> bool {
+        !points_of(cert).is_empty() && !self.crl_issuers.contains(cert.issuer().as_raw())
+    }
+
+    /// The intermediates among `intermediates` verified up to this edge's CAs, now known to
+    /// the fetcher as signers of CRLs.
+    fn know(
+        &self,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Vec<CertificateDer<'static>> {
+        if intermediates.is_empty() {
+            return Vec::new();
+        }
+        let verified = verified_intermediates(&self.roots, intermediates, now);
+        if !verified.is_empty() {
+            self.fetcher.know(&self.name, verified.clone());
+        }
+        verified
+    }
+
+    /// The distribution points of `leaf` and of the `verified` intermediates whose CRL is not
+    /// held here.
+    fn lesson(
+        &self,
+        leaf: &X509Certificate<'_>,
+        verified: &[CertificateDer<'static>],
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.crl_missing(leaf) {
+            out.extend(points_of(leaf));
+        }
+        for der in verified {
+            if let Ok((_, ca)) = x509_parser::parse_x509_certificate(der.as_ref())
+                && self.crl_missing(&ca)
+            {
+                out.extend(points_of(&ca));
+            }
+        }
+        out.dedup();
+        out
+    }
+
+    /// Has the fetcher fetch these learned distribution points for this edge.
+    fn teach(&self, points: &[String]) {
         let mut asked = false;
-        for url in &points {
-            asked |= self.fetcher.want(url, &self.name, &self.roots);
+        for url in points {
+            asked |= self.fetcher.learn(url, &self.name, &self.roots);
         }
         if asked {
-            tracing::info!(edge = %self.name, points = ?points, "a certificate names a CRL distribution point whose CRL is not held yet; refused until it is fetched");
+            tracing::info!(edge = %self.name, points = ?points, "a verified certificate names a CRL distribution point whose CRL is not held yet; refused until it is fetched");
         }
-        Err(rustls::Error::InvalidCertificate(
-            CertificateError::UnknownRevocationStatus,
-        ))
     }
 }
 
-/// The URLs (http, https) of the CRL distribution points a certificate names.
+fn fingerprint(der: &CertificateDer<'_>) -> [u8; 32] {
+    Sha256::digest(der.as_ref()).into()
+}
+
+/// Of the intermediates a peer sent, those that chain up to `roots`: each a CA, valid at
+/// `now`, signed by a root or by one already found. At most four are looked at.
+pub fn verified_intermediates(
+    roots: &[CertificateDer<'_>],
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+) -> Vec<CertificateDer<'static>> {
+    let Ok(at) = x509_parser::time::ASN1Time::from_timestamp(
+        i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+    ) else {
+        return Vec::new();
+    };
+    fn parse<'a>(der: &'a CertificateDer<'_>) -> Option<X509Certificate<'a>> {
+        x509_parser::parse_x509_certificate(der.as_ref())
+            .ok()
+            .map(|(_, c)| c)
+    }
+    let mut signers: Vec<X509Certificate<'_>> = roots.iter().filter_map(parse).collect();
+    let mut left: Vec<(&CertificateDer<'_>, X509Certificate<'_>)> = intermediates
+        .iter()
+        .take(4)
+        .filter_map(|der| Some((der, parse(der)?)))
+        .collect();
+    let mut out = Vec::new();
+    loop {
+        let found = left.iter().position(|(_, c)| {
+            c.is_ca()
+                && c.validity().is_valid_at(at)
+                && signers.iter().any(|s| {
+                    s.subject().as_raw() == c.issuer().as_raw()
+                        && c.verify_signature(Some(s.public_key())).is_ok()
+                })
+        });
+        let Some(i) = found else {
+            return out;
+        };
+        let (der, cert) = left.swap_remove(i);
+        out.push(der.clone().into_owned());
+        signers.push(cert);
+    }
+}
+
+/// The URLs (http, https) of the CRL distribution points a certificate names, at most
+/// [`MAX_POINTS_PER_CERTIFICATE`].
 pub fn distribution_points(der: &CertificateDer<'_>) -> Vec<String> {
     x509_parser::parse_x509_certificate(der.as_ref())
         .map(|(_, c)| points_of(&c))
         .unwrap_or_default()
 }
 
-fn points_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+fn points_of(cert: &X509Certificate<'_>) -> Vec<String> {
     let mut out = Vec::new();
     for ext in cert.extensions() {
         if let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() {
@@ -272,6 +466,7 @@ fn points_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String
                     for n in names {
                         if let GeneralName::URI(uri) = n
                             && is_url(uri)
+                            && !out.iter().any(|u| u == uri)
                         {
                             out.push((*uri).to_owned());
                         }
@@ -280,6 +475,7 @@ fn points_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String
             }
         }
     }
+    out.truncate(MAX_POINTS_PER_CERTIFICATE);
     out
 }
 
@@ -293,20 +489,19 @@ pub fn issuer_of_crl(crl: &CertificateRevocationListDer<'_>) -> Option<Vec<u8>> 
 /// Of several CRLs by one issuer, the one issued last (a file left behind by a fetch, or the
 /// other way round, must not hide a newer revocation).
 fn newest_per_issuer(crls: Vec<NamedCrl>) -> Vec<NamedCrl> {
-    let mut best: HashMap<Vec<u8>, (i64, NamedCrl)> = HashMap::new();
+    let mut best: HashMap<Vec<u8>, (crate::crl::Issued, NamedCrl)> = HashMap::new();
     let mut unreadable = Vec::new();
-    for crl in crls {
-        let Ok((_, parsed)) = x509_parser::parse_x509_crl(crl.der.as_ref()) else {
+    for named in crls {
+        // Every CRL was checked where it came in; the clock is not asked again here.
+        let Ok(crl) = crate::crl::read(named.der.clone(), i64::MAX / 2) else {
             // WebPKI will say what is wrong with it.
-            unreadable.push(crl);
+            unreadable.push(named);
             continue;
         };
-        let issued = parsed.last_update().timestamp();
-        let issuer = parsed.issuer().as_raw().to_vec();
-        match best.get(&issuer) {
-            Some((at, _)) if *at >= issued => {}
+        match best.get(&crl.issuer) {
+            Some((at, _)) if !at.older_than(&crl.issued) => {}
             _ => {
-                best.insert(issuer, (issued, crl.clone()));
+                best.insert(crl.issuer, (crl.issued, named));
             }
         }
     }
@@ -315,11 +510,16 @@ fn newest_per_issuer(crls: Vec<NamedCrl>) -> Vec<NamedCrl> {
     out
 }
 
-/// The verifier of an mTLS listener's clients on `edge`.
-pub fn client_verifier(
+/// A listener's verifier for handshakes, and the one for its open connections.
+pub type ClientVerifiers = (Arc<dyn ClientCertVerifier>, Arc<dyn ClientCertVerifier>);
+
+/// The verifiers of an mTLS listener's clients on `edge`: the one for its handshakes, and
+/// the one that verifies its open connections again (their peers proved their keys at their
+/// handshakes, so nothing waits on a proof there).
+pub fn client_verifiers(
     edge: &Edge,
     provider: &Arc<CryptoProvider>,
-) -> Result<Arc<dyn ClientCertVerifier>, String> {
+) -> Result<ClientVerifiers, String> {
     let inner =
         WebPkiClientVerifier::builder_with_provider(Arc::new(edge.root_store()?), provider.clone())
             .with_crls(edge.crl_ders())
@@ -327,10 +527,14 @@ pub fn client_verifier(
             .enforce_revocation_expiration()
             .build()
             .map_err(|e| format!("{}: client certificate verifier: {e}", edge.name))?;
-    Ok(Arc::new(EdgeClientVerifier {
-        inner,
-        edge: edge.clone(),
-    }))
+    let verifier = |learning| -> Arc<dyn ClientCertVerifier> {
+        Arc::new(EdgeClientVerifier {
+            inner: inner.clone(),
+            edge: edge.clone(),
+            learning,
+        })
+    };
+    Ok((verifier(Learning::AfterProof), verifier(Learning::Now)))
 }
 
 /// The verifier of a server brygga calls on `edge`.
@@ -357,6 +561,7 @@ pub fn server_verifier(
 struct EdgeClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     edge: Edge,
+    learning: Learning,
 }
 
 fn for_client_auth(end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
@@ -392,12 +597,21 @@ impl ClientCertVerifier for EdgeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self
+        let verdict = self
             .inner
-            .verify_client_cert(end_entity, intermediates, now);
-        let verified = self.edge.learn(verified, end_entity)?;
+            .verify_client_cert(end_entity, intermediates, now)
+            .map(|_| ());
+        if let Err(e) = &verdict
+            && *e != revocation_unknown()
+        {
+            return Err(e.clone());
+        }
         for_client_auth(end_entity)?;
-        Ok(verified)
+        // On probation, it is refused at its signature (below): a handshake cannot end
+        // without it.
+        self.edge
+            .judge(verdict, end_entity, intermediates, now, self.learning)
+            .map(|_| ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -406,7 +620,9 @@ impl ClientCertVerifier for EdgeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        let valid = self.inner.verify_tls12_signature(message, cert, dss)?;
+        self.edge.proven(cert)?;
+        Ok(valid)
     }
 
     fn verify_tls13_signature(
@@ -415,7 +631,9 @@ impl ClientCertVerifier for EdgeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        let valid = self.inner.verify_tls13_signature(message, cert, dss)?;
+        self.edge.proven(cert)?;
+        Ok(valid)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -439,14 +657,19 @@ impl ServerCertVerifier for EdgeServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        );
-        self.edge.learn(verified, end_entity)
+        let verdict = self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .map(|_| ());
+        self.edge
+            .judge(
+                verdict,
+                end_entity,
+                intermediates,
+                now,
+                Learning::AfterProof,
+            )
+            .map(|_| ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -455,7 +678,9 @@ impl ServerCertVerifier for EdgeServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        let valid = self.inner.verify_tls12_signature(message, cert, dss)?;
+        self.edge.proven(cert)?;
+        Ok(valid)
     }
 
     fn verify_tls13_signature(
@@ -464,7 +689,9 @@ impl ServerCertVerifier for EdgeServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        let valid = self.inner.verify_tls13_signature(message, cert, dss)?;
+        self.edge.proven(cert)?;
+        Ok(valid)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

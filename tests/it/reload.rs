@@ -597,18 +597,24 @@ async fn every_certificate_and_ca_reloads_without_a_restart() {
     })
     .await;
 
-    // AF's CA replaced by another: AF's server is no longer trusted, and AF's pushes are
-    // refused on the af listener.
+    // AF's CA replaced by another, with that CA's CRL (a CRL must come from a CA of its
+    // edge): AF's server is no longer trusted, and AF's pushes are refused on the af listener.
     let af_ca = std::fs::read_to_string(certs.join("af-ca.pem")).unwrap();
+    let af_crl = std::fs::read_to_string(certs.join("af-ca.crl.pem")).unwrap();
     replace(
         &certs.join("af-ca.pem"),
         &std::fs::read_to_string(certs.join("kommun-ca.pem")).unwrap(),
+    );
+    replace(
+        &certs.join("af-ca.crl.pem"),
+        &std::fs::read_to_string(certs.join("kommun-ca.crl.pem")).unwrap(),
     );
     eventually("AF is no longer trusted", || async {
         s.ask(Some(&s.st_token())).await.status == 503
     })
     .await;
     replace(&certs.join("af-ca.pem"), &af_ca);
+    replace(&certs.join("af-ca.crl.pem"), &af_crl);
     eventually("AF is trusted again", || async {
         s.ask(Some(&s.st_token())).await.status == 200
     })
@@ -773,5 +779,223 @@ async fn a_file_that_fails_to_load_keeps_the_one_in_use_and_says_so() {
             .contains("brygga_reload_problems 0")
     })
     .await;
+    s.stop().await;
+}
+
+/// `brygga_reload_problems` on the stack's `/metrics`.
+async fn reload_problems(s: &crate::harness::Stack) -> u64 {
+    crate::harness::admin_text(s.inner.gateway.admin_addr, "/metrics")
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("brygga_reload_problems "))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// A CRL file the kommun listener must refuse, wherever it comes in: the configuration
+/// naming it fails to load (so `check-config` says so) with `reason` and the entry's key;
+/// written over the CRL file in use, the reload keeps the CRL in use and reports it, and
+/// Stockholm is still served.
+async fn refused_at_load_and_reload(bad: &str, reason: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let s = copied_stack(root.path(), |_| {}).await;
+    // Served; and the reload's watch has taken its first look at the files.
+    assert_eq!(crate::revocation::stockholm_fresh(&s, None).await, Ok(200));
+    let certs = s.files.certs.clone();
+    std::fs::write(certs.join("bad.crl.pem"), bad).unwrap();
+    let text = std::fs::read_to_string(&s.files.config).unwrap().replacen(
+        "client_crls = [\"../certs-example/kommun-ca.crl.pem\"]",
+        "client_crls = [\"../certs-example/bad.crl.pem\"]",
+        1,
+    );
+    let other = root.path().join("config/bad-crl.toml");
+    std::fs::write(&other, text).unwrap();
+    let err = match Config::load(&other) {
+        Ok(_) => panic!("a configuration naming the CRL loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("kommun.client_crls[0]")
+            && err.contains("bad.crl.pem")
+            && err.contains(reason),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_brygga"))
+        .args(["check-config", "--config"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success()
+            && printed.contains("kommun.client_crls[0]")
+            && printed.contains(reason),
+        "{printed}"
+    );
+
+    let good = std::fs::read_to_string(certs.join("kommun-ca.crl.pem")).unwrap();
+    replace(&certs.join("kommun-ca.crl.pem"), bad);
+    eventually("the reload reports the CRL", || async {
+        reload_problems(&s).await >= 1
+    })
+    .await;
+    assert_eq!(crate::revocation::stockholm_fresh(&s, None).await, Ok(200));
+    replace(&certs.join("kommun-ca.crl.pem"), &good);
+    eventually("the problem is gone", || async {
+        reload_problems(&s).await == 0
+    })
+    .await;
+    s.stop().await;
+}
+
+/// A CRL WebPKI cannot read (here one byte after the DER, inside the PEM block) is refused
+/// naming the entry, the file and why — not taken, to fail the listener's verifier later.
+#[tokio::test]
+async fn a_crl_file_webpki_cannot_read_is_refused_naming_the_file() {
+    use base64::Engine;
+    let pem = std::fs::read(crate::harness::certs().join("kommun-ca.crl.pem")).unwrap();
+    let mut der = brygga::tls::load_crls(&crate::harness::certs().join("kommun-ca.crl.pem"))
+        .unwrap()[0]
+        .as_ref()
+        .to_vec();
+    assert!(!pem.is_empty());
+    der.push(b'\n');
+    let text = base64::engine::general_purpose::STANDARD.encode(&der);
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let bad = format!(
+        "-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n",
+        lines.join("\n")
+    );
+    refused_at_load_and_reload(&bad, "1 byte(s) after the end of the CRL").await;
+}
+
+/// A CRL file of another CA (AF's, copied by mistake) would refuse every municipality
+/// (their CA then has no CRL): refused at load, by `check-config` and by the reload.
+#[tokio::test]
+async fn a_crl_file_of_another_ca_is_refused_at_load_check_config_and_reload() {
+    let bad = std::fs::read_to_string(crate::harness::certs().join("af-ca.crl.pem")).unwrap();
+    refused_at_load_and_reload(&bad, "is not a CA of this edge").await;
+}
+
+/// A CRL file replaced by an older CRL of the same CA (a deploy tool restoring a stale copy)
+/// does not un-revoke: the newer one stays in force and the reload reports the older one
+/// until the file is right.
+#[tokio::test]
+async fn a_crl_file_replaced_by_an_older_one_keeps_the_newer_and_says_so() {
+    let root = tempfile::tempdir().unwrap();
+    let s = copied_stack(root.path(), |_| {}).await;
+    assert_eq!(crate::revocation::stockholm_fresh(&s, None).await, Ok(200));
+    let certs = s.files.certs.clone();
+    let file = certs.join("kommun-ca.crl.pem");
+    let old = std::fs::read_to_string(&file).unwrap();
+    let newer = root.path().join("newer.crl.pem");
+    brygga::certs::write_crl(
+        &certs.join("kommun-ca.pem"),
+        &certs.join("kommun-ca.key"),
+        &brygga::tls::load_certs(&certs.join("klient-0180.pem")).unwrap(),
+        &newer,
+        30,
+    )
+    .unwrap();
+    std::fs::rename(&newer, &file).unwrap();
+    eventually("Stockholm is revoked", || async {
+        crate::revocation::stockholm_fresh(&s, None)
+            .await
+            .is_err_and(|e| e.contains("CertificateRevoked"))
+    })
+    .await;
+    replace(&file, &old);
+    eventually("the older CRL is reported", || async {
+        reload_problems(&s).await >= 1
+    })
+    .await;
+    let after = crate::revocation::stockholm_fresh(&s, None).await;
+    assert!(
+        after
+            .as_ref()
+            .is_err_and(|e| e.contains("CertificateRevoked")),
+        "the older CRL un-revoked Stockholm: {after:?}"
+    );
+    s.stop().await;
+}
+
+/// A pseudonym key edited in place (same id, other bytes) or removed from the configuration
+/// is refused by the reload: the keys in use stay (an event for a followed person still
+/// finds its subscription) and the reload reports why. A key added is taken.
+#[tokio::test]
+async fn a_pseudonym_key_edited_in_place_or_removed_is_refused_and_the_keys_in_use_stay() {
+    let root = tempfile::tempdir().unwrap();
+    let s = copied_stack(root.path(), |_| {}).await;
+    let certs = s.files.certs.clone();
+    crate::delivery::stockholm_follows(&s).await;
+    let af = brygga::client::KommunClient::new(
+        &s.inner.af_url(),
+        &certs.join("af-ca.pem"),
+        Some((&certs.join("af-client.pem"), &certs.join("af-client.key"))),
+    )
+    .unwrap();
+    let deliveries = |n: u32| {
+        let event = crate::delivery::event(
+            &format!("44444444-aaaa-4bbb-8ccc-{n:012}"),
+            sim::REGISTRERAD,
+            n,
+        );
+        let af = af.clone();
+        async move {
+            let a = af
+                .post_with_type(
+                    None,
+                    serde_json::json!({ "handelser": [event] }).to_string(),
+                    "application/json",
+                )
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+            body["leveranser"].as_u64().unwrap()
+        }
+    };
+    assert_eq!(deliveries(1).await, 1);
+
+    let key_file = certs.join("pseudonym-subscriptions.key");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    replace(&key_file, &"6b".repeat(32));
+    eventually("the edited key is refused", || async {
+        reload_problems(&s).await >= 1
+    })
+    .await;
+    assert_eq!(deliveries(2).await, 1, "the subscription was lost");
+    replace(&key_file, &key);
+    eventually("the key in use is back", || async {
+        reload_problems(&s).await == 0
+    })
+    .await;
+
+    // A new key added last is taken; the old one removed is refused.
+    replace(
+        &certs.join("pseudonym-subscriptions-2.key"),
+        &"7c".repeat(32),
+    );
+    let config = s.files.config.clone();
+    let with_both = std::fs::read_to_string(&config).unwrap()
+        + "\n[[pseudonyms]]\ndomain = \"subscriptions\"\nid = \"s2\"\nfile = \"../certs-example/pseudonym-subscriptions-2.key\"\n";
+    replace(&config, &with_both);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(reload_problems(&s).await, 0);
+    replace(
+        &config,
+        &with_both.replace(
+            "[[pseudonyms]]\ndomain = \"subscriptions\"\nid = \"s1\"\nfile = \"../certs-example/pseudonym-subscriptions.key\"\n",
+            "",
+        ),
+    );
+    eventually("the removed key is refused", || async {
+        reload_problems(&s).await >= 1
+    })
+    .await;
+    assert_eq!(deliveries(3).await, 1, "the subscription was lost");
     s.stop().await;
 }

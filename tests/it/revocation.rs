@@ -58,6 +58,8 @@ struct CrlServer {
     /// How long it waits before answering, in ms.
     delay_ms: Arc<AtomicU64>,
     hits: Arc<AtomicU64>,
+    /// Every path asked for, in order.
+    paths: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -69,16 +71,24 @@ impl CrlServer {
         let status = Arc::new(AtomicU16::new(200));
         let delay_ms = Arc::new(AtomicU64::new(0));
         let hits = Arc::new(AtomicU64::new(0));
-        let (b, st, d, h) = (body.clone(), status.clone(), delay_ms.clone(), hits.clone());
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let (b, st, d, h, ps) = (
+            body.clone(),
+            status.clone(),
+            delay_ms.clone(),
+            hits.clone(),
+            paths.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
-                let (b, st, d, h) = (b.clone(), st.clone(), d.clone(), h.clone());
+                let (b, st, d, h, ps) = (b.clone(), st.clone(), d.clone(), h.clone(), ps.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |_req| {
+                    let service = hyper::service::service_fn(move |req: http::Request<_>| {
                         let (b, st, d, h) = (b.clone(), st.clone(), d.clone(), h.clone());
+                        ps.lock().unwrap().push(req.uri().path().to_owned());
                         async move {
                             h.fetch_add(1, Ordering::SeqCst);
                             tokio::time::sleep(Duration::from_millis(d.load(Ordering::SeqCst)))
@@ -108,6 +118,7 @@ impl CrlServer {
             status,
             delay_ms,
             hits,
+            paths,
             task,
         }
     }
@@ -122,6 +133,11 @@ impl CrlServer {
 
     fn hits(&self) -> u64 {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// The different paths asked for.
+    fn paths(&self) -> std::collections::BTreeSet<String> {
+        self.paths.lock().unwrap().iter().cloned().collect()
     }
 }
 
@@ -142,7 +158,7 @@ fn af_sender(s: &Stack) -> brygga::client::KommunClient {
 }
 
 /// A new client each time (a new handshake), as Stockholm: the error, or the HTTP status.
-async fn stockholm_fresh(s: &Stack, identity: Option<CertAndKey>) -> Result<u16, String> {
+pub async fn stockholm_fresh(s: &Stack, identity: Option<CertAndKey>) -> Result<u16, String> {
     let ca = brygga::tls::load_certs(&harness::certs().join("kommun-ca.pem")).unwrap();
     let identity = identity.unwrap_or_else(|| CertAndKey {
         chain: brygga::tls::load_certs(&s.sthlm.cert).unwrap(),
@@ -587,5 +603,596 @@ async fn a_connection_is_retired_at_its_maximum_age() {
     let ended = tokio::time::timeout(Duration::from_secs(8), conn).await;
     assert!(ended.is_ok(), "h2 client connection still open");
     assert!(started.elapsed() < Duration::from_secs(4));
+    s.stop().await;
+}
+
+/// A CRL (DER) signed by `issuer` revoking `revoked`, issued `age` ago, current for `valid`
+/// from now.
+fn crl_signed_by(
+    issuer: &rcgen::Issuer<'_, KeyPair>,
+    revoked: &[&CertificateDer<'_>],
+    age: time::Duration,
+    valid: time::Duration,
+) -> Vec<u8> {
+    let now = time::OffsetDateTime::now_utc();
+    let revoked_certs = revoked
+        .iter()
+        .map(|c| {
+            let (_, x) = x509_parser::parse_x509_certificate(c.as_ref()).unwrap();
+            rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(x.raw_serial()),
+                revocation_time: now - time::Duration::minutes(1),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            }
+        })
+        .collect();
+    rcgen::CertificateRevocationListParams {
+        this_update: now - age,
+        next_update: now + valid,
+        crl_number: rcgen::SerialNumber::from((now - age).unix_timestamp().unsigned_abs()),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(issuer)
+    .unwrap()
+    .der()
+    .to_vec()
+}
+
+/// A Stockholm client certificate signed by `issuer`, naming `points` as its CRL distribution
+/// points, valid until `not_after` when given.
+fn sthlm_signed_by(
+    issuer: &rcgen::Issuer<'_, KeyPair>,
+    points: Vec<String>,
+    not_after: Option<time::OffsetDateTime>,
+) -> (CertificateDer<'static>, KeyPair) {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::default();
+    p.distinguished_name
+        .push(DnType::CommonName, "Stockholms stad, ett system till");
+    p.distinguished_name
+        .push(DnType::CustomDnType(vec![2, 5, 4, 97]), "NTRSE-2120000142");
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    if !points.is_empty() {
+        p.crl_distribution_points = vec![CrlDistributionPoint { uris: points }];
+    }
+    if let Some(t) = not_after {
+        p.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        p.not_after = t;
+    }
+    (p.signed_by(&key, issuer).unwrap().der().clone(), key)
+}
+
+fn with_key(chain: Vec<CertificateDer<'static>>, key: &KeyPair) -> CertAndKey {
+    CertAndKey {
+        chain,
+        key: PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+    }
+}
+
+/// Presents a certificate chain with whatever key it is given (rustls would otherwise refuse
+/// a key that is not the certificate's).
+#[derive(Debug)]
+struct Presents(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Presents {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A client of `ca`'s servers presenting `chain` with `key`, speaking only `version`, and
+/// keeping its TLS sessions to resume them (rustls's default).
+fn resuming_client(
+    ca: &str,
+    chain: Vec<CertificateDer<'static>>,
+    key: &KeyPair,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Arc<rustls::ClientConfig> {
+    let provider = brygga::tls::provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap())
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in brygga::tls::load_certs(&harness::certs().join(format!("{ca}.pem"))).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(Presents(Arc::new(
+            rustls::sign::CertifiedKey::new(chain, signing),
+        ))));
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+/// One GET on a new connection to `addr` made with `cfg`: whether the handshake resumed a
+/// session, and the answer's status line or why there was none.
+async fn get_on_a_new_connection(
+    addr: SocketAddr,
+    cfg: &Arc<rustls::ClientConfig>,
+    path: &str,
+) -> (bool, Result<String, String>) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = match tokio_rustls::TlsConnector::from(cfg.clone())
+        .connect(name, tcp)
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return (false, Err(format!("handshake: {e}"))),
+    };
+    let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    if let Err(e) = tls.write_all(request.as_bytes()).await {
+        return (resumed, Err(format!("write: {e}")));
+    }
+    let mut answer = Vec::new();
+    match tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await {
+        _ if answer.starts_with(b"HTTP/") => {
+            let text = String::from_utf8_lossy(&answer);
+            (resumed, Ok(text.lines().next().unwrap_or("").to_owned()))
+        }
+        Ok(Err(e)) => (resumed, Err(e.to_string())),
+        _ => (resumed, Err("no answer".into())),
+    }
+}
+
+/// No listener resumes a TLS session (TLS 1.2 or 1.3): a resumed session would restore the
+/// client certificate without verifying it again. So a client certificate that expired after
+/// its first handshake is refused on the next one, made with the same client and its kept
+/// session.
+#[tokio::test]
+async fn no_session_is_resumed_so_a_certificate_expired_since_is_refused_on_the_next_handshake() {
+    let s = harness::start().await;
+    let af_key = KeyPair::from_pem(
+        &std::fs::read_to_string(harness::certs().join("af-client.key")).unwrap(),
+    )
+    .unwrap();
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        for (addr, ca, chain, key) in [
+            (
+                s.inner.gateway.af_addr,
+                "af-ca",
+                vec![example_cert("af-client")],
+                &af_key,
+            ),
+            (
+                s.inner.gateway.kommun_addr,
+                "kommun-ca",
+                vec![example_cert("klient-0180")],
+                &KeyPair::from_pem(&std::fs::read_to_string(&s.sthlm.key).unwrap()).unwrap(),
+            ),
+        ] {
+            let cfg = resuming_client(ca, chain, key, version);
+            let first = get_on_a_new_connection(addr, &cfg, "/kommun/v1?wsdl").await;
+            let second = get_on_a_new_connection(addr, &cfg, "/kommun/v1?wsdl").await;
+            assert!(first.1.is_ok() && second.1.is_ok(), "{first:?} {second:?}");
+            assert!(
+                !second.0,
+                "{ca} listener, {version:?}: a session was resumed"
+            );
+        }
+    }
+
+    let root = harness::issuer(&harness::certs(), "kommun-ca");
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    let (cert, key) = sthlm_signed_by(&root, Vec::new(), Some(expires));
+    let cfg = resuming_client("kommun-ca", vec![cert], &key, &rustls::version::TLS13);
+    let addr = s.inner.gateway.kommun_addr;
+    let (_, first) = get_on_a_new_connection(addr, &cfg, "/kommun/v1?wsdl").await;
+    assert_eq!(first.as_deref(), Ok("HTTP/1.1 200 OK"));
+    while time::OffsetDateTime::now_utc() < expires + time::Duration::seconds(1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (resumed, after) = get_on_a_new_connection(addr, &cfg, "/kommun/v1?wsdl").await;
+    assert!(!resumed);
+    assert!(
+        after
+            .as_ref()
+            .is_err_and(|e| e.contains("CertificateExpired")),
+        "the expired certificate: {after:?}"
+    );
+    s.stop().await;
+}
+
+/// A CRL WebPKI cannot read (here: a newline after the DER, as some web servers add) is a
+/// failed fetch with its reason: the gateway still starts, refusing the CA's certificates
+/// until a good CRL comes (`/readyz` says why); later, such a CRL is counted as a failure
+/// and the last good one stays in force — nothing reaches the verifier to fail the edge.
+#[tokio::test]
+async fn a_fetched_crl_webpki_cannot_read_is_a_fetch_failure_and_the_last_good_one_stays() {
+    let with_newline = |mut der: Vec<u8>| {
+        der.push(b'\n');
+        der
+    };
+    let server = CrlServer::start(with_newline(crl("kommun-ca", &[]))).await;
+    let url = server.url("/kommun-ca.crl");
+    let u = url.clone();
+    let s = harness::start_custom(
+        move |c, _| {
+            c.kommun.crls.clear();
+            c.kommun_files.trust.crls.files.clear();
+            c.kommun_files.trust.crls.urls.push((0, u));
+            c.revocation.refresh = Duration::from_millis(300);
+            c.revocation.retry = Duration::from_millis(300);
+            c.health.cache = Duration::ZERO;
+        },
+        true,
+    )
+    .await;
+    let admin = s.inner.gateway.admin_addr;
+    let ready = harness::admin_text(admin, "/readyz").await;
+    assert!(
+        ready.contains(&url) && ready.contains("1 byte(s) after the end of the CRL"),
+        "{ready}"
+    );
+    assert!(stockholm_fresh(&s, None).await.is_err());
+
+    server.serve(crl("kommun-ca", &[]));
+    until(
+        "served with a good CRL",
+        Duration::from_secs(10),
+        || async { stockholm_fresh(&s, None).await == Ok(200) },
+    )
+    .await;
+    let source = format!("source=\"{url}\"");
+    let failures = |m: &str| metric(m, "brygga_crl_fetch_failures_total", &[&source]).unwrap();
+    let before = failures(&harness::admin_text(admin, "/metrics").await);
+    server.serve(with_newline(crl(
+        "kommun-ca",
+        &[example_cert("klient-0180")],
+    )));
+    until(
+        "the unreadable CRL is counted as a failure",
+        Duration::from_secs(10),
+        || async { failures(&harness::admin_text(admin, "/metrics").await) >= before + 2.0 },
+    )
+    .await;
+    let m = harness::admin_text(admin, "/metrics").await;
+    assert_eq!(metric(&m, "brygga_reload_problems", &[]), Some(0.0), "{m}");
+    assert_eq!(
+        metric(&m, "brygga_crl_source_ok", &[&source]),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(stockholm_fresh(&s, None).await, Ok(200));
+    s.stop().await;
+}
+
+/// Anyone can copy a municipality's certificate (TLS 1.2 sends it in clear), but without its
+/// key it makes brygga fetch nothing: the distribution points a certificate names are
+/// learned only after its peer signed the handshake with the certificate's key.
+#[tokio::test]
+async fn a_copied_certificate_without_its_key_makes_brygga_fetch_nothing() {
+    let server = CrlServer::start(crl("kommun-ca", &[])).await;
+    let root = harness::issuer(&harness::certs(), "kommun-ca");
+    let (cert, its_key) = sthlm_signed_by(&root, vec![server.url("/copied.crl")], None);
+    let s = harness::start_custom(
+        |c, _| {
+            c.kommun.crls.clear();
+            c.kommun_files.trust.crls.files.clear();
+            c.revocation.retry = Duration::from_millis(200);
+        },
+        true,
+    )
+    .await;
+    let stranger = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let cfg = resuming_client("kommun-ca", vec![cert.clone()], &stranger, version);
+        let (_, answer) =
+            get_on_a_new_connection(s.inner.gateway.kommun_addr, &cfg, "/kommun/v1?wsdl").await;
+        assert!(answer.is_err(), "{version:?}: {answer:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(server.hits(), 0, "a peer without the key made brygga fetch");
+    // With its key, the same certificate has its point fetched, and is then served.
+    let owner = with_key(vec![cert], &its_key);
+    assert!(stockholm_fresh(&s, Some(owner.clone())).await.is_err());
+    until(
+        "served once its CRL is here",
+        Duration::from_secs(10),
+        || {
+            let owner = owner.clone();
+            let s = &s;
+            async move { stockholm_fresh(s, Some(owner)).await == Ok(200) }
+        },
+    )
+    .await;
+    assert!(server.hits() >= 1);
+    s.stop().await;
+}
+
+/// A distribution point learned from one client's certificate that does not answer keeps
+/// that certificate out (fail closed) but does not make the gateway unready: the others are
+/// served and `/readyz` says ready, naming it apart. Unused, it is forgotten
+/// (`revocation.forget_unused_after`) and no longer fetched.
+#[tokio::test]
+async fn a_dead_learned_distribution_point_leaves_the_gateway_ready_and_is_forgotten_unused() {
+    let dead = CrlServer::start(Vec::new()).await;
+    dead.status.store(404, Ordering::SeqCst);
+    let root = harness::issuer(&harness::certs(), "kommun-ca");
+    let s = harness::start_custom(
+        |c, _| {
+            // No CRL of the kommun CA but those its certificates point at.
+            c.kommun.crls.clear();
+            c.kommun_files.trust.crls.files.clear();
+            c.revocation.retry = Duration::from_millis(200);
+            c.revocation.forget_unused_after = Duration::from_secs(2);
+            c.health.cache = Duration::ZERO;
+        },
+        true,
+    )
+    .await;
+    let admin = s.inner.gateway.admin_addr;
+    let (cert, key) = sthlm_signed_by(&root, vec![dead.url("/gone.crl")], None);
+    assert!(
+        stockholm_fresh(&s, Some(with_key(vec![cert], &key)))
+            .await
+            .is_err()
+    );
+    until("the point is fetched", Duration::from_secs(5), || async {
+        dead.hits() >= 2
+    })
+    .await;
+    let ready = reqwest::get(format!("http://{admin}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let body = ready.text().await.unwrap();
+    assert!(
+        body.contains("learned from certificates (not counted)") && body.contains("/gone.crl"),
+        "{body}"
+    );
+    // Göteborg's certificate names no point: served meanwhile.
+    harness::status(
+        &s.gb
+            .post_raw(Some(&s.gb_token()), s.gb_xml(brygga::sim::REGISTRERAD))
+            .await
+            .unwrap(),
+    );
+    // Forgotten two seconds after it was learned: fetched no more.
+    until(
+        "the point is forgotten",
+        Duration::from_secs(10),
+        || async {
+            let m = harness::admin_text(admin, "/metrics").await;
+            metric(&m, "brygga_crl_source_ok", &["gone.crl"]).is_none()
+        },
+    )
+    .await;
+    let hits = dead.hits();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(dead.hits(), hits, "a forgotten point is still fetched");
+    s.stop().await;
+}
+
+/// A certificate naming many distribution points has two of them fetched, and learned points
+/// that never answer cannot crowd out others: when the table of learned sources is full, one
+/// that never answered makes room, so a later certificate with a working point is served.
+#[tokio::test]
+async fn many_distribution_points_take_two_per_certificate_and_dead_ones_make_room() {
+    let dead = CrlServer::start(Vec::new()).await;
+    dead.status.store(404, Ordering::SeqCst);
+    let alive = CrlServer::start(crl("kommun-ca", &[])).await;
+    let root = harness::issuer(&harness::certs(), "kommun-ca");
+    let s = harness::start_custom(
+        |c, _| {
+            c.kommun.crls.clear();
+            c.kommun_files.trust.crls.files.clear();
+            c.revocation.retry = Duration::from_secs(30);
+        },
+        true,
+    )
+    .await;
+    let points: Vec<String> = (0..70).map(|i| dead.url(&format!("/p{i}.crl"))).collect();
+    let (greedy, key) = sthlm_signed_by(&root, points, None);
+    assert!(
+        stockholm_fresh(&s, Some(with_key(vec![greedy], &key)))
+            .await
+            .is_err()
+    );
+    until("its points are fetched", Duration::from_secs(5), || async {
+        dead.paths().len() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        dead.paths(),
+        ["/p0.crl", "/p1.crl"].map(String::from).into(),
+        "two points of one certificate"
+    );
+    // More learned points than the table holds, none of which answers.
+    for i in 0..40 {
+        let (cert, key) = sthlm_signed_by(
+            &root,
+            vec![
+                dead.url(&format!("/q{i}a.crl")),
+                dead.url(&format!("/q{i}b.crl")),
+            ],
+            None,
+        );
+        let _ = stockholm_fresh(&s, Some(with_key(vec![cert], &key))).await;
+    }
+    let (later, key) = sthlm_signed_by(&root, vec![alive.url("/later.crl")], None);
+    let later = with_key(vec![later], &key);
+    let took = until(
+        "a working point of a later certificate is followed",
+        Duration::from_secs(10),
+        || {
+            let (s, later) = (&s, later.clone());
+            async move { stockholm_fresh(s, Some(later)).await == Ok(200) }
+        },
+    )
+    .await;
+    eprintln!(
+        "{} dead points asked for; the later certificate was served after {took:?}",
+        dead.paths().len()
+    );
+    s.stop().await;
+}
+
+/// A client under an intermediate CA (kommun CA → intermediate → client), revocation left to
+/// distribution points: the intermediate names the root's CRL, the client's certificate the
+/// intermediate's. Both are fetched (the intermediate's CRL is taken because the
+/// intermediate verifies up to the kommun CA), the client is served, and refused once the
+/// intermediate's CRL revokes it.
+#[tokio::test]
+async fn a_client_under_an_intermediate_ca_is_served_once_both_crls_are_fetched() {
+    let root = harness::issuer(&harness::certs(), "kommun-ca");
+    let root_crls = CrlServer::start(crl("kommun-ca", &[])).await;
+    let int_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ip = CertificateParams::default();
+    ip.distinguished_name
+        .push(DnType::CommonName, "brygga exempel, mellanliggande CA");
+    ip.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ip.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    ip.crl_distribution_points = vec![CrlDistributionPoint {
+        uris: vec![root_crls.url("/root.crl")],
+    }];
+    let int_cert = ip.signed_by(&int_key, &root).unwrap().der().clone();
+    let intermediate = rcgen::Issuer::new(ip, int_key);
+    let int_crls = CrlServer::start(crl_signed_by(
+        &intermediate,
+        &[],
+        time::Duration::hours(1),
+        time::Duration::days(30),
+    ))
+    .await;
+    let (leaf, key) = sthlm_signed_by(&intermediate, vec![int_crls.url("/int.crl")], None);
+    let client = with_key(vec![leaf.clone(), int_cert], &key);
+    let s = harness::start_custom(
+        |c, _| {
+            c.kommun.crls.clear();
+            c.kommun_files.trust.crls.files.clear();
+            c.revocation.refresh = Duration::from_millis(500);
+        },
+        true,
+    )
+    .await;
+    let took = until("served", Duration::from_secs(10), || {
+        let (s, client) = (&s, client.clone());
+        async move { stockholm_fresh(s, Some(client)).await == Ok(200) }
+    })
+    .await;
+    eprintln!("a client under an intermediate CA was served after {took:?}");
+    assert!(root_crls.hits() >= 1 && int_crls.hits() >= 1);
+    int_crls.serve(crl_signed_by(
+        &intermediate,
+        &[&leaf],
+        time::Duration::minutes(30),
+        time::Duration::days(30),
+    ));
+    until("refused once revoked", Duration::from_secs(10), || {
+        let (s, client) = (&s, client.clone());
+        async move {
+            stockholm_fresh(s, Some(client))
+                .await
+                .is_err_and(|e| e.contains("CertificateRevoked"))
+        }
+    })
+    .await;
+    s.stop().await;
+}
+
+/// A CRL is fetched again halfway to its next update (here, one with six seconds left is
+/// fetched after three), so the next one its CA publishes is in force before the held one
+/// goes stale — not after, which would refuse every certificate of the CA in between.
+#[tokio::test]
+async fn a_crl_near_its_next_update_is_fetched_again_before_it_expires() {
+    let root = harness::issuer(&harness::certs(), "kommun-ca");
+    let issued = Instant::now();
+    let server = CrlServer::start(crl_signed_by(
+        &root,
+        &[],
+        time::Duration::hours(1),
+        time::Duration::seconds(6),
+    ))
+    .await;
+    let u = server.url("/kommun-ca.crl");
+    let s = harness::start_custom(
+        move |c, _| {
+            c.kommun.crls.clear();
+            c.kommun_files.trust.crls.files.clear();
+            c.kommun_files.trust.crls.urls.push((0, u));
+            // The defaults.
+            c.revocation.refresh = Duration::from_secs(3600);
+            c.revocation.retry = Duration::from_secs(60);
+        },
+        true,
+    )
+    .await;
+    assert_eq!(stockholm_fresh(&s, None).await, Ok(200));
+    // The CA publishes its next CRL a moment later.
+    server.serve(crl("kommun-ca", &[]));
+    let stale = issued + Duration::from_secs(8);
+    tokio::time::sleep_until(stale.into()).await;
+    assert_eq!(
+        stockholm_fresh(&s, None).await,
+        Ok(200),
+        "refused once the first CRL went stale: {} fetch(es)",
+        server.hits()
+    );
+    assert!(server.hits() >= 2);
+    s.stop().await;
+}
+
+/// A CRL whose thisUpdate lies in the future (a CA clock ahead once) is refused: held, it
+/// would make every correct CRL its CA publishes after it look older, and their revocations
+/// would not be applied until the clock caught up.
+#[tokio::test]
+async fn a_crl_issued_in_the_future_is_refused_and_later_revocations_apply() {
+    let root = harness::issuer(&harness::certs(), "kommun-ca");
+    let server = CrlServer::start(crl_signed_by(
+        &root,
+        &[],
+        -time::Duration::days(1),
+        time::Duration::days(30),
+    ))
+    .await;
+    let url = server.url("/kommun-ca.crl");
+    let u = url.clone();
+    let s = harness::start_custom(
+        move |c, _| {
+            c.kommun.crls.clear();
+            c.kommun_files.trust.crls.files.clear();
+            c.kommun_files.trust.crls.urls.push((0, u));
+            c.revocation.refresh = Duration::from_millis(300);
+            c.revocation.retry = Duration::from_millis(300);
+            c.health.cache = Duration::ZERO;
+        },
+        true,
+    )
+    .await;
+    let ready = harness::admin_text(s.inner.gateway.admin_addr, "/readyz").await;
+    assert!(ready.contains("issued in the future"), "{ready}");
+    // The CA's clock is right again; it revokes Stockholm's certificate.
+    server.serve(crl("kommun-ca", &[example_cert("klient-0180")]));
+    until(
+        "the revocation applies",
+        Duration::from_secs(10),
+        || async {
+            stockholm_fresh(&s, None)
+                .await
+                .is_err_and(|e| e.contains("CertificateRevoked"))
+        },
+    )
+    .await;
     s.stop().await;
 }
