@@ -284,9 +284,17 @@ fn witness(path: &Path, lines: &[WitnessLine]) -> Result<(), String> {
         text.push_str(&serde_json::to_string(l).map_err(|e| e.to_string())?);
         text.push('\n');
     }
+    // A write cut short (a full disk) is taken back, so the retry does not follow a torn line.
+    let before = f
+        .metadata()
+        .map(|m| m.len())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_data())
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| {
+            let _ = f.set_len(before).and_then(|()| f.sync_data());
+            format!("{}: {e}", path.display())
+        })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -639,6 +647,7 @@ impl AuditLog {
                     chain: genesis.chain,
                     witness_due: Vec::new(),
                     witness_backlog: Vec::new(),
+                    wal_purge_due: false,
                     stats: counted.clone(),
                     policy,
                     since: 0,
@@ -648,6 +657,9 @@ impl AuditLog {
                 let prune_interval = signer.policy.prune_interval();
                 let mut next_prune = Instant::now();
                 loop {
+                    if signer.wal_purge_due {
+                        signer.purge_wal(&conn);
+                    }
                     if let Some(interval) = prune_interval
                         && Instant::now() >= next_prune
                     {
@@ -675,6 +687,9 @@ impl AuditLog {
                     };
                     if prune_interval.is_some() {
                         wait = wait.min(next_prune.saturating_duration_since(Instant::now()));
+                    }
+                    if signer.wal_purge_due {
+                        wait = wait.min(WAL_PURGE_RETRY);
                     }
                     let first = match rx.recv_timeout(wait) {
                         Ok(first) => first,
@@ -778,6 +793,11 @@ impl AuditLog {
     }
 }
 
+/// How long the write-ahead log's truncation after a pruning may wait for readers each try.
+const WAL_PURGE_WAIT: Duration = Duration::from_millis(20);
+/// How soon it is tried again.
+const WAL_PURGE_RETRY: Duration = Duration::from_millis(200);
+
 /// A pruning done: its record's number, and what it removed.
 struct PruneDone {
     seq: u64,
@@ -794,6 +814,8 @@ struct Signer {
     witness_due: Vec<WitnessLine>,
     /// Committed checkpoints the witness has not taken yet (it failed).
     witness_backlog: Vec<WitnessLine>,
+    /// A pruning's write-ahead log is still to be emptied (a reader held it).
+    wal_purge_due: bool,
     stats: Arc<AuditStats>,
     policy: CheckpointPolicy,
     /// Records since the last checkpoint.
@@ -851,15 +873,22 @@ impl Signer {
         Ok(())
     }
 
-    /// A checkpoint on its own, when records are waiting for one.
+    /// A checkpoint on its own, when records are waiting for one: this writer's, or another
+    /// process's (a DPO's sample or review written beside an idle gateway).
     fn checkpoint_if_due(&mut self, conn: &mut Connection, force: bool) -> Result<(), String> {
-        if self.since == 0 || self.key.read().unwrap_or_else(|p| p.into_inner()).is_none() {
+        if self.key.read().unwrap_or_else(|p| p.into_inner()).is_none() {
+            return Ok(());
+        }
+        let (head, _) = read_head(conn).map_err(|e| e.to_string())?;
+        if head <= self.signed {
             return Ok(());
         }
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| e.to_string())?;
         let head = read_head(&tx).map_err(|e| e.to_string())?;
+        // Records another process appended count as waiting too.
+        self.since = self.since.max(head.0.saturating_sub(self.signed));
         self.maybe_sign(&tx, &head, force)?;
         let committed = tx.commit().map_err(|e| e.to_string());
         self.witness(committed.is_ok());
@@ -958,14 +987,28 @@ impl Signer {
         let committed = tx.commit().map_err(|e| e.to_string());
         self.witness(committed.is_ok());
         committed?;
-        // Out of the write-ahead log too.
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(|e| e.to_string())?;
+        // Out of the write-ahead log too, as soon as no reader holds an older snapshot.
+        self.wal_purge_due = true;
+        self.purge_wal(conn);
         Ok(Some(PruneDone {
             seq,
             through: through as u64,
             removed: removed as u64,
         }))
+    }
+
+    /// Copies the write-ahead log into the store and empties it, so what a pruning zeroed is
+    /// gone from both files. A reader holding an older snapshot (a DPO's verify) makes it wait;
+    /// it waits briefly, since it holds back every record meanwhile, and is tried again later.
+    fn purge_wal(&mut self, conn: &Connection) {
+        let _ = conn.busy_timeout(WAL_PURGE_WAIT);
+        let busy = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap_or(1);
+        let _ = conn.busy_timeout(Duration::from_secs(10));
+        self.wal_purge_due = busy != 0;
     }
 
     /// After a commit: the checkpoints it held go to the witness (none when it failed), after
@@ -1142,7 +1185,7 @@ pub fn verify(
     let stored = stored
         .into_iter()
         .map(|(seq, jws)| (u64::try_from(seq).unwrap_or(0), jws));
-    let mut check = match ChainCheck::new(&keys, stored)? {
+    let mut check = match ChainCheck::new(&keys, stored) {
         Ok(c) => c,
         Err(t) => return Ok(Err(t)),
     };
@@ -1156,13 +1199,29 @@ pub fn verify(
     let mut rows = stmt.query([]).map_err(store_err)?;
     while let Some(row) = rows.next().map_err(store_err)? {
         let seq: i64 = row.get(0).map_err(store_err)?;
-        let body: String = row.get(1).map_err(store_err)?;
-        let stored_hash: String = row.get(2).map_err(store_err)?;
-        let index: (Option<String>, Option<String>) = (
-            row.get(3).map_err(store_err)?,
-            row.get(4).map_err(store_err)?,
-        );
         let seq = u64::try_from(seq).unwrap_or(0);
+        // A value of another type than the store writes (a BLOB for a hash, say) is a change
+        // to the record, not an unreadable store.
+        let text = |i: usize| match row.get_ref(i) {
+            Ok(rusqlite::types::ValueRef::Text(t)) => {
+                std::str::from_utf8(t).ok().map(str::to_owned)
+            }
+            _ => None,
+        };
+        let (Some(body), Some(stored_hash)) = (text(1), text(2)) else {
+            return Ok(Err(Tamper::Changed(seq)));
+        };
+        let column = |i: usize| match row.get_ref(i) {
+            Ok(rusqlite::types::ValueRef::Null) => Ok(None),
+            Ok(rusqlite::types::ValueRef::Text(t)) => std::str::from_utf8(t)
+                .map(|t| Some(t.to_owned()))
+                .map_err(|_| Tamper::IndexChanged(seq)),
+            _ => Err(Tamper::IndexChanged(seq)),
+        };
+        let index = match (column(3), column(4)) {
+            (Ok(subject), Ok(arende)) => (subject, arende),
+            (Err(t), _) | (_, Err(t)) => return Ok(Err(t)),
+        };
         match check.record(seq, &body, &stored_hash, Some(index)) {
             Ok(()) => {}
             Err(Tamper::Inserted(seq)) => {
@@ -1190,7 +1249,7 @@ pub fn verify(
         }
     }
     progress(check.checked, total);
-    Ok(check.finish())
+    check.verdict()
 }
 
 /// The checks a chain must pass, fed its records in order: from the store, or from an
@@ -1198,6 +1257,8 @@ pub fn verify(
 pub(crate) struct ChainCheck {
     /// Each checkpoint's record number, the head it signs and the chain it names.
     checkpoints: std::collections::BTreeMap<u64, (String, Option<String>)>,
+    /// Checkpoints signed with a key not given: their number and the key's id.
+    unknown_keys: Vec<(u64, String)>,
     expected: u64,
     prev: String,
     checked: u64,
@@ -1212,32 +1273,57 @@ pub(crate) struct ChainCheck {
 impl ChainCheck {
     /// Checks the checkpoints (`(record number, JWS)`) first: each signature, and the head it
     /// vouches for.
+    /// A checkpoint signed with a key not given is set aside: the chain is still checked, and
+    /// only when nothing else is wrong does it make the verdict "could not check" (so no
+    /// checkpoint an attacker adds turns "tampered" into that).
     fn new(
         keys: &CheckpointKeys,
         checkpoints: impl IntoIterator<Item = (u64, String)>,
-    ) -> Result<Result<Self, Tamper>, AuditError> {
+    ) -> Result<Self, Tamper> {
         let mut signed = std::collections::BTreeMap::new();
+        let mut unknown_keys = Vec::new();
         for (seq, jws) in checkpoints {
-            let Some(claims) = keys
-                .claims(&jws)
-                .checkable(&format!("the checkpoint at record {seq}"))?
-            else {
-                return Ok(Err(Tamper::BadSignature(seq)));
+            let claims = match keys.claims(&jws) {
+                Signed::Claims(c) => c,
+                Signed::Bad => return Err(Tamper::BadSignature(seq)),
+                Signed::UnknownKey(kid) => {
+                    unknown_keys.push((seq, kid));
+                    continue;
+                }
             };
             if claims.seq != seq || seq == 0 {
-                return Ok(Err(Tamper::BadSignature(seq)));
+                return Err(Tamper::BadSignature(seq));
             }
             signed.insert(seq, (claims.head, claims.chain));
         }
-        Ok(Ok(Self {
+        Ok(Self {
             checkpoints: signed,
+            unknown_keys,
             expected: 0,
             prev: GENESIS.to_owned(),
             checked: 0,
             genesis: None,
             start: None,
             pruning: None,
-        }))
+        })
+    }
+
+    /// Why the chain could not be checked, when nothing was found wrong with it.
+    fn unchecked(&self) -> Option<AuditError> {
+        let (seq, kid) = self.unknown_keys.first()?;
+        Some(AuditError::Store(format!(
+            "the checkpoint at record {seq} is signed with key {kid}, whose public key was not given (--public-key, or audit.previous_public_keys)"
+        )))
+    }
+
+    /// The verdict once every record was fed: tampering first, then what could not be checked.
+    fn verdict(self) -> Result<Result<Verified, Tamper>, AuditError> {
+        let unchecked = self.unchecked();
+        match (self.finish(), unchecked) {
+            (Err(t), _) => Ok(Err(t)),
+            (Ok(_), Some(why)) => Err(why),
+            (Ok(v), None) => Ok(Ok(v)),
+        }
     }
 
     /// The next record: its number, its stored body and hash, and (from a store) its search
@@ -1715,7 +1801,7 @@ pub fn verify_export_lines(
             .map_err(|_| line_error(i, "not a record line of an audit export"))?;
         records.push((seq, body, hash));
     }
-    let mut check = match ChainCheck::new(&keys, checkpoints)? {
+    let mut check = match ChainCheck::new(&keys, checkpoints) {
         Ok(c) => c,
         Err(t) => return Ok(Err(t)),
     };
@@ -1724,7 +1810,7 @@ pub fn verify_export_lines(
             return Ok(Err(t));
         }
     }
-    Ok(check.finish())
+    check.verdict()
 }
 
 /// What proves an extract's records are in the chain, without the store: per group of

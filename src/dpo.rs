@@ -255,7 +255,27 @@ pub fn verify_export(
             "the extract carries no proof: the chain could not be proven when it was made (its header says why)",
         )?;
         let proven = audit::check_proof(proof, &public).map_err(|e| e.to_string())?;
-        let verdict = proven.and_then(|p| shows_what_was_proven(&x.records, &p).map(|()| p));
+        let verdict = proven.and_then(|p| {
+            shows_what_was_proven(&x.records, &p)?;
+            // The header is the maker's word, but the chain it names must be the proof's.
+            match &x.extract.chain_id {
+                Some(named) if *named != p.chain => Err(format!(
+                    "the header names chain {named}, the proof chain {}",
+                    p.chain
+                )),
+                _ => Ok(p),
+            }
+        });
+        // Records shown, none proven: not a verdict either way.
+        if let Ok(p) = &verdict
+            && p.records.is_empty()
+            && !x.records.is_empty()
+        {
+            return Err(format!(
+                "{shown}: none of its {} record(s) is proven: no checkpoint signed them when it was made; make it again after the gateway's next checkpoint",
+                x.records.len()
+            ));
+        }
         return Ok(match verdict {
             Ok(p) => {
                 println!(
@@ -336,7 +356,10 @@ fn shows_what_was_proven(rows: &[crate::extract::Row], p: &audit::Proven) -> Res
 /// command): short, printable, and never an identity number, which is not echoed.
 fn kept_operator_text(flag: &str, s: &str) -> Result<String, String> {
     let s = s.trim();
-    if s.is_empty() || s.chars().count() > 128 || s.chars().any(char::is_control) {
+    if s.is_empty()
+        || s.chars().count() > 128
+        || crate::model::lexical::hidden_character(s).is_some()
+    {
         return Err(format!("{flag} must be 1 to 128 printable characters"));
     }
     if crate::model::ident::embeds_identity_number(s) {
@@ -398,7 +421,11 @@ pub async fn query(store: &Store, q: Query) -> Result<(), String> {
     if filter.subjects.is_empty() && filter.arende.is_none() {
         return Err("give --personnummer N or --arende ID".into());
     }
-    entry.arende = q.arende.clone();
+    entry.arende = q
+        .arende
+        .as_deref()
+        .map(|a| kept_operator_text("--arende", a))
+        .transpose()?;
     entry.syfte = q
         .syfte
         .as_deref()

@@ -73,8 +73,15 @@ pub fn render(x: &Extract, format: Format) -> Vec<u8> {
     }
 }
 
-/// The header's lines, label and value.
+/// The header's lines, label and value, as a person may be shown them.
 fn header_fields(h: &Header) -> Vec<(&'static str, String)> {
+    header_values(h)
+        .into_iter()
+        .map(|(k, v)| (k, crate::model::lexical::shown(&v)))
+        .collect()
+}
+
+fn header_values(h: &Header) -> Vec<(&'static str, String)> {
     let mut out = vec![
         ("Concerns", h.concerns.clone()),
         ("Period", h.period.clone()),
@@ -97,8 +104,16 @@ fn header_fields(h: &Header) -> Vec<(&'static str, String)> {
     out
 }
 
-/// A record's lines, label and value: what, who, when, why.
+/// A record's lines, label and value (what, who, when, why), as a person may be shown them:
+/// a control or formatting character a case system slipped in is written out, not obeyed.
 fn row_fields(r: &Row) -> Vec<(&'static str, String)> {
+    row_values(r)
+        .into_iter()
+        .map(|(k, v)| (k, crate::model::lexical::shown(&v)))
+        .collect()
+}
+
+fn row_values(r: &Row) -> Vec<(&'static str, String)> {
     let e = &r.entry;
     let or_dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
     let mut who = or_dash(&e.handlaggare);

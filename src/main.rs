@@ -441,7 +441,19 @@ fn apply_log_level(level: Option<&str>) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A value refused on the command line is quoted back by clap: never an identity number.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let text = brygga::model::ident::mask_identity_numbers(&e.render().to_string());
+            if e.use_stderr() {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     let quiet = matches!(
         cli.command,
         Command::Demo { serve: false, .. }
@@ -478,7 +490,9 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The last line of defence: an error quoting what an operator typed.
+            let text = brygga::model::ident::mask_identity_numbers(&format!("{e:#}"));
+            eprintln!("error: {text}");
             ExitCode::FAILURE
         }
     }
@@ -703,6 +717,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         Ok(true) => {}
                         Ok(false) => return Ok(ExitCode::from(1)),
                         Err(e) => {
+                            let e = brygga::model::ident::mask_identity_numbers(&e);
                             eprintln!("error: could not check the chain: {e}");
                             return Ok(ExitCode::from(2));
                         }

@@ -522,6 +522,10 @@ fn answer(sim: &Sim, path: &str, body: &[u8]) -> HttpResponse {
     match path {
         upstream::STATUS_PATH => {
             let mut r = status_for(&person).unwrap_or_else(okand);
+            if !sees(D::Registrering) {
+                r.inskrivningsdatum = None;
+                r.avaktualisering = None;
+            }
             if !sees(D::Kontor) {
                 r.kontor = None;
             }

@@ -349,6 +349,15 @@ fn text(min: usize, max: usize) -> impl Fn(&str, &str) -> Result<String, DecodeE
                 format!("is {n} characters long, at most {max} are allowed"),
             ));
         }
+        if let Some(c) = crate::model::lexical::hidden_character(t) {
+            return Err(invalid(
+                p,
+                format!(
+                    "contains U+{:04X}, a control or formatting character that hides or reorders text",
+                    c as u32
+                ),
+            ));
+        }
         Ok(t.to_owned())
     }
 }

@@ -378,9 +378,13 @@ fn mask_groups(s: &str, mask: impl Fn(&[u8]) -> bool) -> String {
     out
 }
 
-/// A run of digits starting at `i`, where one character that is neither letter nor digit may
-/// join two groups (`850709-9805`, `19850709_9805`, `19850709.9805`): where it ends, and its
-/// digits.
+/// The most characters that are neither letter nor digit that may join two runs of digits
+/// into one group: enough for `19850709 - 9805`, `850709 – 9805` and zero-width spaces.
+const MAX_JOIN: usize = 4;
+
+/// A run of digits starting at `i`, where up to [`MAX_JOIN`] characters that are neither
+/// letter nor digit may join two runs (`850709-9805`, `19850709 - 9805`, `1985 07 09.9805`):
+/// where it ends, and its digits.
 fn digit_group(chars: &[char], i: usize) -> (usize, DigitGroup) {
     let digit = |c: char| c.is_numeric();
     let mut j = i;
@@ -389,8 +393,15 @@ fn digit_group(chars: &[char], i: usize) -> (usize, DigitGroup) {
         if digit(chars[j]) {
             digits += 1;
             j += 1;
-        } else if !chars[j].is_alphanumeric() && chars.get(j + 1).is_some_and(|c| digit(*c)) {
-            j += 1;
+            continue;
+        }
+        let gap = chars[j..]
+            .iter()
+            .take(MAX_JOIN + 1)
+            .take_while(|c| !c.is_alphanumeric())
+            .count();
+        if gap <= MAX_JOIN && chars.get(j + gap).is_some_and(|c| digit(*c)) {
+            j += gap;
         } else {
             break;
         }
@@ -466,6 +477,19 @@ mod tests {
             redact_digit_runs("on 2026-11-25, line 3"),
             "on 2026-11-25, line 3"
         );
+        // Spaced and padded spellings are one number too.
+        for spaced in [
+            "19850709 - 9805",
+            "19850709--9805",
+            "850709 – 9805",
+            "19850709\u{200b}\u{200b}9805",
+            "1985 07 09 - 9805",
+            "DSO-19850709..9805",
+        ] {
+            assert!(embeds_identity_number(spaced), "{spaced}");
+        }
+        // Five separators apart, two numbers are two numbers.
+        assert!(!embeds_identity_number("19850709 -  - 9805"));
     }
 
     #[test]

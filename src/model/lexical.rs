@@ -253,3 +253,47 @@ mod tests {
         assert!(parse_tidpunkt("2026-11-25T10:15:3é+01:00").is_err());
     }
 }
+
+/// The first character in `s` that a reader would not see: a C0 or C1 control (tab, line feed
+/// and carriage return aside), a bidirectional embedding, override, isolate or mark, a
+/// zero-width character, a line or paragraph separator, a byte-order mark. Text that is kept
+/// or shown to a person must not carry them: they hide or reorder what it says.
+pub fn hidden_character(s: &str) -> Option<char> {
+    s.chars().find(|&c| {
+        (c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            || matches!(c,
+                '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}')
+    })
+}
+
+/// Text as a person may be shown it: every [`hidden_character`] written as `\u{XXXX}`.
+pub fn shown(s: &str) -> String {
+    if hidden_character(s).is_none() {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| match hidden_character(c.encode_utf8(&mut [0; 4])) {
+            Some(_) => format!("\\u{{{:04X}}}", c as u32),
+            None => c.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod hidden_tests {
+    use super::*;
+
+    #[test]
+    fn hidden_characters_are_found_and_shown() {
+        assert_eq!(hidden_character("Stockholms stad\t"), None);
+        for c in [
+            '\u{9B}', '\u{85}', '\u{202E}', '\u{200B}', '\u{2066}', '\u{FEFF}', '\u{7}',
+        ] {
+            assert_eq!(hidden_character(&format!("a{c}b")), Some(c));
+        }
+        assert_eq!(shown("EB\u{202E}1"), "EB\\u{202E}1");
+    }
+}

@@ -8,6 +8,7 @@ mod conformance;
 mod connections;
 mod contracts;
 mod delivery;
+mod dpo_edges;
 mod events;
 mod evidence;
 mod exchange;
