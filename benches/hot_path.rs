@@ -69,6 +69,11 @@ fn json_and_translation(c: &mut Criterion) {
     c.bench_function("JSON decode AF status answer", |b| {
         b.iter(|| serde_json::from_slice::<StatusResponse>(black_box(&body)).unwrap())
     });
+    // As brygga reads AF's JSON: the whole body checked to be UTF-8, paths kept for errors,
+    // nothing after the value.
+    c.bench_function("JSON decode AF status answer, checked (parse_json)", |b| {
+        b.iter(|| brygga::validate::parse_json::<StatusResponse>(black_box(&body)).unwrap())
+    });
     let af: StatusResponse = serde_json::from_slice(&body).unwrap();
     c.bench_function("JSON encode AF status answer", |b| {
         b.iter(|| serde_json::to_vec(black_box(&af)).unwrap())

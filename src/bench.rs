@@ -65,19 +65,19 @@ impl Scenario {
 }
 
 /// Everything a scenario needs to send one request.
-struct Target {
-    addr: SocketAddr,
-    tls: Arc<rustls::ClientConfig>,
-    path: &'static str,
-    content_type: &'static str,
-    authorization: String,
-    bodies: Vec<Bytes>,
+pub(crate) struct Target {
+    pub(crate) addr: SocketAddr,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) path: &'static str,
+    pub(crate) content_type: &'static str,
+    pub(crate) authorization: String,
+    pub(crate) bodies: Vec<Bytes>,
     /// The processes whose CPU this scenario's server side uses.
-    server_pids: Vec<u32>,
+    pub(crate) server_pids: Vec<u32>,
 }
 
 /// A child process that is killed when dropped, so a failed run leaves nothing behind.
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -97,7 +97,7 @@ impl Drop for Proc {
 }
 
 /// Starts a brygga subcommand and reads the JSON line it prints when it is ready.
-fn spawn_brygga(args: &[&str], log: &Path) -> Result<(Proc, serde_json::Value), String> {
+pub(crate) fn spawn_brygga(args: &[&str], log: &Path) -> Result<(Proc, serde_json::Value), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
     let mut child = Command::new(exe)
@@ -127,7 +127,7 @@ fn spawn_brygga(args: &[&str], log: &Path) -> Result<(Proc, serde_json::Value), 
     Ok((proc, v))
 }
 
-fn port_of(url: &str) -> Result<u16, String> {
+pub(crate) fn port_of(url: &str) -> Result<u16, String> {
     url.rsplit(':')
         .next()
         .and_then(|p| p.split('/').next())
@@ -173,7 +173,11 @@ fn cpu_seconds(pids: &[u32]) -> f64 {
     total / TICKS
 }
 
-fn client_tls(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+pub(crate) fn client_tls(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut cfg = tls::client_config(
         &tls::load_certs(ca).map_err(|e| e.to_string())?,
         Some((
@@ -187,7 +191,7 @@ fn client_tls(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<rustls::ClientCo
 }
 
 /// Synthetic personnummer with valid check digits, so every request asks about someone new.
-fn persons(n: usize) -> Vec<String> {
+pub(crate) fn persons(n: usize) -> Vec<String> {
     (0..n)
         .map(|i| {
             let base = format!(
@@ -203,8 +207,17 @@ fn persons(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// A refusal's Felkod, as ` FELKOD` (empty when the body is no SOAP Fault: AF's own answers
+/// on the direct path).
+fn felkod(body: &[u8]) -> String {
+    match soap::decode_response(body, &crate::codec::xml::XmlLimits::default()) {
+        Ok(soap::KommunResponse::Fault { fel: Some(f), .. }) => format!(" {}", f.felkod),
+        _ => String::new(),
+    }
+}
+
 /// One connection's results.
-struct ConnResult {
+pub(crate) struct ConnResult {
     hist: Histogram<u64>,
     errors: BTreeMap<String, u64>,
 }
@@ -297,14 +310,16 @@ async fn run_connection(
                 .await
                 .map_err(|e| format!("send: {e}"))?;
             let status = resp.status();
-            resp.into_body()
+            let body = resp
+                .into_body()
                 .collect()
                 .await
-                .map_err(|e| format!("body: {e}"))?;
+                .map_err(|e| format!("body: {e}"))?
+                .to_bytes();
             if status.is_success() {
                 Ok(())
             } else {
-                Err(format!("http {}", status.as_u16()))
+                Err(format!("http {}{}", status.as_u16(), felkod(&body)))
             }
         };
         match tokio::time::timeout(Duration::from_secs(10), outcome).await {
@@ -344,11 +359,11 @@ struct Figures {
 }
 
 /// An empty latency histogram: 1 µs to 60 s, three significant digits.
-fn histogram() -> Result<Histogram<u64>, String> {
+pub(crate) fn histogram() -> Result<Histogram<u64>, String> {
     Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())
 }
 
-async fn run_segment(
+pub(crate) async fn run_segment(
     t: &Arc<Target>,
     opts: &BenchOptions,
     duration: Duration,
@@ -383,8 +398,127 @@ async fn run_segment(
     (hist, errors)
 }
 
-fn absolute_paths(text: &str, certs: &Path) -> String {
+pub(crate) fn absolute_paths(text: &str, certs: &Path) -> String {
     text.replace("\"../certs-example/", &format!("\"{}/", certs.display()))
+}
+
+/// The example AF simulator's configuration for a run, in `dir`: on a free port, its tokens
+/// outliving the run.
+pub(crate) fn write_sim_config(
+    files: &DemoFiles,
+    certs: &Path,
+    dir: &Path,
+) -> Result<PathBuf, String> {
+    let text = absolute_paths(
+        &std::fs::read_to_string(&files.sim_config).map_err(|e| e.to_string())?,
+        certs,
+    )
+    .replace("127.0.0.1:9443", "127.0.0.1:0")
+    .replace("token_lifetime = \"300s\"", "token_lifetime = \"3600s\"");
+    let path = dir.join("sim.toml");
+    std::fs::write(&path, text).map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// The example gateway configuration for a run, in `dir`: pointed at the simulator on
+/// `sim_port`, on free ports, every limit out of reach (or off), its store `dir/<name>.db`.
+pub(crate) fn write_gateway_config(
+    files: &DemoFiles,
+    certs: &Path,
+    dir: &Path,
+    name: &str,
+    sim_port: u16,
+    limits_on: bool,
+) -> Result<PathBuf, String> {
+    let mut text = crate::demo::on_free_ports_unlimited(&absolute_paths(
+        &std::fs::read_to_string(&files.config).map_err(|e| e.to_string())?,
+        certs,
+    ))
+    .replace(
+        "https://localhost:9443",
+        &format!("https://localhost:{sim_port}"),
+    )
+    .replace(
+        "\"../data/audit.db\"",
+        &format!("{:?}", dir.join(format!("{name}.db")).display().to_string()),
+    );
+    if !limits_on {
+        text = text.replace("[limits]\n", "[limits]\nenforce_rate_limits = false\n");
+    }
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(&config, text).map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+/// Starts `brygga serve` on `config`; returns it and its `kommun` listener's port.
+pub(crate) fn start_gateway(config: &Path, log: &Path) -> Result<(Proc, u16), String> {
+    let (proc, info) = spawn_brygga(&["serve", "--config", &config.to_string_lossy()], log)?;
+    let port = port_of(info["kommun_url"].as_str().unwrap_or(""))?;
+    Ok((proc, port))
+}
+
+/// The gateway as a case system calls it: `HamtaArbetssokandeStatus` about each of `people`
+/// in turn, as a Stockholm case worker over Stockholm's client certificate.
+pub(crate) fn gateway_target(
+    certs: &Path,
+    people: &[String],
+    port: u16,
+    pid: u32,
+) -> Result<Target, String> {
+    let minter = TokenMinter::load(
+        &certs.join("idp-0180.key"),
+        "https://idp.stockholm.example/",
+        "urn:se:brygga:kommun:v1",
+    )?;
+    let jwt = minter.sign(&minter.claims(
+        "SE2120000142-HL01",
+        "0180",
+        "EKB-BESLUT",
+        Duration::from_secs(3600),
+    ))?;
+    let bodies = people
+        .iter()
+        .map(|p| {
+            let f = example_fraga(
+                "2120000142",
+                "Stockholms stad",
+                "SE2120000142-HL01",
+                p,
+                "EKB-BESLUT",
+            )?;
+            Ok(Bytes::from(soap::encode_request(
+                &KommunRequest::HamtaArbetssokandeStatus(f),
+            )))
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Target {
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        tls: client_tls(
+            &certs.join("kommun-ca.pem"),
+            &certs.join("klient-0180.pem"),
+            &certs.join("klient-0180.key"),
+        )?,
+        path: crate::exchange::KOMMUN_PATH,
+        content_type: "text/xml; charset=utf-8",
+        authorization: format!("Bearer {jwt}"),
+        bodies,
+        server_pids: vec![pid],
+    })
+}
+
+impl Target {
+    /// The same requests to another server.
+    fn with_server(&self, addr: SocketAddr, pid: u32) -> Self {
+        Self {
+            addr,
+            tls: self.tls.clone(),
+            path: self.path,
+            content_type: self.content_type,
+            authorization: self.authorization.clone(),
+            bodies: self.bodies.clone(),
+            server_pids: vec![pid],
+        }
+    }
 }
 
 /// Runs the benchmark; returns the JSON object with every figure.
@@ -395,16 +529,9 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let _cleanup = Cleanup(dir.clone());
 
-    // The AF simulator.
-    let sim_text = absolute_paths(
-        &std::fs::read_to_string(&opts.files.sim_config).map_err(|e| e.to_string())?,
-        &certs,
-    )
-    .replace("127.0.0.1:9443", "127.0.0.1:0")
-    .replace("token_lifetime = \"300s\"", "token_lifetime = \"3600s\"");
-    std::fs::write(dir.join("sim.toml"), sim_text).map_err(|e| e.to_string())?;
-    // The simulator is the same upstream for every scenario; one worker thread keeps it from
-    // competing with the process under test for the cores.
+    // The AF simulator. It is the same upstream for every scenario; one worker thread keeps
+    // it from competing with the process under test for the cores.
+    let sim_toml = write_sim_config(&opts.files, &certs, &dir)?;
     let (sim, sim_info) = spawn_brygga(
         &[
             "--worker-threads",
@@ -412,7 +539,7 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
             "sim",
             "af",
             "--config",
-            &dir.join("sim.toml").to_string_lossy(),
+            &sim_toml.to_string_lossy(),
         ],
         &dir.join("sim.log"),
     )?;
@@ -420,33 +547,12 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
 
     // The gateway, pointed at it, twice: with every limit checked (set out of reach, so the
     // bench measures the path) and with the limits off, each with its own store.
-    let example = crate::demo::on_free_ports_unlimited(&absolute_paths(
-        &std::fs::read_to_string(&opts.files.config).map_err(|e| e.to_string())?,
-        &certs,
-    ))
-    .replace(
-        "https://localhost:9443",
-        &format!("https://localhost:{sim_port}"),
-    );
-    let start_gateway = |name: &str, limits_on: bool| {
-        let mut text = example.replace(
-            "\"../data/audit.db\"",
-            &format!("{:?}", dir.join(format!("{name}.db")).display().to_string()),
-        );
-        if !limits_on {
-            text = text.replace("[limits]\n", "[limits]\nenforce_rate_limits = false\n");
-        }
-        let config = dir.join(format!("{name}.toml"));
-        std::fs::write(&config, text).map_err(|e| e.to_string())?;
-        let (proc, info) = spawn_brygga(
-            &["serve", "--config", &config.to_string_lossy()],
-            &dir.join(format!("{name}.log")),
-        )?;
-        let port = port_of(info["kommun_url"].as_str().unwrap_or(""))?;
-        Ok::<_, String>((proc, port))
+    let launch = |name: &str, limits_on: bool| {
+        let config = write_gateway_config(&opts.files, &certs, &dir, name, sim_port, limits_on)?;
+        start_gateway(&config, &dir.join(format!("{name}.log")))
     };
-    let (gateway, gw_port) = start_gateway("gateway", true)?;
-    let (gateway_no_limits, gw_nl_port) = start_gateway("gateway-no-limits", false)?;
+    let (gateway, gw_port) = launch("gateway", true)?;
+    let (gateway_no_limits, gw_nl_port) = launch("gateway-no-limits", false)?;
 
     // nginx as a bare mTLS reverse proxy in front of the same simulator.
     let nginx = if opts.nginx {
@@ -472,38 +578,11 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
             ))
         })
         .collect();
-    let minter = TokenMinter::load(
-        &certs.join("idp-0180.key"),
-        "https://idp.stockholm.example/",
-        "urn:se:brygga:kommun:v1",
-    )?;
-    let jwt = minter.sign(&minter.claims(
-        "SE2120000142-HL01",
-        "0180",
-        "EKB-BESLUT",
-        Duration::from_secs(3600),
-    ))?;
-    let soap_bodies: Vec<Bytes> = people
-        .iter()
-        .map(|p| {
-            let f = example_fraga(
-                "2120000142",
-                "Stockholms stad",
-                "SE2120000142-HL01",
-                p,
-                "EKB-BESLUT",
-            )?;
-            Ok(Bytes::from(soap::encode_request(
-                &KommunRequest::HamtaArbetssokandeStatus(f),
-            )))
-        })
-        .collect::<Result<_, String>>()?;
     let localhost = |port| SocketAddr::from(([127, 0, 0, 1], port));
-    let kommun_tls = client_tls(
-        &certs.join("kommun-ca.pem"),
-        &certs.join("klient-0180.pem"),
-        &certs.join("klient-0180.key"),
-    )?;
+    let gateway_target = gateway_target(&certs, &people, gw_port, gateway.0.id())?;
+    let gateway_no_limits_target =
+        gateway_target.with_server(localhost(gw_nl_port), gateway_no_limits.0.id());
+    let kommun_tls = gateway_target.tls.clone();
     let mut targets: Vec<(Scenario, Arc<Target>)> = vec![
         (
             Scenario::Direct,
@@ -517,29 +596,10 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
                 server_pids: vec![sim.0.id()],
             }),
         ),
-        (
-            Scenario::Gateway,
-            Arc::new(Target {
-                addr: localhost(gw_port),
-                tls: kommun_tls.clone(),
-                path: crate::exchange::KOMMUN_PATH,
-                content_type: "text/xml; charset=utf-8",
-                authorization: format!("Bearer {jwt}"),
-                bodies: soap_bodies.clone(),
-                server_pids: vec![gateway.0.id()],
-            }),
-        ),
+        (Scenario::Gateway, Arc::new(gateway_target)),
         (
             Scenario::GatewayNoLimits,
-            Arc::new(Target {
-                addr: localhost(gw_nl_port),
-                tls: kommun_tls.clone(),
-                path: crate::exchange::KOMMUN_PATH,
-                content_type: "text/xml; charset=utf-8",
-                authorization: format!("Bearer {jwt}"),
-                bodies: soap_bodies,
-                server_pids: vec![gateway_no_limits.0.id()],
-            }),
+            Arc::new(gateway_no_limits_target),
         ),
     ];
     if let Some((proc, port)) = &nginx {
@@ -695,7 +755,7 @@ fn print_human(r: &serde_json::Value) {
 }
 
 /// Removes the bench's temporary directory.
-struct Cleanup(PathBuf);
+pub(crate) struct Cleanup(pub(crate) PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {

@@ -21,6 +21,8 @@ pub mod events;
 pub mod example_keys;
 pub mod exchange;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod gateway_tls;
 pub mod identity;
@@ -37,6 +39,7 @@ pub mod policy;
 pub mod pseudo;
 pub mod server;
 pub mod sim;
+pub mod soak;
 pub mod subscriptions;
 pub mod telemetry;
 pub mod tls;

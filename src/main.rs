@@ -110,6 +110,14 @@ enum Command {
         /// Print only the JSON line.
         #[arg(long)]
         json: bool,
+        /// Instead of the comparison, a soak: the gateway alone at 80 % of its peak (measured
+        /// first for --duration, closed loop) for this long, AF failing now and then; a line
+        /// of figures per --window, then the audit chain verified and counted. At most 24h.
+        #[arg(long, value_parser = parse_soak_duration)]
+        soak: Option<Duration>,
+        /// The soak's window: one line of figures each, the same faults in each.
+        #[arg(long, default_value = "60s", value_parser = parse_bench_duration, requires = "soak")]
+        window: Duration,
     },
     /// Print the pseudonym of a personal identity number in a domain (e.g. for a log extract
     /// by hand). The number is read as 12 digits, or as YYYYMMDD-NNNN.
@@ -372,6 +380,14 @@ fn parse_bench_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+fn parse_soak_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() || d > Duration::from_secs(86_400) {
+        return Err("must be from 1s to 24h".into());
+    }
+    Ok(d)
+}
+
 fn parse_traffic(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if (0.1..=1000.0).contains(&r) => Ok(r),
@@ -575,7 +591,27 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             rate,
             no_nginx,
             json,
+            soak,
+            window,
         } => {
+            if let Some(soak) = soak {
+                let opts = brygga::soak::SoakOptions {
+                    duration: soak,
+                    window: window.max(Duration::from_secs(1)),
+                    connections: connections.max(1),
+                    warmup,
+                    peak_duration: duration,
+                    rate: rate.filter(|r| *r > 0.0),
+                    files: defaults,
+                };
+                // Interrupted, the run is dropped: its child processes are stopped with it.
+                let result = tokio::select! {
+                    r = brygga::soak::run(&opts, !json) => r.map_err(|e| anyhow!(e))?,
+                    () = brygga::demo::wait_for_signal() => return Err(anyhow!("interrupted")),
+                };
+                println!("{result}");
+                return Ok(ExitCode::SUCCESS);
+            }
             let opts = brygga::bench::BenchOptions {
                 connections: connections.max(1),
                 duration,
@@ -585,9 +621,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 nginx: !no_nginx,
                 files: defaults,
             };
-            let result = brygga::bench::run(&opts, !json)
-                .await
-                .map_err(|e| anyhow!(e))?;
+            let result = tokio::select! {
+                r = brygga::bench::run(&opts, !json) => r.map_err(|e| anyhow!(e))?,
+                () = brygga::demo::wait_for_signal() => return Err(anyhow!("interrupted")),
+            };
             println!("{result}");
         }
         Command::Pseudonymise {

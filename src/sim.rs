@@ -134,6 +134,12 @@ pub struct SimStats {
     pub last_tracestate: Mutex<Option<String>>,
     /// Who asked, and for which categories, in the latest accepted person request.
     pub last_asked: Mutex<Option<(crate::codec::af_json::FragandeJson, Option<Vec<String>>)>>,
+    /// Faults switched on and off while the simulator runs (the soak's): every n-th data
+    /// request answered 503 (0 = off), and every n-th delayed by `slow_ms` (0 = off). They
+    /// come on top of the configured `faults`.
+    pub fail_every: AtomicU64,
+    pub slow_every: AtomicU64,
+    pub slow_ms: AtomicU64,
 }
 
 /// Counts a data request as under way while it lives.
@@ -431,6 +437,19 @@ async fn data(sim: &Sim, req: Request<Incoming>) -> HttpResponse {
     }
     if !f.latency.is_zero() {
         tokio::time::sleep(f.latency).await;
+    }
+    let slow_every = sim.stats.slow_every.load(Ordering::Relaxed);
+    if slow_every > 0 && n.is_multiple_of(slow_every) {
+        let ms = sim.stats.slow_ms.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let fail_every = sim.stats.fail_every.load(Ordering::Relaxed);
+    if fail_every > 0 && n.is_multiple_of(fail_every) {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Injected failure",
+            "the simulator was told to fail",
+        );
     }
     if f.fail_every > 0 && n.is_multiple_of(f.fail_every) {
         let s = StatusCode::from_u16(f.fail_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);

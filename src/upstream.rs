@@ -517,8 +517,12 @@ fn decode_json<T: DeserializeOwned>(
             "answer is not application/json".into(),
         ));
     }
+    // JSON is UTF-8, also in the members serde skips without reading them.
+    let text = std::str::from_utf8(body).map_err(|e| {
+        UpstreamError::Contract(format!("JSON is not UTF-8 at byte {}", e.valid_up_to()))
+    })?;
     // serde's messages quote the offending value, which may be personal data: keep only where.
-    serde_json::from_slice(body).map_err(|e| {
+    serde_json::from_str(text).map_err(|e| {
         UpstreamError::Contract(format!(
             "JSON {:?} error at line {} column {}",
             e.classify(),

@@ -96,7 +96,15 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 /// Decodes AF JSON into `T`; an error names where (a path such as `handelser[1].typ`, empty
 /// for the document) and why, without quoting the offending value.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, (String, String)> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    // JSON is UTF-8 (RFC 8259). serde checks only the strings it reads: bytes in a member it
+    // skips would pass unchecked, and be stored or relayed as if they were text.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        (
+            String::new(),
+            format!("not UTF-8 at byte {}", e.valid_up_to()),
+        )
+    })?;
+    let de = &mut serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();

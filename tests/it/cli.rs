@@ -526,7 +526,7 @@ fn validate_accepts_every_example_and_names_each_problem() {
 /// bounded run on loopback: this checks that the bench works, not how fast anything is.
 #[test]
 fn bench_runs_every_scenario_and_prints_the_json_line() {
-    let nginx = crate::contracts::tool_available("nginx", &["-v"]);
+    let nginx = crate::contracts::tool_from_package("nginx", &["-v"], "nginx");
     for extra in [vec![], vec!["--rate", "200"]] {
         let out = brygga()
             .args([
@@ -578,6 +578,154 @@ fn bench_runs_every_scenario_and_prints_the_json_line() {
         if !extra.is_empty() {
             assert_eq!(v["options"]["rate"].as_f64(), Some(200.0));
         }
+    }
+}
+
+/// `brygga bench --soak`: a short soak on loopback shows the mechanics, not the figures: a
+/// window of figures each, AF's injected faults answered as Faults with their Felkod, the
+/// gateway's memory and descriptors read, and every answer's audit record found in a chain
+/// that verifies.
+#[test]
+fn a_soak_reports_each_window_and_finds_a_record_for_every_answer() {
+    let out = brygga()
+        .args([
+            "bench",
+            "--soak",
+            "6s",
+            "--window",
+            "3s",
+            "--duration",
+            "500ms",
+            "--warmup",
+            "100ms",
+            "--connections",
+            "4",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
+    let windows = v["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 2, "{v}");
+    for w in windows {
+        assert!(w["answers"].as_u64().unwrap() > 0, "{w}");
+        assert!(w["rss_bytes"].as_u64().unwrap() > 1_000_000, "{w}");
+        assert!(w["fds"].as_u64().unwrap() > 3, "{w}");
+        assert!(
+            w["p99_ms"].as_f64().unwrap() >= w["p50_ms"].as_f64().unwrap(),
+            "{w}"
+        );
+    }
+    // The outage in each window is answered as a Fault naming AF.
+    let errors = v["total"]["errors"].as_object().unwrap();
+    assert!(
+        errors
+            .keys()
+            .any(|k| k.starts_with("http 50") && k.contains(" AF_")),
+        "AF's faults show by Felkod: {errors:?}"
+    );
+    let audit = &v["audit"];
+    assert_eq!(audit["verified"], true, "{audit}");
+    assert_eq!(audit["lost"], 0, "{audit}");
+    assert!(
+        audit["records"].as_u64().unwrap() >= audit["answered"].as_u64().unwrap(),
+        "{audit}"
+    );
+    assert!(v["rate"].as_f64().unwrap() > 0.0);
+}
+
+/// The child processes of a process, from `/proc`.
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                s.rfind(')')
+                    .and_then(|i| s[i + 2..].split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
+}
+
+/// A soak or bench stopped with Ctrl-C or SIGTERM takes its gateway and simulator with it:
+/// none is left running (and holding its port and store) after the command has gone.
+#[test]
+fn an_interrupted_soak_or_bench_leaves_no_process_behind() {
+    for args in [
+        &[
+            "bench",
+            "--soak",
+            "10m",
+            "--duration",
+            "1s",
+            "--warmup",
+            "100ms",
+        ][..],
+        &[
+            "bench",
+            "--duration",
+            "10m",
+            "--rounds",
+            "1",
+            "--warmup",
+            "100ms",
+            "--no-nginx",
+        ][..],
+    ] {
+        let mut run = brygga()
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = run.id();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut children = Vec::new();
+        while std::time::Instant::now() < deadline {
+            children = children_of(pid);
+            if !children.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(!children.is_empty(), "{args:?} started no gateway");
+        // Under load, past start-up.
+        std::thread::sleep(Duration::from_secs(2));
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let status = run.wait().unwrap();
+        assert!(
+            !status.success(),
+            "{args:?}: an interrupted run is no success"
+        );
+        let gone_by = std::time::Instant::now() + Duration::from_secs(10);
+        while children
+            .iter()
+            .any(|c| std::path::Path::new(&format!("/proc/{c}")).exists())
+            && std::time::Instant::now() < gone_by
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let left: Vec<_> = children
+            .iter()
+            .filter(|c| {
+                // A zombie waiting for its reaper has stopped too.
+                std::fs::read_to_string(format!("/proc/{c}/stat"))
+                    .is_ok_and(|s| !s.contains(") Z "))
+            })
+            .collect();
+        assert!(left.is_empty(), "{args:?} left {left:?} running");
     }
 }
 

@@ -152,6 +152,41 @@ async fn af_refuses_a_gateway_without_its_client_certificate() {
     s.stop().await;
 }
 
+/// A server that is not AF: the simulator with the kommun CA's server certificate (a real
+/// certificate, for localhost, from a CA brygga trusts on another edge). brygga refuses it at
+/// the handshake, before its client credentials or any question leave.
+#[tokio::test]
+async fn a_server_posing_as_af_with_another_cas_certificate_gets_nothing() {
+    let s = harness::start_custom(
+        |_, sim| {
+            let dir = harness::certs();
+            sim.tls.chain = brygga::tls::load_certs(&dir.join("kommun-sim.pem")).unwrap();
+            sim.tls.key = brygga::tls::load_key(&dir.join("kommun-sim.key")).unwrap();
+        },
+        true,
+    )
+    .await;
+    let f = fault(
+        &s.st
+            .post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+            .await
+            .unwrap(),
+        503,
+        "AF_EJ_NABAR",
+    );
+    assert_eq!(f.kalla, Kalla::Af);
+    let stats = &s.inner.sim.stats;
+    assert_eq!(
+        stats
+            .token_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no client credentials were offered to the impostor"
+    );
+    assert_eq!(s.af_data_requests(), 0, "no question reached it");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn af_refusing_the_question_is_not_retryable_and_af_overload_says_when_to_retry() {
     let s = harness::start_custom(
