@@ -286,7 +286,7 @@ impl AfClient {
 
     /// POSTs `body` to `path` with AF's headers and reads the JSON answer, all within the
     /// configured deadline. A 401 from AF drops the cached token and tries once more.
-    pub async fn post_json<Req: Serialize, Resp: DeserializeOwned>(
+    pub async fn post_json<Req: Serialize, Resp: DeserializeOwned + Serialize>(
         &self,
         path: &str,
         body: &Req,
@@ -339,7 +339,7 @@ impl AfClient {
         result
     }
 
-    async fn call_json<Req: Serialize, Resp: DeserializeOwned>(
+    async fn call_json<Req: Serialize, Resp: DeserializeOwned + Serialize>(
         &self,
         path: &str,
         body: &Req,
@@ -485,7 +485,7 @@ pub fn check_token(t: &TokenResponse) -> Result<(), String> {
     Ok(())
 }
 
-async fn read_json<T: DeserializeOwned>(
+async fn read_json<T: DeserializeOwned + Serialize>(
     resp: http::Response<Incoming>,
 ) -> Result<T, UpstreamError> {
     let content_type = resp
@@ -508,7 +508,7 @@ async fn read_json<T: DeserializeOwned>(
 }
 
 /// An AF answer's JSON, checked to be declared as JSON.
-fn decode_json<T: DeserializeOwned>(
+fn decode_json<T: DeserializeOwned + Serialize>(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<T, UpstreamError> {
@@ -522,14 +522,25 @@ fn decode_json<T: DeserializeOwned>(
         UpstreamError::Contract(format!("JSON is not UTF-8 at byte {}", e.valid_up_to()))
     })?;
     // serde's messages quote the offending value, which may be personal data: keep only where.
-    serde_json::from_str(text).map_err(|e| {
+    let value: T = serde_json::from_str(text).map_err(|e| {
         UpstreamError::Contract(format!(
             "JSON {:?} error at line {} column {}",
             e.classify(),
             e.line(),
             e.column()
         ))
-    })
+    })?;
+    // serde reads a struct from an array too; AF's contract has objects there.
+    let sent: serde_json::Value = serde_json::from_str(text)
+        .map_err(|_| UpstreamError::Contract("JSON cannot be read twice".into()))?;
+    let read = serde_json::to_value(&value).map_err(|e| UpstreamError::Contract(e.to_string()))?;
+    if let Some(path) = crate::codec::af_json::array_for_object(&sent, &read) {
+        return Err(UpstreamError::Contract(format!(
+            "{}: must be an object, not an array",
+            if path.is_empty() { "(document)" } else { &path }
+        )));
+    }
+    Ok(value)
 }
 
 /// AF's paths, one per operation.

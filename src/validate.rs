@@ -84,7 +84,7 @@ fn validate_xml(bytes: &[u8]) -> Verdict {
     Verdict::of(&name, result.map_err(decode_problem))
 }
 
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+fn parse<T: DeserializeOwned + serde::Serialize>(bytes: &[u8]) -> Result<T, String> {
     parse_json(bytes).map_err(|(path, reason)| {
         format!(
             "{}: {reason}",
@@ -95,7 +95,9 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 
 /// Decodes AF JSON into `T`; an error names where (a path such as `handelser[1].typ`, empty
 /// for the document) and why, without quoting the offending value.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, (String, String)> {
+pub fn parse_json<T: DeserializeOwned + serde::Serialize>(
+    bytes: &[u8],
+) -> Result<T, (String, String)> {
     // JSON is UTF-8 (RFC 8259). serde checks only the strings it reads: bytes in a member it
     // skips would pass unchecked, and be stored or relayed as if they were text.
     let text = std::str::from_utf8(bytes).map_err(|e| {
@@ -135,6 +137,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, (String, Strin
             ),
         )
     })?;
+    // An array where the contract has an object is read by serde all the same (by position).
+    let sent: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| (String::new(), "not valid JSON".to_owned()))?;
+    let read = serde_json::to_value(&value).map_err(|e| (String::new(), e.to_string()))?;
+    if let Some(path) = af::array_for_object(&sent, &read) {
+        return Err((path, "must be an object, not an array".into()));
+    }
     Ok(value)
 }
 

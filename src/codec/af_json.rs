@@ -3,6 +3,38 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// serde reads a struct from a JSON array as well as from an object (its fields by position);
+/// AF's contract has objects only. Given the body as sent and brygga's reading of it written
+/// back, this finds an array where the reading has an object, and returns its path (empty for
+/// the document itself).
+pub fn array_for_object(sent: &serde_json::Value, read: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match (sent, read) {
+        (Value::Array(_), Value::Object(_)) => Some(String::new()),
+        (Value::Object(sent), Value::Object(read)) => read.iter().find_map(|(k, r)| {
+            let at = array_for_object(sent.get(k)?, r)?;
+            Some(if at.is_empty() {
+                k.clone()
+            } else if at.starts_with('[') {
+                format!("{k}{at}")
+            } else {
+                format!("{k}.{at}")
+            })
+        }),
+        (Value::Array(sent), Value::Array(read)) => {
+            sent.iter().zip(read).enumerate().find_map(|(i, (s, r))| {
+                let at = array_for_object(s, r)?;
+                Some(if at.is_empty() || at.starts_with('[') {
+                    format!("[{i}]{at}")
+                } else {
+                    format!("[{i}].{at}")
+                })
+            })
+        }
+        _ => None,
+    }
+}
+
 /// A JSON integer as JSON Schema defines it: `50` and `50.0` are the same integer; `50.5` is
 /// not one. (serde alone would refuse `50.0`, which the schemas accept.)
 pub fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {

@@ -160,3 +160,33 @@ fn af_json_that_is_not_utf8_is_refused_even_where_brygga_does_not_read() {
         "{err:?}"
     );
 }
+
+/// Found by `af_json`: serde reads a struct from a JSON array as well as from an object (its
+/// fields by position), so `[]` passed as an `ersattningsbeslut-response` with no decisions,
+/// and an array could stand for any object inside a message. AF's contract has objects there;
+/// brygga now refuses such a body naming where, on every path that reads AF's JSON.
+#[test]
+fn an_array_where_afs_contract_has_an_object_is_refused_naming_where() {
+    let verdict = brygga::validate::validate_json_as(b" []\n", "ersattningsbeslut-response");
+    assert!(!verdict.is_valid(), "{verdict:?}");
+    assert!(format!("{verdict:?}").contains("an object"), "{verdict:?}");
+    brygga::fuzzing::af_json_as(
+        "ersattningsbeslut-response",
+        b" []\n",
+        Some(&schema_accepts),
+    );
+    // Inside a message: the office as [kod, namn].
+    let status = r#"{"kandAvAf":true,"inskriven":true,"inskrivningsdatum":"2026-01-02",
+        "skyddsmarkeringar":[],"kontor":["10021","Arbetsformedlingen Stockholm"]}"#;
+    let err =
+        brygga::validate::parse_json::<brygga::codec::af_json::StatusResponse>(status.as_bytes())
+            .unwrap_err();
+    assert_eq!(err.0, "kontor", "{err:?}");
+    assert!(err.1.contains("an object"), "{err:?}");
+    // The same body in an object form is read.
+    let ok = status.replace(
+        r#"["10021","Arbetsformedlingen Stockholm"]"#,
+        r#"{"kod":"10021","namn":"Arbetsformedlingen Stockholm"}"#,
+    );
+    brygga::validate::parse_json::<brygga::codec::af_json::StatusResponse>(ok.as_bytes()).unwrap();
+}
