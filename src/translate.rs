@@ -151,13 +151,13 @@ fn collapse_xml_space(s: &str) -> String {
 /// to one space and the ends are trimmed, so what brygga holds, logs and checks is what the case
 /// system's schema-aware reader sees.
 fn text(path: &str, s: &str, max: usize) -> Result<String, AfContractError> {
+    // AF's schema counts the characters as sent, every space included.
+    if s.chars().count() > max {
+        return Err(bad(path, format!("at most {max} characters")));
+    }
     let s = collapse_xml_space(s);
-    let n = s.chars().count();
     if s.trim().is_empty() {
         return Err(bad(path, "must not be empty"));
-    }
-    if n > max {
-        return Err(bad(path, format!("at most {max} characters")));
     }
     // What XML 1.0 cannot carry must not reach a case system's parser.
     if s.chars().any(|c| {

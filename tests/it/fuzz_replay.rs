@@ -190,3 +190,24 @@ fn an_array_where_afs_contract_has_an_object_is_refused_naming_where() {
     );
     brygga::validate::parse_json::<brygga::codec::af_json::StatusResponse>(ok.as_bytes()).unwrap();
 }
+
+/// Found by `af_json` after the collapse above: AF's schema limits the text as AF sends it
+/// (`maxLength` counts every space), so a 19-character office code that collapses to 6 must
+/// still be refused, as the schema refuses it.
+#[test]
+fn afs_text_is_measured_as_af_sent_it_before_it_is_collapsed() {
+    let body = format!(
+        r#"{{"kandAvAf":true,"inskriven":false,"skyddsmarkeringar":[],
+        "kontor":{{"kod":"1002{}1","namn":"Arbetsformedlingen"}}}}"#,
+        " ".repeat(14)
+    );
+    let verdict =
+        brygga::validate::validate_json_as(body.as_bytes(), "arbetssokande-status-response");
+    assert!(!verdict.is_valid(), "{verdict:?}");
+    assert!(format!("{verdict:?}").contains("kontor.kod"), "{verdict:?}");
+    brygga::fuzzing::af_json_as(
+        "arbetssokande-status-response",
+        body.as_bytes(),
+        Some(&schema_accepts),
+    );
+}
