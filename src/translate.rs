@@ -160,10 +160,19 @@ fn text(path: &str, s: &str, max: usize) -> Result<String, AfContractError> {
         return Err(bad(path, "must not be empty"));
     }
     // What XML 1.0 cannot carry must not reach a case system's parser.
-    if s.chars().any(|c| {
-        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
-    }) {
+    if s.chars().any(|c| matches!(c, '\u{FFFE}' | '\u{FFFF}')) {
         return Err(bad(path, "contains characters that XML 1.0 does not allow"));
+    }
+    // Nor what the municipal contract refuses because it hides or reorders text (controls,
+    // bidirectional and zero-width characters): a case system's reader would refuse it.
+    if let Some(c) = crate::model::lexical::hidden_character(&s) {
+        return Err(bad(
+            path,
+            format!(
+                "contains U+{:04X}, a control or formatting character that hides or reorders text",
+                c as u32
+            ),
+        ));
     }
     Ok(s)
 }

@@ -211,3 +211,25 @@ fn afs_text_is_measured_as_af_sent_it_before_it_is_collapsed() {
         Some(&schema_accepts),
     );
 }
+
+/// Found by `round_trip`: AF's text with a DEL (U+007F), which AF's schema and XML allow,
+/// was sent to the case system, whose reader (brygga's own included) refuses characters that
+/// hide or reorder text. What brygga would have to refuse on the municipal side, it refuses
+/// from AF, naming the field, and the case system gets a clear Fault instead.
+#[test]
+fn afs_text_with_a_control_or_bidi_character_is_refused_naming_the_field() {
+    for c in ['\u{7f}', '\u{202e}', '\u{200b}'] {
+        let body = format!(
+            r#"{{"kandAvAf":true,"inskriven":false,"skyddsmarkeringar":[],
+            "kontor":{{"kod":"10021","namn":"Arbetsf{c}rmedlingen"}}}}"#
+        );
+        let verdict =
+            brygga::validate::validate_json_as(body.as_bytes(), "arbetssokande-status-response");
+        assert!(!verdict.is_valid(), "{c:?}: {verdict:?}");
+        assert!(
+            format!("{verdict:?}").contains("kontor.namn"),
+            "{verdict:?}"
+        );
+        brygga::fuzzing::round_trip(body.as_bytes());
+    }
+}
