@@ -530,16 +530,12 @@ fn decode_json<T: DeserializeOwned + Serialize>(
             e.column()
         ))
     })?;
-    // serde reads a struct from an array too; AF's contract has objects there.
-    let sent: serde_json::Value = serde_json::from_str(text)
-        .map_err(|_| UpstreamError::Contract("JSON cannot be read twice".into()))?;
-    let read = serde_json::to_value(&value).map_err(|e| UpstreamError::Contract(e.to_string()))?;
-    if let Some(path) = crate::codec::af_json::array_for_object(&sent, &read) {
-        return Err(UpstreamError::Contract(format!(
-            "{}: must be an object, not an array",
+    crate::codec::af_json::objects_as_sent(text, &value).map_err(|(path, why)| {
+        UpstreamError::Contract(format!(
+            "{}: {why}",
             if path.is_empty() { "(document)" } else { &path }
-        )));
-    }
+        ))
+    })?;
     Ok(value)
 }
 

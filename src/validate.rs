@@ -137,13 +137,7 @@ pub fn parse_json<T: DeserializeOwned + serde::Serialize>(
             ),
         )
     })?;
-    // An array where the contract has an object is read by serde all the same (by position).
-    let sent: serde_json::Value =
-        serde_json::from_str(text).map_err(|_| (String::new(), "not valid JSON".to_owned()))?;
-    let read = serde_json::to_value(&value).map_err(|e| (String::new(), e.to_string()))?;
-    if let Some(path) = af::array_for_object(&sent, &read) {
-        return Err((path, "must be an object, not an array".into()));
-    }
+    af::objects_as_sent(text, &value).map_err(|(path, why)| (path, why.to_owned()))?;
     Ok(value)
 }
 

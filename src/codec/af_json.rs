@@ -4,10 +4,24 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// serde reads a struct from a JSON array as well as from an object (its fields by position);
-/// AF's contract has objects only. Given the body as sent and brygga's reading of it written
-/// back, this finds an array where the reading has an object, and returns its path (empty for
-/// the document itself).
-pub fn array_for_object(sent: &serde_json::Value, read: &serde_json::Value) -> Option<String> {
+/// AF's contract has objects only. `body` has been read into `read`: this is an error (path,
+/// empty for the document, and why) where `body` has an array for an object of `read`, or
+/// where `body` is no JSON value at all (serde skips members it ignores without reading their
+/// numbers: `1E666` there passes serde and is no JSON number).
+pub fn objects_as_sent<T: Serialize>(body: &str, read: &T) -> Result<(), (String, &'static str)> {
+    let sent = serde_json::from_str::<serde_json::Value>(body)
+        .map_err(|_| (String::new(), "not valid JSON (a number out of range?)"))?;
+    let read = serde_json::to_value(read)
+        .map_err(|_| (String::new(), "cannot be read as AF's contract"))?;
+    match array_for_object(&sent, &read) {
+        Some(path) => Err((path, "must be an object, not an array")),
+        None => Ok(()),
+    }
+}
+
+/// The path of the first array in `sent` where `read` (brygga's reading written back) has an
+/// object.
+fn array_for_object(sent: &serde_json::Value, read: &serde_json::Value) -> Option<String> {
     use serde_json::Value;
     match (sent, read) {
         (Value::Array(_), Value::Object(_)) => Some(String::new()),

@@ -263,3 +263,16 @@ fn afs_text_with_a_control_or_bidi_character_is_refused_naming_the_field() {
         brygga::fuzzing::round_trip(body.as_bytes());
     }
 }
+
+/// Kept by the corpus: serde skips an unknown member without reading its numbers, so a number
+/// no JSON reader can hold (`1E666`) passed inside one. The body is refused as not JSON.
+#[test]
+fn a_number_out_of_range_in_a_member_brygga_skips_is_refused() {
+    let body = br#"{"beslut":[],"x":[6666666666E666]}"#;
+    let verdict = brygga::validate::validate_json_as(body, "ersattningsbeslut-response");
+    assert!(!verdict.is_valid(), "{verdict:?}");
+    assert!(
+        format!("{verdict:?}").contains("not valid JSON"),
+        "{verdict:?}"
+    );
+}
