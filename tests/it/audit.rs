@@ -5,6 +5,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use brygga::audit::{Action, Record};
@@ -563,12 +565,16 @@ impl ServeSetup {
     }
 
     /// Eight senders asking about the registered person until the gateway is gone (or 20 s);
-    /// each returns the Korrelationsid, as recorded, of every answer with data.
-    fn senders(&self, url: &str) -> tokio::task::JoinSet<Vec<String>> {
+    /// each returns the Korrelationsid, as recorded, of every answer with data. The counter
+    /// goes up with every such answer, so a test can stop the gateway once answers flow rather
+    /// than after a fixed time a loaded machine may not meet.
+    fn senders(&self, url: &str) -> (tokio::task::JoinSet<Vec<String>>, Arc<AtomicUsize>) {
         let client = self.case_system(url);
         let mut senders = tokio::task::JoinSet::new();
+        let count = Arc::new(AtomicUsize::new(0));
         for _ in 0..8 {
             let (client, token) = (client.clone(), self.token.clone());
+            let count = count.clone();
             let (orgnr, namn, hl) = (
                 self.sthlm.orgnr.clone(),
                 self.sthlm.namn.clone(),
@@ -595,6 +601,7 @@ impl ServeSetup {
                                 answered.push(brygga::audit::recorded_korrelationsid(
                                     &st.korrelationsid,
                                 ));
+                                count.fetch_add(1, Ordering::SeqCst);
                             }
                         }
                         Ok(_) => {}
@@ -604,8 +611,18 @@ impl ServeSetup {
                 answered
             });
         }
-        senders
+        (senders, count)
     }
+}
+
+/// Waits until `count` has reached `at_least` (or 20 s have passed), then `more` again, so
+/// the gateway is stopped while requests are under way.
+async fn once_answers_flow(count: &AtomicUsize, at_least: usize, more: Duration) {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while count.load(Ordering::SeqCst) < at_least && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(more).await;
 }
 
 /// Every answered request that has no record in the store.
@@ -628,9 +645,10 @@ async fn every_answered_request_survives_sigkill() {
     let mut answered: Vec<String> = Vec::new();
     for round in 0..5 {
         let mut gw = spawn_gateway(setup.config_file.path());
-        let stop_at = Instant::now() + Duration::from_millis(400);
-        let mut senders = setup.senders(&gw.url);
-        tokio::time::sleep_until(stop_at.into()).await;
+        let (mut senders, count) = setup.senders(&gw.url);
+        // Killed a varying while after the first answer, so it falls at different moments
+        // of a group's commit.
+        once_answers_flow(&count, 1, Duration::from_millis(100 + 70 * round)).await;
         gw.child.kill().unwrap(); // SIGKILL
         gw.child.wait().unwrap();
         let mut this_round = 0;
@@ -670,8 +688,8 @@ async fn sigterm_under_load_loses_no_answered_record() {
     })
     .await;
     let mut gw = spawn_gateway(setup.config_file.path());
-    let mut senders = setup.senders(&gw.url);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut senders, count) = setup.senders(&gw.url);
+    once_answers_flow(&count, 9, Duration::from_millis(100)).await;
     let term = Command::new("kill")
         .args(["-TERM", &gw.child.id().to_string()])
         .status()

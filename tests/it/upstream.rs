@@ -429,7 +429,8 @@ async fn a_wait_for_a_connection_to_af_ends_at_the_deadline() {
         harness::start_custom(
             |c, sim| {
                 c.af.max_connections = 1;
-                c.af.timeout = Duration::from_millis(400);
+                // Room for two answers of 300 ms (and a loaded machine's handshake), not three.
+                c.af.timeout = Duration::from_millis(800);
                 sim.faults.latency = Duration::from_millis(300);
             },
             true,
