@@ -3,3 +3,4 @@
 pub mod af_json;
 pub mod soap;
 pub mod xml;
+pub mod xml_syntax;

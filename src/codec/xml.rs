@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use quick_xml::NsReader;
 use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
+use quick_xml::name::{PrefixDeclaration, ResolveResult};
+
+use super::xml_syntax;
 
 /// Bounds on what the reader accepts.
 #[derive(Debug, Clone, Copy)]
@@ -165,9 +167,10 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                 if stack.len() >= limits.max_depth {
                     return Err(XmlError::TooDeep(limits.max_depth));
                 }
+                xml_syntax::check_element_name(start.name().as_ref()).map_err(malformed)?;
+                xml_syntax::check_attributes(start.attributes_raw()).map_err(malformed)?;
                 let ns = resolve(ns, &mut namespaces)?;
                 let name = start.local_name().as_ref().to_owned();
-                check_chars(&name)?;
                 let mut attributes = Vec::new();
                 // Namespace declarations count too: each one lengthens every later name lookup.
                 for (seen, attr) in start.attributes().with_checks(true).enumerate() {
@@ -179,14 +182,19 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                         return Err(XmlError::AttrTooLong(limits.max_attr_len));
                     }
                     let key = attr.key;
-                    if key.as_namespace_binding().is_some() {
-                        continue;
-                    }
-                    let (ans, local) = reader.resolver().resolve_attribute(key);
                     let value = attr
                         .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                         .map_err(malformed)?;
                     check_chars(&value)?;
+                    if let Some(binding) = key.as_namespace_binding() {
+                        let prefix = match binding {
+                            PrefixDeclaration::Default => None,
+                            PrefixDeclaration::Named(p) => Some(p),
+                        };
+                        xml_syntax::check_namespace_name(prefix, &value).map_err(malformed)?;
+                        continue;
+                    }
+                    let (ans, local) = reader.resolver().resolve_attribute(key);
                     let attribute = Attribute {
                         ns: resolve(ans, &mut namespaces)?,
                         name: local.as_ref().to_owned(),
@@ -219,6 +227,10 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                     None => root = Some(done),
                 }
             }
+            // XML 1.0 [14]: character data may not hold the end of a CDATA section.
+            Event::Text(t) if t.contains("]]>") => {
+                return Err(malformed("text may not hold ']]>' (XML 1.0 [14])"));
+            }
             Event::Text(t) => push_text(&mut stack, &t.xml10_content(), limits)?,
             Event::CData(c) => {
                 push_text(&mut stack, &c.xml10_content(), limits)?;
@@ -241,11 +253,9 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                         "the XML declaration must be the very first thing in the document",
                     ));
                 }
-                if let Some(enc) = decl.encoding() {
-                    let enc = enc.map_err(malformed)?;
-                    if !enc.eq_ignore_ascii_case("utf-8") {
-                        return Err(XmlError::Encoding);
-                    }
+                let encoding = xml_syntax::check_declaration(&decl).map_err(malformed)?;
+                if encoding.is_some_and(|e| !e.eq_ignore_ascii_case("utf-8")) {
+                    return Err(XmlError::Encoding);
                 }
             }
             // XML 1.0 [17]: a processing instruction may not be named xml, in any case.
@@ -254,7 +264,8 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                     "a processing instruction may not be named xml (reserved; the XML declaration belongs at the very start)",
                 ));
             }
-            Event::Comment(_) | Event::PI(_) => {}
+            Event::PI(pi) => xml_syntax::check_pi_target(pi.target()).map_err(malformed)?,
+            Event::Comment(c) => xml_syntax::check_comment(&c).map_err(malformed)?,
             // expand_empty_elements turns <a/> into Start + End, so this does not occur.
             Event::Empty(_) => return Err(malformed("unexpected empty-element event")),
             Event::Eof => break,

@@ -276,3 +276,124 @@ fn a_number_out_of_range_in_a_member_brygga_skips_is_refused() {
         "{verdict:?}"
     );
 }
+
+/// What brygga's SOAP decoders say about a corpus input (`soap_request/<hash>` or
+/// `soap_response/<hash>`): its refusal, which must be for malformed XML.
+fn refusal_of(input: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(input);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let limits = XmlLimits::default();
+    let refused = if input.starts_with("soap_request/") {
+        soap::decode_request(&bytes, &limits).unwrap_err()
+    } else {
+        match soap::decode_response(&bytes, &limits) {
+            Err(e) => e,
+            Ok(r) => panic!("{input}: decoded as {r:?}"),
+        }
+    };
+    assert_eq!(
+        refused.kind,
+        soap::DecodeKind::Malformed,
+        "{input}: {refused}"
+    );
+    refused.to_string()
+}
+
+/// Each input must be refused as malformed with a message holding `why`.
+fn all_refused(inputs: &[&str], why: &str) {
+    for input in inputs {
+        let message = refusal_of(input);
+        assert!(message.contains(why), "{input}: {message}");
+    }
+}
+
+/// Found by the XSD differential: XML declarations that XML 1.0 [23] does not allow
+/// (`<?xml versio>>>n="1.0"`, `en^oding`, `version="0"`, no version, a version that is not
+/// closed, attributes out of order or run together) were read as if they were well-formed.
+#[test]
+fn a_malformed_xml_declaration_is_refused_naming_it() {
+    all_refused(
+        &[
+            "soap_request/1b1d7543e22ee3a909c0eab3847a71ee7b09abee",
+            "soap_request/2e763419b5c0fcfcd54aa7d2d72eab57dd710469",
+            "soap_request/727eb7ec1ac869be6d4689776d970f6afb36f303",
+            "soap_request/908d426187682effbb4fe9d5f15237293ceae947",
+            "soap_request/a2f05b69b1ca64e30a01e5fd2b076d1aa25a8909",
+            "soap_request/aa31d734b257429fe25c42e94b3fcde65180a3ae",
+            "soap_request/b0b217c0bd7645a3d9278fa52438324ffc5642f2",
+            "soap_response/06f676679d9e2696f454818465adc2c29fa5a99b",
+            "soap_response/180a14b7dc8f55359429561c7265c0ee00c03ef6",
+            "soap_response/334b5e52d42bf7d51fe0167c6502285bce4b490c",
+            "soap_response/3b288cead7323ca6483c3616446b4e4b2574260f",
+            "soap_response/92cb55ff96dbe20b561dc43e755a541e4461c943",
+            "soap_response/956075152defe163350425875453437cd5662c19",
+            "soap_response/c0ba2e0a32debcd44b2461bf2a110a6e8da471a4",
+            "soap_response/df13e7048dd81eba60ec4a691ca993039639b97b",
+            "soap_response/eb109f2ac2c7ed8bf7aa536274ff833e8db1befd",
+            "soap_response/fd6d7d9c48b59292a7a99f43c865b383be84b478",
+        ],
+        "the XML declaration is malformed",
+    );
+}
+
+/// Found by the XSD differential: element names that are no QName (`e:`, `e:x:`, `e:xe:`,
+/// and `e:x/~<e:x`, where a broken `/>` ran into the next tag) were read, their local part
+/// taken from after the first colon.
+#[test]
+fn an_element_name_with_an_empty_part_or_a_second_colon_is_refused() {
+    all_refused(
+        &[
+            "soap_request/15d626b6a5fb2d71e37d5c0151ae4da9af2eb087",
+            "soap_request/2dacc045b8fe1f57fa53c97e1bf768476544644b",
+            "soap_request/2f116600b331555d32ee635ffedd30e2bb81aa9e",
+            "soap_request/314773459e5734145d212de5ca2571031e622c36",
+            "soap_request/467b1c6375ff3ba550f849570b4b2308cee606f1",
+            "soap_request/4f172bf9deef57506045b54221a6c18af365e367",
+            "soap_request/5633f701e3c290bba1d3987035a18fdd3cbd51f7",
+            "soap_request/611127186c110204aac73f139927876917d2b962",
+            "soap_request/91527cfff5258d96505382a75b1f784b715e5c4f",
+            "soap_request/1d835e9ccac407515c7661dbbb79f6b8efd6220a",
+            "soap_request/4110999af6d1b9fd2a0393acaeb0c105019552ac",
+            "soap_request/b5dff6e9550c2ba5088e4901534f91dd0a291f59",
+        ],
+        "is not an XML name",
+    );
+}
+
+/// Found by the XSD differential: attributes run together with a name that is no name
+/// (`xmlns:e="…"k:Arendeident)tetand="0"`), and a `<` inside an attribute's value.
+#[test]
+fn an_attribute_run_together_or_holding_a_lt_is_refused() {
+    assert!(
+        refusal_of("soap_request/bee2025f418b59ae1b270426c4ec89bb3da2c805")
+            .contains("separated by white space")
+    );
+    assert!(
+        refusal_of("soap_request/a311f268b3a291b5223c59fb5de42cad770bd60e").contains("holds '<'")
+    );
+}
+
+/// Found by the XSD differential: `xmlns:e="urn*:example:…"` names no URI (a scheme has no
+/// `*`), which Namespaces in XML requires.
+#[test]
+fn a_namespace_that_is_not_a_uri_is_refused() {
+    let message = refusal_of("soap_request/72b5a37f7b77787a0654e8efed1ecd4a8dbef277");
+    assert!(message.contains("not a URI"), "{message}");
+}
+
+/// Found by the XSD differential: processing instructions whose target is no name (`<??>`,
+/// `<?x"?>`, `<?xF-8"?>`, `<?xmlncoding="UTF-8"?>`).
+#[test]
+fn a_processing_instruction_without_a_name_is_refused() {
+    all_refused(
+        &[
+            "soap_response/16e84dc6dba2f733a7958dd84b41bfe9fe1d568e",
+            "soap_response/29a99218f0bfbc803402dd5ca846c0b9639b724b",
+            "soap_response/605c09dcc07cf40aa22ad7d6dcd68735ccac7720",
+            "soap_response/c2a118bf6c069d2745ca586fd9539afcd928b2b2",
+        ],
+        "processing instruction",
+    );
+}
