@@ -622,6 +622,9 @@ fn a_soak_reports_each_window_and_finds_a_record_for_every_answer() {
             w["p99_ms"].as_f64().unwrap() >= w["p50_ms"].as_f64().unwrap(),
             "{w}"
         );
+        // The stretches where AF behaves have their own p99.
+        let calm = w["p99_calm_ms"].as_f64().unwrap();
+        assert!(calm > 0.0, "{w}");
     }
     // The outage in each window is answered as a Fault naming AF.
     let errors = v["total"]["errors"].as_object().unwrap();
