@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use brygga::audit::{Action, AuditLog, CheckpointPolicy, Entry};
+use brygga::store::audit::{Action, AuditLog, CheckpointPolicy, Entry};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn entry(i: u64) -> Entry {
     Entry {
-        time: brygga::audit::now(),
+        time: brygga::store::audit::now(),
         korrelationsid: uuid::Uuid::new_v4().to_string(),
         direction: "af-till-kommun".into(),
         operation: "HamtaArbetssokandeStatus".into(),

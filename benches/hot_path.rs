@@ -5,13 +5,13 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-use brygga::client::TokenMinter;
-use brygga::codec::af_json::StatusResponse;
-use brygga::codec::soap;
-use brygga::codec::xml::XmlLimits;
-use brygga::identity::{IdpKeys, Presenter, TokenRules, VerifiedTokens, verify_token};
+use brygga::access::identity::{IdpKeys, Presenter, TokenRules, VerifiedTokens, verify_token};
+use brygga::contract::af_json::StatusResponse;
+use brygga::contract::soap;
+use brygga::contract::xml::XmlLimits;
+use brygga::devkit::client::TokenMinter;
 use brygga::model::*;
-use brygga::{sim, translate};
+use brygga::{contract::translate, devkit::sim_af};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn root() -> &'static Path {
@@ -72,7 +72,9 @@ fn json_and_translation(c: &mut Criterion) {
     // As brygga reads AF's JSON: the whole body checked to be UTF-8, paths kept for errors,
     // nothing after the value.
     c.bench_function("JSON decode AF status answer, checked (parse_json)", |b| {
-        b.iter(|| brygga::validate::parse_json::<StatusResponse>(black_box(&body)).unwrap())
+        b.iter(|| {
+            brygga::contract::validate::parse_json::<StatusResponse>(black_box(&body)).unwrap()
+        })
     });
     let af: StatusResponse = serde_json::from_slice(&body).unwrap();
     c.bench_function("JSON encode AF status answer", |b| {
@@ -81,15 +83,15 @@ fn json_and_translation(c: &mut Criterion) {
     c.bench_function("translate AF status answer to model", |b| {
         b.iter(|| translate::status_from_af(black_box(&af)).unwrap())
     });
-    let fraga = brygga::client::example_fraga(
+    let fraga = brygga::devkit::client::example_fraga(
         "2120000142",
         "Stockholms stad",
         "SE2120000142-HL01",
-        sim::REGISTRERAD,
+        sim_af::REGISTRERAD,
         "EKB-BESLUT",
     )
     .unwrap();
-    let fragande = brygga::codec::af_json::FragandeJson {
+    let fragande = brygga::contract::af_json::FragandeJson {
         organisationsnummer: "212000-0142".into(),
         organisationsnamn: "Stockholms stad".into(),
         handlaggare: "SE2120000142-HL01".into(),
@@ -159,7 +161,7 @@ fn jwt(c: &mut Criterion) {
 /// What the limits add to a request: the client's rate and place, the operation's rate and
 /// the quota towards AF, each under its limit (the common case), and a refusal.
 fn limits(c: &mut Criterion) {
-    use brygga::limit::{ClientRule, Configured, Limiter, Rate};
+    use brygga::access::limit::{ClientRule, Configured, Limiter, Rate};
     let rate = |per_second, burst| {
         let rate = Rate { per_second, burst };
         Configured {
@@ -206,7 +208,7 @@ fn limits(c: &mut Criterion) {
 /// page's window (an answered request), and the same for an AF call.
 fn metrics(c: &mut Criterion) {
     use brygga::error::Felkod;
-    use brygga::metrics::Metrics;
+    use brygga::ops::metrics::Metrics;
     use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
     let m = Metrics::new(Histogram::new(exponential_buckets(0.0001, 2.0, 15)));
     let took = std::time::Duration::from_micros(1800);

@@ -5,12 +5,12 @@
 
 use http::StatusCode;
 
-use crate::codec::soap::{DecodeError, DecodeKind};
-use crate::identity::TokenError;
+use crate::access::identity::TokenError;
+use crate::access::policy::Denial;
+use crate::contract::soap::{DecodeError, DecodeKind};
+use crate::contract::translate::AfContractError;
+use crate::gateway::upstream::UpstreamError;
 use crate::model::Kalla;
-use crate::policy::Denial;
-use crate::translate::AfContractError;
-use crate::upstream::UpstreamError;
 
 /// Stable error codes of interface v1. Integrators program against these; never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -324,9 +324,9 @@ impl From<Denial> for Failure {
     }
 }
 
-impl From<crate::limit::Limited> for Failure {
-    fn from(l: crate::limit::Limited) -> Self {
-        use crate::limit::Limited;
+impl From<crate::access::limit::Limited> for Failure {
+    fn from(l: crate::access::limit::Limited) -> Self {
+        use crate::access::limit::Limited;
         let felkod = match l {
             Limited::Client(..) | Limited::Operation(..) => Felkod::ForMangaForfragningar,
             Limited::Concurrent(_) => Felkod::ForMangaSamtidiga,

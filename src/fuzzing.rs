@@ -6,15 +6,15 @@
 
 use std::sync::LazyLock;
 
-use crate::audit;
-use crate::codec::af_json as af;
-use crate::codec::soap::{self, KommunResponse};
-use crate::codec::xml::{self, XmlLimits};
+use crate::contract::af_json as af;
+use crate::contract::soap::{self, KommunResponse};
+use crate::contract::translate;
+use crate::contract::xml::{self, XmlLimits};
 use crate::model::ident::{
     embeds_identity_number, format_date, mask_identity_numbers, parse_date, redact_digit_runs,
 };
 use crate::model::*;
-use crate::translate;
+use crate::store::audit;
 
 /// Text from bytes: the targets that take text skip what is not UTF-8 (the HTTP and TOML
 /// layers refuse it before these parsers see it).
@@ -26,7 +26,7 @@ fn text(data: &[u8]) -> Option<&str> {
 /// to the same model.
 pub fn soap_request(data: &[u8]) {
     let limits = XmlLimits::default();
-    let _ = crate::validate::validate(data);
+    let _ = crate::contract::validate::validate(data);
     if let Ok(req) = soap::decode_request(data, &limits) {
         let again = soap::encode_request(&req);
         let back = soap::decode_request(again.as_bytes(), &limits)
@@ -98,7 +98,7 @@ pub fn af_json(data: &[u8], schema_accepts: SchemaOracle<'_>) {
 
 /// The same for one named schema.
 pub fn af_json_as(schema: &str, body: &[u8], schema_accepts: SchemaOracle<'_>) {
-    let verdict = crate::validate::validate_json_as(body, schema);
+    let verdict = crate::contract::validate::validate_json_as(body, schema);
     if verdict.is_valid()
         && let Some(accepts) = schema_accepts
     {
@@ -109,7 +109,7 @@ pub fn af_json_as(schema: &str, body: &[u8], schema_accepts: SchemaOracle<'_>) {
         );
     }
     if schema == "arbetssokande-status-response"
-        && let Ok(r) = crate::validate::parse_json::<af::StatusResponse>(body)
+        && let Ok(r) = crate::contract::validate::parse_json::<af::StatusResponse>(body)
         && let Ok(st) = translate::status_from_af(&r)
     {
         let skydd: Vec<&str> = r.skyddsmarkeringar.iter().map(String::as_str).collect();
@@ -122,7 +122,7 @@ pub fn af_json_as(schema: &str, body: &[u8], schema_accepts: SchemaOracle<'_>) {
 /// A message through the whole translation: AF's status answer into the model, into the
 /// municipality's XML, and read back as the case system would, is the same model.
 pub fn round_trip(data: &[u8]) {
-    let Ok(r) = crate::validate::parse_json::<af::StatusResponse>(data) else {
+    let Ok(r) = crate::contract::validate::parse_json::<af::StatusResponse>(data) else {
         return;
     };
     let Ok(status) = translate::status_from_af(&r) else {
@@ -183,16 +183,21 @@ pub fn identifiers(data: &[u8]) {
 }
 
 /// The example identity provider of Stockholm, loaded once.
-static IDP: LazyLock<Option<(crate::identity::IdpKeys, Vec<u8>, String)>> = LazyLock::new(|| {
-    let files = crate::demo::DemoFiles::default();
-    let jwks = files.certs.join("idp-0180.jwks.json");
-    let idp =
-        crate::identity::IdpKeys::load("https://idp.stockholm.example/", "ES256", &jwks).ok()?;
-    let key = std::fs::read(files.certs.join("idp-0180.key")).ok()?;
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&jwks).ok()?).ok()?;
-    let kid = doc["keys"][0]["kid"].as_str()?.to_owned();
-    Some((idp, key, kid))
-});
+static IDP: LazyLock<Option<(crate::access::identity::IdpKeys, Vec<u8>, String)>> =
+    LazyLock::new(|| {
+        let files = crate::devkit::demo::DemoFiles::default();
+        let jwks = files.certs.join("idp-0180.jwks.json");
+        let idp = crate::access::identity::IdpKeys::load(
+            "https://idp.stockholm.example/",
+            "ES256",
+            &jwks,
+        )
+        .ok()?;
+        let key = std::fs::read(files.certs.join("idp-0180.key")).ok()?;
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&jwks).ok()?).ok()?;
+        let kid = doc["keys"][0]["kid"].as_str()?.to_owned();
+        Some((idp, key, kid))
+    });
 
 /// The token path: any text as a token, and any bytes as the claims of a token the example
 /// identity provider signed (so the claims are read, not only the signature checked). Never
@@ -203,14 +208,14 @@ pub fn jwt(data: &[u8]) {
     let Some((idp, key, kid)) = IDP.as_ref() else {
         return;
     };
-    let rules = crate::identity::TokenRules {
+    let rules = crate::access::identity::TokenRules {
         audience: "urn:se:brygga:kommun:v1".into(),
         leeway: 30,
         max_lifetime: 3600,
         replay_protection: false,
     };
     if let Some(token) = text(data) {
-        let _ = crate::identity::verify_token(idp, &rules, token);
+        let _ = crate::access::identity::verify_token(idp, &rules, token);
     }
     // The first byte picks a header; the rest are the claims as sent.
     let Some((&pick, claims)) = data.split_first() else {
@@ -232,9 +237,9 @@ pub fn jwt(data: &[u8]) {
         return;
     };
     let token = format!("{input}.{signature}");
-    if let Ok(worker) = crate::identity::verify_token(idp, &rules, &token) {
+    if let Ok(worker) = crate::access::identity::verify_token(idp, &rules, &token) {
         assert!(HsaId::parse(worker.hsa_id.as_str()).is_ok());
-        assert!(crate::codec::soap::is_code(&worker.syfte));
+        assert!(crate::contract::soap::is_code(&worker.syfte));
         assert!(worker.funktion.iter().all(|f| !embeds_identity_number(f)));
     }
 }
@@ -246,9 +251,9 @@ pub fn trace_context(data: &[u8]) {
         return;
     };
     let (parent, state) = s.split_once('\n').unwrap_or((s, ""));
-    if let Some(c) = crate::tracectx::TraceContext::parse(parent) {
+    if let Some(c) = crate::ops::tracectx::TraceContext::parse(parent) {
         let header = c.header("0123456789abcdef");
-        let again = crate::tracectx::TraceContext::parse(&header).expect("own header");
+        let again = crate::ops::tracectx::TraceContext::parse(&header).expect("own header");
         assert_eq!(again.trace_id, c.trace_id);
     }
     let mut headers = http::HeaderMap::new();
@@ -260,7 +265,7 @@ pub fn trace_context(data: &[u8]) {
             headers.append("tracestate", v);
         }
     }
-    if let Some(c) = crate::tracectx::TraceContext::from_headers(&headers)
+    if let Some(c) = crate::ops::tracectx::TraceContext::from_headers(&headers)
         && let Some(kept) = &c.state
     {
         assert!(
@@ -284,7 +289,7 @@ pub fn config(data: &[u8]) {
 /// The example checkpoint public key, read once.
 static CHECKPOINT_KEY: LazyLock<Vec<u8>> = LazyLock::new(|| {
     std::fs::read(
-        crate::demo::DemoFiles::default()
+        crate::devkit::demo::DemoFiles::default()
             .certs
             .join("audit-signing.pub.pem"),
     )
@@ -299,7 +304,7 @@ pub fn audit_export(data: &[u8]) {
     };
     let keys: [&[u8]; 1] = [&CHECKPOINT_KEY];
     let _ = audit::verify_export_lines(s, &keys);
-    if let Ok(x) = serde_json::from_str::<crate::extract::Extract>(s)
+    if let Ok(x) = serde_json::from_str::<crate::store::extract::Extract>(s)
         && let Some(proof) = &x.proof
     {
         let _ = audit::check_proof(proof, &keys);

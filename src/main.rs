@@ -13,7 +13,7 @@ use brygga::config::Config;
 // serves those with less CPU than glibc's malloc (measured with `brygga bench`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use brygga::demo::{self, DemoFiles};
+use brygga::devkit::demo::{self, DemoFiles};
 
 #[derive(Parser)]
 #[command(
@@ -193,7 +193,7 @@ enum CertsCommand {
         days: i64,
         /// Validity in days of the server certificates (at most --days). Mozilla's intermediate
         /// TLS profile wants at most 366.
-        #[arg(long, default_value_t = brygga::certs::SERVER_CERT_DAYS, value_parser = clap::value_parser!(i64).range(1..=36500))]
+        #[arg(long, default_value_t = brygga::devkit::certs::SERVER_CERT_DAYS, value_parser = clap::value_parser!(i64).range(1..=36500))]
         server_days: i64,
     },
     /// Write a CRL signed by a CA, revoking the given certificates (none: an empty CRL).
@@ -297,7 +297,7 @@ enum AuditCommand {
         to: Option<String>,
         /// text (default), html, pdf, or json (with the proof `audit verify --export` checks).
         #[arg(long, value_enum, default_value = "text")]
-        format: brygga::extract::Format,
+        format: brygga::store::extract::Format,
         /// The same as --format json.
         #[arg(long, conflicts_with = "format")]
         json: bool,
@@ -335,7 +335,7 @@ enum AuditCommand {
         #[arg(long)]
         n: u64,
         #[arg(long, value_enum, default_value = "text")]
-        format: brygga::extract::Format,
+        format: brygga::store::extract::Format,
         #[arg(long)]
         output: Option<PathBuf>,
     },
@@ -347,7 +347,7 @@ enum AuditCommand {
         #[arg(long)]
         record: u64,
         #[arg(long, value_enum)]
-        verdict: brygga::audit::Verdict,
+        verdict: brygga::store::audit::Verdict,
         /// The sample it was drawn in (its id), checked against the recorded draw.
         #[arg(long)]
         sample: Option<String>,
@@ -491,7 +491,7 @@ fn main() -> ExitCode {
             .unwrap_or_default();
         tracing::error!(location = %at, "internal error (panic); the message is withheld");
     }));
-    brygga::tls::provider();
+    brygga::access::tls::provider();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.worker_threads {
         builder.worker_threads(usize::from(n));
@@ -522,10 +522,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             allow_example_keys,
         } => {
             let config = Config::load(&config).map_err(|e| anyhow!("{e}"))?;
-            brygga::example_keys::refuse_in_production(&config, allow_example_keys)
+            brygga::config::example_keys::refuse_in_production(&config, allow_example_keys)
                 .map_err(|e| anyhow!(e))?;
             apply_log_level(config.log_level.as_deref());
-            let gw = brygga::gateway::start(config)
+            let gw = brygga::gateway::state::start(config)
                 .await
                 .map_err(|e| anyhow!(e))?;
             // One line on stdout once every listener is bound: the readiness signal for tools.
@@ -533,7 +533,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "{}",
                 serde_json::json!({
                     "kommun_url": format!("https://{}/kommun/v1", gw.kommun_addr),
-                    "af_url": format!("https://{}{}", gw.af_addr, brygga::events::EVENTS_PATH),
+                    "af_url": format!("https://{}{}", gw.af_addr, brygga::gateway::events::EVENTS_PATH),
                     "admin_url": format!("http://{}", gw.admin_addr),
                 })
             );
@@ -567,7 +567,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(c) => {
-                if let Err(e) = brygga::example_keys::refuse_in_production(&c, false) {
+                if let Err(e) = brygga::config::example_keys::refuse_in_production(&c, false) {
                     println!("{}: {e}", config.display());
                     return Ok(ExitCode::FAILURE);
                 }
@@ -595,7 +595,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             window,
         } => {
             if let Some(soak) = soak {
-                let opts = brygga::soak::SoakOptions {
+                let opts = brygga::devkit::soak::SoakOptions {
                     duration: soak,
                     window: window.max(Duration::from_secs(1)),
                     connections: connections.max(1),
@@ -606,13 +606,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 };
                 // Interrupted, the run is dropped: its child processes are stopped with it.
                 let result = tokio::select! {
-                    r = brygga::soak::run(&opts, !json) => r.map_err(|e| anyhow!(e))?,
-                    () = brygga::demo::wait_for_signal() => return Err(anyhow!("interrupted")),
+                    r = brygga::devkit::soak::run(&opts, !json) => r.map_err(|e| anyhow!(e))?,
+                    () = brygga::devkit::demo::wait_for_signal() => return Err(anyhow!("interrupted")),
                 };
                 println!("{result}");
                 return Ok(ExitCode::SUCCESS);
             }
-            let opts = brygga::bench::BenchOptions {
+            let opts = brygga::devkit::bench::BenchOptions {
                 connections: connections.max(1),
                 duration,
                 rounds: rounds.max(1),
@@ -622,8 +622,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 files: defaults,
             };
             let result = tokio::select! {
-                r = brygga::bench::run(&opts, !json) => r.map_err(|e| anyhow!(e))?,
-                () = brygga::demo::wait_for_signal() => return Err(anyhow!("interrupted")),
+                r = brygga::devkit::bench::run(&opts, !json) => r.map_err(|e| anyhow!(e))?,
+                () = brygga::devkit::demo::wait_for_signal() => return Err(anyhow!("interrupted")),
             };
             println!("{result}");
         }
@@ -673,8 +673,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Outbox { command } => {
             let resolve = |a: StoreArgs| {
-                brygga::dpo::Store::resolve(a.store.as_deref(), a.config.as_deref(), a.operator)
-                    .map_err(|e| anyhow!(e))
+                brygga::cli::dpo::Store::resolve(
+                    a.store.as_deref(),
+                    a.config.as_deref(),
+                    a.operator,
+                )
+                .map_err(|e| anyhow!(e))
             };
             match command {
                 OutboxCommand::List { store, state, json } => {
@@ -685,15 +689,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                             ));
                         }
                     }
-                    brygga::operator::list(&resolve(store)?, &state, json)
+                    brygga::cli::outbox::list(&resolve(store)?, &state, json)
                         .await
                         .map_err(|e| anyhow!(e))?;
                 }
                 OutboxCommand::Retry { store, seq } => {
-                    let d = brygga::operator::act(
+                    let d = brygga::cli::outbox::act(
                         &resolve(store)?,
                         seq,
-                        brygga::operator::Action::Retry,
+                        brygga::cli::outbox::Action::Retry,
                     )
                     .await
                     .map_err(|e| anyhow!(e))?;
@@ -703,10 +707,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     );
                 }
                 OutboxCommand::Drop { store, seq } => {
-                    let d = brygga::operator::act(
+                    let d = brygga::cli::outbox::act(
                         &resolve(store)?,
                         seq,
-                        brygga::operator::Action::Drop,
+                        brygga::cli::outbox::Action::Drop,
                     )
                     .await
                     .map_err(|e| anyhow!(e))?;
@@ -719,8 +723,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Audit { command } => {
             let resolve = |a: StoreArgs| {
-                brygga::dpo::Store::resolve(a.store.as_deref(), a.config.as_deref(), a.operator)
-                    .map_err(|e| anyhow!(e))
+                brygga::cli::dpo::Store::resolve(
+                    a.store.as_deref(),
+                    a.config.as_deref(),
+                    a.operator,
+                )
+                .map_err(|e| anyhow!(e))
             };
             match command {
                 AuditCommand::Verify {
@@ -734,12 +742,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     // attack from a missing file.
                     let progress = progress || std::io::IsTerminal::is_terminal(&std::io::stderr());
                     let verdict = match export {
-                        Some(file) => {
-                            brygga::dpo::verify_export(&file, &public_key, store.config.as_deref())
-                        }
+                        Some(file) => brygga::cli::dpo::verify_export(
+                            &file,
+                            &public_key,
+                            store.config.as_deref(),
+                        ),
                         None => match resolve(store) {
                             Ok(store) => {
-                                brygga::dpo::verify(
+                                brygga::cli::dpo::verify(
                                     &store,
                                     &public_key,
                                     witness.as_deref(),
@@ -773,13 +783,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     syfte,
                 } => {
                     let store = resolve(store)?;
-                    let q = brygga::dpo::Query {
+                    let q = brygga::cli::dpo::Query {
                         personnummer,
                         arende,
                         from,
                         to,
                         format: if json {
-                            brygga::extract::Format::Json
+                            brygga::store::extract::Format::Json
                         } else {
                             format
                         },
@@ -787,7 +797,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         public_keys: public_key,
                         syfte,
                     };
-                    brygga::dpo::query(&store, q)
+                    brygga::cli::dpo::query(&store, q)
                         .await
                         .map_err(|e| anyhow!(e))?;
                 }
@@ -800,14 +810,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     output,
                 } => {
                     let store = resolve(store)?;
-                    let q = brygga::dpo::SampleQuery {
+                    let q = brygga::cli::dpo::SampleQuery {
                         from,
                         to,
                         n,
                         format,
                         output,
                     };
-                    brygga::dpo::sample(&store, q)
+                    brygga::cli::dpo::sample(&store, q)
                         .await
                         .map_err(|e| anyhow!(e))?;
                 }
@@ -819,7 +829,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     reference,
                 } => {
                     let store = resolve(store)?;
-                    let seq = brygga::dpo::review(&store, record, verdict, sample, reference)
+                    let seq = brygga::cli::dpo::review(&store, record, verdict, sample, reference)
                         .await
                         .map_err(|e| anyhow!(e))?;
                     println!(
@@ -829,7 +839,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
                 AuditCommand::Export { store, output } => {
                     let store = resolve(store)?;
-                    let n = brygga::dpo::export(&store, output.as_deref())
+                    let n = brygga::cli::dpo::export(&store, output.as_deref())
                         .await
                         .map_err(|e| anyhow!(e))?;
                     eprintln!("{n} record(s) exported");
@@ -840,8 +850,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let mut all_valid = true;
             for f in files {
                 let verdict = match std::fs::read(&f) {
-                    Ok(bytes) => brygga::validate::validate(&bytes),
-                    Err(e) => brygga::validate::Verdict {
+                    Ok(bytes) => brygga::contract::validate::validate(&bytes),
+                    Err(e) => brygga::contract::validate::Verdict {
                         message_type: "file".into(),
                         problems: vec![format!("(file): cannot read: {e}")],
                     },
@@ -870,9 +880,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let mut revoked = Vec::new();
             for cert in &revoke {
-                revoked.extend(brygga::tls::load_certs(cert).map_err(|e| anyhow!("{e}"))?);
+                revoked.extend(brygga::access::tls::load_certs(cert).map_err(|e| anyhow!("{e}"))?);
             }
-            brygga::certs::write_crl(&ca_cert, &ca_key, &revoked, &out, days)
+            brygga::devkit::certs::write_crl(&ca_cert, &ca_key, &revoked, &out, days)
                 .map_err(|e| anyhow!(e))?;
             println!(
                 "wrote {} revoking {} certificate(s)",
@@ -888,8 +898,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     server_days,
                 },
         } => {
-            let files =
-                brygga::certs::generate_with(&out, days, server_days).map_err(|e| anyhow!(e))?;
+            let files = brygga::devkit::certs::generate_with(&out, days, server_days)
+                .map_err(|e| anyhow!(e))?;
             println!(
                 "wrote {} files to {}: {}",
                 files.len(),
@@ -900,8 +910,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sim {
             command: SimCommand::Af { config },
         } => {
-            let settings = brygga::sim::SimSettings::load(&config).map_err(|e| anyhow!(e))?;
-            let sim = brygga::sim::start(settings).await.map_err(|e| anyhow!(e))?;
+            let settings =
+                brygga::devkit::sim_af::SimSettings::load(&config).map_err(|e| anyhow!(e))?;
+            let sim = brygga::devkit::sim_af::start(settings)
+                .await
+                .map_err(|e| anyhow!(e))?;
             println!(
                 "{}",
                 serde_json::json!({ "af_sim_url": format!("https://localhost:{}", sim.addr.port()) })
@@ -912,9 +925,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sim {
             command: SimCommand::Kommun { config },
         } => {
-            let settings =
-                brygga::kommun_sim::KommunSimSettings::load(&config).map_err(|e| anyhow!(e))?;
-            let sim = brygga::kommun_sim::start(&settings, None)
+            let settings = brygga::devkit::sim_kommun::KommunSimSettings::load(&config)
+                .map_err(|e| anyhow!(e))?;
+            let sim = brygga::devkit::sim_kommun::start(&settings, None)
                 .await
                 .map_err(|e| anyhow!(e))?;
             println!("{}", serde_json::json!({ "kommun_sim_url": sim.url() }));
@@ -943,7 +956,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     )
                 })?;
             let key = key.unwrap_or_else(|| defaults.certs.join(format!("idp-{kommun}.key")));
-            let minter = brygga::client::TokenMinter::load(
+            let minter = brygga::devkit::client::TokenMinter::load(
                 &key,
                 &client.idp.issuer,
                 &config.token_rules.audience,
@@ -951,8 +964,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow!(e))?;
             let mut claims = minter.claims(&sub, &kommun, &syfte, lifetime);
             if let Some(cert) = bind_cert {
-                let chain = brygga::tls::load_certs(&cert).map_err(|e| anyhow!("{e}"))?;
-                let thumbprint = brygga::identity::certificate_thumbprint(&chain[0]);
+                let chain = brygga::access::tls::load_certs(&cert).map_err(|e| anyhow!("{e}"))?;
+                let thumbprint = brygga::access::identity::certificate_thumbprint(&chain[0]);
                 claims.cnf = Some(serde_json::json!({ "x5t#S256": thumbprint }));
             }
             let token = minter.sign(&claims).map_err(|e| anyhow!(e))?;

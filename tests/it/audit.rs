@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use brygga::audit::{Action, Record};
-use brygga::client::{KommunClient, TokenMinter};
-use brygga::codec::soap;
 use brygga::config::Config;
-use brygga::demo::{DemoFiles, ExampleClient, example_clients};
+use brygga::contract::soap;
+use brygga::devkit::client::{KommunClient, TokenMinter};
+use brygga::devkit::demo::{DemoFiles, ExampleClient, example_clients};
+use brygga::devkit::sim_af::{self, SimSettings};
 use brygga::model::*;
-use brygga::sim::{self, SimSettings};
+use brygga::store::audit::{Action, Record};
 use sha2::{Digest, Sha256};
 
 use crate::harness::{self, fault, status};
@@ -32,21 +32,22 @@ fn public_key() -> Vec<u8> {
     std::fs::read(harness::certs().join("audit-signing.pub.pem")).unwrap()
 }
 
-fn verify(store: &Path) -> Result<brygga::audit::Verified, brygga::audit::Tamper> {
+fn verify(store: &Path) -> Result<brygga::store::audit::Verified, brygga::store::audit::Tamper> {
     let conn = rusqlite::Connection::open(store).unwrap();
-    brygga::audit::verify(&conn, &[&public_key()], &mut |_, _| {}).unwrap()
+    brygga::store::audit::verify(&conn, &[&public_key()], &mut |_, _| {}).unwrap()
 }
 
 /// A copy of the example configuration beside it (so its relative paths hold) whose audit
 /// store is `store` and whose listeners take free ports; AF is at `af_port` when given.
 pub fn config_with_store(store: &Path, af_port: Option<u16>) -> tempfile::NamedTempFile {
     let defaults = DemoFiles::default();
-    let mut text =
-        brygga::demo::on_free_ports_unlimited(&std::fs::read_to_string(&defaults.config).unwrap())
-            .replace(
-                "\"../data/audit.db\"",
-                &format!("{:?}", store.display().to_string()),
-            );
+    let mut text = brygga::devkit::demo::on_free_ports_unlimited(
+        &std::fs::read_to_string(&defaults.config).unwrap(),
+    )
+    .replace(
+        "\"../data/audit.db\"",
+        &format!("{:?}", store.display().to_string()),
+    );
     if let Some(port) = af_port {
         text = text.replace("localhost:9443", &format!("localhost:{port}"));
     }
@@ -64,7 +65,7 @@ async fn each_access_and_refusal_has_a_record_with_its_facts() {
     let store = s.audit_store();
     let token = s.st_token();
     let asked =
-        s.st.post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+        s.st.post_raw(Some(&token), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap();
     let answer = status(&asked);
@@ -76,7 +77,7 @@ async fn each_access_and_refusal_has_a_record_with_its_facts() {
         .unwrap();
     fault(
         &s.st
-            .post_raw(Some(&foreign), s.st_xml(sim::AVAKTUALISERAD))
+            .post_raw(Some(&foreign), s.st_xml(sim_af::AVAKTUALISERAD))
             .await
             .unwrap(),
         403,
@@ -84,7 +85,7 @@ async fn each_access_and_refusal_has_a_record_with_its_facts() {
     );
     fault(
         &s.st
-            .post_raw(Some(&token), s.st_xml(sim::AF_FEL))
+            .post_raw(Some(&token), s.st_xml(sim_af::AF_FEL))
             .await
             .unwrap(),
         502,
@@ -94,9 +95,13 @@ async fn each_access_and_refusal_has_a_record_with_its_facts() {
     harness::answer(&s.st.post_raw(Some(&token), ping).await.unwrap());
     // A wrong content type: refused, and recorded like any refusal.
     let wrong =
-        s.st.post_with_type(Some(&token), s.st_xml(sim::REGISTRERAD), "application/json")
-            .await
-            .unwrap();
+        s.st.post_with_type(
+            Some(&token),
+            s.st_xml(sim_af::REGISTRERAD),
+            "application/json",
+        )
+        .await
+        .unwrap();
     fault(&wrong, 415, "FEL_MEDIATYP");
     let config = s.inner.config.clone();
     let _data = s.stop().await;
@@ -110,21 +115,21 @@ async fn each_access_and_refusal_has_a_record_with_its_facts() {
             .unwrap()
     };
     // The legal basis as the request stated it (one the purpose accepts).
-    let lagrum = brygga::client::example_lagrum("EKB-BESLUT").to_owned();
+    let lagrum = brygga::devkit::client::example_lagrum("EKB-BESLUT").to_owned();
 
     let d = &r[0].entry;
     assert_eq!(r[0].seq, 1);
     assert_eq!(d.action, Action::Disclose);
     assert_eq!(
         d.korrelationsid,
-        brygga::audit::recorded_korrelationsid(&answer.korrelationsid)
+        brygga::store::audit::recorded_korrelationsid(&answer.korrelationsid)
     );
     assert_eq!(d.direction, "af-till-kommun");
     assert_eq!(d.operation, "HamtaArbetssokandeStatus");
     assert_eq!(d.organisation, "212000-0142");
     assert_eq!(d.handlaggare.as_deref(), Some("SE2120000142-HL01"));
     assert_eq!(d.arende.as_deref(), Some("EB-2026-004711"));
-    assert_eq!(d.subject, Some(pseudonym(sim::REGISTRERAD)));
+    assert_eq!(d.subject, Some(pseudonym(sim_af::REGISTRERAD)));
     assert_eq!(d.syfte.as_deref(), Some("EKB-BESLUT"));
     assert_eq!(d.lagrum.as_deref(), Some(lagrum.as_str()));
     assert_eq!(
@@ -153,7 +158,7 @@ async fn each_access_and_refusal_has_a_record_with_its_facts() {
     assert_eq!(denied.action, Action::Deny);
     assert_eq!(denied.outcome, "HANDLAGGARE_MATCHAR_EJ");
     assert_eq!(denied.handlaggare.as_deref(), Some("SE2120000142-HL02"));
-    assert_eq!(denied.subject, Some(pseudonym(sim::AVAKTUALISERAD)));
+    assert_eq!(denied.subject, Some(pseudonym(sim_af::AVAKTUALISERAD)));
     assert!(denied.kategorier.is_empty() && denied.af_status.is_none());
 
     let af_failed = &r[3].entry;
@@ -247,10 +252,14 @@ async fn an_answer_is_withheld_when_its_record_cannot_be_written() {
 async fn store_with_accesses() -> (tempfile::TempDir, PathBuf) {
     let s = harness::start().await;
     let token = s.st_token();
-    for pnr in [sim::REGISTRERAD, sim::AVAKTUALISERAD, sim::REGISTRERAD] {
+    for pnr in [
+        sim_af::REGISTRERAD,
+        sim_af::AVAKTUALISERAD,
+        sim_af::REGISTRERAD,
+    ] {
         status(&s.st.post_raw(Some(&token), s.st_xml(pnr)).await.unwrap());
     }
-    let mut other_case = s.st_fraga(sim::REGISTRERAD);
+    let mut other_case = s.st_fraga(sim_af::REGISTRERAD);
     other_case.arendeidentitet = "EB-2026-000099".into();
     status(
         &s.st
@@ -305,7 +314,7 @@ async fn the_dpo_extract_names_who_when_what_why_for_a_person_or_a_case() {
     assert!(text.contains("dso-anna") && text.contains("audit query"));
     assert!(!text.contains("198507099805") && !text.contains("850709"));
 
-    let json = run(&["--personnummer", sim::REGISTRERAD, "--json"]);
+    let json = run(&["--personnummer", sim_af::REGISTRERAD, "--json"]);
     let rows = json_rows(&json.stdout);
     assert_eq!(rows.len(), 5, "and the first extract is now in it too");
     assert_eq!(rows[0]["entry"]["operation"], "HamtaArbetssokandeStatus");
@@ -334,7 +343,7 @@ async fn the_dpo_extract_names_who_when_what_why_for_a_person_or_a_case() {
     let tomorrow = time::OffsetDateTime::now_utc().date().next_day().unwrap();
     let later = run(&[
         "--personnummer",
-        sim::REGISTRERAD,
+        sim_af::REGISTRERAD,
         "--from",
         &tomorrow.to_string(),
         "--json",
@@ -343,7 +352,7 @@ async fn the_dpo_extract_names_who_when_what_why_for_a_person_or_a_case() {
     let today = time::OffsetDateTime::now_utc().date().to_string();
     let window = run(&[
         "--personnummer",
-        sim::REGISTRERAD,
+        sim_af::REGISTRERAD,
         "--from",
         &today,
         "--to",
@@ -363,7 +372,7 @@ async fn the_dpo_extract_names_who_when_what_why_for_a_person_or_a_case() {
     let no_keys = brygga()
         .args(["audit", "query", "--store"])
         .arg(&store)
-        .args(["--personnummer", sim::REGISTRERAD])
+        .args(["--personnummer", sim_af::REGISTRERAD])
         .output()
         .unwrap();
     assert!(
@@ -515,7 +524,7 @@ pub fn spawn_gateway(config: &Path) -> Process {
 /// A `brygga serve` setting for Stockholm's case system: an AF simulator, a store in a
 /// temporary directory, the configuration pointing at both, and a Stockholm token.
 pub struct ServeSetup {
-    pub af: sim::RunningSim,
+    pub af: sim_af::RunningSim,
     /// Holds the store; removed when the setting is dropped.
     pub _dir: tempfile::TempDir,
     pub store: PathBuf,
@@ -534,7 +543,7 @@ impl ServeSetup {
         let mut sim_settings = SimSettings::load(&files.sim_config).unwrap();
         sim_settings.bind = "127.0.0.1:0".parse().unwrap();
         sim_settings.faults.latency = latency;
-        let af = sim::start(sim_settings).await.unwrap();
+        let af = sim_af::start(sim_settings).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("audit.db");
         let config_file = adjust(&store, af.addr.port());
@@ -584,11 +593,11 @@ impl ServeSetup {
                 let mut answered = Vec::new();
                 let give_up = Instant::now() + Duration::from_secs(20);
                 while Instant::now() < give_up {
-                    let fraga = brygga::client::example_fraga(
+                    let fraga = brygga::devkit::client::example_fraga(
                         &orgnr,
                         &namn,
                         &hl,
-                        sim::REGISTRERAD,
+                        sim_af::REGISTRERAD,
                         "EKB-BESLUT",
                     )
                     .unwrap();
@@ -598,7 +607,7 @@ impl ServeSetup {
                             if let Ok(soap::KommunResponse::Answer(KommunAnswer::Status(st))) =
                                 a.decode()
                             {
-                                answered.push(brygga::audit::recorded_korrelationsid(
+                                answered.push(brygga::store::audit::recorded_korrelationsid(
                                     &st.korrelationsid,
                                 ));
                                 count.fetch_add(1, Ordering::SeqCst);
@@ -859,7 +868,7 @@ async fn a_store_cut_below_or_replaced_behind_a_witnessed_checkpoint_fails_verif
     for _ in 0..6 {
         status(
             &s.st
-                .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+                .post_raw(Some(&token), s.st_xml(sim_af::REGISTRERAD))
                 .await
                 .unwrap(),
         );
@@ -942,7 +951,7 @@ async fn a_witness_that_cannot_be_written_is_counted_retried_and_makes_the_gatew
     for _ in 0..3 {
         status(
             &s.st
-                .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+                .post_raw(Some(&token), s.st_xml(sim_af::REGISTRERAD))
                 .await
                 .unwrap(),
         );
@@ -984,7 +993,7 @@ async fn records_past_retention_are_pruned_behind_a_signed_checkpoint_and_the_pr
     for _ in 0..4 {
         status(
             &s.st
-                .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+                .post_raw(Some(&token), s.st_xml(sim_af::REGISTRERAD))
                 .await
                 .unwrap(),
         );
@@ -1057,7 +1066,7 @@ async fn the_extract_answers_4_9_in_every_format_and_its_json_proves_itself_away
     claims.enhet = Some("SE2120000142-EKB1".into());
     claims.funktion = Some("Handläggare ekonomiskt bistånd".into());
     let token = s.st_idp.sign(&claims).unwrap();
-    let mut fraga = s.st_fraga(sim::SKYDDAD);
+    let mut fraga = s.st_fraga(sim_af::SKYDDAD);
     fraga.personuppgiftsbitrade = Some("Exempelbolaget Drift AB".into());
     status(
         &s.st
@@ -1075,9 +1084,12 @@ async fn the_extract_answers_4_9_in_every_format_and_its_json_proves_itself_away
         bad.enhet = enhet.map(str::to_owned);
         bad.funktion = funktion.map(str::to_owned);
         let answer =
-            s.st.post_raw(Some(&s.st_idp.sign(&bad).unwrap()), s.st_xml(sim::SKYDDAD))
-                .await
-                .unwrap();
+            s.st.post_raw(
+                Some(&s.st_idp.sign(&bad).unwrap()),
+                s.st_xml(sim_af::SKYDDAD),
+            )
+            .await
+            .unwrap();
         assert_eq!(answer.status, 401);
         let body = String::from_utf8_lossy(&answer.body);
         assert!(body.contains(claim), "{body}");
@@ -1109,7 +1121,7 @@ async fn the_extract_answers_4_9_in_every_format_and_its_json_proves_itself_away
         run.stdin
             .as_ref()
             .unwrap()
-            .write_all(sim::SKYDDAD.as_bytes())
+            .write_all(sim_af::SKYDDAD.as_bytes())
             .unwrap();
         let out = run.wait_with_output().unwrap();
         assert!(
@@ -1147,7 +1159,7 @@ async fn the_extract_answers_4_9_in_every_format_and_its_json_proves_itself_away
     assert!(!e["kategorier"].as_array().unwrap().is_empty());
     assert!(e["time"].as_str().unwrap().ends_with('Z'));
     let raw = std::fs::read_to_string(&json_file).unwrap();
-    assert!(!raw.contains(sim::SKYDDAD) && !raw.contains(&sim::SKYDDAD[2..8]));
+    assert!(!raw.contains(sim_af::SKYDDAD) && !raw.contains(&sim_af::SKYDDAD[2..8]));
 
     // For people: text, HTML and PDF say the same.
     for format in ["text", "html", "pdf"] {
@@ -1198,7 +1210,7 @@ async fn the_extract_answers_4_9_in_every_format_and_its_json_proves_itself_away
                 "{format}: {expected} missing in\n{shown}"
             );
         }
-        assert!(!shown.contains(sim::SKYDDAD), "{format}");
+        assert!(!shown.contains(sim_af::SKYDDAD), "{format}");
     }
 
     // Checked away from the store: it verifies; a changed field or a dropped link does not.
@@ -1276,7 +1288,7 @@ async fn a_sample_for_review_is_drawn_at_random_and_recorded_and_each_verdict_is
     for _ in 0..20 {
         status(
             &s.st
-                .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+                .post_raw(Some(&token), s.st_xml(sim_af::REGISTRERAD))
                 .await
                 .unwrap(),
         );

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use brygga::demo::{self, DemoFiles};
+use brygga::devkit::demo::{self, DemoFiles};
 
 use crate::harness::personnummer_like;
 
@@ -60,7 +60,7 @@ fn the_demo_passes_and_logs_no_personnummer_even_at_trace() {
     }
     let store_text = texts.join("\n");
     // The numbers the demo sends, in any form and anywhere in a line.
-    let sent: Vec<&str> = brygga::sim::FIXED_PERSONS
+    let sent: Vec<&str> = brygga::devkit::sim_af::FIXED_PERSONS
         .iter()
         .map(|p| p.personnummer)
         .chain(["197010632391", "198507099806"])
@@ -236,7 +236,8 @@ fn token_prints_a_jwt_the_gateway_accepts() {
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let config = brygga::config::Config::load(&DemoFiles::default().config).unwrap();
     let client = &config.clients[0];
-    let worker = brygga::identity::verify_token(&client.idp, &config.token_rules, &token).unwrap();
+    let worker =
+        brygga::access::identity::verify_token(&client.idp, &config.token_rules, &token).unwrap();
     assert_eq!(worker.hsa_id.as_str(), "SE2120000142-HL01");
     assert_eq!(worker.syfte, "EKB-BESLUT");
 
@@ -252,7 +253,7 @@ fn token_prints_a_jwt_the_gateway_accepts() {
 async fn a_freshly_generated_pki_runs_the_whole_demo() {
     let root = tempfile::tempdir().unwrap();
     let certs = root.path().join("certs-example");
-    let files = brygga::certs::generate(&certs, 30).unwrap();
+    let files = brygga::devkit::certs::generate(&certs, 30).unwrap();
     assert!(
         files.contains(&"klient-0180.pem".to_owned()) && files.contains(&"README.md".to_owned())
     );
@@ -444,8 +445,8 @@ fn curl_gets_an_answer_from_demo_serve() {
         String::from_utf8_lossy(&out.stderr)
     );
     let body = text.trim_end_matches("\n200");
-    match brygga::codec::soap::decode_response(body.as_bytes(), &Default::default()).unwrap() {
-        brygga::codec::soap::KommunResponse::Answer(brygga::model::KommunAnswer::Status(s)) => {
+    match brygga::contract::soap::decode_response(body.as_bytes(), &Default::default()).unwrap() {
+        brygga::contract::soap::KommunResponse::Answer(brygga::model::KommunAnswer::Status(s)) => {
             assert!(s.status.inskriven)
         }
         other => panic!("{other:?}"),
@@ -817,7 +818,7 @@ fn the_public_example_keys_cannot_reach_production() {
     let store = data.path().join("audit.db");
     std::fs::write(
         file.path(),
-        brygga::demo::on_free_ports_unlimited(&prod).replace(
+        brygga::devkit::demo::on_free_ports_unlimited(&prod).replace(
             "\"../data/audit.db\"",
             &format!("{:?}", store.display().to_string()),
         ),
@@ -908,7 +909,7 @@ fn missing_or_short_pseudonym_keys_stop_start_up() {
 /// A hand-edited record in the SQLite store is found by `brygga audit verify`.
 #[test]
 fn audit_verify_finds_a_hand_edited_record() {
-    use brygga::audit::{Action, AuditLog, CheckpointPolicy, Entry};
+    use brygga::store::audit::{Action, AuditLog, CheckpointPolicy, Entry};
     let certs = DemoFiles::default().certs;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("audit.db");
@@ -1020,13 +1021,13 @@ async fn serve_logs_json_lines_at_the_configured_module_levels() {
         .unwrap()
         .replace("127.0.0.1", "localhost");
     let client = setup.case_system(&url);
-    let xml = brygga::codec::soap::encode_request(
+    let xml = brygga::contract::soap::encode_request(
         &brygga::model::KommunRequest::HamtaArbetssokandeStatus(
-            brygga::client::example_fraga(
+            brygga::devkit::client::example_fraga(
                 &setup.sthlm.orgnr,
                 &setup.sthlm.namn,
                 &setup.sthlm.handlaggare,
-                brygga::sim::REGISTRERAD,
+                brygga::devkit::sim_af::REGISTRERAD,
                 "EKB-BESLUT",
             )
             .unwrap(),

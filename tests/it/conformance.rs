@@ -55,9 +55,9 @@ fn brygga_and_the_independent_validators_agree_on_every_document() {
         let bytes = std::fs::read(path).unwrap();
         // JSON is checked as the type its directory names, never guessed from its members.
         let verdict = if json {
-            brygga::validate::validate_json_as(&bytes, &kind)
+            brygga::contract::validate::validate_json_as(&bytes, &kind)
         } else {
-            brygga::validate::validate(&bytes)
+            brygga::contract::validate::validate(&bytes)
         };
         let want = expected(path);
         let brygga_ok = verdict.is_valid();

@@ -103,11 +103,11 @@ async fn connections_per_client_certificate_are_capped() {
         let addr = s.inner.gateway.kommun_addr;
         let ca = certs.join("kommun-ca.pem");
         async move {
-            let mut cfg = brygga::tls::client_config(
-                &brygga::tls::load_certs(&ca).unwrap(),
+            let mut cfg = brygga::access::tls::client_config(
+                &brygga::access::tls::load_certs(&ca).unwrap(),
                 Some((
-                    brygga::tls::load_certs(&cert).unwrap(),
-                    brygga::tls::load_key(&key).unwrap(),
+                    brygga::access::tls::load_certs(&cert).unwrap(),
+                    brygga::access::tls::load_key(&key).unwrap(),
                 )),
             )
             .unwrap();
@@ -237,7 +237,7 @@ async fn http2_streams_per_connection_are_capped() {
             .unwrap();
     tokio::spawn(conn);
     let token = s.st_token();
-    let body = Bytes::from(s.st_xml(brygga::sim::REGISTRERAD));
+    let body = Bytes::from(s.st_xml(brygga::devkit::sim_af::REGISTRERAD));
     let mut all = tokio::task::JoinSet::new();
     for _ in 0..150 {
         let mut send = send.clone();

@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use brygga::codec::af_json::{FragandeJson, StatusRequest, StatusResponse};
+use brygga::contract::af_json::{FragandeJson, StatusRequest, StatusResponse};
 
-use brygga::codec::soap::{self, KommunResponse};
-use brygga::codec::xml::XmlLimits;
+use brygga::contract::soap::{self, KommunResponse};
+use brygga::contract::xml::XmlLimits;
 use brygga::model::*;
-use brygga::{sim, translate};
+use brygga::{contract::translate, devkit::sim_af};
 
 use crate::harness;
 
@@ -28,7 +28,8 @@ fn json(p: &str) -> serde_json::Value {
 /// Who asks in the examples, as the gateway tells AF: the example configuration's purpose
 /// and audit key, the token's case worker as the request names them, no unit.
 fn example_fragande(fraga: &Fraga) -> FragandeJson {
-    let config = brygga::config::Config::load(&brygga::demo::DemoFiles::default().config).unwrap();
+    let config =
+        brygga::config::Config::load(&brygga::devkit::demo::DemoFiles::default().config).unwrap();
     let syfte = config.syften.get(&fraga.syfte).unwrap();
     let org = fraga.ingivare.organisationsnummer;
     translate::fragande(
@@ -46,7 +47,8 @@ fn example_fragande(fraga: &Fraga) -> FragandeJson {
 
 /// The categories the example's purpose may see, as AF is asked for them.
 fn example_kategorier(fraga: &Fraga) -> Option<Vec<String>> {
-    let config = brygga::config::Config::load(&brygga::demo::DemoFiles::default().config).unwrap();
+    let config =
+        brygga::config::Config::load(&brygga::devkit::demo::DemoFiles::default().config).unwrap();
     let mut k: Vec<String> = config
         .syften
         .get(&fraga.syfte)
@@ -164,8 +166,8 @@ fn the_af_answer_example_translates_to_the_soap_answer_example() {
         KommunResponse::Answer(KommunAnswer::Status(expected))
     );
     // The simulator's fixed registered person is exactly the example.
-    let p = Personnummer::parse(sim::REGISTRERAD).unwrap();
-    assert_eq!(sim::status_for(&p).unwrap(), af);
+    let p = Personnummer::parse(sim_af::REGISTRERAD).unwrap();
+    assert_eq!(sim_af::status_for(&p).unwrap(), af);
 }
 
 #[test]
@@ -262,7 +264,7 @@ fn json_examples_and_brygga_output_follow_the_af_schemas() {
     let resp_v = validator("arbetssokande-status-response");
     let ers_v = validator("ersattningsbeslut-response");
     let plan_v = validator("handlingsplan-response");
-    let mut persons: Vec<String> = sim::FIXED_PERSONS
+    let mut persons: Vec<String> = sim_af::FIXED_PERSONS
         .iter()
         .map(|p| p.personnummer.to_owned())
         .collect();
@@ -284,11 +286,11 @@ fn json_examples_and_brygga_output_follow_the_af_schemas() {
         let errors: Vec<String> = v.iter_errors(&value).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{errors:?} in {value}");
     };
-    let asking = brygga::client::example_fraga(
+    let asking = brygga::devkit::client::example_fraga(
         "2120000142",
         "Stockholms stad",
         "SE2120000142-HL01",
-        sim::REGISTRERAD,
+        sim_af::REGISTRERAD,
         "EKB-BESLUT",
     )
     .unwrap();
@@ -303,23 +305,23 @@ fn json_examples_and_brygga_output_follow_the_af_schemas() {
             kategorier: Some(vec!["REGISTRERING".into(), "KONTOR".into()]),
         };
         check(&req_v, serde_json::to_value(&req).unwrap());
-        if let Some(answer) = sim::status_for(&p) {
+        if let Some(answer) = sim_af::status_for(&p) {
             check(&resp_v, serde_json::to_value(&answer).unwrap());
             assert!(translate::status_from_af(&answer).is_ok());
         }
-        let e = sim::ersattningar_for(&p);
+        let e = sim_af::ersattningar_for(&p);
         check(&ers_v, serde_json::to_value(&e).unwrap());
         assert!(translate::ersattningar_from_af(&e).is_ok());
-        let h = sim::handlingsplan_for(&p);
+        let h = sim_af::handlingsplan_for(&p);
         check(&plan_v, serde_json::to_value(&h).unwrap());
         assert!(translate::handlingsplan_from_af(&h).is_ok());
     }
-    let plan = brygga::client::example_plan().unwrap();
-    let fraga = brygga::client::example_fraga(
+    let plan = brygga::devkit::client::example_plan().unwrap();
+    let fraga = brygga::devkit::client::example_fraga(
         "2120000142",
         "Stockholms stad",
         "SE2120000142-HL01",
-        sim::REGISTRERAD,
+        sim_af::REGISTRERAD,
         "AKT-PLANERING",
     )
     .unwrap();
@@ -447,12 +449,12 @@ fn every_example_pair_translates_into_the_other() {
     assert_eq!(ping.korrelationsid, id);
 
     // Events: AF's JSON plus the subscriber's case id is the SOAP event.
-    let batch: brygga::codec::af_json::HandelserRequest =
+    let batch: brygga::contract::af_json::HandelserRequest =
         serde_json::from_value(json("af/v1/examples/handelser.request.json")).unwrap();
     assert_eq!(batch.handelser.len(), 6);
     for typ in HandelseTyp::ALL {
         let name = typ.code().to_lowercase();
-        let af: brygga::codec::af_json::HandelseJson =
+        let af: brygga::contract::af_json::HandelseJson =
             serde_json::from_value(json(&format!("af/v1/examples/handelse.{name}.json"))).unwrap();
         let model = translate::handelse_from_af(&af).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(model.handelse.typ(), *typ);
@@ -517,7 +519,7 @@ async fn xml_examples_and_gateway_messages_follow_the_xsd() {
         .token(&s.sthlm.handlaggare, "0180", "AKT-PLANERING")
         .unwrap();
     let mut bodies: Vec<bytes::Bytes> = Vec::new();
-    for p in sim::FIXED_PERSONS {
+    for p in sim_af::FIXED_PERSONS {
         for req in [
             KommunRequest::HamtaArbetssokandeStatus(s.st_fraga(p.personnummer)),
             KommunRequest::HamtaErsattningsbeslut(s.st_fraga(p.personnummer)),
@@ -527,11 +529,13 @@ async fn xml_examples_and_gateway_messages_follow_the_xsd() {
             bodies.push(soap::encode_request(&req).into());
         }
     }
-    let mut planning = s.st_fraga(sim::REGISTRERAD);
+    let mut planning = s.st_fraga(sim_af::REGISTRERAD);
     planning.syfte = "AKT-PLANERING".into();
-    planning.lagrum = brygga::client::example_lagrum("AKT-PLANERING").into();
-    let plan =
-        KommunRequest::AnmalAktivitetsplan(planning, brygga::client::example_plan().unwrap());
+    planning.lagrum = brygga::devkit::client::example_lagrum("AKT-PLANERING").into();
+    let plan = KommunRequest::AnmalAktivitetsplan(
+        planning,
+        brygga::devkit::client::example_plan().unwrap(),
+    );
     bodies.push(s.st.call(&plan_token, &plan).await.unwrap().body);
     bodies.push(soap::encode_request(&plan).into());
     bodies.push(
@@ -542,7 +546,7 @@ async fn xml_examples_and_gateway_messages_follow_the_xsd() {
     );
     bodies.push(s.st.post_raw(Some(&token), "<x/>").await.unwrap().body);
     bodies.push(
-        s.st.post_raw(None, s.st_xml(sim::OKAND))
+        s.st.post_raw(None, s.st_xml(sim_af::OKAND))
             .await
             .unwrap()
             .body,
@@ -550,14 +554,15 @@ async fn xml_examples_and_gateway_messages_follow_the_xsd() {
     bodies.push(
         s.st.post_raw(
             Some(&token),
-            s.st_xml(sim::OKAND).replace(sim::OKAND, "200112249827"),
+            s.st_xml(sim_af::OKAND)
+                .replace(sim_af::OKAND, "200112249827"),
         )
         .await
         .unwrap()
         .body,
     );
     // A hostile element name: the Fault that names it is still valid XML and valid to the XSD.
-    let hostile = s.st_xml(sim::OKAND).replace(
+    let hostile = s.st_xml(sim_af::OKAND).replace(
         "</k:Fraga>",
         &format!(
             "<k:x850709-9805{}>1</k:x850709-9805{}></k:Fraga>",

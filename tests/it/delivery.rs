@@ -5,11 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use brygga::audit::{Action, Record};
-use brygga::client::KommunClient;
-use brygga::kommun_sim::{self, KommunSimSettings, Lage, RunningKommunSim, SimState};
+use brygga::devkit::client::KommunClient;
+use brygga::devkit::sim_af;
+use brygga::devkit::sim_kommun::{self, KommunSimSettings, Lage, RunningKommunSim, SimState};
 use brygga::model::*;
-use brygga::sim;
+use brygga::store::audit::{Action, Record};
 use serde_json::{Value, json};
 
 use crate::audit::{ServeSetup, config_with_store, spawn_gateway};
@@ -25,7 +25,7 @@ fn sim_settings(port: u16) -> KommunSimSettings {
 }
 
 async fn kommun_sim(port: u16, state: Option<Arc<SimState>>) -> RunningKommunSim {
-    kommun_sim::start(&sim_settings(port), state).await.unwrap()
+    sim_kommun::start(&sim_settings(port), state).await.unwrap()
 }
 
 /// A stack whose Stockholm and Göteborg deliver to `st` and `gb`, retrying fast.
@@ -70,7 +70,7 @@ pub async fn stockholm_follows(s: &Stack) {
         &s.st
             .call(
                 &s.st_token(),
-                &following(s.st_fraga(sim::REGISTRERAD), "EB-1"),
+                &following(s.st_fraga(sim_af::REGISTRERAD), "EB-1"),
             )
             .await
             .unwrap(),
@@ -148,11 +148,11 @@ async fn the_subscriber_gets_the_event_and_the_other_municipality_does_not() {
         .gb_idp
         .token(&s.gbg.handlaggare, "1480", "EKB-BESLUT")
         .unwrap();
-    let gb_fraga = brygga::client::example_fraga(
+    let gb_fraga = brygga::devkit::client::example_fraga(
         &s.gbg.orgnr,
         &s.gbg.namn,
         &s.gbg.handlaggare,
-        sim::AVAKTUALISERAD,
+        sim_af::AVAKTUALISERAD,
         "EKB-BESLUT",
     )
     .unwrap();
@@ -162,7 +162,7 @@ async fn the_subscriber_gets_the_event_and_the_other_municipality_does_not() {
             .await
             .unwrap(),
     );
-    push(&s.inner.af_url(), vec![event(E1, sim::REGISTRERAD, 1)]).await;
+    push(&s.inner.af_url(), vec![event(E1, sim_af::REGISTRERAD, 1)]).await;
     let store = s.audit_store();
     until("the outbox has delivered it", || {
         outbox_states(&store)
@@ -232,12 +232,12 @@ async fn a_receiver_that_was_away_gets_everything_in_order_when_it_returns() {
     // The case system goes away.
     let (port, remembered) = (st_sim.addr.port(), st_sim.state.clone());
     st_sim.shutdown().await;
-    push(&s.inner.af_url(), vec![event(E1, sim::REGISTRERAD, 1)]).await;
+    push(&s.inner.af_url(), vec![event(E1, sim_af::REGISTRERAD, 1)]).await;
     push(
         &s.inner.af_url(),
         vec![
-            event(E2, sim::REGISTRERAD, 2),
-            event(E3, sim::REGISTRERAD, 3),
+            event(E2, sim_af::REGISTRERAD, 2),
+            event(E3, sim_af::REGISTRERAD, 3),
         ],
     )
     .await;
@@ -286,7 +286,7 @@ async fn a_delivery_is_given_up_after_its_maximum_age() {
     st_sim.state.set(Lage::Fel);
     let s = stack(&st_sim, &gb_sim, Duration::from_millis(400)).await;
     stockholm_follows(&s).await;
-    push(&s.inner.af_url(), vec![event(E1, sim::REGISTRERAD, 1)]).await;
+    push(&s.inner.af_url(), vec![event(E1, sim_af::REGISTRERAD, 1)]).await;
     let store = s.audit_store();
     until("it is given up", || {
         outbox_states(&store)
@@ -318,7 +318,7 @@ async fn a_delivery_is_given_up_after_its_maximum_age() {
     let rows: Vec<Value> = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!((rows.len(), rows[0]["state"].as_str()), (1, Some("dead")));
     assert_eq!(rows[0]["event_id"].as_str(), Some(E1));
-    assert!(!String::from_utf8_lossy(&listed.stdout).contains(&sim::REGISTRERAD[2..]));
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains(&sim_af::REGISTRERAD[2..]));
     let seq = rows[0]["seq"].as_i64().unwrap().to_string();
     st_sim.state.set(Lage::Ok);
     let retried = brygga(&["outbox", "retry", &seq]);
@@ -419,11 +419,11 @@ async fn an_event_accepted_before_a_sigkill_is_delivered_once_after_the_restart(
 
     let mut gw = spawn_gateway(config_file.path());
     let s = &setup.sthlm;
-    let f = brygga::client::example_fraga(
+    let f = brygga::devkit::client::example_fraga(
         &s.orgnr,
         &s.namn,
         &s.handlaggare,
-        sim::REGISTRERAD,
+        sim_af::REGISTRERAD,
         "EKB-BESLUT",
     )
     .unwrap();
@@ -434,7 +434,7 @@ async fn an_event_accepted_before_a_sigkill_is_delivered_once_after_the_restart(
             .await
             .unwrap(),
     );
-    push(&gw.af_url, vec![event(E1, sim::REGISTRERAD, 1)]).await;
+    push(&gw.af_url, vec![event(E1, sim_af::REGISTRERAD, 1)]).await;
     gw.child.kill().unwrap(); // SIGKILL, right after the 202
     gw.child.wait().unwrap();
     assert!(st_sim.state.received().is_empty());
@@ -480,7 +480,7 @@ async fn a_stop_drains_the_outbox() {
     )
     .await;
     stockholm_follows(&s).await;
-    push(&s.inner.af_url(), vec![event(E1, sim::REGISTRERAD, 1)]).await;
+    push(&s.inner.af_url(), vec![event(E1, sim_af::REGISTRERAD, 1)]).await;
     let store = s.audit_store();
     let conn = rusqlite::Connection::open(&store).unwrap();
     until("the first attempt has failed", || {
@@ -529,7 +529,7 @@ async fn an_erased_payload_is_gone_from_the_store_and_its_log() {
     let s = stack(&st_sim, &gb_sim, Duration::from_secs(3600)).await;
     stockholm_follows(&s).await;
     let store = s.audit_store();
-    push(&s.inner.af_url(), vec![event(E1, sim::REGISTRERAD, 1)]).await;
+    push(&s.inner.af_url(), vec![event(E1, sim_af::REGISTRERAD, 1)]).await;
     until("the outbox has delivered it", || {
         outbox_states(&store)
             .first()
@@ -538,20 +538,20 @@ async fn an_erased_payload_is_gone_from_the_store_and_its_log() {
     .await;
     assert_eq!(st_sim.state.received().len(), 1);
     until("the number is gone from every file of the store", || {
-        files_holding(&store, sim::REGISTRERAD).is_empty()
+        files_holding(&store, sim_af::REGISTRERAD).is_empty()
     })
     .await;
 
     // Undelivered, then the subscription ends: dropped, and erased from the files too.
     st_sim.state.set(Lage::Fel);
-    push(&s.inner.af_url(), vec![event(E2, sim::REGISTRERAD, 2)]).await;
+    push(&s.inner.af_url(), vec![event(E2, sim_af::REGISTRERAD, 2)]).await;
     until("the event is stored, waiting", || {
         outbox_states(&store)
             .iter()
             .any(|(st, p)| st == "pending" && p.is_some())
     })
     .await;
-    assert!(!files_holding(&store, sim::REGISTRERAD).is_empty());
+    assert!(!files_holding(&store, sim_af::REGISTRERAD).is_empty());
     let today = time::OffsetDateTime::now_utc().date();
     answer(
         &s.st
@@ -560,14 +560,14 @@ async fn an_erased_payload_is_gone_from_the_store_and_its_log() {
                 &KommunRequest::AvslutaPrenumeration(Fraga {
                     arendeidentitet: "EB-1".into(),
                     tidsperiod: Tidsperiod::new(today, today).unwrap(),
-                    ..s.st_fraga(sim::REGISTRERAD)
+                    ..s.st_fraga(sim_af::REGISTRERAD)
                 }),
             )
             .await
             .unwrap(),
     );
     until("the dropped payload is gone from every file", || {
-        files_holding(&store, sim::REGISTRERAD).is_empty()
+        files_holding(&store, sim_af::REGISTRERAD).is_empty()
     })
     .await;
     s.stop().await;
@@ -583,7 +583,7 @@ async fn a_delivery_leaves_only_after_its_record() {
     stockholm_follows(&s).await;
     let store = s.audit_store();
     st_sim.state.set(Lage::Fel);
-    push(&s.inner.af_url(), vec![event(E1, sim::REGISTRERAD, 1)]).await;
+    push(&s.inner.af_url(), vec![event(E1, sim_af::REGISTRERAD, 1)]).await;
     until("a first attempt failed", || st_sim.state.attempts() >= 1).await;
     rusqlite::Connection::open(&store)
         .unwrap()
@@ -625,11 +625,11 @@ fn category_changed(id: &str, pnr: &str) -> Value {
 }
 
 /// Stockholm follows the person for `syfte`, in case EB-1.
-async fn stockholm_follows_for(s: &Stack, syfte: &str) -> brygga::client::RawAnswer {
+async fn stockholm_follows_for(s: &Stack, syfte: &str) -> brygga::devkit::client::RawAnswer {
     let token = s.st_idp.token(&s.sthlm.handlaggare, "0180", syfte).unwrap();
-    let mut f = s.st_fraga(sim::REGISTRERAD);
+    let mut f = s.st_fraga(sim_af::REGISTRERAD);
     f.syfte = syfte.into();
-    f.lagrum = brygga::client::example_lagrum(syfte).into();
+    f.lagrum = brygga::devkit::client::example_lagrum(syfte).into();
     s.st.call(&token, &following(f, "EB-1")).await.unwrap()
 }
 
@@ -668,8 +668,8 @@ async fn an_event_follows_the_purpose_of_its_subscription() {
     push(
         &s.inner.af_url(),
         vec![
-            category_changed(E1, sim::REGISTRERAD),
-            event(E2, sim::REGISTRERAD, 2),
+            category_changed(E1, sim_af::REGISTRERAD),
+            event(E2, sim_af::REGISTRERAD, 2),
         ],
     )
     .await;
@@ -692,7 +692,7 @@ async fn an_event_follows_the_purpose_of_its_subscription() {
     st_sim.state.set(Lage::Fel);
     push(
         &s.inner.af_url(),
-        vec![category_changed(E3, sim::REGISTRERAD)],
+        vec![category_changed(E3, sim_af::REGISTRERAD)],
     )
     .await;
     until("an attempt was made", || st_sim.state.attempts() >= 2).await;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use brygga::devkit::sim_af;
 use brygga::model::*;
-use brygga::sim;
 
 use crate::audit::config_with_store;
 use crate::harness::{self, status};
@@ -69,12 +69,12 @@ async fn store_with_accesses() -> (tempfile::TempDir, PathBuf) {
     let s = harness::start_custom(|c, _| c.audit.policy.every_records = 3, true).await;
     let token = s.st_token();
     for pnr in [
-        sim::REGISTRERAD,
-        sim::AVAKTUALISERAD,
-        sim::REGISTRERAD,
-        sim::REGISTRERAD,
-        sim::AVAKTUALISERAD,
-        sim::REGISTRERAD,
+        sim_af::REGISTRERAD,
+        sim_af::AVAKTUALISERAD,
+        sim_af::REGISTRERAD,
+        sim_af::REGISTRERAD,
+        sim_af::AVAKTUALISERAD,
+        sim_af::REGISTRERAD,
     ] {
         status(&s.st.post_raw(Some(&token), s.st_xml(pnr)).await.unwrap());
     }
@@ -106,7 +106,7 @@ fn json_extract(store: &Path, out: &Path) -> serde_json::Value {
     {
         use std::io::Write;
         let mut stdin = run.stdin.take().unwrap();
-        stdin.write_all(sim::REGISTRERAD.as_bytes()).unwrap();
+        stdin.write_all(sim_af::REGISTRERAD.as_bytes()).unwrap();
     }
     let done = run.wait_with_output().unwrap();
     assert!(done.status.success(), "{}", out_text(&done));
@@ -352,7 +352,7 @@ fn chain_contains(store: &Path, needle: &str) -> Vec<String> {
 #[tokio::test]
 async fn audit_query_by_case_never_records_a_personnummer_in_the_chain() {
     let (_dir, store) = store_with_accesses().await;
-    for arende in [sim::REGISTRERAD, "19850709-9805"] {
+    for arende in [sim_af::REGISTRERAD, "19850709-9805"] {
         let out = brygga()
             .args(["audit", "query", "--operator", "dso-anna", "--store"])
             .arg(&store)
@@ -363,7 +363,7 @@ async fn audit_query_by_case_never_records_a_personnummer_in_the_chain() {
         assert!(!err.contains("9805"), "the number is echoed: {err}");
     }
     let found = [
-        chain_contains(&store, sim::REGISTRERAD),
+        chain_contains(&store, sim_af::REGISTRERAD),
         chain_contains(&store, "19850709-9805"),
     ]
     .concat();
@@ -448,7 +448,7 @@ async fn soap_and_token_free_text_with_a_spaced_personnummer_is_refused() {
     let token = s.st_token();
     let mut accepted = Vec::new();
     for (i, number) in SPACED.iter().enumerate() {
-        let mut f = s.st_fraga(sim::REGISTRERAD);
+        let mut f = s.st_fraga(sim_af::REGISTRERAD);
         f.arendeidentitet = format!("EB {number}");
         let a =
             s.st.call(&token, &KommunRequest::HamtaArbetssokandeStatus(f))
@@ -457,7 +457,7 @@ async fn soap_and_token_free_text_with_a_spaced_personnummer_is_refused() {
         if a.status == 200 {
             accepted.push(format!("Arendeidentitet {:?}", format!("EB {number}")));
         }
-        let mut f = s.st_fraga(sim::REGISTRERAD);
+        let mut f = s.st_fraga(sim_af::REGISTRERAD);
         f.personuppgiftsbitrade = Some(format!("Drift AB {number}"));
         let a =
             s.st.call(&token, &KommunRequest::HamtaArbetssokandeStatus(f))
@@ -484,7 +484,7 @@ async fn soap_and_token_free_text_with_a_spaced_personnummer_is_refused() {
             claims.funktion = Some(format!("Handläggare {number}"));
             let t = s.st_idp.sign(&claims).unwrap();
             let a =
-                s.st.post_raw(Some(&t), s.st_xml(sim::REGISTRERAD))
+                s.st.post_raw(Some(&t), s.st_xml(sim_af::REGISTRERAD))
                     .await
                     .unwrap();
             if a.status == 200 {
@@ -575,7 +575,7 @@ async fn a_witness_that_was_full_once_can_still_be_checked_after_it_recovers() {
     for _ in 0..14 {
         status(
             &s.st
-                .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+                .post_raw(Some(&token), s.st_xml(sim_af::REGISTRERAD))
                 .await
                 .unwrap(),
         );
@@ -593,7 +593,7 @@ async fn a_witness_that_was_full_once_can_still_be_checked_after_it_recovers() {
     for _ in 0..3 {
         status(
             &s.st
-                .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+                .post_raw(Some(&token), s.st_xml(sim_af::REGISTRERAD))
                 .await
                 .unwrap(),
         );
@@ -641,13 +641,16 @@ async fn pruning_beside_a_dpo_reader_zeroes_pseudonyms_and_does_not_hold_up_answ
         .inner
         .config
         .pseudonyms
-        .pseudonym("audit", &Personnummer::parse(sim::AVAKTUALISERAD).unwrap())
+        .pseudonym(
+            "audit",
+            &Personnummer::parse(sim_af::AVAKTUALISERAD).unwrap(),
+        )
         .unwrap();
     let needle = pseudonym.split_once(':').unwrap().1.to_owned();
     for _ in 0..4 {
         status(
             &s.st
-                .post_raw(Some(&token), s.st_xml(sim::AVAKTUALISERAD))
+                .post_raw(Some(&token), s.st_xml(sim_af::AVAKTUALISERAD))
                 .await
                 .unwrap(),
         );
@@ -682,7 +685,7 @@ async fn pruning_beside_a_dpo_reader_zeroes_pseudonyms_and_does_not_hold_up_answ
     let asked = Instant::now();
     status(
         &s.st
-            .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+            .post_raw(Some(&token), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap(),
     );
@@ -742,7 +745,7 @@ async fn control_a_reader_alone_does_not_hold_up_records() {
     for _ in 0..4 {
         status(
             &s.st
-                .post_raw(Some(&token), s.st_xml(sim::AVAKTUALISERAD))
+                .post_raw(Some(&token), s.st_xml(sim_af::AVAKTUALISERAD))
                 .await
                 .unwrap(),
         );
@@ -756,7 +759,7 @@ async fn control_a_reader_alone_does_not_hold_up_records() {
     let asked = Instant::now();
     status(
         &s.st
-            .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+            .post_raw(Some(&token), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap(),
     );
@@ -771,7 +774,9 @@ async fn control_a_reader_alone_does_not_hold_up_records() {
 // What AF is told (fragande, kategorier)
 // ---------------------------------------------------------------------------------------
 
-fn last_asked(s: &harness::Stack) -> (brygga::codec::af_json::FragandeJson, Option<Vec<String>>) {
+fn last_asked(
+    s: &harness::Stack,
+) -> (brygga::contract::af_json::FragandeJson, Option<Vec<String>>) {
     s.inner
         .sim
         .stats
@@ -792,7 +797,7 @@ async fn af_is_told_a_keyed_case_reference_and_only_the_purposes_categories() {
     let ask = |f: Fraga| KommunRequest::HamtaArbetssokandeStatus(f);
     status(
         &s.st
-            .call(&token, &ask(s.st_fraga(sim::REGISTRERAD)))
+            .call(&token, &ask(s.st_fraga(sim_af::REGISTRERAD)))
             .await
             .unwrap(),
     );
@@ -801,7 +806,7 @@ async fn af_is_told_a_keyed_case_reference_and_only_the_purposes_categories() {
     assert!(!first.arendereferens.contains("004711"));
     status(
         &s.st
-            .call(&token, &ask(s.st_fraga(sim::AVAKTUALISERAD)))
+            .call(&token, &ask(s.st_fraga(sim_af::AVAKTUALISERAD)))
             .await
             .unwrap(),
     );
@@ -810,14 +815,14 @@ async fn af_is_told_a_keyed_case_reference_and_only_the_purposes_categories() {
         first.arendereferens,
         "stable per case"
     );
-    let mut other = s.st_fraga(sim::REGISTRERAD);
+    let mut other = s.st_fraga(sim_af::REGISTRERAD);
     other.arendeidentitet = "EB-2026-004712".into();
     status(&s.st.call(&token, &ask(other)).await.unwrap());
     assert_ne!(last_asked(&s).0.arendereferens, first.arendereferens);
     // Göteborg, the same case id.
     status(
         &s.gb
-            .post_raw(Some(&s.gb_token()), s.gb_xml(sim::REGISTRERAD))
+            .post_raw(Some(&s.gb_token()), s.gb_xml(sim_af::REGISTRERAD))
             .await
             .unwrap(),
     );
@@ -835,11 +840,11 @@ async fn af_is_told_a_keyed_case_reference_and_only_the_purposes_categories() {
     assert_eq!(kategorier, Some(expected));
     for syfte in ["AKT-PLANERING", "AKT-UPPFOLJNING"] {
         let t = s.st_idp.token(&s.sthlm.handlaggare, "0180", syfte).unwrap();
-        let f = brygga::client::example_fraga(
+        let f = brygga::devkit::client::example_fraga(
             &s.sthlm.orgnr,
             &s.sthlm.namn,
             &s.sthlm.handlaggare,
-            sim::REGISTRERAD,
+            sim_af::REGISTRERAD,
             syfte,
         )
         .unwrap();
@@ -857,8 +862,8 @@ async fn af_is_told_a_keyed_case_reference_and_only_the_purposes_categories() {
     }
     // A legal basis another purpose accepts is refused before AF is asked.
     let before = s.af_data_requests();
-    let mut wrong = s.st_fraga(sim::REGISTRERAD);
-    wrong.lagrum = brygga::client::example_lagrum("AKT-PLANERING").into();
+    let mut wrong = s.st_fraga(sim_af::REGISTRERAD);
+    wrong.lagrum = brygga::devkit::client::example_lagrum("AKT-PLANERING").into();
     let a = s.st.call(&token, &ask(wrong)).await.unwrap();
     assert_ne!(a.status, 200);
     assert_eq!(
@@ -879,15 +884,15 @@ async fn af_is_told_a_keyed_case_reference_and_only_the_purposes_categories() {
 async fn the_simulated_af_leaves_out_registration_details_a_purpose_did_not_ask_for() {
     let s = harness::start().await;
     let certs = harness::certs();
-    let tls = brygga::tls::client_config(
-        &brygga::tls::load_certs(&certs.join("af-ca.pem")).unwrap(),
+    let tls = brygga::access::tls::client_config(
+        &brygga::access::tls::load_certs(&certs.join("af-ca.pem")).unwrap(),
         Some((
-            brygga::tls::load_certs(&certs.join("gateway-to-af.pem")).unwrap(),
-            brygga::tls::load_key(&certs.join("gateway-to-af.key")).unwrap(),
+            brygga::access::tls::load_certs(&certs.join("gateway-to-af.pem")).unwrap(),
+            brygga::access::tls::load_key(&certs.join("gateway-to-af.key")).unwrap(),
         )),
     )
     .unwrap();
-    let af = brygga::upstream::AfClient::new(
+    let af = brygga::gateway::upstream::AfClient::new(
         s.inner.config.af.clone(),
         tls,
         &s.inner.config.system_id,
@@ -895,7 +900,7 @@ async fn the_simulated_af_leaves_out_registration_details_a_purpose_did_not_ask_
     )
     .unwrap();
     let body = serde_json::json!({
-        "personnummer": sim::AVAKTUALISERAD,
+        "personnummer": sim_af::AVAKTUALISERAD,
         "fromDatum": "2026-01-01",
         "tomDatum": "2026-11-30",
         "fragande": {
@@ -909,13 +914,13 @@ async fn the_simulated_af_leaves_out_registration_details_a_purpose_did_not_ask_
         },
         "kategorier": ["AKTIVITETSRAPPORT"]
     });
-    let outgoing = brygga::tracectx::Outgoing {
+    let outgoing = brygga::ops::tracectx::Outgoing {
         traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
         tracestate: None,
     };
     let answer: serde_json::Value = af
         .post_json(
-            brygga::upstream::STATUS_PATH,
+            brygga::gateway::upstream::STATUS_PATH,
             &body,
             uuid::Uuid::new_v4(),
             "SE2120000142-HL01",
@@ -950,7 +955,7 @@ async fn hostile_text_cannot_break_out_of_the_html_or_pdf_extract() {
     let s = harness::start().await;
     let token = s.st_token();
     let hostile = r#"<script>x</script>") Tj ET (\ Ω"#;
-    let mut f = s.st_fraga(sim::REGISTRERAD);
+    let mut f = s.st_fraga(sim_af::REGISTRERAD);
     f.arendeidentitet = hostile.into();
     f.personuppgiftsbitrade = Some("<img src=x onerror=alert(1)> ) \\) Tj /F2 99 Tf (".into());
     status(
@@ -1081,7 +1086,7 @@ async fn a_sample_drawn_beside_an_idle_gateway_is_signed_by_its_next_checkpoint(
     for _ in 0..3 {
         status(
             &s.st
-                .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+                .post_raw(Some(&token), s.st_xml(sim_af::REGISTRERAD))
                 .await
                 .unwrap(),
         );
@@ -1137,7 +1142,8 @@ async fn a_sample_drawn_beside_an_idle_gateway_is_signed_by_its_next_checkpoint(
 /// so a rotation takes effect here too. (The README says so.)
 #[tokio::test]
 async fn the_case_reference_af_is_told_names_its_key_and_follows_a_rotation() {
-    let base = brygga::config::Config::load(&brygga::demo::DemoFiles::default().config).unwrap();
+    let base =
+        brygga::config::Config::load(&brygga::devkit::demo::DemoFiles::default().config).unwrap();
     let st = &base.clients[0];
     let before = base
         .pseudonyms
@@ -1157,7 +1163,7 @@ async fn the_case_reference_af_is_told_names_its_key_and_follows_a_rotation() {
             &s.st
                 .call(
                     &s.st_token(),
-                    &KommunRequest::HamtaArbetssokandeStatus(s.st_fraga(sim::REGISTRERAD)),
+                    &KommunRequest::HamtaArbetssokandeStatus(s.st_fraga(sim_af::REGISTRERAD)),
                 )
                 .await
                 .unwrap(),
@@ -1189,7 +1195,7 @@ async fn dpo_command_errors_never_echo_a_personnummer() {
             "--verdict",
             "godkand",
             "--sample",
-            sim::REGISTRERAD,
+            sim_af::REGISTRERAD,
         ],
         &[
             "review",
@@ -1224,7 +1230,7 @@ async fn dpo_command_errors_never_echo_a_personnummer() {
             "--arende",
             "EB-1",
             "--format",
-            sim::REGISTRERAD,
+            sim_af::REGISTRERAD,
         ],
     ];
     let mut echoed = Vec::new();
@@ -1251,7 +1257,7 @@ async fn dpo_command_errors_never_echo_a_personnummer() {
 async fn the_text_extract_prints_no_control_or_bidi_characters_from_a_case_system() {
     let s = harness::start().await;
     let token = s.st_token();
-    let mut f = s.st_fraga(sim::REGISTRERAD);
+    let mut f = s.st_fraga(sim_af::REGISTRERAD);
     f.arendeidentitet = "EB-1\u{9b}2J\u{85}record 99\u{202e}KO".into();
     f.personuppgiftsbitrade = Some("Drift AB\u{85}  Legal basis          ingen".into());
     let a =

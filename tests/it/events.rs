@@ -1,11 +1,11 @@
 //! AF pushing its events to the `af` listener, as AF would: over mutual TLS with AF's
 //! certificate, a JSON batch; stored once per subscriber, durably, before `202`.
 
-use brygga::audit::{Action, Record};
-use brygga::client::{KommunClient, RawAnswer};
-use brygga::events::Receipt;
+use brygga::devkit::client::{KommunClient, RawAnswer};
+use brygga::devkit::sim_af;
+use brygga::gateway::events::Receipt;
 use brygga::model::*;
-use brygga::sim;
+use brygga::store::audit::{Action, Record};
 use serde_json::{Value, json};
 
 use crate::harness::{self, Stack, answer};
@@ -99,10 +99,10 @@ const E2: &str = "5311c8c0-1323-4dac-9e1d-7369312db5c8";
 #[tokio::test]
 async fn an_event_is_stored_for_its_subscribers_only_and_once() {
     let s = harness::start().await;
-    subscribe(&s, sim::REGISTRERAD, "EB-1").await;
+    subscribe(&s, sim_af::REGISTRERAD, "EB-1").await;
     let af = af_sender(&s);
     // One about the followed person, one about a person nobody follows.
-    let batch = json!({"handelser": [deregistered(E1, sim::REGISTRERAD), deregistered(E2, sim::AVAKTUALISERAD)]});
+    let batch = json!({"handelser": [deregistered(E1, sim_af::REGISTRERAD), deregistered(E2, sim_af::AVAKTUALISERAD)]});
     let r = receipt(&post(&af, &batch).await);
     assert_eq!(
         r,
@@ -155,12 +155,12 @@ async fn an_event_is_stored_for_its_subscribers_only_and_once() {
 #[tokio::test]
 async fn an_ended_subscription_gets_nothing() {
     let s = harness::start().await;
-    subscribe(&s, sim::REGISTRERAD, "EB-1").await;
+    subscribe(&s, sim_af::REGISTRERAD, "EB-1").await;
     let today = time::OffsetDateTime::now_utc().date();
     let end = Fraga {
         arendeidentitet: "EB-1".into(),
         tidsperiod: Tidsperiod::new(today, today).unwrap(),
-        ..s.st_fraga(sim::REGISTRERAD)
+        ..s.st_fraga(sim_af::REGISTRERAD)
     };
     answer(
         &s.st
@@ -171,7 +171,7 @@ async fn an_ended_subscription_gets_nothing() {
     let r = receipt(
         &post(
             &af_sender(&s),
-            &json!({"handelser": [deregistered(E1, sim::REGISTRERAD)]}),
+            &json!({"handelser": [deregistered(E1, sim_af::REGISTRERAD)]}),
         )
         .await,
     );
@@ -185,12 +185,12 @@ async fn an_ended_subscription_gets_nothing() {
 async fn bad_batches_are_refused_with_a_problem_naming_the_field() {
     let s = harness::start().await;
     let af = af_sender(&s);
-    let mut wrong_type = deregistered(E1, sim::REGISTRERAD);
+    let mut wrong_type = deregistered(E1, sim_af::REGISTRERAD);
     wrong_type["typ"] = json!("FLYTTAD");
     let p = problem(
         &post(
             &af,
-            &json!({"handelser": [deregistered(E2, sim::REGISTRERAD), wrong_type]}),
+            &json!({"handelser": [deregistered(E2, sim_af::REGISTRERAD), wrong_type]}),
         )
         .await,
         400,
@@ -240,7 +240,7 @@ async fn bad_batches_are_refused_with_a_problem_naming_the_field() {
     let r = receipt(
         &post(
             &af,
-            &json!({"handelser": [deregistered(E2, sim::REGISTRERAD)]}),
+            &json!({"handelser": [deregistered(E2, sim_af::REGISTRERAD)]}),
         )
         .await,
     );
@@ -262,7 +262,7 @@ async fn only_afs_certificate_may_send_events() {
         )),
     )
     .unwrap();
-    let batch = json!({"handelser": [deregistered(E1, sim::REGISTRERAD)]});
+    let batch = json!({"handelser": [deregistered(E1, sim_af::REGISTRERAD)]});
     problem(&post(&impostor, &batch).await, 403, "KLIENT_OKAND");
     // A municipality's certificate is not even let through the handshake.
     let kommun = KommunClient::new(
@@ -288,7 +288,7 @@ async fn a_batch_larger_than_the_contract_allows_is_refused_and_recorded() {
         .map(|i| {
             deregistered(
                 &format!("00000000-0000-4000-8000-{i:012}"),
-                sim::REGISTRERAD,
+                sim_af::REGISTRERAD,
             )
         })
         .collect();
@@ -300,7 +300,7 @@ async fn a_batch_larger_than_the_contract_allows_is_refused_and_recorded() {
     assert_eq!(p["falt"], "handelser");
     assert!(p["detail"].as_str().unwrap().contains("1 to 100"), "{p}");
     // The same id twice in one batch: the second is a repeat.
-    let r = receipt(&post(&af, &json!({"handelser": [deregistered(E1, sim::REGISTRERAD), deregistered(E1, sim::REGISTRERAD)]})).await);
+    let r = receipt(&post(&af, &json!({"handelser": [deregistered(E1, sim_af::REGISTRERAD), deregistered(E1, sim_af::REGISTRERAD)]})).await);
     assert_eq!((r.mottagna, r.nya, r.dubbletter), (2, 1, 1));
     let store = s.audit_store();
     let _data = s.stop().await;
@@ -330,7 +330,7 @@ async fn a_batch_larger_than_the_contract_allows_is_refused_and_recorded() {
 async fn a_body_over_the_limit_gets_413() {
     let s = harness::start_custom(|c, _| c.events.max_body_bytes = 4096, true).await;
     let af = af_sender(&s);
-    let mut event = deregistered(E1, sim::REGISTRERAD);
+    let mut event = deregistered(E1, sim_af::REGISTRERAD);
     event["padding"] = json!("x".repeat(5000));
     let p = problem(
         &post(&af, &json!({ "handelser": [event] })).await,
@@ -353,11 +353,11 @@ async fn a_body_over_the_limit_gets_413() {
 async fn ending_a_subscription_drops_what_was_not_yet_delivered() {
     let s = harness::start().await;
     // The harness's endpoints lead nowhere: the delivery stays pending.
-    subscribe(&s, sim::REGISTRERAD, "EB-1").await;
+    subscribe(&s, sim_af::REGISTRERAD, "EB-1").await;
     receipt(
         &post(
             &af_sender(&s),
-            &json!({"handelser": [deregistered(E1, sim::REGISTRERAD)]}),
+            &json!({"handelser": [deregistered(E1, sim_af::REGISTRERAD)]}),
         )
         .await,
     );
@@ -376,7 +376,7 @@ async fn ending_a_subscription_drops_what_was_not_yet_delivered() {
     let end = Fraga {
         arendeidentitet: "EB-1".into(),
         tidsperiod: Tidsperiod::new(today, today).unwrap(),
-        ..s.st_fraga(sim::REGISTRERAD)
+        ..s.st_fraga(sim_af::REGISTRERAD)
     };
     answer(
         &s.st
@@ -394,7 +394,7 @@ async fn one_gateway_per_store() {
     let mut second = s.inner.config.clone();
     let any = "127.0.0.1:0".parse().unwrap();
     (second.kommun_bind, second.admin_bind, second.events.bind) = (any, any, any);
-    let refused = brygga::gateway::start(second).await.err().unwrap();
+    let refused = brygga::gateway::state::start(second).await.err().unwrap();
     assert!(
         refused.contains("another brygga gateway is using this store"),
         "{refused}"
@@ -407,10 +407,10 @@ async fn one_gateway_per_store() {
 #[tokio::test]
 async fn content_after_the_batch_is_refused_and_nothing_is_stored() {
     let s = harness::start().await;
-    subscribe(&s, sim::REGISTRERAD, "EB-1").await;
+    subscribe(&s, sim_af::REGISTRERAD, "EB-1").await;
     let af = af_sender(&s);
-    let first = json!({"handelser": [deregistered(E1, sim::REGISTRERAD)]}).to_string();
-    let second = json!({"handelser": [deregistered(E2, sim::REGISTRERAD)]}).to_string();
+    let first = json!({"handelser": [deregistered(E1, sim_af::REGISTRERAD)]}).to_string();
+    let second = json!({"handelser": [deregistered(E2, sim_af::REGISTRERAD)]}).to_string();
     for body in [
         format!("{first}{second}"),
         format!("{first}\n{second}"),

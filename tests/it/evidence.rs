@@ -1,8 +1,8 @@
 //! The evidence holds at its edges: no identity number in anything kept, every request that
 //! reaches the SOAP endpoint recorded, the purpose binding what leaves.
 
+use brygga::devkit::sim_af;
 use brygga::model::*;
-use brygga::sim;
 
 use crate::harness::{self, Stack};
 
@@ -26,8 +26,11 @@ fn kept_text(store: &std::path::Path) -> String {
 }
 
 /// A request of Stockholm's with `f` applied to its XML.
-async fn ask_with(s: &Stack, f: impl FnOnce(String) -> String) -> brygga::client::RawAnswer {
-    s.st.post_raw(Some(&s.st_token()), f(s.st_xml(sim::REGISTRERAD)))
+async fn ask_with(
+    s: &Stack,
+    f: impl FnOnce(String) -> String,
+) -> brygga::devkit::client::RawAnswer {
+    s.st.post_raw(Some(&s.st_token()), f(s.st_xml(sim_af::REGISTRERAD)))
         .await
         .unwrap()
 }
@@ -89,7 +92,7 @@ async fn free_text_that_embeds_an_identity_number_is_refused_and_kept_nowhere() 
     let f = Fraga {
         arendeidentitet: "EB-198507099805".into(),
         tidsperiod: Tidsperiod::new(today, today + time::Duration::days(3)).unwrap(),
-        ..s.st_fraga(sim::REGISTRERAD)
+        ..s.st_fraga(sim_af::REGISTRERAD)
     };
     let a =
         s.st.call(&s.st_token(), &KommunRequest::RegistreraPrenumeration(f))
@@ -120,7 +123,7 @@ async fn free_text_that_embeds_an_identity_number_is_refused_and_kept_nowhere() 
 #[tokio::test]
 async fn the_stated_legal_basis_is_checked_and_kept() {
     let s = harness::start().await;
-    let mut fraga = s.st_fraga(sim::REGISTRERAD);
+    let mut fraga = s.st_fraga(sim_af::REGISTRERAD);
     fraga.lagrum = "ingen lag alls".into();
     let a =
         s.st.call(
@@ -133,8 +136,8 @@ async fn the_stated_legal_basis_is_checked_and_kept() {
     assert_eq!(fel.falt.as_deref(), Some("Fraga/Lagrum"));
     assert_eq!(s.af_data_requests(), 0);
     // Another purpose's basis is not this one's.
-    let mut fraga = s.st_fraga(sim::REGISTRERAD);
-    fraga.lagrum = brygga::client::example_lagrum("AKT-PLANERING").into();
+    let mut fraga = s.st_fraga(sim_af::REGISTRERAD);
+    fraga.lagrum = brygga::devkit::client::example_lagrum("AKT-PLANERING").into();
     harness::fault(
         &s.st
             .call(
@@ -147,7 +150,7 @@ async fn the_stated_legal_basis_is_checked_and_kept() {
         "LAGRUM_EJ_GODTAGET",
     );
     // The accepted wording, spaced and cased otherwise, is served; the record says it.
-    let mut fraga = s.st_fraga(sim::REGISTRERAD);
+    let mut fraga = s.st_fraga(sim_af::REGISTRERAD);
     let stated = "  11 KAP. 11 a §   socialtjänstlagen;\n5 § förordningen (2008:975)";
     fraga.lagrum = stated.into();
     harness::status(
@@ -165,7 +168,7 @@ async fn the_stated_legal_basis_is_checked_and_kept() {
         lagrum,
         vec![
             Some("ingen lag alls".to_owned()),
-            Some(brygga::client::example_lagrum("AKT-PLANERING").to_owned()),
+            Some(brygga::devkit::client::example_lagrum("AKT-PLANERING").to_owned()),
             // xs:token collapses the whitespace as the contract reads it.
             Some("11 KAP. 11 a § socialtjänstlagen; 5 § förordningen (2008:975)".to_owned()),
         ]
@@ -186,9 +189,9 @@ async fn every_request_over_a_verified_certificate_is_recorded_and_refused_hands
     )
     .await;
     let token = s.st_token();
-    let good = s.st_xml(sim::REGISTRERAD);
+    let good = s.st_xml(sim_af::REGISTRERAD);
     let mut expected = Vec::new();
-    let other_path = brygga::client::KommunClient::new(
+    let other_path = brygga::devkit::client::KommunClient::new(
         &s.url.replace("/kommun/v1", "/annat"),
         &harness::certs().join("kommun-ca.pem"),
         Some((&s.sthlm.cert, &s.sthlm.key)),
@@ -271,15 +274,15 @@ async fn every_request_over_a_verified_certificate_is_recorded_and_refused_hands
     let outcomes: Vec<&str> = records.iter().map(|r| r.entry.outcome.as_str()).collect();
     assert_eq!(outcomes, expected);
     for r in &records {
-        assert_eq!(r.entry.action, brygga::audit::Action::Deny);
+        assert_eq!(r.entry.action, brygga::store::audit::Action::Deny);
         assert_eq!(r.entry.organisation, "212000-0142");
     }
 
     // Handshakes refused: without a certificate, and with AF's on the municipal listener.
     let ca = harness::certs().join("kommun-ca.pem");
-    let none = brygga::client::KommunClient::new(&s.url, &ca, None).unwrap();
+    let none = brygga::devkit::client::KommunClient::new(&s.url, &ca, None).unwrap();
     assert!(none.post_raw(Some(&token), good.clone()).await.is_err());
-    let foreign = brygga::client::KommunClient::new(
+    let foreign = brygga::devkit::client::KommunClient::new(
         &s.url,
         &ca,
         Some((
@@ -323,7 +326,7 @@ async fn af_is_told_who_asks_why_and_under_which_law_and_asked_only_for_what_the
     claims.enhet = Some("SE2120000142-EKB1".into());
     let token = s.st_idp.sign(&claims).unwrap();
     let ask = |arende: &str| {
-        let mut f = s.st_fraga(sim::REGISTRERAD);
+        let mut f = s.st_fraga(sim_af::REGISTRERAD);
         f.syfte = "AKT-UPPFOLJNING".into();
         f.lagrum = uppfoljning.lagrum.clone();
         f.arendeidentitet = arende.into();
@@ -374,7 +377,7 @@ async fn af_is_told_who_asks_why_and_under_which_law_and_asked_only_for_what_the
     assert_ne!(told().0.arendereferens, reference);
 
     // Every person operation carries it, the plan included.
-    let plan = KommunRequest::HamtaHandlingsplan(s.st_fraga(sim::REGISTRERAD));
+    let plan = KommunRequest::HamtaHandlingsplan(s.st_fraga(sim_af::REGISTRERAD));
     let plan = s.st.call(&s.st_token(), &plan).await.unwrap();
     assert_eq!(plan.status, 200, "{}", String::from_utf8_lossy(&plan.body));
     assert!(matches!(

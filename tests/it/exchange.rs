@@ -1,15 +1,15 @@
 //! The exchange end to end: answers for the fixed persons, and a Fault naming the problem for
 //! every kind of bad request. Refused requests never reach AF.
 
+use brygga::devkit::sim_af;
 use brygga::model::*;
-use brygga::sim;
 
 use crate::harness::{self, fault, status};
 
 #[tokio::test]
 async fn registered_person_gets_the_full_answer() {
     let s = harness::start().await;
-    let fraga = s.st_fraga(sim::REGISTRERAD);
+    let fraga = s.st_fraga(sim_af::REGISTRERAD);
     let id = fraga.korrelationsid;
     let a =
         s.st.call(
@@ -61,7 +61,7 @@ async fn deregistered_protected_and_unknown_persons() {
         async move { status(&client.call(&token, &req).await.unwrap()).status }
     };
 
-    let dereg = call(sim::AVAKTUALISERAD).await;
+    let dereg = call(sim_af::AVAKTUALISERAD).await;
     assert!(dereg.kand_av_af && !dereg.inskriven);
     let av = dereg.avaktualisering.expect("deregistration");
     assert_eq!(
@@ -70,14 +70,14 @@ async fn deregistered_protected_and_unknown_persons() {
     );
     assert_eq!(brygga::model::ident::format_date(av.datum), "2026-10-15");
 
-    let protected = call(sim::SKYDDAD).await;
+    let protected = call(sim_af::SKYDDAD).await;
     assert!(protected.sekretessmarkering && protected.inskriven);
     assert!(
         protected.kontor.is_none(),
         "office data is removed for a protected identity"
     );
 
-    let unknown = call(sim::OKAND).await;
+    let unknown = call(sim_af::OKAND).await;
     assert!(!unknown.kand_av_af && !unknown.inskriven);
     assert!(unknown.inskrivningsdatum.is_none() && unknown.sokandekategori.is_none());
 
@@ -91,11 +91,11 @@ async fn deregistered_protected_and_unknown_persons() {
 #[tokio::test]
 async fn goteborg_is_served_with_its_own_certificate_and_token() {
     let s = harness::start().await;
-    let fraga = brygga::client::example_fraga(
+    let fraga = brygga::devkit::client::example_fraga(
         &s.gbg.orgnr,
         &s.gbg.namn,
         &s.gbg.handlaggare,
-        sim::REGISTRERAD,
+        sim_af::REGISTRERAD,
         "EKB-BESLUT",
     )
     .unwrap();
@@ -119,7 +119,7 @@ async fn the_af_token_is_fetched_once_and_reused() {
     for _ in 0..5 {
         status(
             &s.st
-                .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+                .post_raw(Some(&token), s.st_xml(sim_af::REGISTRERAD))
                 .await
                 .unwrap(),
         );
@@ -141,8 +141,8 @@ async fn the_af_token_is_fetched_once_and_reused() {
 async fn bad_requests_get_a_fault_naming_the_problem() {
     let s = harness::start().await;
     let token = s.st_token();
-    let good = s.st_xml(sim::REGISTRERAD);
-    let pnr = sim::REGISTRERAD;
+    let good = s.st_xml(sim_af::REGISTRERAD);
+    let pnr = sim_af::REGISTRERAD;
     let el = |name: &str| {
         let start = good.find(&format!("<k:{name}>")).unwrap();
         let end_tag = format!("</k:{name}>");
@@ -406,13 +406,14 @@ async fn bad_requests_get_a_fault_naming_the_problem() {
 async fn a_fault_keeps_the_callers_korrelationsid_and_names_the_operation() {
     let s = harness::start().await;
     let token = s.st_token();
-    let fraga = s.st_fraga(sim::REGISTRERAD);
+    let fraga = s.st_fraga(sim_af::REGISTRERAD);
     let id = fraga.korrelationsid;
-    let good = brygga::codec::soap::encode_request(&KommunRequest::HamtaArbetssokandeStatus(fraga));
+    let good =
+        brygga::contract::soap::encode_request(&KommunRequest::HamtaArbetssokandeStatus(fraga));
     for (what, body, felkod) in [
         (
             "a bad check digit",
-            good.replace(sim::REGISTRERAD, "198507099806"),
+            good.replace(sim_af::REGISTRERAD, "198507099806"),
             "OGILTIGT_FALT",
         ),
         (
@@ -455,7 +456,7 @@ async fn a_fault_keeps_the_callers_korrelationsid_and_names_the_operation() {
 #[tokio::test]
 async fn tolerated_extension_elements_are_dropped() {
     let s = harness::start().await;
-    let body = s.st_xml(sim::REGISTRERAD).replace(
+    let body = s.st_xml(sim_af::REGISTRERAD).replace(
         "</k:Fraga>",
         "<ext:Framtida xmlns:ext=\"urn:example:extension\"><ext:Falt>1</ext:Falt></ext:Framtida></k:Fraga>",
     );
@@ -467,7 +468,7 @@ async fn tolerated_extension_elements_are_dropped() {
 async fn http_level_refusals() {
     let s = harness::start().await;
     let token = s.st_token();
-    let good = s.st_xml(sim::REGISTRERAD);
+    let good = s.st_xml(sim_af::REGISTRERAD);
     let a =
         s.st.post_with_type(Some(&token), good.clone(), "application/json")
             .await
@@ -489,7 +490,7 @@ async fn http_level_refusals() {
         "FOR_STOR_BEGARAN",
     );
 
-    let other = brygga::client::KommunClient::new(
+    let other = brygga::devkit::client::KommunClient::new(
         &s.url.replace("/kommun/v1", "/annat"),
         &s.files.certs.join("kommun-ca.pem"),
         Some((&s.sthlm.cert, &s.sthlm.key)),
@@ -508,7 +509,7 @@ async fn http_level_refusals() {
 async fn policy_refusals_name_the_rule() {
     let s = harness::start().await;
     let token = s.st_token();
-    let good = s.st_xml(sim::REGISTRERAD);
+    let good = s.st_xml(sim_af::REGISTRERAD);
 
     // Handlaggare must be the token's sub.
     let other_worker = s
@@ -569,7 +570,7 @@ async fn policy_refusals_name_the_rule() {
 async fn the_trace_context_is_carried_to_af() {
     let s = harness::start().await;
     let last = || {
-        brygga::tracectx::TraceContext::parse(
+        brygga::ops::tracectx::TraceContext::parse(
             &s.inner
                 .sim
                 .stats
@@ -585,7 +586,7 @@ async fn the_trace_context_is_carried_to_af() {
     let a =
         s.st.post_with_headers(
             Some(&s.st_token()),
-            s.st_xml(sim::REGISTRERAD),
+            s.st_xml(sim_af::REGISTRERAD),
             "text/xml; charset=utf-8",
             &[("traceparent", incoming), ("tracestate", "kommun=ek7")],
         )
@@ -605,7 +606,7 @@ async fn the_trace_context_is_carried_to_af() {
         let a =
             s.st.post_with_headers(
                 Some(&s.st_token()),
-                s.st_xml(sim::REGISTRERAD),
+                s.st_xml(sim_af::REGISTRERAD),
                 "text/xml; charset=utf-8",
                 &extra,
             )

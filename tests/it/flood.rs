@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use brygga::client::KommunClient;
+use brygga::devkit::client::KommunClient;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -38,8 +38,8 @@ async fn closed_by_server(c: &mut TcpStream) -> bool {
 
 /// The first flight of a real TLS client: a ClientHello, to be trickled in.
 fn client_hello() -> Vec<u8> {
-    let cfg = brygga::tls::client_config(
-        &brygga::tls::load_certs(&harness::certs().join("kommun-ca.pem")).unwrap(),
+    let cfg = brygga::access::tls::client_config(
+        &brygga::access::tls::load_certs(&harness::certs().join("kommun-ca.pem")).unwrap(),
         None,
     )
     .unwrap();
@@ -123,7 +123,10 @@ async fn served_meanwhile(s: &Arc<Stack>, n: usize) -> (usize, Duration) {
         )
         .unwrap();
         if st
-            .post_raw(Some(&s.st_token()), s.st_xml(brygga::sim::REGISTRERAD))
+            .post_raw(
+                Some(&s.st_token()),
+                s.st_xml(brygga::devkit::sim_af::REGISTRERAD),
+            )
             .await
             .is_ok_and(|a| a.status == 200)
         {
@@ -136,7 +139,10 @@ async fn served_meanwhile(s: &Arc<Stack>, n: usize) -> (usize, Duration) {
         )
         .unwrap();
         if gb
-            .post_raw(Some(&s.gb_token()), s.gb_xml(brygga::sim::REGISTRERAD))
+            .post_raw(
+                Some(&s.gb_token()),
+                s.gb_xml(brygga::devkit::sim_af::REGISTRERAD),
+            )
             .await
             .is_ok_and(|a| a.status == 200)
         {
@@ -152,7 +158,7 @@ async fn served_meanwhile(s: &Arc<Stack>, n: usize) -> (usize, Duration) {
         let batch = json!({"handelser": [{
             "handelseId": uuid::Uuid::new_v4().to_string(),
             "typ": "AVAKTUALISERAD",
-            "personnummer": brygga::sim::AVAKTUALISERAD,
+            "personnummer": brygga::devkit::sim_af::AVAKTUALISERAD,
             "tidpunkt": format!("{today}T11:20:09Z"),
             "avaktualisering": {"datum": today.to_string(), "orsakKod": "ARB", "orsakText": "Fått arbete"}
         }]});
@@ -400,11 +406,11 @@ async fn pin_answers_with_stream_window(window: u32) {
         .call(
             &setup.token,
             &brygga::model::KommunRequest::HamtaArbetssokandeStatus(
-                brygga::client::example_fraga(
+                brygga::devkit::client::example_fraga(
                     &setup.sthlm.orgnr,
                     &setup.sthlm.namn,
                     &setup.sthlm.handlaggare,
-                    brygga::sim::REGISTRERAD,
+                    brygga::devkit::sim_af::REGISTRERAD,
                     "EKB-BESLUT",
                 )
                 .unwrap(),

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use brygga::codec::soap::{self, KommunResponse};
-use brygga::codec::xml::XmlLimits;
+use brygga::contract::soap::{self, KommunResponse};
+use brygga::contract::xml::XmlLimits;
 
 use crate::contracts::{tool_available, validator};
 
@@ -161,9 +161,9 @@ fn afs_text_with_repeated_spaces_reaches_the_case_system_as_its_xsd_reads_it() {
         "avaktualisering":{"datum":"2027-06-14","orsakKod":"ARB","orsakText":" Fick \t arbete\n"},
         "aKassa":{"medlem":true,"namn":"Unionens  a-kassa"}}"#;
     brygga::fuzzing::round_trip(json.as_bytes());
-    let r: brygga::codec::af_json::StatusResponse =
-        brygga::validate::parse_json(json.as_bytes()).unwrap();
-    let status = brygga::translate::status_from_af(&r).unwrap();
+    let r: brygga::contract::af_json::StatusResponse =
+        brygga::contract::validate::parse_json(json.as_bytes()).unwrap();
+    let status = brygga::contract::translate::status_from_af(&r).unwrap();
     assert_eq!(status.avaktualisering.unwrap().orsak_text, "Fick arbete");
     assert_eq!(
         status.a_kassa.unwrap().namn.as_deref(),
@@ -177,14 +177,14 @@ fn afs_text_with_repeated_spaces_reaches_the_case_system_as_its_xsd_reads_it() {
 #[test]
 fn af_json_that_is_not_utf8_is_refused_even_where_brygga_does_not_read() {
     let body = b"{\"status\":\"DOWN\",\"components\":{\"db\":{\"status\":\"D\xf1WN\"}}}";
-    let verdict = brygga::validate::validate_json_as(body, "health-response");
+    let verdict = brygga::contract::validate::validate_json_as(body, "health-response");
     assert!(!verdict.is_valid(), "{verdict:?}");
     let why = format!("{verdict:?}");
     assert!(why.contains("UTF-8"), "{why}");
     brygga::fuzzing::af_json_as("health-response", body, Some(&schema_accepts));
     // The same in an event batch, where AF's bytes are stored for delivery.
     let batch = b"{\"handelser\":[],\"x\":\"\xff\"}";
-    let err = brygga::validate::parse_json::<serde_json::Value>(batch).unwrap_err();
+    let err = brygga::contract::validate::parse_json::<serde_json::Value>(batch).unwrap_err();
     assert!(
         err.1.contains("UTF-8") && err.1.contains("byte 21"),
         "{err:?}"
@@ -197,7 +197,8 @@ fn af_json_that_is_not_utf8_is_refused_even_where_brygga_does_not_read() {
 /// brygga now refuses such a body naming where, on every path that reads AF's JSON.
 #[test]
 fn an_array_where_afs_contract_has_an_object_is_refused_naming_where() {
-    let verdict = brygga::validate::validate_json_as(b" []\n", "ersattningsbeslut-response");
+    let verdict =
+        brygga::contract::validate::validate_json_as(b" []\n", "ersattningsbeslut-response");
     assert!(!verdict.is_valid(), "{verdict:?}");
     assert!(format!("{verdict:?}").contains("an object"), "{verdict:?}");
     brygga::fuzzing::af_json_as(
@@ -208,9 +209,10 @@ fn an_array_where_afs_contract_has_an_object_is_refused_naming_where() {
     // Inside a message: the office as [kod, namn].
     let status = r#"{"kandAvAf":true,"inskriven":true,"inskrivningsdatum":"2026-01-02",
         "skyddsmarkeringar":[],"kontor":["10021","Arbetsformedlingen Stockholm"]}"#;
-    let err =
-        brygga::validate::parse_json::<brygga::codec::af_json::StatusResponse>(status.as_bytes())
-            .unwrap_err();
+    let err = brygga::contract::validate::parse_json::<brygga::contract::af_json::StatusResponse>(
+        status.as_bytes(),
+    )
+    .unwrap_err();
     assert_eq!(err.0, "kontor", "{err:?}");
     assert!(err.1.contains("an object"), "{err:?}");
     // The same body in an object form is read.
@@ -218,7 +220,10 @@ fn an_array_where_afs_contract_has_an_object_is_refused_naming_where() {
         r#"["10021","Arbetsformedlingen Stockholm"]"#,
         r#"{"kod":"10021","namn":"Arbetsformedlingen Stockholm"}"#,
     );
-    brygga::validate::parse_json::<brygga::codec::af_json::StatusResponse>(ok.as_bytes()).unwrap();
+    brygga::contract::validate::parse_json::<brygga::contract::af_json::StatusResponse>(
+        ok.as_bytes(),
+    )
+    .unwrap();
 }
 
 /// Found by `af_json` after the collapse above: AF's schema limits the text as AF sends it
@@ -231,8 +236,10 @@ fn afs_text_is_measured_as_af_sent_it_before_it_is_collapsed() {
         "kontor":{{"kod":"1002{}1","namn":"Arbetsformedlingen"}}}}"#,
         " ".repeat(14)
     );
-    let verdict =
-        brygga::validate::validate_json_as(body.as_bytes(), "arbetssokande-status-response");
+    let verdict = brygga::contract::validate::validate_json_as(
+        body.as_bytes(),
+        "arbetssokande-status-response",
+    );
     assert!(!verdict.is_valid(), "{verdict:?}");
     assert!(format!("{verdict:?}").contains("kontor.kod"), "{verdict:?}");
     brygga::fuzzing::af_json_as(
@@ -253,8 +260,10 @@ fn afs_text_with_a_control_or_bidi_character_is_refused_naming_the_field() {
             r#"{{"kandAvAf":true,"inskriven":false,"skyddsmarkeringar":[],
             "kontor":{{"kod":"10021","namn":"Arbetsf{c}rmedlingen"}}}}"#
         );
-        let verdict =
-            brygga::validate::validate_json_as(body.as_bytes(), "arbetssokande-status-response");
+        let verdict = brygga::contract::validate::validate_json_as(
+            body.as_bytes(),
+            "arbetssokande-status-response",
+        );
         assert!(!verdict.is_valid(), "{c:?}: {verdict:?}");
         assert!(
             format!("{verdict:?}").contains("kontor.namn"),
@@ -269,7 +278,7 @@ fn afs_text_with_a_control_or_bidi_character_is_refused_naming_the_field() {
 #[test]
 fn a_number_out_of_range_in_a_member_brygga_skips_is_refused() {
     let body = br#"{"beslut":[],"x":[6666666666E666]}"#;
-    let verdict = brygga::validate::validate_json_as(body, "ersattningsbeslut-response");
+    let verdict = brygga::contract::validate::validate_json_as(body, "ersattningsbeslut-response");
     assert!(!verdict.is_valid(), "{verdict:?}");
     assert!(
         format!("{verdict:?}").contains("not valid JSON"),

@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use brygga::client::{KommunClient, RawAnswer, TokenMinter, example_fraga};
-use brygga::codec::soap::{self, KommunResponse};
 use brygga::config::Config;
-use brygga::demo::{DemoFiles, DemoStack, ExampleClient, example_clients};
+use brygga::contract::soap::{self, KommunResponse};
+use brygga::devkit::client::{KommunClient, RawAnswer, TokenMinter, example_fraga};
+use brygga::devkit::demo::{DemoFiles, DemoStack, ExampleClient, example_clients};
+use brygga::devkit::sim_af::{self, SimSettings};
 use brygga::model::*;
-use brygga::sim::{self, SimSettings};
 use http::StatusCode;
 
 pub struct Stack {
@@ -26,14 +26,14 @@ pub struct Stack {
 }
 
 /// Every record after the genesis in an audit store, oldest first.
-pub fn audit_records(store: &std::path::Path) -> Vec<brygga::audit::Record> {
+pub fn audit_records(store: &std::path::Path) -> Vec<brygga::store::audit::Record> {
     let mut all = audit_records_with_genesis(store);
     all.retain(|r| r.seq > 0);
     all
 }
 
 /// Every record of the chain, its genesis (record 0) first.
-pub fn audit_records_with_genesis(store: &std::path::Path) -> Vec<brygga::audit::Record> {
+pub fn audit_records_with_genesis(store: &std::path::Path) -> Vec<brygga::store::audit::Record> {
     let conn = rusqlite::Connection::open(store).unwrap();
     let mut stmt = conn
         .prepare("SELECT body FROM records ORDER BY seq")
@@ -45,12 +45,12 @@ pub fn audit_records_with_genesis(store: &std::path::Path) -> Vec<brygga::audit:
 }
 
 /// A rate no test reaches.
-pub fn unlimited() -> brygga::limit::Configured {
-    let rate = brygga::limit::Rate {
+pub fn unlimited() -> brygga::access::limit::Configured {
+    let rate = brygga::access::limit::Rate {
         per_second: 1_000_000,
         burst: 1_000_000,
     };
-    brygga::limit::Configured {
+    brygga::access::limit::Configured {
         rate,
         quota: rate.quota().unwrap(),
     }
@@ -179,7 +179,7 @@ impl Stack {
     /// Stockholm asks about the registered example person, with `token`.
     pub async fn ask(&self, token: Option<&str>) -> RawAnswer {
         self.st
-            .post_raw(token, self.st_xml(sim::REGISTRERAD))
+            .post_raw(token, self.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap()
     }
@@ -192,7 +192,7 @@ impl Stack {
             .token("SE2120000142-HL02", "0180", "EKB-BESLUT")
             .unwrap();
         self.st
-            .post_raw(Some(&other), self.st_xml(sim::REGISTRERAD))
+            .post_raw(Some(&other), self.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap()
     }
@@ -334,11 +334,11 @@ pub async fn raw_tls(
     identity: (&std::path::Path, &std::path::Path),
     alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut cfg = brygga::tls::client_config(
-        &brygga::tls::load_certs(ca).unwrap(),
+    let mut cfg = brygga::access::tls::client_config(
+        &brygga::access::tls::load_certs(ca).unwrap(),
         Some((
-            brygga::tls::load_certs(identity.0).unwrap(),
-            brygga::tls::load_key(identity.1).unwrap(),
+            brygga::access::tls::load_certs(identity.0).unwrap(),
+            brygga::access::tls::load_key(identity.1).unwrap(),
         )),
     )
     .unwrap();

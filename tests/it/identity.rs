@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use brygga::client::KommunClient;
+use brygga::access::identity::{TokenClaims, mint_token};
 use brygga::config::CertAndKey;
-use brygga::identity::{TokenClaims, mint_token};
-use brygga::sim;
+use brygga::devkit::client::KommunClient;
+use brygga::devkit::sim_af;
 use rcgen::{
     CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256,
 };
@@ -46,7 +46,7 @@ fn client_cert(orgnr: &str, issuer: Option<(&str, &KeyPair)>) -> CertAndKey {
 }
 
 fn kommun_ca() -> Vec<CertificateDer<'static>> {
-    brygga::tls::load_certs(&certs().join("kommun-ca.pem")).unwrap()
+    brygga::access::tls::load_certs(&certs().join("kommun-ca.pem")).unwrap()
 }
 
 #[tokio::test]
@@ -54,7 +54,7 @@ async fn no_client_certificate_is_refused_at_the_handshake() {
     let s = harness::start().await;
     let anonymous = KommunClient::with_identity(&s.url, &kommun_ca(), None).unwrap();
     let err = anonymous
-        .post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+        .post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
         .await
         .unwrap_err();
     assert!(err.to_lowercase().contains("certificate"), "{err}");
@@ -69,7 +69,7 @@ async fn a_certificate_from_an_unknown_ca_is_refused_at_the_handshake() {
         KommunClient::with_identity(&s.url, &kommun_ca(), Some(client_cert("2120000142", None)))
             .unwrap();
     let err = rogue
-        .post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+        .post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
         .await
         .unwrap_err();
     assert!(err.contains("UnknownCA"), "{err}");
@@ -92,7 +92,7 @@ async fn an_organisation_that_is_not_a_client_is_refused() {
     )
     .unwrap();
     let a = sundsvall
-        .post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+        .post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
         .await
         .unwrap();
     let f = fault(&a, 403, "KLIENT_OKAND");
@@ -120,7 +120,7 @@ async fn refused_token(
     );
     let token = make(&s, base);
     let a =
-        s.st.post_raw(token.as_deref(), s.st_xml(sim::REGISTRERAD))
+        s.st.post_raw(token.as_deref(), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap();
     let f = fault(&a, http, felkod);
@@ -347,7 +347,7 @@ fn sthlm_cert(shape: impl FnOnce(&mut CertificateParams)) -> (CertAndKey, String
 async fn refused_at_handshake(s: &harness::Stack, identity: CertAndKey, alert: &str) {
     let client = KommunClient::with_identity(&s.url, &kommun_ca(), Some(identity)).unwrap();
     let err = client
-        .post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+        .post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
         .await
         .unwrap_err();
     assert!(err.contains(alert), "expected {alert}: {err}");
@@ -404,20 +404,20 @@ async fn a_revoked_client_certificate_is_refused_at_the_handshake() {
     let revoked_file = dir.path().join("revoked.pem");
     std::fs::write(&revoked_file, revoked_pem).unwrap();
     let crl = dir.path().join("kommun-ca.crl.pem");
-    brygga::certs::write_crl(
+    brygga::devkit::certs::write_crl(
         &certs().join("kommun-ca.pem"),
         &certs().join("kommun-ca.key"),
-        &brygga::tls::load_certs(&revoked_file).unwrap(),
+        &brygga::access::tls::load_certs(&revoked_file).unwrap(),
         &crl,
         30,
     )
     .unwrap();
     let s = harness::start_custom(
         |c, _| {
-            c.kommun.crls = brygga::tls::load_crls(&crl)
+            c.kommun.crls = brygga::access::tls::load_crls(&crl)
                 .unwrap()
                 .into_iter()
-                .map(|der| brygga::trust::NamedCrl {
+                .map(|der| brygga::access::trust::NamedCrl {
                     name: "kommun.client_crls[0]".into(),
                     der,
                 })
@@ -430,7 +430,7 @@ async fn a_revoked_client_certificate_is_refused_at_the_handshake() {
     // Another certificate of the same CA, not on the list, is served.
     let ok = KommunClient::with_identity(&s.url, &kommun_ca(), Some(fine)).unwrap();
     crate::harness::status(
-        &ok.post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+        &ok.post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap(),
     );

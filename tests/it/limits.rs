@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use brygga::audit::{Action, Record};
-use brygga::limit::{Configured, Rate};
-use brygga::sim;
+use brygga::access::limit::{Configured, Rate};
+use brygga::devkit::sim_af;
+use brygga::store::audit::{Action, Record};
 
 use crate::harness::{self, Stack, fault, status};
 
@@ -114,11 +114,11 @@ async fn the_quota_towards_af_holds_under_two_flooding_municipalities() {
             if i % 2 == 0 {
                 s.ask(Some(&s.st_token())).await
             } else {
-                let f = brygga::client::example_fraga(
+                let f = brygga::devkit::client::example_fraga(
                     &s.gbg.orgnr,
                     &s.gbg.namn,
                     &s.gbg.handlaggare,
-                    sim::REGISTRERAD,
+                    sim_af::REGISTRERAD,
                     "EKB-BESLUT",
                 )
                 .unwrap();

@@ -1,6 +1,7 @@
 //! Integration tests: the real gateway and AF simulator on loopback with real certificates,
 //! spoken to as a case system would. One binary, so the 2-core machine links once.
 
+mod architecture;
 mod audit;
 mod cli;
 

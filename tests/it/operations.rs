@@ -1,8 +1,8 @@
 //! Every operation of interface v1 through the gateway and the AF simulator, and the
 //! published WSDL.
 
+use brygga::devkit::sim_af;
 use brygga::model::*;
-use brygga::sim;
 
 use crate::harness::{self, answer, fault};
 
@@ -13,8 +13,8 @@ fn example_answer(name: &str) -> KommunAnswer {
             .join(name),
     )
     .unwrap();
-    match brygga::codec::soap::decode_response(&bytes, &Default::default()).unwrap() {
-        brygga::codec::soap::KommunResponse::Answer(a) => a,
+    match brygga::contract::soap::decode_response(&bytes, &Default::default()).unwrap() {
+        brygga::contract::soap::KommunResponse::Answer(a) => a,
         other => panic!("{other:?}"),
     }
 }
@@ -23,7 +23,7 @@ fn example_answer(name: &str) -> KommunAnswer {
 async fn benefit_decisions_and_handlingsplan_for_the_example_person() {
     let s = harness::start().await;
     let token = s.st_token();
-    let fraga = s.st_fraga(sim::REGISTRERAD);
+    let fraga = s.st_fraga(sim_af::REGISTRERAD);
     let id = fraga.korrelationsid;
     let got = answer(
         &s.st
@@ -43,7 +43,7 @@ async fn benefit_decisions_and_handlingsplan_for_the_example_person() {
         "exactly the published example"
     );
 
-    let fraga = s.st_fraga(sim::REGISTRERAD);
+    let fraga = s.st_fraga(sim_af::REGISTRERAD);
     let id = fraga.korrelationsid;
     let got = answer(
         &s.st
@@ -64,7 +64,7 @@ async fn benefit_decisions_and_handlingsplan_for_the_example_person() {
         &s.st
             .call(
                 &token,
-                &KommunRequest::HamtaHandlingsplan(s.st_fraga(sim::OKAND)),
+                &KommunRequest::HamtaHandlingsplan(s.st_fraga(sim_af::OKAND)),
             )
             .await
             .unwrap(),
@@ -76,7 +76,7 @@ async fn benefit_decisions_and_handlingsplan_for_the_example_person() {
         &s.st
             .call(
                 &token,
-                &KommunRequest::HamtaErsattningsbeslut(s.st_fraga(sim::OKAND)),
+                &KommunRequest::HamtaErsattningsbeslut(s.st_fraga(sim_af::OKAND)),
             )
             .await
             .unwrap(),
@@ -94,10 +94,10 @@ async fn an_activity_plan_is_received_then_updated() {
         .st_idp
         .token(&s.sthlm.handlaggare, "0180", "AKT-PLANERING")
         .unwrap();
-    let mut fraga = s.st_fraga(sim::REGISTRERAD);
+    let mut fraga = s.st_fraga(sim_af::REGISTRERAD);
     fraga.syfte = "AKT-PLANERING".into();
-    fraga.lagrum = brygga::client::example_lagrum("AKT-PLANERING").into();
-    let plan = brygga::client::example_plan().unwrap();
+    fraga.lagrum = brygga::devkit::client::example_lagrum("AKT-PLANERING").into();
+    let plan = brygga::devkit::client::example_plan().unwrap();
     let req = KommunRequest::AnmalAktivitetsplan(fraga.clone(), plan.clone());
     let KommunAnswer::Aktivitetsplan(first) = answer(&s.st.call(&token, &req).await.unwrap())
     else {
@@ -116,7 +116,7 @@ async fn an_activity_plan_is_received_then_updated() {
     let before = s.af_data_requests();
     let mut heavy = plan.clone();
     heavy.aktiviteter[0].timmar_per_vecka = Tiondelstimmar(300);
-    let xml = brygga::codec::soap::encode_request(&KommunRequest::AnmalAktivitetsplan(
+    let xml = brygga::contract::soap::encode_request(&KommunRequest::AnmalAktivitetsplan(
         fraga.clone(),
         heavy,
     ));
@@ -128,7 +128,7 @@ async fn an_activity_plan_is_received_then_updated() {
     assert_eq!(f.falt.as_deref(), Some("Aktivitetsplan"));
     assert!(f.meddelande.contains("55 hours"), "{}", f.meddelande);
     // An activity ending before it starts names the activity.
-    let good = brygga::codec::soap::encode_request(&req);
+    let good = brygga::contract::soap::encode_request(&req);
     let reversed = good.replacen("<k:Tom>2027-05-31</k:Tom>", "<k:Tom>2026-11-01</k:Tom>", 1);
     let f = fault(
         &s.st.post_raw(Some(&token), reversed).await.unwrap(),
@@ -213,12 +213,13 @@ async fn ping_reports_af_health() {
 #[tokio::test]
 async fn the_wsdl_and_its_xsd_are_published() {
     let s = harness::start().await;
-    let ca = brygga::tls::load_certs(&s.files.certs.join("kommun-ca.pem")).unwrap();
+    let ca = brygga::access::tls::load_certs(&s.files.certs.join("kommun-ca.pem")).unwrap();
     let identity = brygga::config::CertAndKey {
-        chain: brygga::tls::load_certs(&s.sthlm.cert).unwrap(),
-        key: brygga::tls::load_key(&s.sthlm.key).unwrap(),
+        chain: brygga::access::tls::load_certs(&s.sthlm.cert).unwrap(),
+        key: brygga::access::tls::load_key(&s.sthlm.key).unwrap(),
     };
-    let cfg = brygga::tls::client_config(&ca, Some((identity.chain, identity.key))).unwrap();
+    let cfg =
+        brygga::access::tls::client_config(&ca, Some((identity.chain, identity.key))).unwrap();
     let http = reqwest::Client::builder()
         .tls_backend_preconfigured(cfg)
         .build()

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use brygga::sim;
+use brygga::devkit::sim_af;
 
 use crate::contracts::tool_from_package;
 use crate::harness::{self, Stack, fault, status};
@@ -87,12 +87,12 @@ async fn metrics_count_what_happened_by_bounded_labels_and_pass_promtool() {
             for client in c.clients.iter_mut() {
                 let client = std::sync::Arc::get_mut(client).unwrap();
                 if client.name == "goteborg" {
-                    client.rate = brygga::limit::Configured {
-                        rate: brygga::limit::Rate {
+                    client.rate = brygga::access::limit::Configured {
+                        rate: brygga::access::limit::Rate {
                             per_second: 1,
                             burst: 1,
                         },
-                        quota: brygga::limit::Rate {
+                        quota: brygga::access::limit::Rate {
                             per_second: 1,
                             burst: 1,
                         }
@@ -114,7 +114,7 @@ async fn metrics_count_what_happened_by_bounded_labels_and_pass_promtool() {
         "HANDLAGGARE_MATCHAR_EJ",
     );
     let broken = s
-        .st_xml(sim::REGISTRERAD)
+        .st_xml(sim_af::REGISTRERAD)
         .replace("<k:Fraga>", "<k:Fraga><k:Okand>x</k:Okand>");
     let a = s.st.post_raw(Some(&s.st_token()), broken).await.unwrap();
     assert_eq!(a.status, 400);
@@ -123,13 +123,13 @@ async fn metrics_count_what_happened_by_bounded_labels_and_pass_promtool() {
         .gb_idp
         .token(&s.gbg.handlaggare, "1480", "EKB-BESLUT")
         .unwrap();
-    let gb_xml = brygga::codec::soap::encode_request(
+    let gb_xml = brygga::contract::soap::encode_request(
         &brygga::model::KommunRequest::HamtaArbetssokandeStatus(
-            brygga::client::example_fraga(
+            brygga::devkit::client::example_fraga(
                 &s.gbg.orgnr,
                 "Göteborgs stad",
                 &s.gbg.handlaggare,
-                sim::REGISTRERAD,
+                sim_af::REGISTRERAD,
                 "EKB-BESLUT",
             )
             .unwrap(),
@@ -266,7 +266,7 @@ async fn metrics_count_what_happened_by_bounded_labels_and_pass_promtool() {
     // Nothing personal: no number of ten digits or more, no identity of a case worker.
     assert_eq!(long_digit_runs(&text), Vec::<String>::new());
     assert_eq!(harness::personnummer_like(&text), Vec::<String>::new());
-    assert!(!text.contains(sim::REGISTRERAD));
+    assert!(!text.contains(sim_af::REGISTRERAD));
     assert!(!text.contains("SE2120000142"));
     promtool_metrics(&text);
     s.stop().await;
@@ -341,7 +341,7 @@ async fn a_certificate_closer_to_expiry_than_allowed_makes_the_gateway_not_ready
 async fn events_and_deliveries_are_counted() {
     let s = harness::start().await;
     let certs = harness::certs();
-    let af = brygga::client::KommunClient::new(
+    let af = brygga::devkit::client::KommunClient::new(
         &s.inner.af_url(),
         &certs.join("af-ca.pem"),
         Some((&certs.join("af-client.pem"), &certs.join("af-client.key"))),
@@ -351,7 +351,7 @@ async fn events_and_deliveries_are_counted() {
     let event = serde_json::json!({
         "handelseId": "00000000-0000-4000-8000-000000000001",
         "typ": "AVAKTUALISERAD",
-        "personnummer": sim::REGISTRERAD,
+        "personnummer": sim_af::REGISTRERAD,
         "tidpunkt": format!("{today}T11:20:09Z"),
         "avaktualisering": {"datum": today.to_string(), "orsakKod": "ARB", "orsakText": "Fått arbete"}
     });
@@ -694,7 +694,7 @@ async fn spans_are_exported_to_an_otlp_collector() {
     let (port, bodies) = otlp_receiver().await;
     let s = harness::start_custom(
         move |c, _| {
-            c.telemetry = Some(brygga::telemetry::TelemetrySettings {
+            c.telemetry = Some(brygga::ops::telemetry::TelemetrySettings {
                 endpoint: format!("http://127.0.0.1:{port}/v1/traces"),
                 service_name: "brygga-test".into(),
                 ca: Vec::new(),
@@ -708,14 +708,14 @@ async fn spans_are_exported_to_an_otlp_collector() {
     let a =
         s.st.post_with_headers(
             Some(&s.st_token()),
-            s.st_xml(sim::REGISTRERAD),
+            s.st_xml(sim_af::REGISTRERAD),
             "text/xml; charset=utf-8",
             &[("traceparent", incoming)],
         )
         .await
         .unwrap();
     status(&a);
-    let af_saw = brygga::tracectx::TraceContext::parse(
+    let af_saw = brygga::ops::tracectx::TraceContext::parse(
         &s.inner
             .sim
             .stats
@@ -857,7 +857,7 @@ async fn a_jwks_key_with_a_certificate_has_its_expiry_shown() {
                 let client = std::sync::Arc::get_mut(client).unwrap();
                 if client.name == "stockholm" {
                     client.idp =
-                        brygga::identity::IdpKeys::load(&client.idp.issuer, "ES256", &path)
+                        brygga::access::identity::IdpKeys::load(&client.idp.issuer, "ES256", &path)
                             .unwrap();
                 }
             }

@@ -1,8 +1,8 @@
 //! Purpose-bound access: answers minimised to what the purpose may see, purposes narrowed per
 //! operation, and case workers limited to the client's own HSA-id prefixes.
 
+use brygga::devkit::sim_af;
 use brygga::model::*;
-use brygga::sim;
 
 use crate::harness::{self, answer, fault, status};
 
@@ -13,9 +13,9 @@ async fn a_purpose_that_may_not_see_benefit_decisions_gets_an_answer_without_the
         .st_idp
         .token(&s.sthlm.handlaggare, "0180", "AKT-PLANERING")
         .unwrap();
-    let mut fraga = s.st_fraga(sim::REGISTRERAD);
+    let mut fraga = s.st_fraga(sim_af::REGISTRERAD);
     fraga.syfte = "AKT-PLANERING".into();
-    fraga.lagrum = brygga::client::example_lagrum("AKT-PLANERING").into();
+    fraga.lagrum = brygga::devkit::client::example_lagrum("AKT-PLANERING").into();
     let KommunAnswer::Ersattningsbeslut(e) = answer(
         &s.st
             .call(&token, &KommunRequest::HamtaErsattningsbeslut(fraga))
@@ -34,7 +34,7 @@ async fn a_purpose_that_may_not_see_benefit_decisions_gets_an_answer_without_the
         &s.st
             .call(
                 &s.st_token(),
-                &KommunRequest::HamtaErsattningsbeslut(s.st_fraga(sim::REGISTRERAD)),
+                &KommunRequest::HamtaErsattningsbeslut(s.st_fraga(sim_af::REGISTRERAD)),
             )
             .await
             .unwrap(),
@@ -52,9 +52,9 @@ async fn follow_up_sees_registration_and_reports_but_not_category_office_or_a_ka
         .st_idp
         .token(&s.sthlm.handlaggare, "0180", "AKT-UPPFOLJNING")
         .unwrap();
-    let mut fraga = s.st_fraga(sim::REGISTRERAD);
+    let mut fraga = s.st_fraga(sim_af::REGISTRERAD);
     fraga.syfte = "AKT-UPPFOLJNING".into();
-    fraga.lagrum = brygga::client::example_lagrum("AKT-UPPFOLJNING").into();
+    fraga.lagrum = brygga::devkit::client::example_lagrum("AKT-UPPFOLJNING").into();
     let st = status(
         &s.st
             .call(&token, &KommunRequest::HamtaArbetssokandeStatus(fraga))
@@ -67,9 +67,9 @@ async fn follow_up_sees_registration_and_reports_but_not_category_office_or_a_ka
     assert!(st.sokandekategori.is_none() && st.omfattning_procent.is_none());
     assert!(st.kontor.is_none() && st.a_kassa.is_none());
     // Its handlingsplan has the plan and activities but not the office.
-    let mut fraga = s.st_fraga(sim::REGISTRERAD);
+    let mut fraga = s.st_fraga(sim_af::REGISTRERAD);
     fraga.syfte = "AKT-UPPFOLJNING".into();
-    fraga.lagrum = brygga::client::example_lagrum("AKT-UPPFOLJNING").into();
+    fraga.lagrum = brygga::devkit::client::example_lagrum("AKT-UPPFOLJNING").into();
     let KommunAnswer::Handlingsplan(h) = answer(
         &s.st
             .call(&token, &KommunRequest::HamtaHandlingsplan(fraga))
@@ -86,9 +86,10 @@ async fn follow_up_sees_registration_and_reports_but_not_category_office_or_a_ka
 #[tokio::test]
 async fn a_purpose_not_allowed_for_the_operation_is_refused() {
     let s = harness::start().await;
-    let mut fraga = s.st_fraga(sim::REGISTRERAD);
+    let mut fraga = s.st_fraga(sim_af::REGISTRERAD);
     fraga.syfte = "EKB-BESLUT".into();
-    let req = KommunRequest::AnmalAktivitetsplan(fraga, brygga::client::example_plan().unwrap());
+    let req =
+        KommunRequest::AnmalAktivitetsplan(fraga, brygga::devkit::client::example_plan().unwrap());
     let f = fault(
         &s.st.call(&s.st_token(), &req).await.unwrap(),
         403,
@@ -109,7 +110,7 @@ async fn a_case_worker_outside_the_clients_prefixes_is_refused() {
     let outsider = "SE2321000016-4HK5";
     let token = s.st_idp.token(outsider, "0180", "EKB-BESLUT").unwrap();
     let xml = s
-        .st_xml(sim::REGISTRERAD)
+        .st_xml(sim_af::REGISTRERAD)
         .replace(&s.sthlm.handlaggare, outsider);
     let f = fault(
         &s.st.post_raw(Some(&token), xml).await.unwrap(),
@@ -159,7 +160,7 @@ async fn a_handlaggare_other_than_the_tokens_sub_is_refused() {
         .unwrap();
     let f = fault(
         &s.st
-            .post_raw(Some(&other), s.st_xml(sim::REGISTRERAD))
+            .post_raw(Some(&other), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap(),
         403,
@@ -174,11 +175,11 @@ async fn a_handlaggare_other_than_the_tokens_sub_is_refused() {
 async fn an_operation_the_client_may_not_call_is_refused() {
     let s = harness::start().await;
     // Göteborg may not call HamtaHandlingsplan.
-    let fraga = brygga::client::example_fraga(
+    let fraga = brygga::devkit::client::example_fraga(
         &s.gbg.orgnr,
         &s.gbg.namn,
         &s.gbg.handlaggare,
-        sim::REGISTRERAD,
+        sim_af::REGISTRERAD,
         "EKB-BESLUT",
     )
     .unwrap();
@@ -206,7 +207,7 @@ async fn a_protected_persons_handlingsplan_has_no_office_or_providers() {
         &s.st
             .call(
                 &s.st_token(),
-                &KommunRequest::HamtaHandlingsplan(s.st_fraga(sim::SKYDDAD)),
+                &KommunRequest::HamtaHandlingsplan(s.st_fraga(sim_af::SKYDDAD)),
             )
             .await
             .unwrap(),

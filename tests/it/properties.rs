@@ -1,11 +1,11 @@
 //! Property tests: every valid model survives municipal XML → model → AF JSON → model →
 //! municipal XML unchanged, and no byte string makes a decoder panic.
 
-use brygga::codec::af_json as af;
-use brygga::codec::soap::{self, KommunResponse};
-use brygga::codec::xml::XmlLimits;
+use brygga::contract::af_json as af;
+use brygga::contract::soap::{self, KommunResponse};
+use brygga::contract::translate;
+use brygga::contract::xml::XmlLimits;
 use brygga::model::*;
-use brygga::translate;
 use proptest::prelude::*;
 use time::{Date, OffsetDateTime, UtcOffset};
 
@@ -348,7 +348,7 @@ proptest! {
 
     #[test]
     fn plans_and_receipts_survive_xml_and_json(p in plan(), pnr in personnummer(), referens in text(64), mottagen in tidpunkt(), updated in any::<bool>()) {
-        let mut fraga = brygga::client::example_fraga("2120000142", "Stockholms stad", "SE2120000142-HL01", "198507099805", "AKT-PLANERING").unwrap();
+        let mut fraga = brygga::devkit::client::example_fraga("2120000142", "Stockholms stad", "SE2120000142-HL01", "198507099805", "AKT-PLANERING").unwrap();
         fraga.personidentitet = pnr;
         let req = KommunRequest::AnmalAktivitetsplan(fraga.clone(), p.clone());
         let decoded = soap::decode_request(soap::encode_request(&req).as_bytes(), &XmlLimits::default()).unwrap();
@@ -379,7 +379,7 @@ proptest! {
 
     #[test]
     fn requests_survive_xml(pnr in personnummer(), from in date(), len in 0i64..366, op in 0u8..4) {
-        let mut f = brygga::client::example_fraga("2120000142", "Stockholms stad", "SE2120000142-HL01", "198507099805", "EKB-BESLUT").unwrap();
+        let mut f = brygga::devkit::client::example_fraga("2120000142", "Stockholms stad", "SE2120000142-HL01", "198507099805", "EKB-BESLUT").unwrap();
         f.personidentitet = pnr;
         f.tidsperiod = Tidsperiod::new(from, from + time::Duration::days(len)).unwrap();
         let req = match op {
@@ -398,12 +398,12 @@ proptest! {
         let _ = soap::decode_response(&bytes, &limits);
         let _ = soap::decode_handelse(&bytes, &limits);
         let _ = soap::decode_handelse_kvittens(&bytes, &limits);
-        let _ = brygga::validate::validate(&bytes);
+        let _ = brygga::contract::validate::validate(&bytes);
     }
 
     #[test]
     fn no_xml_shaped_input_makes_a_decoder_panic(s in "(<[a-zA-Z:]{1,6}( xmlns(:[a-z]{1,3})?=\"[a-z:]{0,20}\")?>|</[a-zA-Z:]{1,6}>|&[a-z#0-9]{0,6};|[^<&]{0,10}){0,40}") {
         let _ = soap::decode_request(s.as_bytes(), &XmlLimits::default());
-        let _ = brygga::validate::validate(s.as_bytes());
+        let _ = brygga::contract::validate::validate(s.as_bytes());
     }
 }

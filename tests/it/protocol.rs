@@ -4,21 +4,24 @@
 
 use std::time::Duration;
 
-use brygga::codec::soap::KommunResponse;
-use brygga::sim;
+use brygga::contract::soap::KommunResponse;
+use brygga::devkit::sim_af;
 use tokio::io::AsyncWriteExt;
 
 use crate::harness::{self, Stack};
 
 /// Stockholm's request with `f` applied to its XML text.
-async fn ask_with(s: &Stack, f: impl FnOnce(String) -> String) -> brygga::client::RawAnswer {
-    s.st.post_raw(Some(&s.st_token()), f(s.st_xml(sim::REGISTRERAD)))
+async fn ask_with(
+    s: &Stack,
+    f: impl FnOnce(String) -> String,
+) -> brygga::devkit::client::RawAnswer {
+    s.st.post_raw(Some(&s.st_token()), f(s.st_xml(sim_af::REGISTRERAD)))
         .await
         .unwrap()
 }
 
 /// The Fault's faultcode and Felkod.
-fn faultcode(a: &brygga::client::RawAnswer) -> (String, String) {
+fn faultcode(a: &brygga::devkit::client::RawAnswer) -> (String, String) {
     match a.decode().unwrap() {
         KommunResponse::Fault {
             faultcode,
@@ -53,7 +56,7 @@ async fn a_token_with_a_critical_header_extension_is_refused() {
         h.crit = Some(crit.clone());
         let token = jsonwebtoken::encode(&h, &claims, &key).unwrap();
         let a =
-            s.st.post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+            s.st.post_raw(Some(&token), s.st_xml(sim_af::REGISTRERAD))
                 .await
                 .unwrap();
         let fel = harness::fault(&a, 401, "TOKEN_KRITISK_UTOKNING");
@@ -62,7 +65,7 @@ async fn a_token_with_a_critical_header_extension_is_refused() {
     let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
     harness::status(
         &s.st
-            .post_raw(Some(&token), s.st_xml(sim::REGISTRERAD))
+            .post_raw(Some(&token), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap(),
     );

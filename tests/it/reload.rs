@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use brygga::client::{KommunClient, TokenMinter};
 use brygga::config::Config;
-use brygga::demo::{DemoFiles, DemoStack};
-use brygga::sim::{self, SimSettings};
+use brygga::devkit::client::{KommunClient, TokenMinter};
+use brygga::devkit::demo::{DemoFiles, DemoStack};
+use brygga::devkit::sim_af::{self, SimSettings};
 use rcgen::{
     CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, PKCS_ECDSA_P256_SHA256, SanType,
 };
@@ -61,11 +61,11 @@ fn replace(path: &Path, content: &str) {
 }
 
 async fn served_certificate(addr: std::net::SocketAddr, certs: &Path) -> Vec<u8> {
-    let cfg = brygga::tls::client_config(
-        &brygga::tls::load_certs(&certs.join("kommun-ca.pem")).unwrap(),
+    let cfg = brygga::access::tls::client_config(
+        &brygga::access::tls::load_certs(&certs.join("kommun-ca.pem")).unwrap(),
         Some((
-            brygga::tls::load_certs(&certs.join("klient-0180.pem")).unwrap(),
-            brygga::tls::load_key(&certs.join("klient-0180.key")).unwrap(),
+            brygga::access::tls::load_certs(&certs.join("klient-0180.pem")).unwrap(),
+            brygga::access::tls::load_key(&certs.join("klient-0180.key")).unwrap(),
         )),
     )
     .unwrap();
@@ -102,15 +102,15 @@ async fn the_server_certificate_rotates_while_a_client_keeps_sending() {
     let token = minter
         .token("SE2120000142-HL01", "0180", "EKB-BESLUT")
         .unwrap();
-    let fraga = brygga::client::example_fraga(
+    let fraga = brygga::devkit::client::example_fraga(
         "2120000142",
         "Stockholms stad",
         "SE2120000142-HL01",
-        sim::REGISTRERAD,
+        sim_af::REGISTRERAD,
         "EKB-BESLUT",
     )
     .unwrap();
-    let body = brygga::codec::soap::encode_request(
+    let body = brygga::contract::soap::encode_request(
         &brygga::model::KommunRequest::HamtaArbetssokandeStatus(fraga),
     );
 
@@ -221,15 +221,15 @@ async fn a_new_key_in_the_jwks_is_accepted_once_the_file_changes() {
     let token = minter
         .token("SE2120000142-HL01", "0180", "EKB-BESLUT")
         .unwrap();
-    let fraga = brygga::client::example_fraga(
+    let fraga = brygga::devkit::client::example_fraga(
         "2120000142",
         "Stockholms stad",
         "SE2120000142-HL01",
-        sim::REGISTRERAD,
+        sim_af::REGISTRERAD,
         "EKB-BESLUT",
     )
     .unwrap();
-    let body = brygga::codec::soap::encode_request(
+    let body = brygga::contract::soap::encode_request(
         &brygga::model::KommunRequest::HamtaArbetssokandeStatus(fraga),
     );
     crate::harness::fault(
@@ -272,7 +272,7 @@ async fn a_new_key_in_the_jwks_is_accepted_once_the_file_changes() {
     let jwks_file = certs.join("idp-0180.jwks.json");
     let mut jwks: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&jwks_file).unwrap()).unwrap();
-    let (_, new_jwks) = brygga::identity::es256_jwks(new_key.public_key_raw()).unwrap();
+    let (_, new_jwks) = brygga::access::identity::es256_jwks(new_key.public_key_raw()).unwrap();
     jwks["keys"]
         .as_array_mut()
         .unwrap()
@@ -305,13 +305,13 @@ async fn a_new_key_in_the_jwks_is_accepted_once_the_file_changes() {
 /// A tiny HTTPS server (server authentication only) that serves whatever JWKS it holds now.
 async fn jwks_server(body: Arc<std::sync::Mutex<String>>, fetches: Arc<AtomicU64>) -> u16 {
     let certs = crate::harness::certs();
-    let cfg = rustls::ServerConfig::builder_with_provider(brygga::tls::provider())
+    let cfg = rustls::ServerConfig::builder_with_provider(brygga::access::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(
-            brygga::tls::load_certs(&certs.join("af-sim.pem")).unwrap(),
-            brygga::tls::load_key(&certs.join("af-sim.key")).unwrap(),
+            brygga::access::tls::load_certs(&certs.join("af-sim.pem")).unwrap(),
+            brygga::access::tls::load_key(&certs.join("af-sim.key")).unwrap(),
         )
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
@@ -352,12 +352,12 @@ async fn jwks_from_a_url_follow_a_key_rotation_and_keep_the_old_key_for_its_grac
     let port = jwks_server(body.clone(), fetches.clone()).await;
     let s = crate::harness::start_custom(
         |c, _| {
-            let cfg = brygga::tls::client_config(
-                &brygga::tls::load_certs(&certs.join("af-ca.pem")).unwrap(),
+            let cfg = brygga::access::tls::client_config(
+                &brygga::access::tls::load_certs(&certs.join("af-ca.pem")).unwrap(),
                 None,
             )
             .unwrap();
-            let source = brygga::identity::JwksUrl {
+            let source = brygga::access::identity::JwksUrl {
                 url: format!("https://localhost:{port}/jwks.json"),
                 http: reqwest::Client::builder()
                     .tls_backend_preconfigured(cfg)
@@ -367,7 +367,7 @@ async fn jwks_from_a_url_follow_a_key_rotation_and_keep_the_old_key_for_its_grac
                 min_refresh: Duration::ZERO,
                 grace: Duration::from_secs(3600),
             };
-            let idp = brygga::identity::IdpKeys::from_url(
+            let idp = brygga::access::identity::IdpKeys::from_url(
                 "https://idp.stockholm.example/",
                 "ES256",
                 source,
@@ -378,7 +378,7 @@ async fn jwks_from_a_url_follow_a_key_rotation_and_keep_the_old_key_for_its_grac
         true,
     )
     .await;
-    let xml = s.st_xml(sim::REGISTRERAD);
+    let xml = s.st_xml(sim_af::REGISTRERAD);
     crate::harness::status(
         &s.st
             .post_raw(Some(&s.st_token()), xml.clone())
@@ -391,7 +391,7 @@ async fn jwks_from_a_url_follow_a_key_rotation_and_keep_the_old_key_for_its_grac
     let root = tempfile::tempdir().unwrap();
     let new_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     std::fs::write(root.path().join("new.key"), new_key.serialize_pem()).unwrap();
-    let (_, jwks) = brygga::identity::es256_jwks(new_key.public_key_raw()).unwrap();
+    let (_, jwks) = brygga::access::identity::es256_jwks(new_key.public_key_raw()).unwrap();
     *body.lock().unwrap() = jwks.to_string();
     let minter = TokenMinter::load(
         &root.path().join("new.key"),
@@ -423,9 +423,10 @@ fn sighup_reloads_the_server_certificate_of_brygga_serve() {
     let defaults = DemoFiles::default();
     copy_dir(&defaults.certs, &root.path().join("certs-example"));
     std::fs::create_dir_all(root.path().join("config")).unwrap();
-    let text =
-        brygga::demo::on_free_ports_unlimited(&std::fs::read_to_string(&defaults.config).unwrap())
-            .replace("reload_poll = \"2s\"", "reload_poll = \"1h\"");
+    let text = brygga::devkit::demo::on_free_ports_unlimited(
+        &std::fs::read_to_string(&defaults.config).unwrap(),
+    )
+    .replace("reload_poll = \"2s\"", "reload_poll = \"1h\"");
     std::fs::write(root.path().join("config/example.toml"), text).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_brygga"))
         .args(["serve", "--config"])
@@ -626,7 +627,7 @@ async fn every_certificate_and_ca_reloads_without_a_restart() {
 /// does not trust makes deliveries fail; the right one back delivers what waited.
 #[tokio::test]
 async fn the_delivery_certificate_reloads_without_a_restart() {
-    use brygga::kommun_sim::{self, KommunSimSettings};
+    use brygga::devkit::sim_kommun::{self, KommunSimSettings};
     let root = tempfile::tempdir().unwrap();
     let defaults = DemoFiles::default();
     let mut sim_settings = KommunSimSettings::load(
@@ -638,7 +639,7 @@ async fn the_delivery_certificate_reloads_without_a_restart() {
     )
     .unwrap();
     sim_settings.bind = "127.0.0.1:0".parse().unwrap();
-    let case_system = kommun_sim::start(&sim_settings, None).await.unwrap();
+    let case_system = sim_kommun::start(&sim_settings, None).await.unwrap();
     let url = case_system.url();
     let s = copied_stack(root.path(), move |c| {
         c.endpoints.get_mut("stockholm").unwrap().url = url;
@@ -660,7 +661,7 @@ async fn the_delivery_certificate_reloads_without_a_restart() {
         &s.inner.af_url(),
         vec![crate::delivery::event(
             "33333333-aaaa-4bbb-8ccc-000000000001",
-            sim::REGISTRERAD,
+            sim_af::REGISTRERAD,
             1,
         )],
     )
@@ -718,24 +719,24 @@ async fn the_checkpoint_key_and_pseudonym_keys_reload_without_a_restart() {
         .unwrap()
         .filter_map(|j| jsonwebtoken::decode_header(j.unwrap()).ok()?.kid)
         .collect();
-    let old_kid = brygga::audit::key_id(&old_public).unwrap();
-    let new_kid = brygga::audit::key_id(new.public_key_pem().as_bytes()).unwrap();
+    let old_kid = brygga::store::audit::key_id(&old_public).unwrap();
+    let new_kid = brygga::store::audit::key_id(new.public_key_pem().as_bytes()).unwrap();
     assert_eq!(kids.first(), Some(&old_kid), "{kids:?}");
     assert_eq!(kids.last(), Some(&new_kid), "{kids:?}");
     let new_public = new.public_key_pem();
     let verified =
-        brygga::audit::verify(&conn, &[new_public.as_bytes(), &old_public], &mut |_, _| {})
+        brygga::store::audit::verify(&conn, &[new_public.as_bytes(), &old_public], &mut |_, _| {})
             .unwrap()
             .unwrap();
     assert_eq!(verified.signed_through, verified.records);
 
-    let person = brygga::model::Personnummer::parse(sim::REGISTRERAD).unwrap();
+    let person = brygga::model::Personnummer::parse(sim_af::REGISTRERAD).unwrap();
     let keys = Config::load(&config).unwrap().pseudonyms;
     let subjects = keys.all("audit", &person);
     assert_eq!(subjects.len(), 2);
-    let found = brygga::audit::query(
+    let found = brygga::store::audit::query(
         &conn,
-        &brygga::audit::Filter {
+        &brygga::store::audit::Filter {
             subjects: subjects.clone(),
             ..Default::default()
         },
@@ -854,8 +855,9 @@ async fn refused_at_load_and_reload(bad: &str, reason: &str) {
 async fn a_crl_file_webpki_cannot_read_is_refused_naming_the_file() {
     use base64::Engine;
     let pem = std::fs::read(crate::harness::certs().join("kommun-ca.crl.pem")).unwrap();
-    let mut der = brygga::tls::load_crls(&crate::harness::certs().join("kommun-ca.crl.pem"))
-        .unwrap()[0]
+    let mut der =
+        brygga::access::tls::load_crls(&crate::harness::certs().join("kommun-ca.crl.pem")).unwrap()
+            [0]
         .as_ref()
         .to_vec();
     assert!(!pem.is_empty());
@@ -893,10 +895,10 @@ async fn a_crl_file_replaced_by_an_older_one_keeps_the_newer_and_says_so() {
     let file = certs.join("kommun-ca.crl.pem");
     let old = std::fs::read_to_string(&file).unwrap();
     let newer = root.path().join("newer.crl.pem");
-    brygga::certs::write_crl(
+    brygga::devkit::certs::write_crl(
         &certs.join("kommun-ca.pem"),
         &certs.join("kommun-ca.key"),
-        &brygga::tls::load_certs(&certs.join("klient-0180.pem")).unwrap(),
+        &brygga::access::tls::load_certs(&certs.join("klient-0180.pem")).unwrap(),
         &newer,
         30,
     )
@@ -932,7 +934,7 @@ async fn a_pseudonym_key_edited_in_place_or_removed_is_refused_and_the_keys_in_u
     let s = copied_stack(root.path(), |_| {}).await;
     let certs = s.files.certs.clone();
     crate::delivery::stockholm_follows(&s).await;
-    let af = brygga::client::KommunClient::new(
+    let af = brygga::devkit::client::KommunClient::new(
         &s.inner.af_url(),
         &certs.join("af-ca.pem"),
         Some((&certs.join("af-client.pem"), &certs.join("af-client.key"))),
@@ -941,7 +943,7 @@ async fn a_pseudonym_key_edited_in_place_or_removed_is_refused_and_the_keys_in_u
     let deliveries = |n: u32| {
         let event = crate::delivery::event(
             &format!("44444444-aaaa-4bbb-8ccc-{n:012}"),
-            sim::REGISTRERAD,
+            sim_af::REGISTRERAD,
             n,
         );
         let af = af.clone();

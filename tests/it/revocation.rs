@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use brygga::access::trust::NamedCrl;
 use brygga::config::CertAndKey;
-use brygga::trust::NamedCrl;
 use rcgen::{
     CertificateParams, CrlDistributionPoint, DnType, ExtendedKeyUsagePurpose, KeyPair,
     PKCS_ECDSA_P256_SHA256,
@@ -27,7 +27,7 @@ fn crl(ca: &str, revoked: &[CertificateDer<'static>]) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ca.crl.pem");
     let certs = harness::certs();
-    brygga::certs::write_crl(
+    brygga::devkit::certs::write_crl(
         &certs.join(format!("{ca}.pem")),
         &certs.join(format!("{ca}.key")),
         revoked,
@@ -35,7 +35,9 @@ fn crl(ca: &str, revoked: &[CertificateDer<'static>]) -> Vec<u8> {
         30,
     )
     .unwrap();
-    brygga::tls::load_crls(&out).unwrap()[0].as_ref().to_vec()
+    brygga::access::tls::load_crls(&out).unwrap()[0]
+        .as_ref()
+        .to_vec()
 }
 
 fn named(name: &str, der: Vec<u8>) -> Vec<NamedCrl> {
@@ -46,7 +48,8 @@ fn named(name: &str, der: Vec<u8>) -> Vec<NamedCrl> {
 }
 
 fn example_cert(name: &str) -> CertificateDer<'static> {
-    brygga::tls::load_certs(&harness::certs().join(format!("{name}.pem"))).unwrap()[0].clone()
+    brygga::access::tls::load_certs(&harness::certs().join(format!("{name}.pem"))).unwrap()[0]
+        .clone()
 }
 
 /// An HTTP server on loopback that serves a CRL (whatever it holds now) at every path.
@@ -147,9 +150,9 @@ impl Drop for CrlServer {
     }
 }
 
-fn af_sender(s: &Stack) -> brygga::client::KommunClient {
+fn af_sender(s: &Stack) -> brygga::devkit::client::KommunClient {
     let certs = harness::certs();
-    brygga::client::KommunClient::new(
+    brygga::devkit::client::KommunClient::new(
         &s.inner.af_url(),
         &certs.join("af-ca.pem"),
         Some((&certs.join("af-client.pem"), &certs.join("af-client.key"))),
@@ -159,14 +162,17 @@ fn af_sender(s: &Stack) -> brygga::client::KommunClient {
 
 /// A new client each time (a new handshake), as Stockholm: the error, or the HTTP status.
 pub async fn stockholm_fresh(s: &Stack, identity: Option<CertAndKey>) -> Result<u16, String> {
-    let ca = brygga::tls::load_certs(&harness::certs().join("kommun-ca.pem")).unwrap();
+    let ca = brygga::access::tls::load_certs(&harness::certs().join("kommun-ca.pem")).unwrap();
     let identity = identity.unwrap_or_else(|| CertAndKey {
-        chain: brygga::tls::load_certs(&s.sthlm.cert).unwrap(),
-        key: brygga::tls::load_key(&s.sthlm.key).unwrap(),
+        chain: brygga::access::tls::load_certs(&s.sthlm.cert).unwrap(),
+        key: brygga::access::tls::load_key(&s.sthlm.key).unwrap(),
     });
-    let client = brygga::client::KommunClient::with_identity(&s.url, &ca, Some(identity))?;
+    let client = brygga::devkit::client::KommunClient::with_identity(&s.url, &ca, Some(identity))?;
     client
-        .post_raw(Some(&s.st_token()), s.st_xml(brygga::sim::REGISTRERAD))
+        .post_raw(
+            Some(&s.st_token()),
+            s.st_xml(brygga::devkit::sim_af::REGISTRERAD),
+        )
         .await
         .map(|a| a.status.as_u16())
 }
@@ -227,9 +233,9 @@ async fn a_revoked_server_certificate_of_af_is_not_trusted() {
 
 #[tokio::test]
 async fn a_case_system_whose_certificate_is_revoked_gets_no_event() {
-    let sim = brygga::kommun_sim::start(
+    let sim = brygga::devkit::sim_kommun::start(
         &{
-            let mut k = brygga::kommun_sim::KommunSimSettings::load(
+            let mut k = brygga::devkit::sim_kommun::KommunSimSettings::load(
                 &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kommun-sim.example.toml"),
             )
             .unwrap();
@@ -264,7 +270,7 @@ async fn a_case_system_whose_certificate_is_revoked_gets_no_event() {
                         today + time::Duration::days(3),
                     )
                     .unwrap(),
-                    ..s.st_fraga(brygga::sim::REGISTRERAD)
+                    ..s.st_fraga(brygga::devkit::sim_af::REGISTRERAD)
                 }),
             )
             .await
@@ -273,7 +279,7 @@ async fn a_case_system_whose_certificate_is_revoked_gets_no_event() {
     let event = serde_json::json!({"handelser": [{
         "handelseId": "22222222-aaaa-4bbb-8ccc-000000000001",
         "typ": "AVAKTUALISERAD",
-        "personnummer": brygga::sim::REGISTRERAD,
+        "personnummer": brygga::devkit::sim_af::REGISTRERAD,
         "tidpunkt": format!("{today}T11:20:09Z"),
         "avaktualisering": {"datum": today.to_string(), "orsakKod": "ARB", "orsakText": "Fått arbete"}
     }]});
@@ -337,7 +343,10 @@ async fn a_crl_from_a_url_is_refreshed_and_a_revocation_cuts_the_open_connection
     assert!(err.contains("CertificateRevoked"), "{err}");
     harness::status(
         &s.gb
-            .post_raw(Some(&s.gb_token()), s.gb_xml(brygga::sim::REGISTRERAD))
+            .post_raw(
+                Some(&s.gb_token()),
+                s.gb_xml(brygga::devkit::sim_af::REGISTRERAD),
+            )
             .await
             .unwrap(),
     );
@@ -377,7 +386,7 @@ async fn a_crl_file_replaced_cuts_the_open_connection_at_the_next_reload() {
     let mut buf = [0u8; 256];
     let _ = open.read(&mut buf).await;
     let revoked = dir.path().join("new.crl.pem");
-    brygga::certs::write_crl(
+    brygga::devkit::certs::write_crl(
         &harness::certs().join("kommun-ca.pem"),
         &harness::certs().join("kommun-ca.key"),
         &[example_cert("klient-0180")],
@@ -699,13 +708,13 @@ fn resuming_client(
     key: &KeyPair,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> Arc<rustls::ClientConfig> {
-    let provider = brygga::tls::provider();
+    let provider = brygga::access::tls::provider();
     let signing = provider
         .key_provider
         .load_private_key(PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap())
         .unwrap();
     let mut roots = rustls::RootCertStore::empty();
-    for c in brygga::tls::load_certs(&harness::certs().join(format!("{ca}.pem"))).unwrap() {
+    for c in brygga::access::tls::load_certs(&harness::certs().join(format!("{ca}.pem"))).unwrap() {
         roots.add(c).unwrap();
     }
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
@@ -960,7 +969,10 @@ async fn a_dead_learned_distribution_point_leaves_the_gateway_ready_and_is_forgo
     // Göteborg's certificate names no point: served meanwhile.
     harness::status(
         &s.gb
-            .post_raw(Some(&s.gb_token()), s.gb_xml(brygga::sim::REGISTRERAD))
+            .post_raw(
+                Some(&s.gb_token()),
+                s.gb_xml(brygga::devkit::sim_af::REGISTRERAD),
+            )
             .await
             .unwrap(),
     );

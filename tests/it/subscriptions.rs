@@ -1,9 +1,9 @@
 //! Subscriptions to AF's events as a case system makes them: register, list, end, over the
 //! real gateway; what is stored names no person; each call is in the audit chain.
 
-use brygga::audit::Action;
+use brygga::devkit::sim_af;
 use brygga::model::*;
-use brygga::sim;
+use brygga::store::audit::Action;
 
 use crate::harness::{self, Stack, answer, fault};
 
@@ -18,7 +18,7 @@ fn fraga(s: &Stack, pnr: &str, arende: &str, days: i64) -> Fraga {
 }
 
 fn list(s: &Stack, arende: &str) -> KommunRequest {
-    let f = s.st_fraga(sim::REGISTRERAD);
+    let f = s.st_fraga(sim_af::REGISTRERAD);
     KommunRequest::ListaPrenumerationer(PrenumerationsFraga {
         korrelationsid: uuid::Uuid::new_v4(),
         ingivare: f.ingivare,
@@ -27,7 +27,7 @@ fn list(s: &Stack, arende: &str) -> KommunRequest {
     })
 }
 
-async fn call(s: &Stack, req: &KommunRequest) -> brygga::client::RawAnswer {
+async fn call(s: &Stack, req: &KommunRequest) -> brygga::devkit::client::RawAnswer {
     s.st.call(&s.st_token(), req).await.unwrap()
 }
 
@@ -51,7 +51,7 @@ fn listed(a: KommunAnswer) -> Vec<Prenumeration> {
 async fn a_case_system_registers_lists_and_ends_a_subscription() {
     let s = harness::start().await;
     let before = s.af_data_requests();
-    let reg = KommunRequest::RegistreraPrenumeration(fraga(&s, sim::REGISTRERAD, "EB-1", 90));
+    let reg = KommunRequest::RegistreraPrenumeration(fraga(&s, sim_af::REGISTRERAD, "EB-1", 90));
     let first = subscription(answer(&call(&s, &reg).await));
     assert_eq!(first.status, PrenumerationStatus::Aktiv);
     assert_eq!(first.arendeidentitet, "EB-1");
@@ -59,7 +59,8 @@ async fn a_case_system_registers_lists_and_ends_a_subscription() {
     assert_eq!((first.period.tom() - first.period.from()).whole_days(), 90);
 
     // The same case and person again, for longer: the same subscription, extended.
-    let longer = KommunRequest::RegistreraPrenumeration(fraga(&s, sim::REGISTRERAD, "EB-1", 180));
+    let longer =
+        KommunRequest::RegistreraPrenumeration(fraga(&s, sim_af::REGISTRERAD, "EB-1", 180));
     let extended = subscription(answer(&call(&s, &longer).await));
     assert_eq!(extended.id, first.id);
     assert_eq!(
@@ -67,7 +68,8 @@ async fn a_case_system_registers_lists_and_ends_a_subscription() {
         180
     );
     // Another person in the same case: a subscription of its own.
-    let other = KommunRequest::RegistreraPrenumeration(fraga(&s, sim::AVAKTUALISERAD, "EB-1", 30));
+    let other =
+        KommunRequest::RegistreraPrenumeration(fraga(&s, sim_af::AVAKTUALISERAD, "EB-1", 30));
     let second = subscription(answer(&call(&s, &other).await));
     assert_ne!(second.id, first.id);
 
@@ -78,7 +80,7 @@ async fn a_case_system_registers_lists_and_ends_a_subscription() {
     );
     assert!(listed(answer(&call(&s, &list(&s, "EB-2")).await)).is_empty());
 
-    let end = KommunRequest::AvslutaPrenumeration(fraga(&s, sim::REGISTRERAD, "EB-1", 1));
+    let end = KommunRequest::AvslutaPrenumeration(fraga(&s, sim_af::REGISTRERAD, "EB-1", 1));
     let ended = subscription(answer(&call(&s, &end).await));
     assert_eq!(
         (ended.id, ended.status),
@@ -100,14 +102,14 @@ async fn a_case_system_registers_lists_and_ends_a_subscription() {
     // The store keeps a pseudonym of the `subscriptions` domain, never the number.
     let raw = std::fs::read(&store).unwrap();
     let text = String::from_utf8_lossy(&raw);
-    for pnr in [sim::REGISTRERAD, sim::AVAKTUALISERAD] {
+    for pnr in [sim_af::REGISTRERAD, sim_af::AVAKTUALISERAD] {
         assert!(!text.contains(pnr) && !text.contains(&pnr[2..]));
     }
     let pseudonym = config
         .pseudonyms
         .pseudonym(
             "subscriptions",
-            &Personnummer::parse(sim::REGISTRERAD).unwrap(),
+            &Personnummer::parse(sim_af::REGISTRERAD).unwrap(),
         )
         .unwrap();
     let conn = rusqlite::Connection::open(&store).unwrap();
@@ -121,7 +123,7 @@ async fn a_case_system_registers_lists_and_ends_a_subscription() {
     assert!(subjects.contains(&pseudonym), "{subjects:?}");
 
     // Every call is in the audit chain, as brygga's own processing: nothing was disclosed.
-    let records: Vec<brygga::audit::Record> = conn
+    let records: Vec<brygga::store::audit::Record> = conn
         .prepare("SELECT body FROM records WHERE seq > 0 ORDER BY seq")
         .unwrap()
         .query_map([], |r| r.get::<_, String>(0))
@@ -139,7 +141,7 @@ async fn a_case_system_registers_lists_and_ends_a_subscription() {
         reg.subject,
         config
             .pseudonyms
-            .pseudonym("audit", &Personnummer::parse(sim::REGISTRERAD).unwrap())
+            .pseudonym("audit", &Personnummer::parse(sim_af::REGISTRERAD).unwrap())
     );
     assert!(reg.kategorier.is_empty() && reg.af_status.is_none());
     let listing = &records[3].entry;
@@ -160,11 +162,11 @@ async fn subscriptions_follow_the_policy_and_the_contract() {
         .gb_idp
         .token(&s.gbg.handlaggare, "1480", "AKT-UPPFOLJNING")
         .unwrap();
-    let f = brygga::client::example_fraga(
+    let f = brygga::devkit::client::example_fraga(
         &s.gbg.orgnr,
         &s.gbg.namn,
         &s.gbg.handlaggare,
-        sim::REGISTRERAD,
+        sim_af::REGISTRERAD,
         "AKT-UPPFOLJNING",
     )
     .unwrap();
@@ -175,7 +177,7 @@ async fn subscriptions_follow_the_policy_and_the_contract() {
     fault(&refused, 403, "SYFTE_EJ_TILLATET");
 
     // A subscription that would already have ended.
-    let past = KommunRequest::RegistreraPrenumeration(s.st_fraga(sim::REGISTRERAD));
+    let past = KommunRequest::RegistreraPrenumeration(s.st_fraga(sim_af::REGISTRERAD));
     let fel = fault(&call(&s, &past).await, 400, "OGILTIGT_FALT");
     assert_eq!(fel.falt.as_deref(), Some("Fraga/Tidsperiod/Tom"));
 
@@ -191,7 +193,7 @@ async fn subscriptions_follow_the_policy_and_the_contract() {
     );
 
     // A list request without its case: the field is named.
-    let xml = brygga::codec::soap::encode_request(&list(&s, "EB-1"));
+    let xml = brygga::contract::soap::encode_request(&list(&s, "EB-1"));
     let start = xml.find("<k:Arendeidentitet>").unwrap();
     let end = xml.find("</k:Arendeidentitet>").unwrap() + "</k:Arendeidentitet>".len();
     let broken = format!("{}{}", &xml[..start], &xml[end..]);

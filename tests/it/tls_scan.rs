@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use brygga::demo::DemoFiles;
+use brygga::devkit::demo::DemoFiles;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
@@ -77,8 +77,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// A scan opens some 600 connections from one address within seconds; the per-address rate
 /// of new connections (100 a second, burst 500; tested in `flood`) would refuse part of them.
 /// It is lifted here, so the scan sees the TLS configuration rather than that limit.
-fn lift_per_address_rate(c: &mut brygga::config::Config, _: &mut brygga::sim::SimSettings) {
-    c.limits.new_connections_per_address = brygga::limit::Rate {
+fn lift_per_address_rate(
+    c: &mut brygga::config::Config,
+    _: &mut brygga::devkit::sim_af::SimSettings,
+) {
+    c.limits.new_connections_per_address = brygga::access::limit::Rate {
         per_second: 100_000,
         burst: 100_000,
     };
@@ -120,7 +123,7 @@ async fn sslyze_finds_the_example_pki_compliant_but_for_its_lifespan() {
     s.stop().await;
 }
 
-/// A PKI from `brygga::certs::generate` as the command makes it, with the gateway configured to
+/// A PKI from `brygga::devkit::certs::generate` as the command makes it, with the gateway configured to
 /// use it: compliant, with 365-day server certificates.
 #[tokio::test]
 async fn sslyze_finds_nothing_against_a_freshly_generated_pki() {
@@ -130,7 +133,7 @@ async fn sslyze_finds_nothing_against_a_freshly_generated_pki() {
     let root = tempfile::tempdir().unwrap();
     let certs = root.path().join("certs-example");
     // The CLI's default validity: ten years for CAs and clients.
-    brygga::certs::generate(&certs, 3650).unwrap();
+    brygga::devkit::certs::generate(&certs, 3650).unwrap();
     let config_dir = root.path().join("config");
     std::fs::create_dir_all(&config_dir).unwrap();
     let defaults = DemoFiles::default();
@@ -158,7 +161,7 @@ async fn sslyze_finds_nothing_against_a_freshly_generated_pki() {
         assert!(scan.compliant, "{}: {}", scan.target, scan.stdout);
         assert_eq!(
             scan.leaf_lifespan_days,
-            brygga::certs::SERVER_CERT_DAYS,
+            brygga::devkit::certs::SERVER_CERT_DAYS,
             "{}",
             scan.target
         );
@@ -833,7 +836,7 @@ impl Lab {
     /// The example stack with RSA server certificates on both listeners: the configuration in
     /// which RSA key exchange and ECDHE-RSA suites could be chosen at all.
     async fn rsa_stack(&self) -> harness::Stack {
-        use brygga::tls::{load_certs, load_key};
+        use brygga::access::tls::{load_certs, load_key};
         let kommun = self.rsa_kommun.clone();
         let af = self.rsa_af.clone();
         let af_ca = load_certs(&self.certs.join("af-ca.pem")).unwrap();
@@ -982,7 +985,8 @@ async fn a_client_certificate_from_another_ca_is_refused() {
         let real = example_issuer(ca);
         // The same name as the listener's CA, another key: the name alone lets nobody in.
         let real_der =
-            &brygga::tls::load_certs(&harness::certs().join(format!("{ca}.pem"))).unwrap()[0];
+            &brygga::access::tls::load_certs(&harness::certs().join(format!("{ca}.pem"))).unwrap()
+                [0];
         let (lookalike, lookalike_der) = new_ca(example_ca_name(ca));
         assert_eq!(
             subject(&lookalike_der),
@@ -1045,8 +1049,8 @@ async fn each_listener_refuses_the_other_sides_ca() {
     let certs = harness::certs();
     let example = |name: &str| {
         (
-            brygga::tls::load_certs(&certs.join(format!("{name}.pem"))).unwrap(),
-            brygga::tls::load_key(&certs.join(format!("{name}.key"))).unwrap(),
+            brygga::access::tls::load_certs(&certs.join(format!("{name}.pem"))).unwrap(),
+            brygga::access::tls::load_key(&certs.join(format!("{name}.key"))).unwrap(),
         )
     };
     let kommun = s.inner.gateway.kommun_addr;
@@ -1090,7 +1094,7 @@ fn mtls_listeners(
             "af",
             s.inner.gateway.af_addr,
             "af-ca",
-            brygga::certs::AF_ORGNR,
+            brygga::devkit::certs::AF_ORGNR,
         ),
     ]
 }
@@ -1191,11 +1195,11 @@ async fn present(
     let certs = harness::certs();
     let mut roots = rustls::RootCertStore::empty();
     for ca in ["kommun-ca.pem", "af-ca.pem"] {
-        for c in brygga::tls::load_certs(&certs.join(ca)).unwrap() {
+        for c in brygga::access::tls::load_certs(&certs.join(ca)).unwrap() {
             roots.add(c).unwrap();
         }
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(brygga::tls::provider())
+    let mut cfg = rustls::ClientConfig::builder_with_provider(brygga::access::tls::provider())
         .with_protocol_versions(&[version])
         .unwrap()
         .with_root_certificates(roots)

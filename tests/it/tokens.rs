@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use brygga::identity::{TokenClaims, certificate_thumbprint};
-use brygga::sim;
+use brygga::access::identity::{TokenClaims, certificate_thumbprint};
+use brygga::devkit::sim_af;
 
 use crate::harness::{self, Stack, certs, fault, status};
 
@@ -58,7 +58,7 @@ async fn a_token_without_iat_or_issued_in_the_future_is_refused() {
     without_iat.as_object_mut().unwrap().remove("iat");
     fault(
         &s.st
-            .post_raw(Some(&sign_json(without_iat)), s.st_xml(sim::REGISTRERAD))
+            .post_raw(Some(&sign_json(without_iat)), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap(),
         401,
@@ -71,7 +71,7 @@ async fn a_token_without_iat_or_issued_in_the_future_is_refused() {
         &s.st
             .post_raw(
                 Some(&s.st_idp.sign(&future).unwrap()),
-                s.st_xml(sim::REGISTRERAD),
+                s.st_xml(sim_af::REGISTRERAD),
             )
             .await
             .unwrap(),
@@ -90,7 +90,7 @@ async fn with_replay_protection_each_token_is_used_once() {
     // A fresh token (new jti) is accepted; a token without jti is not.
     status(
         &s.st
-            .post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+            .post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap(),
     );
@@ -100,7 +100,7 @@ async fn with_replay_protection_each_token_is_used_once() {
         &s.st
             .post_raw(
                 Some(&s.st_idp.sign(&no_jti).unwrap()),
-                s.st_xml(sim::REGISTRERAD),
+                s.st_xml(sim_af::REGISTRERAD),
             )
             .await
             .unwrap(),
@@ -113,7 +113,7 @@ async fn with_replay_protection_each_token_is_used_once() {
 
 /// A Stockholm token bound (RFC 8705) to the certificate in `cert`.
 fn bound(s: &Stack, cert: &std::path::Path) -> String {
-    let chain = brygga::tls::load_certs(cert).unwrap();
+    let chain = brygga::access::tls::load_certs(cert).unwrap();
     let mut c = claims(s);
     c.cnf = Some(serde_json::json!({ "x5t#S256": certificate_thumbprint(&chain[0]) }));
     s.st_idp.sign(&c).unwrap()
@@ -137,7 +137,7 @@ async fn a_bound_token_works_only_on_its_own_certificate() {
     // The client's policy requires binding: an unbound token is refused.
     fault(
         &s.st
-            .post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+            .post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap(),
         401,
@@ -154,7 +154,10 @@ async fn a_token_bound_to_another_certificate_is_refused_even_without_the_policy
     fault(&s.ask(Some(&other)).await, 401, "TOKEN_FEL_CERTIFIKAT");
     status(
         &s.st
-            .post_raw(Some(&bound(&s, &s.sthlm.cert)), s.st_xml(sim::REGISTRERAD))
+            .post_raw(
+                Some(&bound(&s, &s.sthlm.cert)),
+                s.st_xml(sim_af::REGISTRERAD),
+            )
             .await
             .unwrap(),
     );
@@ -183,7 +186,7 @@ fn brygga_token_mints_bound_tokens() {
         jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(token.trim())
             .unwrap()
             .claims;
-    let chain = brygga::tls::load_certs(&certs().join("klient-0180.pem")).unwrap();
+    let chain = brygga::access::tls::load_certs(&certs().join("klient-0180.pem")).unwrap();
     assert_eq!(
         claims["cnf"]["x5t#S256"],
         serde_json::json!(certificate_thumbprint(&chain[0]))
@@ -197,7 +200,7 @@ async fn a_token_refused_for_its_binding_is_not_used_up() {
     let own = bound(&s, &s.sthlm.cert);
     // Presented on Göteborg's certificate it is refused for the binding...
     let gb_xml = s
-        .st_xml(sim::REGISTRERAD)
+        .st_xml(sim_af::REGISTRERAD)
         .replace("162120000142", "162120001355")
         .replace(&s.sthlm.handlaggare, &s.gbg.handlaggare);
     let a = s.gb.post_raw(Some(&own), gb_xml).await.unwrap();

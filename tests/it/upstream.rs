@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use brygga::devkit::sim_af;
 use brygga::model::{Kalla, KommunAnswer, KommunRequest, TjanstStatus};
-use brygga::sim;
 
 use crate::harness::{self, fault, status};
 
@@ -22,7 +22,7 @@ async fn af_down_gives_503_with_kalla_af() {
     )
     .await;
     let a =
-        s.st.post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+        s.st.post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap();
     let f = fault(&a, 503, "AF_EJ_NABAR");
@@ -44,7 +44,7 @@ async fn af_slow_gives_504_at_the_deadline() {
     .await;
     let started = Instant::now();
     let a =
-        s.st.post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+        s.st.post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap();
     let took = started.elapsed();
@@ -71,7 +71,7 @@ async fn af_errors_and_broken_answers_give_502() {
     .await;
     let f = fault(
         &s.st
-            .post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+            .post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap(),
         502,
@@ -87,7 +87,7 @@ async fn af_errors_and_broken_answers_give_502() {
     let s = harness::start_custom(|_, sim| sim.faults.invalid_answers = true, true).await;
     let f = fault(
         &s.st
-            .post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+            .post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap(),
         502,
@@ -104,7 +104,7 @@ async fn af_refusing_the_gateways_credentials_is_not_retryable() {
         harness::start_custom(|_, sim| sim.client_ids = vec!["someone-else".into()], true).await;
     let f = fault(
         &s.st
-            .post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+            .post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap(),
         502,
@@ -127,15 +127,16 @@ async fn af_refuses_a_gateway_without_its_client_certificate() {
         |c, _| {
             let dir = harness::certs();
             c.af.tls.identity.chain =
-                brygga::tls::load_certs(&dir.join("klient-0180.pem")).unwrap();
-            c.af.tls.identity.key = brygga::tls::load_key(&dir.join("klient-0180.key")).unwrap();
+                brygga::access::tls::load_certs(&dir.join("klient-0180.pem")).unwrap();
+            c.af.tls.identity.key =
+                brygga::access::tls::load_key(&dir.join("klient-0180.key")).unwrap();
         },
         true,
     )
     .await;
     fault(
         &s.st
-            .post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+            .post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap(),
         503,
@@ -160,15 +161,15 @@ async fn a_server_posing_as_af_with_another_cas_certificate_gets_nothing() {
     let s = harness::start_custom(
         |_, sim| {
             let dir = harness::certs();
-            sim.tls.chain = brygga::tls::load_certs(&dir.join("kommun-sim.pem")).unwrap();
-            sim.tls.key = brygga::tls::load_key(&dir.join("kommun-sim.key")).unwrap();
+            sim.tls.chain = brygga::access::tls::load_certs(&dir.join("kommun-sim.pem")).unwrap();
+            sim.tls.key = brygga::access::tls::load_key(&dir.join("kommun-sim.key")).unwrap();
         },
         true,
     )
     .await;
     let f = fault(
         &s.st
-            .post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+            .post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap(),
         503,
@@ -199,7 +200,7 @@ async fn af_refusing_the_question_is_not_retryable_and_af_overload_says_when_to_
     .await;
     let f = fault(
         &s.st
-            .post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+            .post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap(),
         502,
@@ -221,7 +222,7 @@ async fn af_refusing_the_question_is_not_retryable_and_af_overload_says_when_to_
     )
     .await;
     let a =
-        s.st.post_raw(Some(&s.st_token()), s.st_xml(sim::REGISTRERAD))
+        s.st.post_raw(Some(&s.st_token()), s.st_xml(sim_af::REGISTRERAD))
             .await
             .unwrap();
     let f = fault(&a, 503, "AF_OVERBELASTAD");
@@ -302,11 +303,11 @@ async fn reads_are_retried_once_within_the_budget_and_plans_never() {
             sim.faults.fail_every = 2;
             sim.faults.fail_status = 503;
             c.af.retry_budget = Some({
-                let rate = brygga::limit::Rate {
+                let rate = brygga::access::limit::Rate {
                     per_second: 1,
                     burst: 3,
                 };
-                brygga::limit::Configured {
+                brygga::access::limit::Configured {
                     rate,
                     quota: rate.quota().unwrap(),
                 }
@@ -331,15 +332,15 @@ async fn reads_are_retried_once_within_the_budget_and_plans_never() {
     let before = s.af_data_requests();
     // A plan is never retried: one AF call, whatever it answers.
     let plan = KommunRequest::AnmalAktivitetsplan(
-        brygga::client::example_fraga(
+        brygga::devkit::client::example_fraga(
             &s.sthlm.orgnr,
             &s.sthlm.namn,
             &s.sthlm.handlaggare,
-            sim::REGISTRERAD,
+            sim_af::REGISTRERAD,
             "AKT-PLANERING",
         )
         .unwrap(),
-        brygga::client::example_plan().unwrap(),
+        brygga::devkit::client::example_plan().unwrap(),
     );
     let token = s
         .st_idp
