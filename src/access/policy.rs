@@ -5,7 +5,9 @@ use crate::access::identity::CaseWorker;
 use crate::config::{Client, Syfte};
 use std::collections::HashSet;
 
-use crate::model::{Datakategori, Ersattningar, KommunAnswer, KommunRequest, Operation};
+use crate::model::{
+    Datakategori, Ersattningar, HandelseTyp, KommunAnswer, KommunRequest, Operation,
+};
 
 /// Why a request was refused. Each is its own Felkod.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -194,4 +196,23 @@ pub fn disclosed(answer: &KommunAnswer) -> Vec<Datakategori> {
         | KommunAnswer::ListaPrenumerationer(_) => {}
     }
     out
+}
+
+/// The categories AF's events carry: a purpose that may see none of them receives no event.
+pub const EVENT_CATEGORIES: [Datakategori; 4] = [
+    Datakategori::Registrering,
+    Datakategori::Sokandekategori,
+    Datakategori::Aktiviteter,
+    Datakategori::Aktivitetsrapport,
+];
+
+/// The data category an event of this kind carries (each kind carries one, whole: a purpose
+/// that may see it gets the event as it is, one that may not gets nothing of it).
+pub fn event_category(typ: HandelseTyp) -> Datakategori {
+    match typ {
+        HandelseTyp::Inskriven | HandelseTyp::Avaktualiserad => Datakategori::Registrering,
+        HandelseTyp::SokandekategoriAndrad => Datakategori::Sokandekategori,
+        HandelseTyp::ProgramStartat | HandelseTyp::ProgramAvslutat => Datakategori::Aktiviteter,
+        HandelseTyp::UteblivenAktivitet => Datakategori::Aktivitetsrapport,
+    }
 }

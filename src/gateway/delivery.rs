@@ -176,7 +176,7 @@ async fn deliver(
     };
     // The purpose binds what leaves: the subscription's purpose as it is now (it may have
     // been registered again, or the purpose narrowed since the event arrived).
-    let kategori = crate::gateway::events::category(event.handelse.typ());
+    let kategori = crate::access::policy::event_category(event.handelse.typ());
     let may_see = item
         .syfte
         .as_ref()
@@ -254,7 +254,7 @@ async fn deliver(
 
 /// Whether the outbox took the change; an operator's change meanwhile wins and is said.
 fn updated(
-    update: Result<Result<bool, crate::store::subscriptions::StoreError>, tokio::task::JoinError>,
+    update: Result<Result<bool, crate::store::schema::StoreError>, tokio::task::JoinError>,
     item: &Due,
 ) -> bool {
     match update {
@@ -402,7 +402,7 @@ async fn record(
         kategorier: event
             .map(|e| {
                 vec![
-                    crate::gateway::events::category(e.handelse.typ())
+                    crate::access::policy::event_category(e.handelse.typ())
                         .code()
                         .to_owned(),
                 ]

@@ -13,12 +13,12 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::access::policy;
 use crate::contract::af_json::HandelserRequest;
 use crate::contract::translate;
 use crate::error::{Failure, Felkod};
 use crate::gateway::server::{HttpResponse, Peer, respond};
 use crate::gateway::state::Gateway;
-use crate::model::{Datakategori, HandelseTyp};
 use crate::store::audit::{Action, Entry};
 use crate::store::outbox::Incoming as Event;
 
@@ -156,7 +156,7 @@ async fn receive(
         f.retry_after = Some(1);
         f
     })?;
-    let body = crate::gateway::exchange::read_bounded_body(
+    let body = crate::gateway::body::read_bounded(
         req,
         gw.config.events.max_body_bytes,
         gw.config.limits.body_read_timeout,
@@ -190,7 +190,7 @@ async fn receive(
             e.handelse_id,
         ));
         events.push(Event {
-            kategori: category(typ),
+            kategori: policy::event_category(typ),
             handelse_id: e.handelse_id,
             typ: typ.code(),
             tidpunkt: e.tidpunkt,
@@ -230,7 +230,7 @@ async fn receive(
             subject,
             syfte: None,
             lagrum: None,
-            kategorier: vec![category(typ).code().to_owned()],
+            kategorier: vec![policy::event_category(typ).code().to_owned()],
             outcome: if repeat { "DUBBLETT" } else { "OK" }.into(),
             af_status: None,
             duration_ms: started.elapsed().as_millis() as u64,
@@ -337,25 +337,6 @@ pub fn operation_name(event_id: &str) -> String {
         "ArbetssokandeHandelse {}",
         crate::model::ident::mask_identity_numbers(event_id)
     )
-}
-
-/// The categories AF's events carry: a purpose that may see none of them receives no event.
-pub const EVENT_CATEGORIES: [Datakategori; 4] = [
-    Datakategori::Registrering,
-    Datakategori::Sokandekategori,
-    Datakategori::Aktiviteter,
-    Datakategori::Aktivitetsrapport,
-];
-
-/// The data category an event of this kind carries (each kind carries one, whole: a purpose
-/// that may see it gets the event as it is, one that may not gets nothing of it).
-pub fn category(typ: HandelseTyp) -> Datakategori {
-    match typ {
-        HandelseTyp::Inskriven | HandelseTyp::Avaktualiserad => Datakategori::Registrering,
-        HandelseTyp::SokandekategoriAndrad => Datakategori::Sokandekategori,
-        HandelseTyp::ProgramStartat | HandelseTyp::ProgramAvslutat => Datakategori::Aktiviteter,
-        HandelseTyp::UteblivenAktivitet => Datakategori::Aktivitetsrapport,
-    }
 }
 
 /// A failure as RFC 9457 problem details, with brygga's Felkod and the field as extension

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderValue, Method, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::Request;
 use hyper::body::Incoming;
 use uuid::Uuid;
@@ -535,7 +534,7 @@ async fn subscribe(
     // nothing it may receive.
     if let KommunRequest::RegistreraPrenumeration(f) = &request
         && !gw.config.syften.get(&f.syfte).is_some_and(|s| {
-            crate::gateway::events::EVENT_CATEGORIES
+            crate::access::policy::EVENT_CATEGORIES
                 .iter()
                 .any(|k| s.kategorier.contains(k))
         })
@@ -566,7 +565,7 @@ async fn subscribe(
         )
     };
     let answer = tokio::task::spawn_blocking(move || -> Result<KommunAnswer, Failure> {
-        let stored = |e: crate::store::subscriptions::StoreError| failed(e.to_string());
+        let stored = |e: crate::store::schema::StoreError| failed(e.to_string());
         Ok(match request {
             KommunRequest::RegistreraPrenumeration(f) => {
                 let r = store
@@ -907,49 +906,12 @@ fn bearer(req: &Request<Incoming>) -> Result<&str, Failure> {
 }
 
 async fn read_body(gw: &Gateway, req: Request<Incoming>) -> Result<bytes::Bytes, Failure> {
-    read_bounded_body(
+    crate::gateway::body::read_bounded(
         req,
         gw.config.limits.max_body_bytes,
         gw.config.limits.body_read_timeout,
     )
     .await
-}
-
-/// Reads a request body of at most `max` bytes that arrives within `limit`.
-pub(crate) async fn read_bounded_body(
-    req: Request<Incoming>,
-    max: usize,
-    limit: std::time::Duration,
-) -> Result<bytes::Bytes, Failure> {
-    let too_large = || {
-        Failure::new(
-            Felkod::ForStorBegaran,
-            format!("the request body is larger than {max} bytes"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
-    }
-    match tokio::time::timeout(limit, Limited::new(req.into_body(), max).collect()).await {
-        Err(_) => Err(Failure::new(
-            Felkod::LangsamKlient,
-            format!(
-                "the request body did not arrive within {} s",
-                limit.as_secs()
-            ),
-        )),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Ok(Err(_)) => Err(Failure::new(
-            Felkod::OfullstandigBegaran,
-            "the request body could not be read to its end (the connection or stream broke off)",
-        )),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-    }
 }
 
 /// Makes text from hostile input safe for a Fault: no identity number, no character XML 1.0

@@ -2,6 +2,7 @@
 //! path (exchange), AF's events and their delivery, the client towards AF.
 
 pub mod admission;
+pub mod body;
 pub mod breaker;
 pub mod delivery;
 pub mod events;

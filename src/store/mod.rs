@@ -4,4 +4,5 @@
 pub mod audit;
 pub mod extract;
 pub mod outbox;
+pub mod schema;
 pub mod subscriptions;

@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use rusqlite::{Connection, params};
 use time::OffsetDateTime;
 
-use crate::store::subscriptions::{self, StoreError};
+use crate::store::schema::{StoreError, create_schema};
+use crate::store::subscriptions;
 
 /// Times in the outbox: UTC with milliseconds always, so text order is time order.
 fn stamp(t: OffsetDateTime) -> String {
@@ -47,49 +48,11 @@ impl Outbox {
     /// Opens (creating if needed) the outbox tables in the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = crate::store::audit::open(path).map_err(|e| StoreError::new(e.to_string()))?;
-        subscriptions::create_schema(&conn)?;
+        create_schema(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
     }
-}
-
-/// Creates the events and outbox tables if they are missing (part of the subscriptions'
-/// schema, since ending a subscription drops its pending deliveries).
-pub fn create_schema(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(
-        "PRAGMA secure_delete = ON;
-             CREATE TABLE IF NOT EXISTS events (
-                 id TEXT PRIMARY KEY, typ TEXT NOT NULL, tidpunkt TEXT NOT NULL,
-                 received TEXT NOT NULL, recipients INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS outbox (
-                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                 event_id TEXT NOT NULL, subscription_id TEXT NOT NULL,
-                 client TEXT NOT NULL, arende TEXT NOT NULL, subject TEXT NOT NULL,
-                 payload TEXT, state TEXT NOT NULL,
-                 attempts INTEGER NOT NULL DEFAULT 0, next_attempt TEXT NOT NULL,
-                 since TEXT NOT NULL, last_error TEXT, done TEXT,
-                 UNIQUE (event_id, subscription_id));
-             CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt);
-             CREATE INDEX IF NOT EXISTS outbox_order ON outbox (subscription_id, state, seq);",
-    )
-    .map_err(StoreError::from)
-}
-
-/// Drops the undelivered deliveries of a subscription that ended (within the caller's
-/// transaction); returns how many.
-pub fn drop_for_subscription(
-    conn: &Connection,
-    subscription_id: &str,
-    now: OffsetDateTime,
-) -> Result<usize, StoreError> {
-    conn.execute(
-        "UPDATE outbox SET state = 'dropped', payload = NULL, done = ?2,
-             last_error = 'the subscription ended'
-         WHERE subscription_id = ?1 AND state IN ('pending', 'dead')",
-        params![subscription_id, stamp(now)],
-    )
-    .map_err(StoreError::from)
 }
 
 impl Outbox {

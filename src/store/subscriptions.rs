@@ -14,47 +14,10 @@ use crate::model::ident::{format_date, parse_date};
 use crate::model::lexical::parse_tidpunkt;
 use crate::model::{Prenumeration, PrenumerationStatus, Tidsperiod};
 use crate::store::audit::format_time;
+use crate::store::schema::{StoreError, create_schema, drop_for_subscription, err};
 
 /// The most subscriptions `ListaPrenumerationer` answers with (the newest, oldest first).
 pub const LIST_LIMIT: usize = 100;
-
-/// The store (subscriptions, outbox) could not be read or written.
-#[derive(Debug, thiserror::Error)]
-#[error("store: {0}")]
-pub struct StoreError(String);
-
-impl StoreError {
-    pub fn new(why: impl Into<String>) -> Self {
-        Self(why.into())
-    }
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self(e.to_string())
-    }
-}
-
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
-}
-
-/// Creates the subscriptions table and its indexes if they are missing.
-pub fn create_schema(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS subscriptions (
-             id TEXT PRIMARY KEY, client TEXT NOT NULL, arende TEXT NOT NULL,
-             syfte TEXT NOT NULL, subject TEXT NOT NULL,
-             from_date TEXT NOT NULL, tom_date TEXT NOT NULL,
-             registered TEXT NOT NULL, ended TEXT);
-         CREATE INDEX IF NOT EXISTS subscriptions_subject ON subscriptions (subject);
-         CREATE INDEX IF NOT EXISTS subscriptions_case ON subscriptions (client, arende);
-         CREATE UNIQUE INDEX IF NOT EXISTS subscriptions_one_active
-             ON subscriptions (client, arende, subject) WHERE ended IS NULL;",
-    )
-    .map_err(err)?;
-    crate::store::outbox::create_schema(conn)
-}
 
 /// A subscription that an event is to be delivered under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +92,7 @@ impl Subscriptions {
     fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
         self.conn
             .lock()
-            .map_err(|_| StoreError("a writer panicked".into()))
+            .map_err(|_| StoreError::new("a writer panicked"))
     }
 
     /// Starts a subscription, or extends the client's active one for the same case and
@@ -146,7 +109,7 @@ impl Subscriptions {
     ) -> Result<Registered, StoreError> {
         let subject = subjects
             .first()
-            .ok_or_else(|| StoreError("no key for the domain 'subscriptions'".into()))?;
+            .ok_or_else(|| StoreError::new("no key for the domain 'subscriptions'"))?;
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -228,7 +191,7 @@ impl Subscriptions {
         )
         .map_err(err)?;
         // Events not yet delivered under it are not delivered any more.
-        crate::store::outbox::drop_for_subscription(&tx, &p.id.to_string(), now)?;
+        drop_for_subscription(&tx, &p.id.to_string(), now)?;
         tx.commit().map_err(err)?;
         p.status = PrenumerationStatus::Avslutad;
         p.avslutad = Some(now);
@@ -293,7 +256,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Prenumeration, StoreErr
     let registered: String = r.get(5)?;
     let ended: Option<String> = r.get(6)?;
     Ok((|| {
-        let bad = |what: &str| StoreError(format!("subscription {id}: {what} cannot be read"));
+        let bad = |what: &str| StoreError::new(format!("subscription {id}: {what} cannot be read"));
         let period = Tidsperiod::new(
             parse_date(&from).map_err(|_| bad("from_date"))?,
             parse_date(&tom).map_err(|_| bad("tom_date"))?,
