@@ -8,8 +8,10 @@ pub mod access;
 pub mod cli;
 pub mod config;
 pub mod contract;
+#[cfg(feature = "devkit")]
 pub mod devkit;
 pub mod error;
+#[cfg(feature = "devkit")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;

@@ -264,8 +264,14 @@ pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                     "a processing instruction may not be named xml (reserved; the XML declaration belongs at the very start)",
                 ));
             }
-            Event::PI(pi) => xml_syntax::check_pi_target(pi.target()).map_err(malformed)?,
-            Event::Comment(c) => xml_syntax::check_comment(&c).map_err(malformed)?,
+            Event::PI(pi) => {
+                xml_syntax::check_pi_target(pi.target()).map_err(malformed)?;
+                check_chars(&pi)?;
+            }
+            Event::Comment(c) => {
+                xml_syntax::check_comment(&c).map_err(malformed)?;
+                check_chars(&c)?;
+            }
             // expand_empty_elements turns <a/> into Start + End, so this does not occur.
             Event::Empty(_) => return Err(malformed("unexpected empty-element event")),
             Event::Eof => break,

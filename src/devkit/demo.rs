@@ -821,7 +821,7 @@ pub async fn serve(
         ))),
         None => None,
     };
-    wait_for_signal().await;
+    crate::gateway::signal::wait_for_signal().await;
     tracing::info!("signal received; draining");
     let _ = stop.send(true);
     if let Some(client) = client {
@@ -895,28 +895,5 @@ async fn demo_traffic(
         tokio::spawn(async move {
             let _ = client.post_raw(Some(&token), body).await;
         });
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -9,6 +9,7 @@ pub mod events;
 pub mod exchange;
 pub mod pending;
 pub mod server;
+pub mod signal;
 pub mod state;
 pub mod tls;
 pub mod upstream;
