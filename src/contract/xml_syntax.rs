@@ -3,9 +3,10 @@
 //! declaration's one grammar, comments without `--`, and namespace names that are URI
 //! references.
 //!
-//! Each rule here was found missing by the XSD differential (libxml2 refused a document the
-//! reader took: `fuzz/xsd-divergences.txt` listed them until they were fixed). Messages quote
-//! at most [`QUOTED`] characters of what was sent; the Fault they end in masks digit runs.
+//! The XSD differential found most of these missing (libxml2 refused a document the reader
+//! took: `fuzz/xsd-divergences.txt` listed them until they were fixed); the comment and `]]>`
+//! rules were added beside them. Messages quote at most [`QUOTED`] characters of what was
+//! sent; the Fault they end in masks digit runs.
 
 /// The most characters of a hostile name or value a message quotes.
 const QUOTED: usize = 40;
