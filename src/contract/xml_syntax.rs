@@ -47,11 +47,14 @@ pub fn is_qname(s: &str) -> bool {
     }
 }
 
-/// A hostile name or value as a message may show it: quoted, escaped, cut short.
+/// A hostile name or value as a message may show it: cut short, any digit run that could be
+/// an identity number masked (the message may reach a log or a terminal before a Fault's own
+/// masking), quoted and escaped.
 pub fn quoted(s: &str) -> String {
     let cut: String = s.chars().take(QUOTED).collect();
     let more = if cut.len() < s.len() { "…" } else { "" };
-    format!("{cut:?}{more}")
+    let shown = crate::model::ident::redact_digit_runs(&cut);
+    format!("{shown:?}{more}")
 }
 
 /// An element's or a processing instruction's name, checked.
@@ -392,6 +395,10 @@ mod tests {
     #[test]
     fn quoting_is_short_and_escaped() {
         assert_eq!(quoted("a\u{1}"), "\"a\\u{1}\"");
+        // A name or namespace a caller chose to spell a personnummer with is not repeated.
+        assert_eq!(quoted("p198507099805"), "\"p************\"");
+        let e = check_namespace_name(Some("e"), "urn:x 198507099805").unwrap_err();
+        assert!(!e.contains("198507099805"), "{e}");
         let long = "x".repeat(100);
         assert_eq!(quoted(&long), format!("{:?}…", "x".repeat(40)));
     }
