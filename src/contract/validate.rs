@@ -21,10 +21,16 @@ impl Verdict {
     pub fn is_valid(&self) -> bool {
         self.problems.is_empty()
     }
+    /// A problem names what was wrong, and may quote a name the document chose: digit runs
+    /// that could be an identity number are masked, so the verdict can be printed or logged.
     fn of(message_type: &str, result: Result<(), String>) -> Self {
         Self {
             message_type: message_type.to_owned(),
-            problems: result.err().into_iter().collect(),
+            problems: result
+                .err()
+                .map(|p| crate::model::ident::redact_digit_runs(&p))
+                .into_iter()
+                .collect(),
         }
     }
 }
@@ -290,4 +296,20 @@ pub fn validate_json_as(bytes: &[u8], schema: &str) -> Verdict {
         )),
     };
     Verdict::of(t, result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An element named to spell a personnummer is not repeated in the verdict.
+    #[test]
+    fn a_problem_does_not_repeat_an_identity_number_the_document_spells() {
+        let doc = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><x198507099805 xmlns="urn:other"/></soap:Body></soap:Envelope>"#;
+        let verdict = validate(doc.as_bytes());
+        assert!(!verdict.is_valid());
+        let all = verdict.problems.join(" ");
+        assert!(all.contains("x************"), "{all}");
+        assert!(!all.contains("198507099805"), "{all}");
+    }
 }
