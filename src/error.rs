@@ -1,15 +1,12 @@
-//! Every way a request can fail, and the one place (`rescue`) that turns a failure into an
-//! HTTP status, a SOAP Fault with a stable Felkod, and whether a retry can help.
+//! Every way a request can fail: the stable Felkoder, each with its HTTP status, its class
+//! and whether a retry can help, and the `Failure` that `gateway::exchange::rescue` turns into
+//! a SOAP Fault. Each module that has an error of its own says, beside it, how it becomes a
+//! `Failure` (`impl From<…> for Failure`), so this module depends on no other layer.
 //!
 //! Upstream detail never reaches the caller: it goes to the log (without personal data).
 
 use http::StatusCode;
 
-use crate::access::identity::TokenError;
-use crate::access::policy::Denial;
-use crate::contract::soap::{DecodeError, DecodeKind};
-use crate::contract::translate::AfContractError;
-use crate::gateway::upstream::UpstreamError;
 use crate::model::Kalla;
 
 /// Stable error codes of interface v1. Integrators program against these; never rename one.
@@ -241,167 +238,6 @@ impl Failure {
     pub fn field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
         self
-    }
-}
-
-impl From<DecodeError> for Failure {
-    fn from(e: DecodeError) -> Self {
-        let felkod = match e.kind {
-            DecodeKind::Malformed => Felkod::OgiltigXml,
-            DecodeKind::TooDeep => Felkod::XmlForDjup,
-            DecodeKind::TooManyElements => Felkod::XmlForMangaElement,
-            DecodeKind::TextTooLong => Felkod::XmlForLangText,
-            DecodeKind::AttributesTooLarge => Felkod::XmlForStoraAttribut,
-            DecodeKind::Forbidden => Felkod::OtillatenXml,
-            DecodeKind::NotSoap => Felkod::InteSoap,
-            DecodeKind::UnknownOperation => Felkod::OkandOperation,
-            DecodeKind::Missing => Felkod::FaltSaknas,
-            DecodeKind::Invalid => Felkod::OgiltigtFalt,
-            DecodeKind::Unexpected => Felkod::OvantatElement,
-            DecodeKind::MustUnderstand => Felkod::OforstaddHeader,
-        };
-        Failure {
-            felkod,
-            message: e.to_string(),
-            field: e.path,
-            retry_after: None,
-        }
-    }
-}
-
-impl From<TokenError> for Failure {
-    fn from(e: TokenError) -> Self {
-        let felkod = match e {
-            TokenError::Missing => Felkod::TokenSaknas,
-            TokenError::Malformed => Felkod::TokenOgiltigt,
-            TokenError::Algorithm(_) => Felkod::TokenFelAlgoritm,
-            TokenError::UnknownKey => Felkod::TokenOkandNyckel,
-            TokenError::Signature => Felkod::TokenFelSignatur,
-            TokenError::Expired => Felkod::TokenUtganget,
-            TokenError::NotYetValid => Felkod::TokenEjGiltigtAnnu,
-            TokenError::Issuer => Felkod::TokenFelUtfardare,
-            TokenError::Audience => Felkod::TokenFelMottagare,
-            TokenError::Claim(_) => Felkod::TokenSaknarAnsprak,
-            TokenError::Lifetime(_) => Felkod::TokenForLangLivstid,
-            TokenError::Replayed => Felkod::TokenAteranvant,
-            TokenError::CertificateBinding => Felkod::TokenFelCertifikat,
-            TokenError::CriticalExtension => Felkod::TokenKritiskUtokning,
-            TokenError::ReplayStoreFull => Felkod::TokenkontrollFull,
-        };
-        Failure::new(felkod, e.to_string())
-    }
-}
-
-impl From<Denial> for Failure {
-    fn from(d: Denial) -> Self {
-        let (felkod, field) = match &d {
-            Denial::ForeignKommun => (Felkod::FelKommun, None),
-            Denial::Handlaggare => (
-                Felkod::HandlaggareMatcharEj,
-                Some("Fraga/Ingivare/Handlaggare"),
-            ),
-            Denial::Ingivare => (
-                Felkod::IngivareMatcharEj,
-                Some("Fraga/Ingivare/Organisationsnummer"),
-            ),
-            Denial::SyfteMismatch => (Felkod::SyfteMatcharEj, Some("Fraga/Syfte")),
-            Denial::Operation(_) => (Felkod::OperationEjTillaten, None),
-            Denial::Syfte(_) | Denial::SyfteForOperation(..) => {
-                (Felkod::SyfteEjTillatet, Some("Fraga/Syfte"))
-            }
-            Denial::HandlaggarePrefix => (
-                Felkod::HandlaggareEjBehorig,
-                Some("Fraga/Ingivare/Handlaggare"),
-            ),
-            Denial::Lagrum(..) => (Felkod::LagrumEjGodtaget, Some("Fraga/Lagrum")),
-        };
-        Failure {
-            felkod,
-            message: d.to_string(),
-            field: field.map(str::to_owned),
-            retry_after: None,
-        }
-    }
-}
-
-impl From<crate::access::limit::Limited> for Failure {
-    fn from(l: crate::access::limit::Limited) -> Self {
-        use crate::access::limit::Limited;
-        let felkod = match l {
-            Limited::Client(..) | Limited::Operation(..) => Felkod::ForMangaForfragningar,
-            Limited::Concurrent(_) => Felkod::ForMangaSamtidiga,
-            Limited::Af(_) => Felkod::AfKvotSlut,
-        };
-        Failure {
-            retry_after: Some(l.retry_after()),
-            ..Failure::new(felkod, l.to_string())
-        }
-    }
-}
-
-impl From<UpstreamError> for Failure {
-    fn from(e: UpstreamError) -> Self {
-        match e {
-            UpstreamError::BreakerOpen(d) => Failure {
-                retry_after: Some(d.as_secs() + u64::from(d.subsec_nanos() > 0)),
-                ..Failure::new(
-                    Felkod::AfEjNabar,
-                    "Arbetsförmedlingen har inte svarat på de senaste anropen; brygga väntar en stund innan nästa försök",
-                )
-            },
-            UpstreamError::Unreachable(_) => Failure::new(
-                Felkod::AfEjNabar,
-                "Arbetsförmedlingen kan inte nås just nu; försök igen om en stund",
-            ),
-            UpstreamError::Timeout(d) => Failure::new(
-                Felkod::AfTidsgrans,
-                format!(
-                    "Arbetsförmedlingen svarade inte inom {} ms; försök igen",
-                    d.as_millis()
-                ),
-            ),
-            UpstreamError::Saturated(d) => Failure::new(
-                Felkod::Tidsgrans,
-                format!(
-                    "alla förbindelser till Arbetsförmedlingen var upptagna i {} ms; försök igen",
-                    d.as_millis()
-                ),
-            ),
-            UpstreamError::Busy(after) => Failure {
-                retry_after: Some(after.unwrap_or(1)),
-                ..Failure::new(
-                    Felkod::AfOverbelastad,
-                    "Arbetsförmedlingen tar inte emot fler frågor just nu; försök igen efter Retry-After",
-                )
-            },
-            UpstreamError::Status(s) if (400..500).contains(&s) => Failure::new(
-                Felkod::AfAvvisadeFragan,
-                format!(
-                    "Arbetsförmedlingen avvisade frågan (HTTP {s}); kontakta driften om felet består"
-                ),
-            ),
-            UpstreamError::Status(s) => Failure::new(
-                Felkod::AfFel,
-                format!("Arbetsförmedlingen svarade med ett fel (HTTP {s}); försök igen senare"),
-            ),
-            UpstreamError::Credentials(_) => Failure::new(
-                Felkod::AfAvvisade,
-                "Arbetsförmedlingen godtog inte brygga's behörighet; kontakta driften",
-            ),
-            UpstreamError::Contract(_) => Failure::new(
-                Felkod::AfOgiltigtSvar,
-                "Arbetsförmedlingens svar följde inte kontraktet; kontakta driften",
-            ),
-        }
-    }
-}
-
-impl From<AfContractError> for Failure {
-    fn from(_: AfContractError) -> Self {
-        Failure::new(
-            Felkod::AfOgiltigtSvar,
-            "Arbetsförmedlingens svar följde inte kontraktet; kontakta driften",
-        )
     }
 }
 

@@ -239,7 +239,7 @@ pub fn jwt(data: &[u8]) {
     let token = format!("{input}.{signature}");
     if let Ok(worker) = crate::access::identity::verify_token(idp, &rules, &token) {
         assert!(HsaId::parse(worker.hsa_id.as_str()).is_ok());
-        assert!(crate::contract::soap::is_code(&worker.syfte));
+        assert!(crate::model::lexical::is_code(&worker.syfte));
         assert!(worker.funktion.iter().all(|f| !embeds_identity_number(f)));
     }
 }
@@ -304,7 +304,7 @@ pub fn audit_export(data: &[u8]) {
     };
     let keys: [&[u8]; 1] = [&CHECKPOINT_KEY];
     let _ = audit::verify_export_lines(s, &keys);
-    if let Ok(x) = serde_json::from_str::<crate::store::extract::Extract>(s)
+    if let Ok(x) = serde_json::from_str::<crate::cli::extract::Extract>(s)
         && let Some(proof) = &x.proof
     {
         let _ = audit::check_proof(proof, &keys);

@@ -22,37 +22,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::access::crl::Issued;
 
-/// How CRLs are fetched (`[revocation]`).
-#[derive(Debug, Clone)]
-pub struct RevocationSettings {
-    /// Fetched again at least this often (sooner when the CRL's next update comes first).
-    pub refresh: Duration,
-    /// After a failed fetch.
-    pub retry: Duration,
-    /// One fetch, connect to last byte.
-    pub timeout: Duration,
-    /// The largest CRL read.
-    pub max_bytes: usize,
-    /// Whether distribution points named in certificates are fetched (else only the URLs
-    /// configured).
-    pub follow_distribution_points: bool,
-    /// A distribution point learned from a peer's certificate is forgotten, with its CRL, when
-    /// no verified certificate has named it for this long.
-    pub forget_unused_after: Duration,
-}
-
-impl Default for RevocationSettings {
-    fn default() -> Self {
-        Self {
-            refresh: Duration::from_secs(3600),
-            retry: Duration::from_secs(60),
-            timeout: Duration::from_secs(10),
-            max_bytes: 10 * 1024 * 1024,
-            follow_distribution_points: true,
-            forget_unused_after: Duration::from_secs(24 * 3600),
-        }
-    }
-}
+pub use crate::config::RevocationSettings;
 
 /// At most this many sources learned from peers' certificates are held; configured and
 /// CA-named sources always have their place besides.

@@ -4,35 +4,20 @@
 //! step time by hand.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use governor::RateLimiter;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
+use crate::error::{Failure, Felkod};
 use crate::model::Operation;
 
-/// Requests per second and how many may come at once above that.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rate {
-    pub per_second: u32,
-    pub burst: u32,
-}
-
-impl Rate {
-    /// The governor quota, or why there is none (a zero).
-    pub fn quota(self) -> Result<Quota, String> {
-        let per_second = NonZeroU32::new(self.per_second).ok_or("per_second must be at least 1")?;
-        let burst = NonZeroU32::new(self.burst).ok_or("burst must be at least 1")?;
-        Ok(Quota::per_second(per_second).allow_burst(burst))
-    }
-}
+pub use crate::config::{Configured, Rate};
 
 type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
@@ -190,11 +175,19 @@ pub struct ClientRule {
     pub max_concurrent: usize,
 }
 
-/// A rate as configured, with its quota built once.
-#[derive(Debug, Clone, Copy)]
-pub struct Configured {
-    pub rate: Rate,
-    pub quota: Quota,
+/// What the caller is told: the Felkod and the message of a SOAP Fault.
+impl From<Limited> for Failure {
+    fn from(l: Limited) -> Self {
+        let felkod = match l {
+            Limited::Client(..) | Limited::Operation(..) => Felkod::ForMangaForfragningar,
+            Limited::Concurrent(_) => Felkod::ForMangaSamtidiga,
+            Limited::Af(_) => Felkod::AfKvotSlut,
+        };
+        Failure {
+            retry_after: Some(l.retry_after()),
+            ..Failure::new(felkod, l.to_string())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use crate::access::identity::CaseWorker;
 use crate::config::{Client, Syfte};
+use crate::error::{Failure, Felkod};
 use std::collections::HashSet;
 
 use crate::model::{
@@ -214,5 +215,38 @@ pub fn event_category(typ: HandelseTyp) -> Datakategori {
         HandelseTyp::SokandekategoriAndrad => Datakategori::Sokandekategori,
         HandelseTyp::ProgramStartat | HandelseTyp::ProgramAvslutat => Datakategori::Aktiviteter,
         HandelseTyp::UteblivenAktivitet => Datakategori::Aktivitetsrapport,
+    }
+}
+
+/// What the caller is told: the Felkod and the message of a SOAP Fault.
+impl From<Denial> for Failure {
+    fn from(d: Denial) -> Self {
+        let (felkod, field) = match &d {
+            Denial::ForeignKommun => (Felkod::FelKommun, None),
+            Denial::Handlaggare => (
+                Felkod::HandlaggareMatcharEj,
+                Some("Fraga/Ingivare/Handlaggare"),
+            ),
+            Denial::Ingivare => (
+                Felkod::IngivareMatcharEj,
+                Some("Fraga/Ingivare/Organisationsnummer"),
+            ),
+            Denial::SyfteMismatch => (Felkod::SyfteMatcharEj, Some("Fraga/Syfte")),
+            Denial::Operation(_) => (Felkod::OperationEjTillaten, None),
+            Denial::Syfte(_) | Denial::SyfteForOperation(..) => {
+                (Felkod::SyfteEjTillatet, Some("Fraga/Syfte"))
+            }
+            Denial::HandlaggarePrefix => (
+                Felkod::HandlaggareEjBehorig,
+                Some("Fraga/Ingivare/Handlaggare"),
+            ),
+            Denial::Lagrum(..) => (Felkod::LagrumEjGodtaget, Some("Fraga/Lagrum")),
+        };
+        Failure {
+            felkod,
+            message: d.to_string(),
+            field: field.map(str::to_owned),
+            retry_after: None,
+        }
     }
 }

@@ -313,7 +313,7 @@ pub enum AuditCommand {
         to: Option<String>,
         /// text (default), html, pdf, or json (with the proof `audit verify --export` checks).
         #[arg(long, value_enum, default_value = "text")]
-        format: crate::store::extract::Format,
+        format: crate::cli::extract::Format,
         /// The same as --format json.
         #[arg(long, conflicts_with = "format")]
         json: bool,
@@ -351,7 +351,7 @@ pub enum AuditCommand {
         #[arg(long)]
         n: u64,
         #[arg(long, value_enum, default_value = "text")]
-        format: crate::store::extract::Format,
+        format: crate::cli::extract::Format,
         #[arg(long)]
         output: Option<PathBuf>,
     },

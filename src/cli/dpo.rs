@@ -250,7 +250,7 @@ pub fn verify_export(
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let shown = file.display();
     // An extract is one JSON document with its header; an export is JSON Lines.
-    if let Ok(x) = serde_json::from_str::<crate::store::extract::Extract>(&text) {
+    if let Ok(x) = serde_json::from_str::<crate::cli::extract::Extract>(&text) {
         let proof = x.proof.as_ref().ok_or(
             "the extract carries no proof: the chain could not be proven when it was made (its header says why)",
         )?;
@@ -318,7 +318,7 @@ pub fn verify_export(
 /// An extract's rows must be the records its proof holds, each once, in order; the ones no
 /// checkpoint signs yet (listed as such) only after the last checkpoint the proof holds.
 fn shows_what_was_proven(
-    rows: &[crate::store::extract::Row],
+    rows: &[crate::cli::extract::Row],
     p: &audit::Proven,
 ) -> Result<(), String> {
     if !rows.windows(2).all(|w| w[0].seq < w[1].seq) {
@@ -379,7 +379,7 @@ pub struct Query {
     pub arende: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
-    pub format: crate::store::extract::Format,
+    pub format: crate::cli::extract::Format,
     /// Where it is written (stdout when None).
     pub output: Option<PathBuf>,
     /// The checkpoint public keys for the header's verification (else the configuration's).
@@ -435,7 +435,7 @@ pub async fn query(store: &Store, q: Query) -> Result<(), String> {
         .map(|s| kept_operator_text("--syfte", s))
         .transpose()?;
     let format = q.format;
-    if format == crate::store::extract::Format::Pdf
+    if format == crate::cli::extract::Format::Pdf
         && q.output.is_none()
         && std::io::IsTerminal::is_terminal(&std::io::stdout())
     {
@@ -508,9 +508,9 @@ pub async fn query(store: &Store, q: Query) -> Result<(), String> {
             p.before
         ));
     }
-    let extract = crate::store::extract::Extract {
-        extract: crate::store::extract::Header {
-            title: crate::store::extract::EXTRACT_TITLE.into(),
+    let extract = crate::cli::extract::Extract {
+        extract: crate::cli::extract::Header {
+            title: crate::cli::extract::EXTRACT_TITLE.into(),
             concerns: concerns.join("; "),
             period,
             made_by: store.operator.clone(),
@@ -522,7 +522,7 @@ pub async fn query(store: &Store, q: Query) -> Result<(), String> {
         },
         records: records
             .into_iter()
-            .map(|r| crate::store::extract::Row {
+            .map(|r| crate::cli::extract::Row {
                 seq: r.seq,
                 syfte_beskrivning: describe(&r.entry.syfte),
                 entry: r.entry,
@@ -530,7 +530,7 @@ pub async fn query(store: &Store, q: Query) -> Result<(), String> {
             .collect(),
         proof,
     };
-    let bytes = crate::store::extract::render(&extract, format);
+    let bytes = crate::cli::extract::render(&extract, format);
     match &q.output {
         Some(p) => std::fs::write(p, &bytes).map_err(|e| format!("{}: {e}", p.display())),
         None => std::io::stdout()
@@ -545,7 +545,7 @@ pub struct SampleQuery {
     pub from: String,
     pub to: String,
     pub n: u64,
-    pub format: crate::store::extract::Format,
+    pub format: crate::cli::extract::Format,
     pub output: Option<PathBuf>,
 }
 
@@ -582,9 +582,9 @@ pub async fn sample(store: &Store, q: SampleQuery) -> Result<(), String> {
     let records = audit::records_by_seq(&conn, &drawn).map_err(|e| e.to_string())?;
     let proof = audit::prove(&conn, &drawn).ok();
     drop(conn);
-    let extract = crate::store::extract::Extract {
-        extract: crate::store::extract::Header {
-            title: crate::store::extract::SAMPLE_TITLE.into(),
+    let extract = crate::cli::extract::Extract {
+        extract: crate::cli::extract::Header {
+            title: crate::cli::extract::SAMPLE_TITLE.into(),
             concerns: format!(
                 "sample {id} for review (loggkontroll): {} of the {} access(es) in the period, drawn at random; record each verdict with `brygga audit review --sample {id} --record N --verdict godkand|avvikelse|utreds`",
                 drawn.len(),
@@ -600,7 +600,7 @@ pub async fn sample(store: &Store, q: SampleQuery) -> Result<(), String> {
         },
         records: records
             .into_iter()
-            .map(|r| crate::store::extract::Row {
+            .map(|r| crate::cli::extract::Row {
                 seq: r.seq,
                 syfte_beskrivning: store
                     .config
@@ -612,7 +612,7 @@ pub async fn sample(store: &Store, q: SampleQuery) -> Result<(), String> {
             .collect(),
         proof,
     };
-    let bytes = crate::store::extract::render(&extract, q.format);
+    let bytes = crate::cli::extract::render(&extract, q.format);
     match &q.output {
         Some(p) => std::fs::write(p, &bytes).map_err(|e| format!("{}: {e}", p.display())),
         None => std::io::stdout()

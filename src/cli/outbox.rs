@@ -2,8 +2,12 @@
 //! recorded in the audit chain (direction `drift`): a listing before it is shown, a change
 //! with its outcome right after it is made (neither discloses personal data).
 
+use std::process::ExitCode;
 use std::time::Instant;
 
+use anyhow::anyhow;
+
+use crate::cli::args::{OutboxCommand, StoreArgs};
 use crate::cli::dpo::Store;
 use crate::store::outbox::{Listed, Outbox};
 
@@ -111,4 +115,45 @@ pub async fn act(store: &Store, seq: i64, action: Action) -> Result<Listed, Stri
             before.state
         )
     })
+}
+
+/// Runs one `brygga outbox` command.
+pub async fn command(command: OutboxCommand) -> anyhow::Result<ExitCode> {
+    let resolve = |a: StoreArgs| {
+        crate::cli::dpo::Store::resolve(a.store.as_deref(), a.config.as_deref(), a.operator)
+            .map_err(|e| anyhow!(e))
+    };
+    match command {
+        OutboxCommand::List { store, state, json } => {
+            for s in &state {
+                if !["pending", "dead", "delivered", "dropped"].contains(&s.as_str()) {
+                    return Err(anyhow!(
+                        "--state {s}: must be pending, dead, delivered or dropped"
+                    ));
+                }
+            }
+            list(&resolve(store)?, &state, json)
+                .await
+                .map_err(|e| anyhow!(e))?;
+        }
+        OutboxCommand::Retry { store, seq } => {
+            let d = act(&resolve(store)?, seq, Action::Retry)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            println!(
+                "delivery {seq} of event {} to {} is pending again",
+                d.event_id, d.client
+            );
+        }
+        OutboxCommand::Drop { store, seq } => {
+            let d = act(&resolve(store)?, seq, Action::Drop)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            println!(
+                "delivery {seq} of event {} to {} is dropped",
+                d.event_id, d.client
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -208,6 +208,22 @@ pub struct TokenResponse {
     pub expires_in: i64,
 }
 
+impl TokenResponse {
+    /// The token answer's contract: a bearer token of sensible size and lifetime.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.token_type.eq_ignore_ascii_case("bearer") {
+            return Err("token_type: must be Bearer".into());
+        }
+        if self.access_token.is_empty() || self.access_token.len() > 4096 {
+            return Err("access_token: must be 1 to 4096 characters".into());
+        }
+        if !(1..=86_400).contains(&self.expires_in) {
+            return Err("expires_in: must be 1 to 86400 seconds".into());
+        }
+        Ok(())
+    }
+}
+
 /// RFC 9457 problem details, as AF and brygga's `af` listener answer errors. Every member is
 /// optional.
 #[derive(Debug, Clone, Serialize, Deserialize)]

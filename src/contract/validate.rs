@@ -276,8 +276,7 @@ pub fn validate_json_as(bytes: &[u8], schema: &str) -> Verdict {
             })
         }
         "person-request" => parse::<af::PersonRequest>(bytes).and_then(|r| person_request(&r)),
-        "token-response" => parse::<af::TokenResponse>(bytes)
-            .and_then(|t| crate::gateway::upstream::check_token(&t)),
+        "token-response" => parse::<af::TokenResponse>(bytes).and_then(|t| t.check()),
         "health-response" => parse::<af::HealthResponse>(bytes).and_then(|h| {
             if h.status == "UP" || h.status == "DOWN" {
                 Ok(())

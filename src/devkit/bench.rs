@@ -3,8 +3,7 @@
 //! machine's noise hits all alike.
 //!
 //! The AF simulator, the gateway and nginx run as child processes, so the CPU each uses can be
-//! read from `/proc`; the load generator runs in this process: N keep-alive HTTP/1.1
-//! connections over mutual TLS, closed loop (as fast as answers come) or at a fixed rate.
+//! read from `/proc`; the load generator ([`super::load`]) runs in this process.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -16,15 +15,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::ServerName;
 use serde_json::json;
 
 use crate::contract::soap;
 use crate::devkit::client::{TokenMinter, example_fraga};
 use crate::devkit::demo::DemoFiles;
+use crate::devkit::load::{self, Target, histogram};
 use crate::model::KommunRequest;
 use crate::{access::tls, gateway::upstream};
 
@@ -62,18 +58,6 @@ impl Scenario {
             Scenario::Nginx => "nginx",
         }
     }
-}
-
-/// Everything a scenario needs to send one request.
-pub(crate) struct Target {
-    pub(crate) addr: SocketAddr,
-    pub(crate) tls: Arc<rustls::ClientConfig>,
-    pub(crate) path: &'static str,
-    pub(crate) content_type: &'static str,
-    pub(crate) authorization: String,
-    pub(crate) bodies: Vec<Bytes>,
-    /// The processes whose CPU this scenario's server side uses.
-    pub(crate) server_pids: Vec<u32>,
 }
 
 /// A child process that is killed when dropped, so a failed run leaves nothing behind.
@@ -207,148 +191,6 @@ pub(crate) fn persons(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// A refusal's Felkod, as ` FELKOD` (empty when the body is no SOAP Fault: AF's own answers
-/// on the direct path).
-fn felkod(body: &[u8]) -> String {
-    match soap::decode_response(body, &crate::contract::xml::XmlLimits::default()) {
-        Ok(soap::KommunResponse::Fault { fel: Some(f), .. }) => format!(" {}", f.felkod),
-        _ => String::new(),
-    }
-}
-
-/// One connection's results.
-pub(crate) struct ConnResult {
-    hist: Histogram<u64>,
-    errors: BTreeMap<String, u64>,
-}
-
-async fn connect(
-    t: &Target,
-) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
-    tokio::time::timeout(Duration::from_secs(10), connect_once(t))
-        .await
-        .map_err(|_| "connect: timed out".to_owned())?
-}
-
-async fn connect_once(
-    t: &Target,
-) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
-    let tcp = tokio::net::TcpStream::connect(t.addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let tls = tokio_rustls::TlsConnector::from(t.tls.clone())
-        .connect(
-            ServerName::try_from("localhost").map_err(|e| e.to_string())?,
-            tcp,
-        )
-        .await
-        .map_err(|e| format!("tls: {e}"))?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| format!("http: {e}"))?;
-    tokio::spawn(conn);
-    Ok(sender)
-}
-
-/// Runs one connection's loop until `until`; with `interval`, requests are sent on a fixed
-/// schedule and latency counts from the scheduled time (no coordinated omission).
-async fn run_connection(
-    t: Arc<Target>,
-    seed: usize,
-    until: Instant,
-    interval: Option<Duration>,
-    phase: f64,
-    mut hist: Histogram<u64>,
-) -> ConnResult {
-    let mut errors = BTreeMap::new();
-    let mut sender = None;
-    let start = Instant::now();
-    let mut n: usize = 0;
-    while Instant::now() < until {
-        let scheduled = match interval {
-            Some(iv) => {
-                // Connections are spread over the interval, not fired in step.
-                let at = start + iv.mul_f64(n as f64 + phase);
-                if at >= until {
-                    break;
-                }
-                tokio::time::sleep_until(at.into()).await;
-                at
-            }
-            None => Instant::now(),
-        };
-        n += 1;
-        if sender.is_none() {
-            match connect(&t).await {
-                Ok(s) => sender = Some(s),
-                Err(e) => {
-                    *errors
-                        .entry(e.split(':').next().unwrap_or("connect").to_owned())
-                        .or_insert(0) += 1;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            }
-        }
-        let Some(s) = sender.as_mut() else { continue };
-        let body = t.bodies[(seed * 7919 + n) % t.bodies.len()].clone();
-        let req = Request::post(t.path)
-            .header("host", "localhost")
-            .header("content-type", t.content_type)
-            .header("authorization", &t.authorization)
-            .header("af-trackingid", uuid::Uuid::new_v4().to_string())
-            .header("af-systemid", "brygga-bench")
-            .header("af-enduserid", "SE2120000142-HL01")
-            .header("af-environment", "U1")
-            .body(Full::new(body));
-        let Ok(req) = req else { continue };
-        let outcome = async {
-            s.ready().await.map_err(|e| format!("send: {e}"))?;
-            let resp = s
-                .send_request(req)
-                .await
-                .map_err(|e| format!("send: {e}"))?;
-            let status = resp.status();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| format!("body: {e}"))?
-                .to_bytes();
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(format!("http {}{}", status.as_u16(), felkod(&body)))
-            }
-        };
-        match tokio::time::timeout(Duration::from_secs(10), outcome).await {
-            Ok(Ok(())) => {
-                let us = u64::try_from(scheduled.elapsed().as_micros())
-                    .unwrap_or(u64::MAX)
-                    .max(1);
-                let _ = hist.record(us.min(60_000_000));
-            }
-            Ok(Err(e)) => {
-                if !e.starts_with("http") {
-                    sender = None;
-                }
-                let kind = if e.starts_with("http") {
-                    e
-                } else {
-                    e.split(':').next().unwrap_or("error").to_owned()
-                };
-                *errors.entry(kind).or_insert(0) += 1;
-            }
-            Err(_) => {
-                sender = None;
-                *errors.entry("timeout".into()).or_insert(0) += 1;
-            }
-        }
-    }
-    ConnResult { hist, errors }
-}
-
 /// The figures of one scenario over all its rounds.
 #[derive(Debug)]
 struct Figures {
@@ -356,46 +198,6 @@ struct Figures {
     errors: BTreeMap<String, u64>,
     seconds: f64,
     cpu: f64,
-}
-
-/// An empty latency histogram: 1 µs to 60 s, three significant digits.
-pub(crate) fn histogram() -> Result<Histogram<u64>, String> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())
-}
-
-pub(crate) async fn run_segment(
-    t: &Arc<Target>,
-    opts: &BenchOptions,
-    duration: Duration,
-    empty: &Histogram<u64>,
-) -> (Histogram<u64>, BTreeMap<String, u64>) {
-    let until = Instant::now() + duration;
-    let interval = opts
-        .rate
-        .map(|r| Duration::from_secs_f64(opts.connections as f64 / r.max(0.001)));
-    let tasks: Vec<_> = (0..opts.connections)
-        .map(|i| {
-            tokio::spawn(run_connection(
-                t.clone(),
-                i,
-                until,
-                interval,
-                i as f64 / opts.connections as f64,
-                empty.clone(),
-            ))
-        })
-        .collect();
-    let mut hist = empty.clone();
-    let mut errors = BTreeMap::new();
-    for task in tasks {
-        if let Ok(r) = task.await {
-            let _ = hist.add(&r.hist);
-            for (k, v) in r.errors {
-                *errors.entry(k).or_insert(0) += v;
-            }
-        }
-    }
-    (hist, errors)
 }
 
 pub(crate) fn absolute_paths(text: &str, certs: &Path) -> String {
@@ -620,7 +422,7 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
     // Warm up, then interleave: every round runs every scenario once.
     let empty = histogram()?;
     for (_, t) in &targets {
-        run_segment(t, opts, opts.warmup, &empty).await;
+        load::run_segment(t, opts.connections, opts.rate, opts.warmup, &empty).await;
     }
     let mut figures: BTreeMap<Scenario, Figures> = BTreeMap::new();
     for round in 0..opts.rounds as usize {
@@ -629,7 +431,8 @@ pub async fn run(opts: &BenchOptions, print_table: bool) -> Result<serde_json::V
         for (scenario, t) in order {
             let cpu_before = cpu_seconds(&t.server_pids);
             let started = Instant::now();
-            let (hist, errors) = run_segment(t, opts, opts.duration, &empty).await;
+            let load::Bucket { hist, errors } =
+                load::run_segment(t, opts.connections, opts.rate, opts.duration, &empty).await;
             let seconds = started.elapsed().as_secs_f64();
             let cpu = cpu_seconds(&t.server_pids) - cpu_before;
             let f = figures.entry(*scenario).or_insert_with(|| Figures {

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::contract::soap::KommunResponse;
 use crate::devkit::client::{KommunClient, TokenMinter, example_fraga};
 use crate::devkit::sim_af::{self, RunningSim, SimSettings};
-use crate::gateway::state::{self, RunningGateway};
+use crate::gateway::start::{self, RunningGateway};
 use crate::model::*;
 
 /// Where the demo finds its files.
@@ -147,7 +147,7 @@ impl DemoStack {
             config.af.base_url = format!("https://localhost:{}", sim.addr.port());
             config.af.token_url = format!("{}/oauth2/token", config.af.base_url);
         }
-        let gateway = state::start(config.clone()).await?;
+        let gateway = start::start(config.clone()).await?;
         Ok(Self {
             sim,
             gateway,
@@ -731,7 +731,7 @@ async fn audit_report(config: Config, data_dir: &Path, requests: u64) -> Result<
             arende: None,
             from: None,
             to: None,
-            format: crate::store::extract::Format::Text,
+            format: crate::cli::extract::Format::Text,
             output: None,
             public_keys: Vec::new(),
             syfte: Some("demo".into()),

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod certs;
 pub mod client;
 pub mod demo;
+pub mod load;
 pub mod sim_af;
 pub mod sim_kommun;
 pub mod soak;

@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::devkit::bench::{self, BenchOptions, Cleanup};
+use crate::devkit::bench::{self, Cleanup};
 use crate::devkit::demo::DemoFiles;
+use crate::devkit::load::{self, Bucket};
+use crate::devkit::sim_af::SimStats;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -61,7 +63,8 @@ enum Fault {
 }
 
 /// A window's stretches in order, each with its share of the window.
-fn phases() -> [(Fault, f64); 7] {
+const PHASES: usize = 7;
+fn phases() -> [(Fault, f64); PHASES] {
     [
         (Fault::None, ERRORS.0),
         (Fault::Errors, ERRORS.1 - ERRORS.0),
@@ -73,8 +76,36 @@ fn phases() -> [(Fault, f64); 7] {
     ]
 }
 
+/// The stretch (`window × PHASES + phase`) a request due `elapsed` into the soak falls in.
+fn stretch_of(elapsed: Duration, window: Duration) -> usize {
+    let w = window.as_secs_f64().max(1e-9);
+    let at = elapsed.as_secs_f64() / w;
+    let (index, within) = (at.floor(), at.fract());
+    let mut end = 0.0;
+    let phase = phases()
+        .iter()
+        .position(|(_, share)| {
+            end += share;
+            within < end
+        })
+        .unwrap_or(PHASES - 1);
+    index as usize * PHASES + phase
+}
+
+/// Switches AF's faults on the soak's clock, stretch by stretch, for `windows` windows.
+async fn switch_faults(stats: Arc<SimStats>, clock: Instant, window: Duration, windows: usize) {
+    for i in 0..windows {
+        let mut at = clock + window * u32::try_from(i).unwrap_or(u32::MAX);
+        for (fault, share) in phases() {
+            tokio::time::sleep_until(at.into()).await;
+            set_fault(&stats, fault);
+            at += window.mul_f64(share);
+        }
+    }
+}
+
 /// Tells the simulator to behave as `fault` says.
-fn set_fault(stats: &crate::devkit::sim_af::SimStats, fault: Fault) {
+fn set_fault(stats: &SimStats, fault: Fault) {
     stats.fail_every.store(
         if fault == Fault::Errors { 5 } else { 0 },
         Ordering::Relaxed,
@@ -117,6 +148,59 @@ fn median_and_spread(rows: &[serde_json::Value], figure: &str) -> (f64, f64) {
         .map(|p| (p - median).abs() / median.max(1e-9))
         .fold(0.0, f64::max);
     (median, spread)
+}
+
+/// One window's figures: answers, latency (all, and while AF behaved), errors by Felkod, and
+/// the gateway's memory and descriptors at its end.
+fn window_row(
+    tally: &load::Tally,
+    i: usize,
+    window: Duration,
+    (rss, fds): (u64, u64),
+    empty: &hdrhistogram::Histogram<u64>,
+) -> serde_json::Value {
+    let (mut all, mut calm) = (Bucket::new(empty), Bucket::new(empty));
+    for (p, (fault, _)) in phases().iter().enumerate() {
+        if let Some(b) = tally.snapshot(i * PHASES + p) {
+            all.add(&b);
+            if *fault == Fault::None {
+                calm.add(&b);
+            }
+        }
+    }
+    let answers = answered(all.hist.len(), &all.errors);
+    let q = |h: &hdrhistogram::Histogram<u64>, x: f64| h.value_at_quantile(x) as f64 / 1000.0;
+    json!({
+        "window": i + 1,
+        "answers": answers,
+        "rps": answers as f64 / window.as_secs_f64().max(1e-9),
+        "p50_ms": q(&all.hist, 0.5),
+        "p99_ms": q(&all.hist, 0.99),
+        "p99_calm_ms": q(&calm.hist, 0.99),
+        "errors": all.errors,
+        "rss_bytes": rss,
+        "fds": fds,
+    })
+}
+
+fn print_row(row: &serde_json::Value) {
+    let f = |k: &str| row[k].as_f64().unwrap_or(0.0);
+    let errors: Vec<String> = row["errors"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k}: {v}")).collect())
+        .unwrap_or_default();
+    println!(
+        "{:>6} {:>8} {:>8.0} {:>8.2} {:>8.2} {:>10.2} {:>9.1} {:>5}  {}",
+        f("window"),
+        f("answers"),
+        f("rps"),
+        f("p50_ms"),
+        f("p99_ms"),
+        f("p99_calm_ms"),
+        f("rss_bytes") / 1_048_576.0,
+        f("fds"),
+        errors.join(", ")
+    );
 }
 
 /// Requests that got an answer (any status): each must have its audit record.
@@ -180,36 +264,25 @@ pub async fn run(opts: &SoakOptions, print_table: bool) -> Result<serde_json::Va
     )?);
 
     // The peak, closed loop, after a warm-up; every answer counts towards the audit check.
-    let empty = bench::histogram()?;
-    let mut load = BenchOptions {
-        connections: opts.connections,
-        duration: opts.peak_duration,
-        rounds: 1,
-        warmup: opts.warmup,
-        rate: None,
-        nginx: false,
-        files: opts.files.clone(),
-    };
+    let empty = load::histogram()?;
     let mut total_answered = 0;
     let mut unanswered: BTreeMap<String, u64> = BTreeMap::new();
-    let mut tally = |hist_len: u64, errors: &BTreeMap<String, u64>| {
-        total_answered += answered(hist_len, errors);
-        for (k, v) in errors.iter().filter(|(k, _)| !k.starts_with("http ")) {
+    let mut tally = |b: &Bucket| {
+        total_answered += answered(b.hist.len(), &b.errors);
+        for (k, v) in b.errors.iter().filter(|(k, _)| !k.starts_with("http ")) {
             *unanswered.entry(k.clone()).or_insert(0) += v;
         }
     };
-    let (h, e) = bench::run_segment(&target, &load, opts.warmup, &empty).await;
-    tally(h.len(), &e);
+    let conns = opts.connections;
+    tally(&load::run_segment(&target, conns, None, opts.warmup, &empty).await);
     let started = Instant::now();
-    let (h, e) = bench::run_segment(&target, &load, opts.peak_duration, &empty).await;
-    tally(h.len(), &e);
-    let peak = h.len() as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    let measured = load::run_segment(&target, conns, None, opts.peak_duration, &empty).await;
+    tally(&measured);
+    let peak = measured.hist.len() as f64 / started.elapsed().as_secs_f64().max(1e-9);
     let rate = opts.rate.unwrap_or(peak * LOAD_SHARE).max(1.0);
-    load.rate = Some(rate);
     if print_table {
         println!(
-            "brygga bench --soak: peak {peak:.0} req/s ({} connections, closed loop); soaking at {rate:.0} req/s for {} s in windows of {} s",
-            opts.connections,
+            "brygga bench --soak: peak {peak:.0} req/s ({conns} connections, closed loop); soaking at {rate:.0} req/s for {} s in windows of {} s",
             opts.duration.as_secs(),
             opts.window.as_secs_f64()
         );
@@ -228,69 +301,56 @@ pub async fn run(opts: &SoakOptions, print_table: bool) -> Result<serde_json::Va
         );
     }
 
-    // The soak, window by window.
+    // The soak: one open-loop run over its whole length, on the same connections throughout;
+    // each answer is counted in the stretch (window and fault) in which it was due.
     let windows = (opts.duration.as_secs_f64() / opts.window.as_secs_f64())
         .ceil()
         .max(1.0) as usize;
-    let mut rows = Vec::with_capacity(windows);
-    let mut all = empty.clone();
-    let mut all_errors: BTreeMap<String, u64> = BTreeMap::new();
+    let pace = load::Pace::new(Some(rate));
+    let clock = pace.start().unwrap_or_else(Instant::now);
+    let window = opts.window;
+    let buckets = Arc::new(load::Tally::new(windows * PHASES, &empty, move |due| {
+        stretch_of(due.saturating_duration_since(clock), window)
+    }));
+    let until = clock + window * u32::try_from(windows).unwrap_or(u32::MAX);
+    let faults = tokio::spawn(switch_faults(sim.stats.clone(), clock, window, windows));
+    let running = {
+        let (target, buckets) = (target.clone(), buckets.clone());
+        tokio::spawn(async move { load::run(&target, conns, until, pace, &buckets).await })
+    };
+    // At the end of each window: the gateway's memory and descriptors; the window before is
+    // printed then, when its last answers are in.
+    let mut samples = Vec::with_capacity(windows);
     for i in 0..windows {
-        // The window stretch by stretch, so the latency while AF behaves (calm) is seen
-        // apart from the latency its faults cause.
-        let started = Instant::now();
-        let (mut h, mut calm) = (empty.clone(), empty.clone());
-        let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-        for (fault, share) in phases() {
-            set_fault(&sim.stats, fault);
-            let (ph, pe) =
-                bench::run_segment(&target, &load, opts.window.mul_f64(share), &empty).await;
-            let _ = h.add(&ph);
-            if fault == Fault::None {
-                let _ = calm.add(&ph);
-            }
-            for (k, v) in pe {
-                *errors.entry(k).or_insert(0) += v;
-            }
+        tokio::time::sleep_until((clock + window * (i as u32 + 1)).into()).await;
+        samples.push(rss_and_fds(pid));
+        if print_table && i > 0 {
+            print_row(&window_row(&buckets, i - 1, window, samples[i - 1], &empty));
         }
-        set_fault(&sim.stats, Fault::None);
-        let seconds = started.elapsed().as_secs_f64();
-        let (rss, fds) = rss_and_fds(pid);
-        tally(h.len(), &errors);
-        let answers = answered(h.len(), &errors);
-        let q = |x: f64| h.value_at_quantile(x) as f64 / 1000.0;
-        let row = json!({
-            "window": i + 1,
-            "answers": answers,
-            "rps": answers as f64 / seconds.max(1e-9),
-            "p50_ms": q(0.5),
-            "p99_ms": q(0.99),
-            "p99_calm_ms": calm.value_at_quantile(0.99) as f64 / 1000.0,
-            "errors": errors,
-            "rss_bytes": rss,
-            "fds": fds,
-        });
-        if print_table {
-            let errs: Vec<String> = errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-            println!(
-                "{:>6} {:>8} {:>8.0} {:>8.2} {:>8.2} {:>10.2} {:>9.1} {:>5}  {}",
-                i + 1,
-                answers,
-                row["rps"].as_f64().unwrap_or(0.0),
-                q(0.5),
-                q(0.99),
-                row["p99_calm_ms"].as_f64().unwrap_or(0.0),
-                rss as f64 / 1_048_576.0,
-                fds,
-                errs.join(", ")
-            );
-        }
-        let _ = all.add(&h);
-        for (k, v) in errors {
-            *all_errors.entry(k).or_insert(0) += v;
-        }
-        rows.push(row);
     }
+    let _ = running.await;
+    let _ = faults.await;
+    set_fault(&sim.stats, Fault::None);
+    // The peak again, on the store the soak has grown: whether capacity falls as the audit
+    // chain grows.
+    let started = Instant::now();
+    let measured = load::run_segment(&target, conns, None, opts.peak_duration, &empty).await;
+    tally(&measured);
+    let peak_after = measured.hist.len() as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    let rows: Vec<serde_json::Value> = (0..windows)
+        .map(|i| window_row(&buckets, i, window, samples[i], &empty))
+        .collect();
+    if print_table && let Some(last) = rows.last() {
+        print_row(last);
+    }
+    let mut all = Bucket::new(&empty);
+    for i in 0..buckets.buckets.len() {
+        if let Some(b) = buckets.snapshot(i) {
+            tally(&b);
+            all.add(&b);
+        }
+    }
+    let all_errors = all.errors.clone();
 
     // The gateway stops as an operator stops it (SIGTERM: it drains and writes its last
     // records), then its chain is read.
@@ -319,12 +379,13 @@ pub async fn run(opts: &SoakOptions, print_table: bool) -> Result<serde_json::Va
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         },
         "peak_rps": peak,
+        "peak_after_rps": peak_after,
         "rate": rate,
         "windows": rows,
         "total": {
-            "answers": answered(all.len(), &all_errors),
-            "p50_ms": all.value_at_quantile(0.5) as f64 / 1000.0,
-            "p99_ms": all.value_at_quantile(0.99) as f64 / 1000.0,
+            "answers": answered(all.hist.len(), &all_errors),
+            "p50_ms": all.hist.value_at_quantile(0.5) as f64 / 1000.0,
+            "p99_ms": all.hist.value_at_quantile(0.99) as f64 / 1000.0,
             "errors": all_errors,
         },
         "p99_median_ms": median,
@@ -356,6 +417,10 @@ pub async fn run(opts: &SoakOptions, print_table: bool) -> Result<serde_json::Va
             growth * 100.0
         );
         println!(
+            "peak before the soak {peak:.0} req/s, after it {peak_after:.0} req/s ({:+.1} %)",
+            (peak_after / peak.max(1e-9) - 1.0) * 100.0
+        );
+        println!(
             "audit chain: {} ({chain_detail}); {records} exchange records for {total_answered} answers: {lost} lost",
             if chain_ok { "verified" } else { "TAMPERED" }
         );
@@ -366,4 +431,35 @@ pub async fn run(opts: &SoakOptions, print_table: bool) -> Result<serde_json::Va
         ));
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_due_time_falls_in_the_stretch_of_its_window_and_fault() {
+        let minute = Duration::from_secs(60);
+        let at = |s: f64| stretch_of(Duration::from_secs_f64(s), minute);
+        let fault = |s: f64| phases()[at(s) % PHASES].0;
+        assert_eq!(at(0.0), 0);
+        assert_eq!(fault(9.9), Fault::None);
+        assert_eq!(fault(10.1), Fault::Errors);
+        assert_eq!(fault(14.9), Fault::Errors);
+        assert_eq!(fault(15.1), Fault::None);
+        assert_eq!(fault(26.0), Fault::Slow);
+        assert_eq!(fault(41.0), Fault::Down);
+        assert_eq!(fault(44.0), Fault::None);
+        assert_eq!(at(59.99), PHASES - 1);
+        // The next minute starts over, one window further on.
+        assert_eq!(at(60.0), PHASES);
+        assert_eq!(at(60.0 * 29.0 + 41.0), 29 * PHASES + 5);
+    }
+
+    #[test]
+    fn the_shares_of_a_window_add_up_to_the_whole() {
+        let total: f64 = phases().iter().map(|(_, s)| s).sum();
+        assert!((total - 1.0).abs() < 1e-9, "{total}");
+        assert!(phases().iter().all(|(_, s)| *s > 0.0));
+    }
 }

@@ -22,16 +22,7 @@ use crate::model::{AfHandelse, ArbetssokandeHandelse};
 use crate::store::audit::{Action, Entry};
 use crate::store::outbox::Due;
 
-/// What the worker has done since start, for metrics.
-#[derive(Debug, Default)]
-pub struct DeliveryStats {
-    /// Receipted deliveries.
-    pub delivered: std::sync::atomic::AtomicU64,
-    /// Attempts that failed (reached or not); each is retried or given up.
-    pub failed: std::sync::atomic::AtomicU64,
-    /// Deliveries given up (dead-lettered).
-    pub given_up: std::sync::atomic::AtomicU64,
-}
+pub use crate::gateway::state::DeliveryStats;
 
 fn count(c: &std::sync::atomic::AtomicU64) {
     c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -176,12 +176,6 @@ impl Default for ConnLimits {
     }
 }
 
-/// Connections brygga keeps open to others (AF, case systems, identity providers, the
-/// collector) are dropped after this long unused: below the 5 s at which many servers close
-/// idle ones (Node.js, Apache), so brygga does not send a request into a connection the far
-/// end is closing.
-pub const OUTBOUND_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
-
 /// Bytes of one request head (HTTP/1.1) or header list (HTTP/2).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 

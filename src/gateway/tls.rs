@@ -81,7 +81,7 @@ impl DeliveryClients {
                 let http = reqwest::Client::builder()
                     .tls_backend_preconfigured(tls)
                     .no_proxy()
-                    .pool_idle_timeout(crate::gateway::server::OUTBOUND_IDLE_TIMEOUT)
+                    .pool_idle_timeout(crate::config::OUTBOUND_IDLE_TIMEOUT)
                     .redirect(reqwest::redirect::Policy::none())
                     .timeout(timeout)
                     .build()

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::config::AfSettings;
 use crate::contract::af_json::{self, TokenResponse};
+use crate::error::{Failure, Felkod};
 use crate::model::TjanstStatus;
 
 /// What went wrong towards AF. Details are for the log; the caller only learns the class.
@@ -126,7 +127,7 @@ impl Transport {
             .enable_http1()
             .wrap_connector(connector);
         let pool = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(crate::gateway::server::OUTBOUND_IDLE_TIMEOUT)
+            .pool_idle_timeout(crate::config::OUTBOUND_IDLE_TIMEOUT)
             .pool_max_idle_per_host(settings.max_connections as usize + HEALTH_CONNECTIONS)
             .build(https);
         let http = reqwest::Client::builder()
@@ -134,7 +135,7 @@ impl Transport {
             // AF is reached directly; a proxy from the environment is never used by accident.
             .no_proxy()
             .connect_timeout(settings.connect_timeout)
-            .pool_idle_timeout(crate::gateway::server::OUTBOUND_IDLE_TIMEOUT)
+            .pool_idle_timeout(crate::config::OUTBOUND_IDLE_TIMEOUT)
             // A pool of HTTP/1.1 connections spreads concurrent calls over connections and
             // cores; one multiplexed HTTP/2 connection funnels them through one task.
             .http1_only()
@@ -265,7 +266,7 @@ impl AfClient {
             body.extend_from_slice(&chunk);
         }
         let t: TokenResponse = decode_json(content_type.as_deref(), &body)?;
-        check_token(&t).map_err(UpstreamError::Contract)?;
+        t.check().map_err(UpstreamError::Contract)?;
         let lifetime = Duration::from_secs(t.expires_in.unsigned_abs());
         let margin = TOKEN_MARGIN.min(lifetime / 10);
         *cached = Some(CachedToken {
@@ -471,20 +472,6 @@ impl AfClient {
     }
 }
 
-/// The token answer's contract: a bearer token of sensible size and lifetime.
-pub fn check_token(t: &TokenResponse) -> Result<(), String> {
-    if !t.token_type.eq_ignore_ascii_case("bearer") {
-        return Err("token_type: must be Bearer".into());
-    }
-    if t.access_token.is_empty() || t.access_token.len() > 4096 {
-        return Err("access_token: must be 1 to 4096 characters".into());
-    }
-    if !(1..=86_400).contains(&t.expires_in) {
-        return Err("expires_in: must be 1 to 86400 seconds".into());
-    }
-    Ok(())
-}
-
 async fn read_json<T: DeserializeOwned + Serialize>(
     resp: http::Response<Incoming>,
 ) -> Result<T, UpstreamError> {
@@ -545,3 +532,61 @@ pub const ERSATTNINGSBESLUT_PATH: &str = "/arbetssokande/v1/ersattningsbeslut";
 pub const HANDLINGSPLAN_PATH: &str = "/arbetssokande/v1/handlingsplan";
 pub const AKTIVITETSPLAN_PATH: &str = "/aktivitetskrav/v1/planer";
 pub const HEALTH_PATH: &str = "/health";
+
+/// What the caller is told: the Felkod and the message of a SOAP Fault.
+impl From<UpstreamError> for Failure {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::BreakerOpen(d) => Failure {
+                retry_after: Some(d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+                ..Failure::new(
+                    Felkod::AfEjNabar,
+                    "Arbetsförmedlingen har inte svarat på de senaste anropen; brygga väntar en stund innan nästa försök",
+                )
+            },
+            UpstreamError::Unreachable(_) => Failure::new(
+                Felkod::AfEjNabar,
+                "Arbetsförmedlingen kan inte nås just nu; försök igen om en stund",
+            ),
+            UpstreamError::Timeout(d) => Failure::new(
+                Felkod::AfTidsgrans,
+                format!(
+                    "Arbetsförmedlingen svarade inte inom {} ms; försök igen",
+                    d.as_millis()
+                ),
+            ),
+            UpstreamError::Saturated(d) => Failure::new(
+                Felkod::Tidsgrans,
+                format!(
+                    "alla förbindelser till Arbetsförmedlingen var upptagna i {} ms; försök igen",
+                    d.as_millis()
+                ),
+            ),
+            UpstreamError::Busy(after) => Failure {
+                retry_after: Some(after.unwrap_or(1)),
+                ..Failure::new(
+                    Felkod::AfOverbelastad,
+                    "Arbetsförmedlingen tar inte emot fler frågor just nu; försök igen efter Retry-After",
+                )
+            },
+            UpstreamError::Status(s) if (400..500).contains(&s) => Failure::new(
+                Felkod::AfAvvisadeFragan,
+                format!(
+                    "Arbetsförmedlingen avvisade frågan (HTTP {s}); kontakta driften om felet består"
+                ),
+            ),
+            UpstreamError::Status(s) => Failure::new(
+                Felkod::AfFel,
+                format!("Arbetsförmedlingen svarade med ett fel (HTTP {s}); försök igen senare"),
+            ),
+            UpstreamError::Credentials(_) => Failure::new(
+                Felkod::AfAvvisade,
+                "Arbetsförmedlingen godtog inte brygga's behörighet; kontakta driften",
+            ),
+            UpstreamError::Contract(_) => Failure::new(
+                Felkod::AfOgiltigtSvar,
+                "Arbetsförmedlingens svar följde inte kontraktet; kontakta driften",
+            ),
+        }
+    }
+}

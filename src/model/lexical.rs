@@ -50,6 +50,14 @@ pub fn parse_decimal(s: &str, scale: u32, min: u64, max: u64) -> Result<u64, Str
     if (int.is_empty() && frac.is_empty()) || !digits_ok(int) || !digits_ok(frac) {
         return Err(rule());
     }
+    // As written, not as valued: a schema validator (libxml2) holds about 24 digits and
+    // refuses the rest, so brygga accepts no more than it can.
+    if int.len() > 18 || frac.len() > 18 {
+        return Err(format!(
+            "{} (at most 18 digits on each side of the point)",
+            rule()
+        ));
+    }
     let frac = frac.trim_end_matches('0');
     let int = int.trim_start_matches('0');
     if frac.len() > scale as usize || int.len() > 15 {
@@ -198,6 +206,18 @@ pub fn format_tidpunkt(t: OffsetDateTime) -> String {
         out.push_str(&format!("{sign}{:02}:{:02}", total / 60, total % 60));
     }
     out
+}
+
+/// A purpose code: `[A-Z][A-Z0-9-]{1,31}`.
+pub fn is_code(s: &str) -> bool {
+    let b = s.as_bytes();
+    (2..=32).contains(&b.len())
+        && b[0].is_ascii_uppercase()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'-')
+        // A code is recorded as sent, even when refused: it must not spell an identity number.
+        && !super::ident::embeds_identity_number(s)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
-//! What operators see: the admin listener (health, readiness, metrics, status page), metrics,
-//! trace context, telemetry.
+//! What operators see: metrics, the readiness answer and the status page (which
+//! `gateway::admin` serves from the running gateway), trace context, telemetry.
 
-pub mod admin;
 pub mod metrics;
+pub mod status_page;
 pub mod telemetry;
 pub mod tracectx;

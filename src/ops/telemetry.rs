@@ -12,16 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-/// How to reach the collector.
-#[derive(Debug, Clone)]
-pub struct TelemetrySettings {
-    /// The OTLP/HTTP traces URL, e.g. `http://127.0.0.1:4318/v1/traces`.
-    pub endpoint: String,
-    pub service_name: String,
-    /// CA bundle for an `https://` collector.
-    pub ca: Vec<rustls_pki_types::CertificateDer<'static>>,
-    pub timeout: Duration,
-}
+pub use crate::config::TelemetrySettings;
 
 /// Span kinds as OTLP numbers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +84,7 @@ impl Exporter {
     ) -> Result<(Self, tokio::task::JoinHandle<()>), String> {
         let mut http = reqwest::Client::builder()
             .no_proxy()
-            .pool_idle_timeout(crate::gateway::server::OUTBOUND_IDLE_TIMEOUT)
+            .pool_idle_timeout(crate::config::OUTBOUND_IDLE_TIMEOUT)
             .timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none());
         if settings.endpoint.starts_with("https://") {

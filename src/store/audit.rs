@@ -236,26 +236,7 @@ pub struct CheckpointClaims {
     pub chain: Option<String>,
 }
 
-/// When to write a checkpoint, and where else it goes.
-#[derive(Debug, Clone)]
-pub struct CheckpointPolicy {
-    pub every_records: u64,
-    pub every: Duration,
-    /// An append-only file outside the store that every checkpoint is also written to, so a
-    /// store replaced, emptied or cut is caught (`brygga audit verify --witness`).
-    pub witness: Option<std::path::PathBuf>,
-    /// Records older than this are pruned (gallring), behind a signed checkpoint; None keeps
-    /// them all.
-    pub retention: Option<Duration>,
-}
-
-impl CheckpointPolicy {
-    /// How often the writer looks for records past the retention period.
-    fn prune_interval(&self) -> Option<Duration> {
-        self.retention
-            .map(|r| (r / 10).clamp(Duration::from_millis(100), Duration::from_secs(3600)))
-    }
-}
+pub use crate::config::CheckpointPolicy;
 
 /// One line of a witness file: a checkpoint as it was signed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

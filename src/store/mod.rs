@@ -1,8 +1,6 @@
-//! What must survive a restart: the audit chain, subscriptions, the event outbox and the log
-//! extract.
+//! What must survive a restart: the audit chain, subscriptions and the event outbox.
 
 pub mod audit;
-pub mod extract;
 pub mod outbox;
 pub mod schema;
 pub mod subscriptions;

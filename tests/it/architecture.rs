@@ -11,18 +11,13 @@ const MAX_LINES: usize = 600;
 /// Files over [`MAX_LINES`] not yet split, with the length they may not exceed.
 const LONG_FILES: &[(&str, usize)] = &[
     ("src/access/crl_fetch.rs", 641),
-    ("src/access/identity.rs", 904),
     ("src/access/trust.rs", 702),
     ("src/cli/dpo.rs", 799),
-    ("src/config/mod.rs", 1967),
-    ("src/contract/soap.rs", 1500),
-    ("src/contract/translate.rs", 793),
-    ("src/devkit/bench.rs", 874),
+    ("src/devkit/bench.rs", 677),
     ("src/devkit/demo.rs", 899),
     ("src/devkit/sim_af.rs", 1092),
     ("src/gateway/exchange.rs", 997),
     ("src/gateway/server.rs", 920),
-    ("src/gateway/state.rs", 653),
     ("src/model/ident.rs", 690),
     ("src/model/msg.rs", 666),
     ("src/ops/metrics.rs", 1055),
@@ -30,23 +25,7 @@ const LONG_FILES: &[(&str, usize)] = &[
 ];
 
 /// Circles of modules that import each other, not yet broken (each as its sorted members).
-const KNOWN_CIRCLES: &[&[&str]] = &[
-    &[
-        "access::crl",
-        "access::crl_fetch",
-        "access::identity",
-        "access::limit",
-        "access::policy",
-        "access::trust",
-        "config",
-        "error",
-        "gateway::server",
-        "gateway::upstream",
-        "ops::metrics",
-        "ops::telemetry",
-    ],
-    &["gateway::state", "ops::admin"],
-];
+const KNOWN_CIRCLES: &[&[&str]] = &[&["access::crl", "access::crl_fetch", "access::trust"]];
 
 /// The layers, lowest first: a module may use its own layer and those below it. `cli` and
 /// `devkit` are both at the top; `fuzzing` drives everything.
@@ -65,29 +44,17 @@ const LAYERS: &[&[&str]] = &[
 
 /// Imports from a lower layer up into a higher one, not yet turned around (`from -> to`).
 const KNOWN_UPWARD: &[&str] = &[
-    "config -> access::crl",
-    "config -> access::crl_fetch",
     "config -> access::identity",
-    "config -> access::limit",
     "config -> access::pseudo",
     "config -> access::tls",
-    "config -> access::trust",
-    "config -> contract::soap",
-    "config -> gateway::server",
-    "config -> ops::telemetry",
-    "config -> store::audit",
+    "config::check -> access::crl",
+    "config::check -> access::pseudo",
+    "config::check -> access::trust",
+    "config::clients -> access::identity",
+    "config::clients -> access::trust",
     "config::example_keys -> access::pseudo",
-    "contract::validate -> gateway::upstream",
-    "error -> access::identity",
-    "error -> access::limit",
-    "error -> access::policy",
-    "error -> contract::soap",
-    "error -> contract::translate",
-    "error -> gateway::upstream",
-    "ops::admin -> gateway::server",
-    "ops::admin -> gateway::state",
-    "ops::telemetry -> gateway::server",
-    "store::extract -> cli::pdf",
+    "config::runtime -> access::pseudo",
+    "config::runtime -> access::trust",
 ];
 
 fn src() -> PathBuf {
@@ -143,24 +110,36 @@ fn crate_paths(text: &str) -> Vec<String> {
     while let Some(i) = rest.find("crate::") {
         rest = &rest[i + "crate::".len()..];
         if let Some(group) = rest.strip_prefix('{') {
-            let mut depth = 1;
-            let end = group
-                .char_indices()
-                .find(|&(_, c)| {
-                    depth += match c {
-                        '{' => 1,
-                        '}' => -1,
-                        _ => 0,
-                    };
-                    depth == 0
-                })
-                .map_or(group.len(), |(j, _)| j);
-            out.extend(group_paths(&group[..end]));
+            out.extend(group_paths(&group[..closing_brace(group)]));
         } else {
-            out.push(path_prefix(rest));
+            let prefix = path_prefix(rest);
+            let after = rest[prefix.len()..].trim_start_matches(':');
+            match after.strip_prefix('{') {
+                // `crate::a::{x, y}`: the group under its prefix.
+                Some(group) if rest[prefix.len()..].starts_with("::") => {
+                    let end = closing_brace(group);
+                    out.extend(group_paths(&format!("{prefix}::{{{}}}", &group[..end])));
+                }
+                _ => out.push(prefix),
+            }
         }
     }
     out
+}
+
+/// Where the group that `text` opens (just after its `{`) closes.
+fn closing_brace(text: &str) -> usize {
+    let mut depth = 1;
+    text.char_indices()
+        .find(|&(_, c)| {
+            depth += match c {
+                '{' => 1,
+                '}' => -1,
+                _ => 0,
+            };
+            depth == 0
+        })
+        .map_or(text.len(), |(j, _)| j)
 }
 
 /// The leading path (`a::b::c`) of `s`, up to the first character that is not part of one.
@@ -171,7 +150,8 @@ fn path_prefix(s: &str) -> String {
     s[..end].trim_end_matches(':').to_owned()
 }
 
-/// The first path of each top-level item of a `{…}` group (`a::{x, y}, b` → `a`, `b`).
+/// Every path a `{…}` group names, nested groups opened (`a::{x, y}, b` → `a::x`, `a::y`,
+/// `b`), so that `use crate::gateway::{events, exchange}` counts as importing both.
 fn group_paths(group: &str) -> Vec<String> {
     let mut items = Vec::new();
     let (mut depth, mut start) = (0, 0);
@@ -187,11 +167,24 @@ fn group_paths(group: &str) -> Vec<String> {
         }
     }
     items.push(&group[start..]);
-    items
-        .into_iter()
-        .map(|s| path_prefix(s.trim()))
-        .filter(|s| !s.is_empty())
-        .collect()
+    let mut out = Vec::new();
+    for item in items.into_iter().map(str::trim) {
+        match item.split_once("::{") {
+            Some((prefix, inner)) => {
+                let inner = inner.strip_suffix('}').unwrap_or(inner);
+                for p in group_paths(inner) {
+                    // `self` names the prefix itself.
+                    out.push(match p.as_str() {
+                        "self" => prefix.to_owned(),
+                        _ => format!("{prefix}::{p}"),
+                    });
+                }
+            }
+            None => out.push(path_prefix(item)),
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out
 }
 
 /// The module a path lands in: its longest prefix that is a module of the crate.
@@ -309,8 +302,11 @@ fn imports_between_modules_form_no_new_circle() {
 /// The check finds a circle where there is one, through grouped and nested imports.
 #[test]
 fn the_circle_check_sees_grouped_imports() {
-    let text = "use crate::{a::{X, Y}, b};\nfn f() { crate::c::d::g(); }";
-    assert_eq!(crate_paths(text), ["a", "b", "c::d::g"]);
+    let text = "use crate::{a::{X, Y}, b};\nfn f() { crate::c::d::g(); }\nuse crate::e::{self, f, g::{h}};";
+    assert_eq!(
+        crate_paths(text),
+        ["a::X", "a::Y", "b", "c::d::g", "e", "e::f", "e::g::h"]
+    );
     let graph: BTreeMap<String, BTreeSet<String>> = [
         ("a", vec!["b"]),
         ("b", vec!["c"]),

@@ -1024,7 +1024,9 @@ async fn records_past_retention_are_pruned_behind_a_signed_checkpoint_and_the_pr
         .find(|r| r.entry.action == Action::Prune)
         .expect("a pruning record");
     let p = pruning.entry.pruned.as_ref().unwrap();
-    assert!(p.through >= 4 && p.removed >= 4, "{p:?}");
+    // Under load the writer may prune in two steps (through 2, then through 4): the last
+    // pruning reaches past the four exchanges, whatever it removed itself.
+    assert!(p.through >= 4 && p.removed >= 1, "{p:?}");
     assert!(all.iter().all(|r| r.seq == 0 || r.seq > p.through));
     assert!(pruning.entry.subject.is_none() && pruning.entry.arende.is_none());
 

@@ -394,7 +394,7 @@ async fn one_gateway_per_store() {
     let mut second = s.inner.config.clone();
     let any = "127.0.0.1:0".parse().unwrap();
     (second.kommun_bind, second.admin_bind, second.events.bind) = (any, any, any);
-    let refused = brygga::gateway::state::start(second).await.err().unwrap();
+    let refused = brygga::gateway::start::start(second).await.err().unwrap();
     assert!(
         refused.contains("another brygga gateway is using this store"),
         "{refused}"

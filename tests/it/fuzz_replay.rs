@@ -430,3 +430,84 @@ fn a_processing_instruction_or_comment_holding_a_forbidden_character_is_refused(
         assert!(e.to_string().contains("does not allow"), "{doc:?}: {e}");
     }
 }
+
+/// Found by the XSD differential on the second run over the stricter reader: an extension
+/// element (`e:Tillagg`, of another namespace) holding the contract's own elements. brygga
+/// dropped the extension unread; a schema validator checks lax content against every
+/// declaration it has, so the nested `k:HamtaArbetssokandeStatus` (without its `Ingivare`) made
+/// the document invalid. An extension, or a header entry, that holds elements of the
+/// contract's namespace is refused.
+#[test]
+fn an_extension_or_header_entry_holding_the_contracts_own_elements_is_refused() {
+    refused_as(
+        "soap_request/ebbf670f17417b32b54907adc014867bef4672ad",
+        soap::DecodeKind::Unexpected,
+        "Fraga/Tillagg: an extension may not hold elements of the contract's namespace",
+    );
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schemas/kommun/v1/examples/HamtaArbetssokandeStatus.request.xml"),
+    )
+    .unwrap();
+    let in_header = example.replace(
+        "<soap:Body>",
+        r#"<soap:Header><e:Sparning xmlns:e="urn:example:x"><k:Syfte>EKB-BESLUT</k:Syfte></e:Sparning></soap:Header><soap:Body>"#,
+    );
+    let header_itself = example.replace(
+        "<soap:Body>",
+        r#"<soap:Header><k:Syfte>EKB-BESLUT</k:Syfte></soap:Header><soap:Body>"#,
+    );
+    for doc in [in_header, header_itself] {
+        let e = brygga::contract::soap::decode_request(doc.as_bytes(), &XmlLimits::default())
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("may not hold elements of the contract's namespace")
+                || e.to_string().contains("may not be or hold elements"),
+            "{e}"
+        );
+    }
+    // An extension of foreign elements only is still dropped, as the contract allows.
+    let foreign_only = example.replace(
+        "</k:Fraga>",
+        r#"<e:Tillagg xmlns:e="urn:example:x"><e:Data>1</e:Data></e:Tillagg></k:Fraga>"#,
+    );
+    brygga::contract::soap::decode_request(foreign_only.as_bytes(), &XmlLimits::default()).unwrap();
+}
+
+/// Found by the XSD differential on the second run: `TimmarPerVecka` written as `0.5`
+/// followed by 67 zeros. The value is 0.5, but libxml2 holds at most about 24 fraction digits
+/// as written and refuses the rest. brygga now refuses a decimal with more than 18 digits on
+/// either side of the point, as written, on both contracts (XML and AF's JSON).
+#[test]
+fn a_decimal_written_with_more_digits_than_a_validator_holds_is_refused() {
+    refused_as(
+        "soap_request/9d5de3455fb54d552294f7fe9e55ba9db164452e",
+        soap::DecodeKind::Invalid,
+        "TimmarPerVecka: must be a decimal number",
+    );
+    let parse = |s: &str| brygga::model::lexical::parse_decimal(s, 1, 5, 400);
+    assert_eq!(parse("0.500000000000000000"), Ok(5));
+    assert_eq!(parse("000000000000000012.5"), Ok(125));
+    assert!(
+        parse("0.5000000000000000000")
+            .unwrap_err()
+            .contains("at most 18 digits")
+    );
+    assert!(
+        parse("0000000000000000012.5")
+            .unwrap_err()
+            .contains("at most 18 digits")
+    );
+}
+
+/// A found request input must be refused with `kind`, naming `why`.
+fn refused_as(input: &str, kind: soap::DecodeKind, why: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/found")
+        .join(input);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let refused = soap::decode_request(&bytes, &XmlLimits::default()).unwrap_err();
+    assert_eq!(refused.kind, kind, "{input}: {refused}");
+    assert!(refused.to_string().contains(why), "{input}: {refused}");
+}
