@@ -10,18 +10,18 @@ const MAX_LINES: usize = 600;
 
 /// Files over [`MAX_LINES`] not yet split, with the length they may not exceed.
 const LONG_FILES: &[(&str, usize)] = &[
-    ("src/access/crl_fetch.rs", 641),
+    ("src/access/crl_fetch.rs", 611),
     ("src/access/trust.rs", 702),
     ("src/cli/dpo.rs", 799),
     ("src/devkit/bench.rs", 677),
     ("src/devkit/demo.rs", 899),
     ("src/devkit/sim_af.rs", 1092),
     ("src/gateway/exchange.rs", 997),
-    ("src/gateway/server.rs", 920),
+    ("src/gateway/server.rs", 914),
     ("src/model/ident.rs", 690),
     ("src/model/msg.rs", 666),
     ("src/ops/metrics.rs", 1055),
-    ("src/store/audit.rs", 2618),
+    ("src/store/audit.rs", 2599),
 ];
 
 /// Circles of modules that import each other, not yet broken (each as its sorted members).
